@@ -1,0 +1,3 @@
+from ecomm_assets.definitions import defs
+
+__all__ = ["defs"]

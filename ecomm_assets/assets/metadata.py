@@ -1,0 +1,25 @@
+"""Metadata users want to see on a materialization: counts, a preview, where the data is."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pyarrow as pa
+
+PREVIEW_ROWS = 10
+
+
+def preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    head = table.slice(0, rows).to_pylist()
+    if not head:
+        return dg.MetadataValue.md("_no rows_")
+    columns = table.column_names
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + " |" for row in head]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def reasons_table(reasons: dict[str, int]) -> dg.MetadataValue:
+    if not reasons:
+        return dg.MetadataValue.md("_nothing rejected_")
+    rows = "\n".join(f"| {reason} | {count} |" for reason, count in reasons.items())
+    return dg.MetadataValue.md(f"| reason | records |\n|---|---|\n{rows}")

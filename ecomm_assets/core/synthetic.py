@@ -1,0 +1,181 @@
+"""A deterministic generator of DummyJSON-shaped catalogs and canonical nested orders.
+
+Same (seed, day) -> same records -> same bytes, on any machine: all randomness comes from
+numpy's PCG64 seeded with (seed, day ordinal), and serialization is sorted-free plain json.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+
+CATEGORIES = {
+    "beauty": (5, 60), "fragrances": (20, 150), "furniture": (80, 1500), "groceries": (1, 25),
+    "home-decoration": (10, 200), "kitchen-accessories": (5, 120), "laptops": (400, 2500),
+    "mens-shirts": (15, 80), "mens-shoes": (30, 200), "mens-watches": (50, 900),
+    "mobile-accessories": (5, 150), "motorcycle": (2000, 15000), "skin-care": (5, 80),
+    "smartphones": (150, 1400), "sports-accessories": (5, 300), "sunglasses": (10, 250),
+    "tablets": (150, 1200), "tops": (10, 60), "vehicle": (9000, 60000), "womens-bags": (30, 700),
+    "womens-dresses": (20, 200), "womens-jewellery": (15, 600), "womens-shoes": (25, 250),
+    "womens-watches": (50, 900),
+}
+BRANDS = ["Acme", "Northwind", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent"]
+FIRST_NAMES = ["Emily", "Michael", "Sophia", "James", "Emma", "Olivia", "Liam", "Ava", "Noah", "Isabella", "Lucas", "Mia"]
+LAST_NAMES = ["Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Wilson", "Taylor", "Clark"]
+CITIES = [
+    ("Phoenix", "Arizona", "United States"), ("Austin", "Texas", "United States"),
+    ("Denver", "Colorado", "United States"), ("Seattle", "Washington", "United States"),
+    ("Toronto", "Ontario", "Canada"), ("Lyon", "Auvergne-Rhone-Alpes", "France"),
+    ("Munich", "Bavaria", "Germany"), ("Manchester", "England", "United Kingdom"),
+]
+# Share of a day's orders by UTC hour: quiet nights, a lunch peak and an evening peak.
+HOURLY_WEIGHTS = np.array(
+    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 4, 5, 6, 7, 6.5, 5.5, 5, 5, 5.5, 6.5, 8, 8.5, 7, 5, 2.5]
+)
+# Orders relative to a mean day, Monday first: weekends sell more.
+WEEKDAY_FACTORS = np.array([0.9, 0.92, 0.95, 0.98, 1.05, 1.15, 1.05])
+
+
+def _rng(seed: int, *salt: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *salt])
+
+
+def generate_products(seed: int, count: int = 200) -> list[dict]:
+    rng = _rng(seed, 1)
+    names = list(CATEGORIES)
+    categories = rng.integers(0, len(names), count)
+    products = []
+    for i in range(count):
+        category = names[categories[i]]
+        low, high = CATEGORIES[category]
+        product = {
+            "id": i + 1,
+            "title": f"{category.replace('-', ' ').title()} {i + 1}",
+            "category": category,
+            "price": round(float(rng.uniform(low, high)), 2),
+            "discountPercentage": round(float(rng.uniform(0, 20)), 2),
+            "rating": round(float(rng.uniform(1, 5)), 2),
+            "stock": int(rng.integers(0, 200)),
+        }
+        if rng.random() < 0.55:  # like DummyJSON, many products have no brand
+            product["brand"] = BRANDS[int(rng.integers(0, len(BRANDS)))]
+        products.append(product)
+    return products
+
+
+def generate_users(seed: int, count: int = 500) -> list[dict]:
+    rng = _rng(seed, 2)
+    users = []
+    for i in range(count):
+        first = FIRST_NAMES[int(rng.integers(0, len(FIRST_NAMES)))]
+        last = LAST_NAMES[int(rng.integers(0, len(LAST_NAMES)))]
+        city, state, country = CITIES[int(rng.integers(0, len(CITIES)))]
+        users.append(
+            {
+                "id": i + 1,
+                "firstName": first,
+                "lastName": last,
+                "email": f"{first.lower()}.{last.lower()}{i + 1}@example.com",
+                "address": {
+                    "address": f"{int(rng.integers(1, 999))} Main Street",
+                    "city": city,
+                    "state": state,
+                    "postalCode": f"{int(rng.integers(10000, 99999))}",
+                    "country": country,
+                },
+            }
+        )
+    return users
+
+
+def orders_for_day(day: date, mean_orders: int) -> int:
+    return int(round(mean_orders * WEEKDAY_FACTORS[day.weekday()]))
+
+
+def generate_orders(seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict]) -> list[dict]:
+    """The canonical nested orders of `day`, sorted by time, deterministic for (seed, day)."""
+    n = orders_for_day(day, mean_orders)
+    rng = _rng(seed, 3, day.toordinal())
+    hours = rng.choice(24, size=n, p=HOURLY_WEIGHTS / HOURLY_WEIGHTS.sum())
+    seconds = np.sort(hours * 3600 + rng.integers(0, 3600, n))
+    customers = rng.integers(0, len(users), n)
+    line_counts = rng.choice([1, 2, 3, 4, 5], size=n, p=[0.35, 0.3, 0.18, 0.11, 0.06])
+    total_lines = int(line_counts.sum())
+    product_picks = rng.integers(0, len(products), total_lines)
+    quantities = rng.choice([1, 2, 3, 4], size=total_lines, p=[0.6, 0.25, 0.1, 0.05])
+    # A few percent of orders carry shipping on top, so reported totals do not always reconcile.
+    shipping = np.where(rng.random(n) < 0.03, 4.99, 0.0)
+
+    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    orders, line = [], 0
+    for i in range(n):
+        user = users[customers[i]]
+        lines = []
+        for _ in range(line_counts[i]):
+            product = products[product_picks[line]]
+            lines.append(
+                {
+                    "product_id": str(product["id"]),
+                    "name": product["title"],
+                    "category": product["category"],
+                    "brand": product.get("brand"),
+                    "price": product["price"],
+                    "quantity": int(quantities[line]),
+                    "discount_percent": product["discountPercentage"],
+                }
+            )
+            line += 1
+        items_cents = sum(round(p["price"] * 100) * p["quantity"] for p in lines)
+        orders.append(
+            {
+                "order_id": f"SYN-{day:%Y%m%d}-{i + 1:06d}",
+                "order_date": (midnight + timedelta(seconds=int(seconds[i]))).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "total_amount": round((items_cents + round(shipping[i] * 100)) / 100, 2),
+                "customer": {
+                    "customer_id": str(user["id"]),
+                    "name": f"{user['firstName']} {user['lastName']}",
+                    "email": user["email"],
+                    "address": user["address"],
+                },
+                "products": lines,
+            }
+        )
+    return orders
+
+
+def to_json_lines(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+
+
+def generate_carts(seed: int, products: list[dict], count: int = 50, users: int = 500) -> list[dict]:
+    """DummyJSON-shaped carts (id, userId, products with title, price, quantity, total)."""
+    rng = _rng(seed, 5)
+    carts = []
+    for cart_id in range(1, count + 1):
+        picks = rng.integers(0, len(products), int(rng.integers(1, 6)))
+        lines = []
+        for pick in picks:
+            product, quantity = products[pick], int(rng.integers(1, 5))
+            lines.append(
+                {
+                    "id": product["id"],
+                    "title": product["title"],
+                    "price": product["price"],
+                    "quantity": quantity,
+                    "total": round(product["price"] * quantity, 2),
+                    "discountPercentage": product["discountPercentage"],
+                }
+            )
+        carts.append(
+            {
+                "id": cart_id,
+                "products": lines,
+                "total": round(sum(line["total"] for line in lines), 2),
+                "userId": int(rng.integers(1, users + 1)),
+                "totalProducts": len(lines),
+                "totalQuantity": sum(line["quantity"] for line in lines),
+            }
+        )
+    return carts

@@ -1,0 +1,105 @@
+"""Tables derived from order lines and catalog snapshots: orders and the two dimensions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+
+from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, ORDERS
+
+
+def _query(sql: str, **tables: pa.Table) -> pa.Table:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name, table in tables.items():
+        con.register(name, table)
+    result = con.sql(sql).to_arrow_table()
+    con.close()
+    return result
+
+
+def build_orders(order_lines: pa.Table) -> pa.Table:
+    """One row per order; `reconciles` says whether the reported total equals the line totals."""
+    return _query(
+        """
+        SELECT order_id, any_value(order_ts) AS order_ts, any_value(order_date) AS order_date,
+               any_value(customer_id) AS customer_id, any_value(customer_name) AS customer_name,
+               any_value(customer_email) AS customer_email, any_value(customer_country) AS customer_country,
+               count(*)::INTEGER AS items, sum(quantity)::BIGINT AS units,
+               sum(line_total)::DECIMAL(18,2) AS items_total, any_value(order_total) AS reported_total,
+               (any_value(order_total) - sum(line_total))::DECIMAL(18,2) AS total_difference,
+               any_value(order_total) = sum(line_total) AS reconciles,
+               any_value(source) AS source
+        FROM order_lines GROUP BY order_id ORDER BY order_ts, order_id
+        """,
+        order_lines=order_lines,
+    ).cast(ORDERS)
+
+
+def build_dim_products(catalog: list[dict], order_lines: pa.Table, snapshot: date) -> pa.Table:
+    """The catalog snapshot, plus products seen only in orders (landed files may sell products
+    the catalog does not list yet), with the attributes of their latest order line."""
+    catalog_table = _catalog_table(
+        catalog,
+        {"id": pa.string(), "title": pa.string(), "category": pa.string(), "brand": pa.string(),
+         "price": pa.float64(), "discountPercentage": pa.float64(), "rating": pa.float64(), "stock": pa.int64()},
+    )
+    return _query(
+        f"""
+        SELECT id AS product_id, title AS name, category, brand, price::DECIMAL(18,2) AS price,
+               "discountPercentage"::DECIMAL(9,2) AS discount_percent, rating, stock,
+               'catalog' AS origin, DATE '{snapshot}' AS snapshot_date
+        FROM catalog
+        UNION ALL
+        SELECT product_id, arg_max(product_name, order_ts), arg_max(category, order_ts), arg_max(brand, order_ts),
+               arg_max(unit_price, order_ts), arg_max(discount_percent, order_ts), NULL, NULL,
+               'orders', DATE '{snapshot}'
+        FROM order_lines WHERE product_id NOT IN (SELECT id FROM catalog) GROUP BY product_id
+        ORDER BY origin, product_id
+        """,
+        catalog=catalog_table,
+        order_lines=order_lines,
+    ).cast(DIM_PRODUCTS)
+
+
+def build_dim_customers(users: list[dict], order_lines: pa.Table, snapshot: date) -> pa.Table:
+    """Users with their address flattened, plus customers seen only in orders."""
+    address = pa.struct(
+        {"address": pa.string(), "city": pa.string(), "state": pa.string(), "postalCode": pa.string(), "country": pa.string()}
+    )
+    users_table = _catalog_table(
+        users,
+        {"id": pa.string(), "firstName": pa.string(), "lastName": pa.string(), "email": pa.string(), "address": address},
+    )
+    return _query(
+        f"""
+        SELECT id AS customer_id, concat_ws(' ', "firstName", "lastName") AS name, email,
+               address.address AS address, address.city, address.state, address."postalCode" AS postal_code,
+               address.country, 'catalog' AS origin, DATE '{snapshot}' AS snapshot_date
+        FROM users
+        UNION ALL
+        SELECT customer_id, arg_max(customer_name, order_ts), arg_max(customer_email, order_ts),
+               arg_max(customer_address, order_ts), arg_max(customer_city, order_ts),
+               arg_max(customer_state, order_ts), NULL, arg_max(customer_country, order_ts),
+               'orders', DATE '{snapshot}'
+        FROM order_lines
+        WHERE customer_id IS NOT NULL AND customer_id NOT IN (SELECT id FROM users) GROUP BY customer_id
+        ORDER BY origin, customer_id
+        """,
+        users=users_table,
+        order_lines=order_lines,
+    ).cast(DIM_CUSTOMERS)
+
+
+def _catalog_table(records: list[dict], fields: dict[str, pa.DataType]) -> pa.Table:
+    """Catalog records (JSON-shaped dicts) as a typed table of the fields the dimension uses;
+    ids become strings, as in the order lines, and absent keys become nulls."""
+    columns = {}
+    for name, dtype in fields.items():
+        values = [record.get(name) for record in records]
+        if name == "id":
+            values = [None if v is None else str(v) for v in values]
+        columns[name] = pa.array(values, type=dtype)
+    return pa.table(columns)

@@ -1,0 +1,51 @@
+"""The one Definitions. The environment is read here and nowhere else."""
+
+import os
+
+import dagster as dg
+
+from ecomm_assets.assets.lake import build_lake_assets
+from ecomm_assets.assets.sources import build_source_assets
+from ecomm_assets.automation import build_automation
+from ecomm_assets.checks import build_checks
+from ecomm_assets.partitions import DEFAULT_START_DATE, daily_partitions
+from ecomm_assets.resources import LakeResource, OrderSourceResource
+
+
+def build_definitions(
+    start_date: str = DEFAULT_START_DATE,
+    lake: LakeResource | None = None,
+    order_source: OrderSourceResource | None = None,
+) -> dg.Definitions:
+    partitions = daily_partitions(start_date)
+    jobs, sensors = build_automation(partitions)
+    return dg.Definitions(
+        assets=[*build_source_assets(partitions), *build_lake_assets(partitions)],
+        asset_checks=build_checks(partitions),
+        jobs=jobs,
+        sensors=sensors,
+        resources={"lake": lake or LakeResource(), "order_source": order_source or OrderSourceResource()},
+    )
+
+
+def _env(name: str, default=None, as_int: bool = False):
+    """dg.EnvVar when the variable is set (resolved at run time, shown as such in the UI), else the default."""
+    if name not in os.environ:
+        return default
+    return dg.EnvVar.int(name) if as_int else dg.EnvVar(name)
+
+
+defs = build_definitions(
+    start_date=os.environ.get("ECOMM_START_DATE", DEFAULT_START_DATE),
+    lake=LakeResource(
+        uri=_env("ECOMM_LAKE_URI", "data/lake"),
+        s3_endpoint_url=_env("ECOMM_S3_ENDPOINT_URL"),
+        s3_region=_env("AWS_REGION"),
+    ),
+    order_source=OrderSourceResource(
+        source=_env("ECOMM_SOURCE", "synthetic"),
+        dummyjson_url=_env("ECOMM_DUMMYJSON_URL", "https://dummyjson.com"),
+        orders_per_day=_env("ECOMM_ORDERS_PER_DAY", 1000, as_int=True),
+        seed=_env("ECOMM_SEED", 42, as_int=True),
+    ),
+)

@@ -1,0 +1,53 @@
+"""Settings live here, as resource fields with local defaults; definitions.py binds the environment."""
+
+from datetime import date
+
+import dagster as dg
+
+from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
+from ecomm_assets.core import synthetic
+from ecomm_assets.core.storage import LakeStore
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where the lake lives: a local folder (default) or an `s3://bucket/prefix` URI."""
+
+    uri: str = "data/lake"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    def store(self) -> LakeStore:
+        return LakeStore.from_uri(self.uri, self.s3_endpoint_url, self.s3_region)
+
+
+class OrderSourceResource(dg.ConfigurableResource):
+    """Where catalogs and orders come from: `synthetic` (offline, deterministic) or `dummyjson`."""
+
+    source: str = "synthetic"
+    dummyjson_url: str = "https://dummyjson.com"
+    orders_per_day: int = 1000
+    seed: int = 42
+    timeout_seconds: float = 10.0
+    max_retries: int = 5
+
+    def client(self) -> DummyJSONClient:
+        return DummyJSONClient(self.dummyjson_url, self.timeout_seconds, self.max_retries)
+
+    def catalog(self, resource: str) -> list[dict]:
+        """`products`, `users` or `carts`, DummyJSON-shaped."""
+        if self.source == "dummyjson":
+            return self.client().get_all(resource)
+        if self.source != "synthetic":
+            raise ValueError(f"unknown order source {self.source!r}: use 'synthetic' or 'dummyjson'")
+        if resource == "products":
+            return synthetic.generate_products(self.seed)
+        if resource == "users":
+            return synthetic.generate_users(self.seed)
+        if resource == "carts":
+            return synthetic.generate_carts(self.seed, synthetic.generate_products(self.seed))
+        raise ValueError(f"unknown catalog resource {resource!r}")
+
+    def orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> list[dict]:
+        if self.source == "dummyjson":
+            return carts_to_orders(carts, users, products, day, self.seed)
+        return synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users)

@@ -93,11 +93,10 @@ def ingest_landing_job():
     ingest_landing_files()
 
 
-def build_automation(partitions: dg.PartitionsDefinition) -> tuple[list, list]:
+def build_automation() -> tuple[list, list]:
     lake_job = dg.define_asset_job(
         "lake_job",
         selection=dg.AssetSelection.assets("order_lines").downstream(),
-        partitions_def=partitions,
         description="Recompute order_lines and everything downstream for one day.",
     )
 

@@ -18,7 +18,7 @@ def build_definitions(
     order_source: OrderSourceResource | None = None,
 ) -> dg.Definitions:
     partitions = daily_partitions(start_date)
-    jobs, sensors = build_automation(partitions)
+    jobs, sensors = build_automation()
     return dg.Definitions(
         assets=[*build_source_assets(partitions), *build_lake_assets(partitions)],
         asset_checks=build_checks(partitions),

@@ -73,28 +73,16 @@ class FlattenResult:
 
 
 # Strict read: declared types, so DuckDB never guesses (a whole-number first price must not make
-# the column BIGINT). Scalars that may legitimately arrive as number or string are VARCHAR.
+# the column BIGINT). Ids are read as JSON: a VARCHAR column would take an object as its text.
 _STRICT_COLUMNS = {
-    "order_id": "VARCHAR",
+    "order_id": "JSON",
     "order_date": "VARCHAR",
     "total_amount": "DECIMAL(18,2)",
-    "customer": "STRUCT(customer_id VARCHAR, name VARCHAR, email VARCHAR, address JSON, "
+    "customer": "STRUCT(customer_id JSON, name VARCHAR, email VARCHAR, address JSON, "
     "city VARCHAR, state VARCHAR, country VARCHAR)",
-    "products": "STRUCT(product_id VARCHAR, name VARCHAR, category VARCHAR, brand VARCHAR, "
+    "products": "STRUCT(product_id JSON, name VARCHAR, category VARCHAR, brand VARCHAR, "
     "price DECIMAL(18,2), quantity DOUBLE, discount_percent DECIMAL(9,2))[]",
 }
-
-_STRICT_RECORDS = """
-SELECT f.file_index, row_number() OVER (PARTITION BY r.filename) AS record_number,
-       NULL::VARCHAR AS record,
-       r.order_id, r.order_date AS order_date_text, r.total_amount,
-       r.customer.customer_id, r.customer.name AS customer_name, r.customer.email AS customer_email,
-       r.customer.address AS address_json, r.customer.city AS customer_city,
-       r.customer.state AS customer_state, r.customer.country AS customer_country,
-       r.products, []::VARCHAR[] AS type_problems, NULL::VARCHAR AS products_problem
-FROM read_json($paths, format='newline_delimited', columns=$columns, filename=true) r
-JOIN files f ON f.path = r.filename
-"""
 
 # Lenient read: every record as a JSON value. Wrong types become precise reasons, not crashes.
 _NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
@@ -107,6 +95,10 @@ def _type_problem(json_expr: str, allowed: str, label: str) -> str:
         f"CASE WHEN {json_expr} IS NOT NULL AND json_type({json_expr}) NOT IN {allowed} "
         f"AND json_type({json_expr}) <> 'NULL' THEN '{label} has wrong type: ' || json_type({json_expr}) END"
     )
+
+
+def _scalar_id(json_expr: str) -> str:
+    return f"CASE WHEN json_type({json_expr}) IN {_SCALAR_TYPES} THEN ({json_expr}) ->> '$' END"
 
 
 def _number(json_expr: str, sql_type: str) -> str:
@@ -160,6 +152,28 @@ SELECT file_index, record_number, j::VARCHAR AS record,
 FROM shaped
 """
 
+_STRICT_RECORDS = f"""
+SELECT f.file_index, row_number() OVER (PARTITION BY r.filename) AS record_number,
+       NULL::VARCHAR AS record,
+       {_scalar_id("r.order_id")} AS order_id, r.order_date AS order_date_text, r.total_amount,
+       {_scalar_id("r.customer.customer_id")} AS customer_id,
+       r.customer.name AS customer_name, r.customer.email AS customer_email,
+       r.customer.address AS address_json, r.customer.city AS customer_city,
+       r.customer.state AS customer_state, r.customer.country AS customer_country,
+       list_transform(r.products, lambda p: struct_pack(
+           product_id := {_scalar_id("p.product_id")}, name := p.name, category := p.category,
+           brand := p.brand, price := p.price, quantity := p.quantity,
+           discount_percent := p.discount_percent,
+           problem := {_type_problem("p.product_id", _SCALAR_TYPES, "product_id")})) AS products,
+       list_filter([
+           {_type_problem("r.order_id", _SCALAR_TYPES, "order_id")},
+           {_type_problem("r.customer.customer_id", _SCALAR_TYPES, "customer_id")}
+       ], lambda x: x IS NOT NULL) AS type_problems,
+       NULL::VARCHAR AS products_problem
+FROM read_json($paths, format='newline_delimited', columns=$columns, filename=true) r
+JOIN files f ON f.path = r.filename
+"""
+
 # The rules, once. Each is (condition that makes the record or line invalid, reason expression);
 # conditions of one list exclude each other's cases so a reason is never said twice.
 _ORDER_RULES = [
@@ -192,11 +206,9 @@ def _any_rule_broken(rules: list[tuple[str, str]]) -> str:
 def _reasons(read_mode: str) -> str:
     """SQL for a record's list of reasons; the strict read only needs to know whether it has any."""
     if read_mode == "strict":
-        # Strict records carry no `problem` field and no type problems.
-        line_rules = _LINE_RULES[1:]
         broken = (
-            f"{_any_rule_broken(_ORDER_RULES)} OR "
-            f"coalesce(list_bool_or(list_transform(products, lambda p: {_any_rule_broken(line_rules)})), false)"
+            f"len(type_problems) > 0 OR {_any_rule_broken(_ORDER_RULES)} OR "
+            f"coalesce(list_bool_or(list_transform(products, lambda p: {_any_rule_broken(_LINE_RULES)})), false)"
         )
         return f"CASE WHEN {broken} THEN ['invalid'] ELSE []::VARCHAR[] END"
     order_reasons = ", ".join(f"CASE WHEN {c} THEN {r} END" for c, r in _ORDER_RULES)

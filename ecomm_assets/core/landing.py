@@ -72,25 +72,26 @@ def split_landing_file(name: str, data: bytes) -> LandedFile:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        text = None
-        encoding_error = error
-    stripped = (text or data.decode("utf-8", "replace")).lstrip()
-    if stripped.startswith("["):
-        if text is None:
-            landed.file_error = f"not UTF-8: {encoding_error}"
+        if data.lstrip().startswith(b"["):
+            landed.file_error = f"not UTF-8: {error}"
             return landed
-        _split_json_document(landed, text)
-    else:
-        _split_json_lines(landed, data)
+        text = None  # JSON Lines: the bad lines are quarantined one by one
+    if text is not None:
+        # One JSON document (an array, one order, or {"orders": [...]}); JSON Lines fail fast here.
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            if text.lstrip().startswith("["):
+                landed.file_error = f"malformed or truncated JSON document: {error}"
+                return landed
+        else:
+            _split_json_document(landed, document)
+            return landed
+    _split_json_lines(landed, data)
     return landed
 
 
-def _split_json_document(landed: LandedFile, text: str) -> None:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        landed.file_error = f"malformed or truncated JSON document: {error}"
-        return
+def _split_json_document(landed: LandedFile, document: object) -> None:
     if isinstance(document, dict) and isinstance(document.get("orders"), list):
         document = document["orders"]
     records = document if isinstance(document, list) else [document]
@@ -99,18 +100,8 @@ def _split_json_document(landed: LandedFile, text: str) -> None:
 
 
 def _split_json_lines(landed: LandedFile, data: bytes) -> None:
-    lines = data.split(b"\n")
-    # A pretty-printed single object or {"orders": [...]} is one JSON document, not JSON Lines.
-    if len(lines) > 1 and not _parses(lines[0]):
-        try:
-            document = json.loads(data.decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            document = None
-        if isinstance(document, (dict, list)):
-            _split_json_document(landed, data.decode("utf-8-sig"))
-            return
     number = 0
-    for raw_line in lines:
+    for raw_line in data.split(b"\n"):
         if not raw_line.strip():
             continue
         number += 1
@@ -125,14 +116,6 @@ def _split_json_lines(landed: LandedFile, data: bytes) -> None:
             _quarantine(landed, number, f"malformed JSON: {error}", line)
             continue
         _route(landed, number, record, line)
-
-
-def _parses(line: bytes) -> bool:
-    try:
-        json.loads(line)
-        return True
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
 
 
 def _route(landed: LandedFile, number: int, record: object, line: str | None) -> None:

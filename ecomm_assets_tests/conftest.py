@@ -1,0 +1,111 @@
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import dagster as dg
+import pytest
+
+from ecomm_assets.definitions import build_definitions
+from ecomm_assets.resources import LakeResource, OrderSourceResource
+
+DUMMYJSON_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dummyjson"
+COLLECTIONS = ("products", "users", "carts", "posts", "comments")
+
+
+class DummyJSONStandIn:
+    """Serves the real DummyJSON data files the way the API does: pagination envelope with
+    limit/skip, limit=0 for everything, 400 on a non-numeric limit, 404s, and a 429 on the
+    first `rate_limited_requests` requests (with Retry-After: 0)."""
+
+    def __init__(self, rate_limited_requests: int = 0):
+        if not DUMMYJSON_DATA.is_dir():
+            pytest.skip(f"{DUMMYJSON_DATA} does not exist (a clone without shared/ beside it)")
+        self.data = {name: json.loads((DUMMYJSON_DATA / f"{name}.json").read_text()) for name in COLLECTIONS}
+        self.rate_limited_requests = rate_limited_requests
+        self.requests: list[str] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                stand_in.requests.append(self.path)
+                if len(stand_in.requests) <= stand_in.rate_limited_requests:
+                    return self._send(429, {"message": "Too many requests"}, {"Retry-After": "0"})
+                status, body = stand_in.answer(self.path)
+                self._send(status, body)
+
+            def _send(self, status, body, headers=None):
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, path: str):
+        url = urlparse(path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        single = re.fullmatch(r"/(\w+)/(\d+)", url.path)
+        if single and single.group(1) in self.data:
+            name, record_id = single.group(1), int(single.group(2))
+            for record in self.data[name]:
+                if record["id"] == record_id:
+                    return 200, record
+            return 404, {"message": f"{name[:-1].title()} with id '{record_id}' not found"}
+        name = url.path.strip("/")
+        if name not in self.data:
+            return 404, {"message": f"not found: {url.path}"}
+        for key in ("limit", "skip"):
+            if key in query and not query[key].isdigit():
+                return 400, {"message": f"Invalid '{key}' - must be a number"}
+        records = self.data[name]
+        skip, limit = int(query.get("skip", 0)), int(query.get("limit", 30))
+        page = records[skip:] if limit == 0 else records[skip : skip + limit]
+        return 200, {name: page, "total": len(records), "skip": skip, "limit": len(page)}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def dummyjson():
+    stand_in = DummyJSONStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def lake_dir(tmp_path):
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def make_definitions(lake_dir, **source) -> dg.Definitions:
+    return build_definitions(
+        start_date="2024-01-01",
+        lake=LakeResource(uri=str(lake_dir)),
+        order_source=OrderSourceResource(**({"orders_per_day": 200} | source)),
+    )
+
+
+def materialize_day(defs: dg.Definitions, day: str, instance) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(partition_key=day, instance=instance)

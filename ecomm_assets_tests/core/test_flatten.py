@@ -1,0 +1,119 @@
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from ecomm_assets.core.flatten import RawOrderFile, flatten_orders
+from ecomm_assets.core.schemas import ORDER_LINES, schema_differences
+
+DAY = date(2024, 1, 15)
+
+
+def order(order_id="O1", when="2024-01-15T10:30:00Z", **extra):
+    record = {
+        "order_id": order_id,
+        "order_date": when,
+        "total_amount": 60.5,
+        "customer": {"customer_id": 7, "name": "Ann", "email": "a@x", "address": {"address": "1 Main", "city": "Lyon", "state": "ARA", "country": "France"}},
+        "products": [
+            {"product_id": 1, "name": "Pen", "category": "office", "price": 25, "quantity": 2, "discount_percent": 5},
+            {"product_id": "P-2", "name": "Ink", "category": "office", "price": 10.5, "quantity": 1},
+        ],
+    }
+    record.update(extra)
+    return record
+
+
+def write(tmp_path, name, records):
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return RawOrderFile(str(path), DAY, name.removesuffix(".jsonl"))
+
+
+def test_clean_records_are_flattened_with_exact_types(tmp_path):
+    result = flatten_orders([write(tmp_path, "a.jsonl", [order()])])
+    assert result.read_mode == "strict"
+    assert schema_differences(result.lines.schema, ORDER_LINES) == []
+    first, second = result.lines.to_pylist()
+    assert (first["line_number"], second["line_number"]) == (1, 2)
+    assert first["unit_price"] == Decimal("25.00") and first["line_total"] == Decimal("50.00")
+    assert second["product_id"] == "P-2" and second["line_total"] == Decimal("10.50")
+    assert first["order_total"] == Decimal("60.50")
+    assert first["customer_id"] == "7" and first["customer_city"] == "Lyon" and first["customer_address"] == "1 Main"
+    # 2024-01-15 is a Monday; the hour is UTC.
+    assert (first["year"], first["month"], first["day"], first["hour"], first["day_of_week"]) == (2024, 1, 15, 10, 0)
+    assert first["source"] == "a"
+
+
+def test_money_is_decimal_even_when_floats_carry_noise(tmp_path):
+    noisy = order(products=[{"product_id": 1, "price": 33.316666666666663, "quantity": 3}], total_amount=99.94999999999999)
+    lines = flatten_orders([write(tmp_path, "a.jsonl", [noisy])]).lines.to_pylist()
+    assert lines[0]["unit_price"] == Decimal("33.32")
+    assert lines[0]["order_total"] == Decimal("99.95")
+
+
+def test_offsets_are_converted_to_the_utc_day_and_hour(tmp_path):
+    late = order(when="2024-01-15T22:30:00-01:00")  # 23:30 UTC on the 15th
+    lines = flatten_orders([write(tmp_path, "a.jsonl", [late])]).lines.to_pylist()
+    assert lines[0]["hour"] == 23 and lines[0]["order_date"] == DAY
+
+
+BAD_RECORDS = [
+    (order(order_id=None), "missing order_id"),
+    ({k: v for k, v in order().items() if k != "order_id"}, "missing order_id"),
+    (order(products=[]), "no products"),
+    (order(products=None), "missing products"),
+    (order(products="pen"), "products has wrong type"),
+    (order(products=[{"product_id": 1, "price": "cheap", "quantity": 1}]), "non-numeric price"),
+    (order(products=[{"product_id": 1, "price": -3, "quantity": 1}]), "negative price"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": 0}]), "quantity <= 0"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": -2}]), "quantity <= 0"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": 1.5}]), "quantity is not a whole number"),
+    (order(products=[{"price": 3, "quantity": 1}]), "missing product_id"),
+    (order(products=["pen"]), "product is not an object"),
+    (order(when="next tuesday"), "unparseable order_date"),
+    (order(when=None), "missing order_date"),
+    (order(when="2024-01-16T01:00:00Z"), "order_date outside partition"),
+    (order(order_id={"nested": 1}), "order_id has wrong type"),
+    (order(customer="Ann"), "customer has wrong type"),
+    (order(total_amount="lots"), "non-numeric total_amount"),
+    ([1, 2, 3], "record is not a JSON object"),
+]
+
+
+@pytest.mark.parametrize("record, reason", BAD_RECORDS, ids=[r for _, r in BAD_RECORDS])
+def test_each_bad_record_is_quarantined_with_its_reason(tmp_path, record, reason):
+    good = order(order_id="GOOD")
+    result = flatten_orders([write(tmp_path, "a.jsonl", [good, record])])
+    assert result.lines.column("order_id").unique().to_pylist() == ["GOOD"]
+    [rejected] = result.quarantined.to_pylist()
+    assert reason in rejected["reason"]
+    assert json.loads(rejected["record"]) == record  # the original record, kept whole
+    assert rejected["record_number"] == 2
+    counts = result.counts[DAY]
+    assert (counts.records_read, counts.orders_loaded, counts.quarantined) == (2, 1, 1)
+    assert counts.conserved
+
+
+def test_newest_version_of_an_order_wins_and_duplicates_are_counted(tmp_path):
+    older = write(tmp_path, "older.jsonl", [order(total_amount=1), order(order_id="O2")])
+    newer = write(tmp_path, "newer.jsonl", [order(total_amount=2), order(total_amount=3)])
+    result = flatten_orders([older, newer])
+    totals = {r["order_id"]: r["order_total"] for r in result.lines.to_pylist()}
+    assert totals == {"O1": Decimal("3.00"), "O2": Decimal("60.50")}
+    counts = result.counts[DAY]
+    assert (counts.records_read, counts.orders_loaded, counts.duplicates_dropped) == (4, 2, 2)
+    assert counts.conserved
+
+
+def test_a_first_whole_number_price_does_not_round_later_prices(tmp_path):
+    records = [order(order_id=f"O{i}", products=[{"product_id": 1, "price": 25, "quantity": 1}]) for i in range(3)]
+    records.append(order(order_id="LAST", products=[{"product_id": 1, "price": 25.55, "quantity": 1}]))
+    lines = flatten_orders([write(tmp_path, "a.jsonl", records)]).lines.to_pylist()
+    assert [r["unit_price"] for r in lines if r["order_id"] == "LAST"] == [Decimal("25.55")]
+
+
+def test_no_files_give_empty_tables(tmp_path):
+    result = flatten_orders([])
+    assert result.lines.num_rows == 0 and result.lines.schema == ORDER_LINES

@@ -1,0 +1,156 @@
+import json
+import re
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+
+from ecomm_assets.automation import ingest_landing_job
+from ecomm_assets.core.landing import file_id
+from ecomm_assets_tests.conftest import make_definitions, materialize_day
+
+
+def sql(lake_dir, query):
+    return duckdb.sql(query.replace("{lake}", str(lake_dir))).fetchall()
+
+
+def check_results(result) -> dict:
+    return {
+        (e.asset_key.path[-1], e.check_name): e.passed
+        for e in (ev.event_specific_data for ev in result.all_events if ev.event_type_value == "ASSET_CHECK_EVALUATION")
+    }
+
+
+def test_whole_graph_for_one_day(lake_dir, instance):
+    result = materialize_day(make_definitions(lake_dir), "2024-01-15", instance)
+    assert result.success
+    checks = check_results(result)
+    assert len(checks) == 14
+    # Synthetic orders add shipping to a few percent of totals: the WARN check says so.
+    assert checks.pop(("orders", "totals_reconcile")) is False
+    assert all(checks.values()), checks
+    lines, orders, line_total = sql(lake_dir, "SELECT count(*), count(DISTINCT order_id), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet'")[0]
+    assert sql(lake_dir, "SELECT count(*), sum(items_total) FROM '{lake}/processed/orders/*/*.parquet'")[0] == (orders, line_total)
+    assert orders == 180 and lines > orders  # 200 a day on average, Mondays sell 0.9x
+    assert sql(lake_dir, "SELECT DISTINCT order_date::VARCHAR FROM '{lake}/processed/order_lines/*/*.parquet'") == [("2024-01-15",)]
+    assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/dim_products/*/*.parquet'")[0][0] == 200
+    assert sql(lake_dir, "SELECT count(*), count(city) FROM '{lake}/processed/dim_customers/*/*.parquet'")[0] == (500, 500)
+    materialization = instance.get_latest_materialization_event(dg.AssetKey("order_lines")).asset_materialization
+    assert materialization.metadata["dagster/row_count"].value == lines
+    assert materialization.metadata["conservation_holds"].value is True
+
+
+def test_a_seven_day_range_and_rerunning_a_day_changes_nothing(lake_dir, instance):
+    defs = make_definitions(lake_dir)
+    days = [str(date(2024, 1, 10) + timedelta(days=n)) for n in range(7)]
+    for day in days:
+        assert materialize_day(defs, day, instance).success
+    per_day = sql(lake_dir, "SELECT order_date::VARCHAR, count(DISTINCT order_id), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
+    assert [d for d, _, _ in per_day] == days
+    assert per_day == sql(lake_dir, "SELECT order_date::VARCHAR, count(*), sum(items_total) FROM '{lake}/processed/orders/*/*.parquet' GROUP BY 1 ORDER BY 1")
+    last = materialize_day(defs, days[-1], instance)
+    assert check_results(last)[("order_lines", "row_count_not_anomalous")] is True
+    assert per_day == sql(lake_dir, "SELECT order_date::VARCHAR, count(DISTINCT order_id), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
+
+
+def land(lake_dir, name, data: bytes):
+    path = lake_dir / "landing" / "orders" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def landed_order(order_id, when, price=10.0):
+    return {"order_id": order_id, "order_date": when, "total_amount": price,
+            "customer": {"customer_id": "c1", "name": "Ann", "email": "a@x", "address": "1 Main St"},
+            "products": [{"product_id": "p1", "name": "Pen", "category": "office", "price": price, "quantity": 1}]}
+
+
+def ingest_and_recompute(defs, instance):
+    """What `dagster dev` does: the ingest run, then the sensor's runs for the days it touched."""
+    ingest = defs.resolve_job_def("ingest_landing_job").execute_in_process(instance=instance)
+    assert ingest.success
+    sensor = defs.resolve_sensor_def("recompute_landed_days")
+    run = instance.get_run_by_id(ingest.run_id)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
+        dagster_event=ingest.get_run_success_event(),
+    )
+    requests = list(sensor(context))
+    lake_job = defs.resolve_job_def("lake_job")
+    for request in requests:
+        assert lake_job.execute_in_process(partition_key=request.partition_key, instance=instance).success
+    return requests
+
+
+def test_a_landed_multi_day_file_feeds_each_day_once(lake_dir, instance):
+    defs = make_definitions(lake_dir)
+    for day in ("2024-01-14", "2024-01-15", "2024-01-16"):
+        assert materialize_day(defs, day, instance).success
+    before = sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/order_lines/*/*.parquet'")[0][0]
+    landed = [landed_order("L1", "2024-01-14T12:00:00Z"), landed_order("L2", "2024-01-15T23:59:59+00:00"),
+              landed_order("L3", "2024-01-16T00:30:00+02:00"),  # 22:30 UTC on the 15th
+              landed_order("L4", "2024-01-16T09:00:00Z")]
+    data = json.dumps(landed).encode()
+    land(lake_dir, "drop/orders_etl.json", data)
+
+    requests = ingest_and_recompute(defs, instance)
+    assert sorted(r.partition_key for r in requests) == ["2024-01-14", "2024-01-15", "2024-01-16"]
+    assert len({r.run_key for r in requests}) == 3
+    where = sql(lake_dir, "SELECT order_id, order_date::VARCHAR FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%' ORDER BY 1")
+    assert where == [("L1", "2024-01-14"), ("L2", "2024-01-15"), ("L3", "2024-01-15"), ("L4", "2024-01-16")]
+    assert sql(lake_dir, "SELECT DISTINCT source FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%'") == [(f"landing-{file_id(data)}",)]
+    snapshot = sql(lake_dir, "SELECT order_date, count(*), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
+    assert sum(n for _, n, _ in snapshot) == before + 4
+
+    # The same file again (pending or named explicitly): no duplicates, same data.
+    again = defs.resolve_job_def("ingest_landing_job").execute_in_process(
+        instance=instance, run_config={"ops": {"ingest_landing_files": {"config": {"files": ["drop/orders_etl.json"]}}}}
+    )
+    assert again.success
+    for day in ("2024-01-14", "2024-01-15", "2024-01-16"):
+        assert defs.resolve_job_def("lake_job").execute_in_process(partition_key=day, instance=instance).success
+    assert snapshot == sql(lake_dir, "SELECT order_date, count(*), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
+    assert ingest_and_recompute(defs, instance) == []  # nothing pending any more
+
+
+def test_bad_landed_input_is_quarantined_and_conserved(lake_dir, instance):
+    defs = make_definitions(lake_dir)
+    assert materialize_day(defs, "2024-01-15", instance).success
+    good = landed_order("G1", "2024-01-15T10:00:00Z")
+    bad_lines = [
+        json.dumps(good), '{"order_id": "T1", "order_date": "2024-01-15T1',  # truncated
+        json.dumps(landed_order("N1", "2024-01-15T10:00:00Z", price=-5)),
+        json.dumps({**landed_order("Q1", "2024-01-15T10:00:00Z"), "products": [{"product_id": "p", "price": 3, "quantity": 0}]}),
+        json.dumps({**landed_order("E1", "2024-01-15T10:00:00Z"), "products": []}),
+        json.dumps({**landed_order(None, "2024-01-15T10:00:00Z")}),
+        json.dumps({**landed_order("S1", "2024-01-15T10:00:00Z"), "products": [{"product_id": "p", "price": "ten", "quantity": 1}]}),
+        json.dumps(landed_order("G1", "2024-01-15T11:00:00Z", price=12.0)),  # newer version of G1
+    ]
+    land(lake_dir, "mixed.jsonl", "\n".join(bad_lines).encode() + b"\n\xff\xfe bad bytes\n")
+    land(lake_dir, "empty.json", b"")
+    land(lake_dir, "cut.json", b'[{"order_id": "X"')
+    ingest_and_recompute(defs, instance)
+
+    loaded = sql(lake_dir, "SELECT order_id, unit_price::DOUBLE FROM '{lake}/processed/order_lines/dt=2024-01-15/*.parquet' WHERE NOT starts_with(order_id, 'SYN')")
+    assert loaded == [("G1", 12.0)]
+    quarantined = [json.loads(line) for line in (lake_dir / "quarantine/order_lines/dt=2024-01-15/part-00000.jsonl").read_text().splitlines()]
+    first_reasons = sorted(re.sub(r"^line \d+: ", "", q["reason"].split("; ")[0]).split(":")[0] for q in quarantined)
+    assert first_reasons == ["missing order_id", "negative total_amount", "no products", "non-numeric price", "quantity <= 0"]
+    counts = json.loads((lake_dir / "processed/order_lines/dt=2024-01-15/_counts.json").read_text())
+    assert counts["duplicates_dropped"] == 1 and counts["quarantined"] == 5
+    assert counts["records_read"] == counts["orders_loaded"] + counts["quarantined"] + counts["duplicates_dropped"]
+    landing_reports = {p.parent.name: json.loads(p.read_text()) for p in (lake_dir / "quarantine/landing").glob("*/reason.json")}
+    by_file = {r["file"]: r for r in landing_reports.values()}
+    assert by_file["empty.json"]["file_error"] == "empty file"
+    assert by_file["cut.json"]["file_error"].startswith("malformed or truncated JSON")
+    assert [r["reason"].split(":")[0] for r in by_file["mixed.jsonl"]["records"]] == ["malformed JSON", "not UTF-8"]
+    assert (lake_dir / "quarantine/landing" / file_id(b"") / "file-empty.json").exists()
+
+
+def test_dummyjson_source_end_to_end(lake_dir, instance, dummyjson):
+    defs = make_definitions(lake_dir, source="dummyjson", dummyjson_url=dummyjson.url)
+    result = materialize_day(defs, "2024-01-15", instance)
+    assert result.success and all(check_results(result).values())  # real carts reconcile
+    orders, lines = sql(lake_dir, "SELECT count(DISTINCT order_id), count(*) FROM '{lake}/processed/order_lines/*/*.parquet'")[0]
+    assert (orders, lines) == (208, 800)  # every real cart and cart line
+    assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/dim_products/*/*.parquet' WHERE origin = 'catalog'")[0][0] == 194

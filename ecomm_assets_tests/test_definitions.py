@@ -5,7 +5,6 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 
-from ecomm_assets.automation import ingest_landing_job
 from ecomm_assets.core.landing import file_id
 from ecomm_assets_tests.conftest import make_definitions, materialize_day
 

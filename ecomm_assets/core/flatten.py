@@ -85,7 +85,6 @@ _STRICT_COLUMNS = {
 }
 
 # Lenient read: every record as a JSON value. Wrong types become precise reasons, not crashes.
-_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT')"
 
 

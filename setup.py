@@ -15,6 +15,7 @@ setup(
         "boto3==1.44.5",
         "requests==2.34.2",
         "numpy>=2",
+        "matplotlib==3.11.2",
     ],
     extras_require={
         "dev": [
@@ -22,6 +23,8 @@ setup(
             "dagster-graphql==1.13.27",
             "moto[server]==5.2.5",
             "pytest==9.2.0",
-        ]
+            "dagster-postgres==0.29.27",  # test_deploy validates the production instance config
+        ],
+        "deploy": ["dagster-postgres==0.29.27"],
     },
 )

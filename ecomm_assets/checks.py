@@ -9,9 +9,9 @@ from datetime import date, timedelta
 import dagster as dg
 import pyarrow.compute as pc
 
+from ecomm_assets.assets.catalog import CATALOG_TABLES
 from ecomm_assets.assets.lake import counts_path, quarantine_path, raw_order_files, read_table, table_path
 from ecomm_assets.core import quality
-from ecomm_assets.core.schemas import CONTRACTS
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
 from ecomm_assets.resources import LakeResource
 
@@ -20,7 +20,7 @@ Rule = Callable[[LakeStore, date], quality.CheckOutcome]
 
 
 def _schema(table: str) -> Rule:
-    return lambda store, day: quality.schema_matches(read_table(store, table, day), CONTRACTS[table])
+    return lambda store, day: quality.schema_matches(read_table(store, table, day), CATALOG_TABLES[table])
 
 
 def _keys(table: str, keys: list[str]) -> Rule:
@@ -84,7 +84,7 @@ def _check(
 def build_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     specs = [
         (table, "schema_matches_contract", _schema(table), f"{table} has exactly the contract's columns and types.", True)
-        for table in CONTRACTS
+        for table in CATALOG_TABLES
     ]
     specs += [
         ("order_lines", "keys_not_null_and_unique", _keys("order_lines", ["order_id", "line_number"]),

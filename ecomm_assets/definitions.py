@@ -4,27 +4,42 @@ import os
 
 import dagster as dg
 
+from ecomm_assets.assets.analytics import build_analytics_assets
+from ecomm_assets.assets.catalog import build_catalog_assets
 from ecomm_assets.assets.lake import build_lake_assets
 from ecomm_assets.assets.sources import build_source_assets
 from ecomm_assets.automation import build_automation
 from ecomm_assets.checks import build_checks
 from ecomm_assets.partitions import DEFAULT_START_DATE, daily_partitions
-from ecomm_assets.resources import LakeResource, OrderSourceResource
+from ecomm_assets.resources import CatalogResource, LakeResource, OrderSourceResource
 
 
 def build_definitions(
     start_date: str = DEFAULT_START_DATE,
     lake: LakeResource | None = None,
     order_source: OrderSourceResource | None = None,
+    sql_catalog: CatalogResource | None = None,
 ) -> dg.Definitions:
     partitions = daily_partitions(start_date)
     jobs, sensors = build_automation()
     return dg.Definitions(
-        assets=[*build_source_assets(partitions), *build_lake_assets(partitions)],
+        assets=[
+            *build_source_assets(partitions),
+            *build_lake_assets(partitions),
+            *build_analytics_assets(partitions),
+            *build_catalog_assets(partitions),
+        ],
         asset_checks=build_checks(partitions),
         jobs=jobs,
         sensors=sensors,
-        resources={"lake": lake or LakeResource(), "order_source": order_source or OrderSourceResource()},
+        # DuckDB already uses every core inside a step; a process per step would cost more (about
+        # 2 s each) than it saves.
+        executor=dg.in_process_executor,
+        resources={
+            "lake": lake or LakeResource(),
+            "order_source": order_source or OrderSourceResource(),
+            "sql_catalog": sql_catalog or CatalogResource(),
+        },
     )
 
 
@@ -47,5 +62,12 @@ defs = build_definitions(
         dummyjson_url=_env("ECOMM_DUMMYJSON_URL", "https://dummyjson.com"),
         orders_per_day=_env("ECOMM_ORDERS_PER_DAY", 1000, as_int=True),
         seed=_env("ECOMM_SEED", 42, as_int=True),
+    ),
+    sql_catalog=CatalogResource(
+        backend=_env("ECOMM_CATALOG", "duckdb"),
+        duckdb_path=_env("ECOMM_DUCKDB_CATALOG", "data/catalog.duckdb"),
+        glue_database=_env("ECOMM_GLUE_DATABASE", "ecomm"),
+        glue_endpoint_url=_env("ECOMM_GLUE_ENDPOINT_URL"),
+        region=_env("AWS_REGION"),
     ),
 )

@@ -7,9 +7,10 @@ from urllib.parse import parse_qs, urlparse
 
 import dagster as dg
 import pytest
+import requests
 
 from ecomm_assets.definitions import build_definitions
-from ecomm_assets.resources import LakeResource, OrderSourceResource
+from ecomm_assets.resources import CatalogResource, LakeResource, OrderSourceResource
 
 DUMMYJSON_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dummyjson"
 COLLECTIONS = ("products", "users", "carts", "posts", "comments")
@@ -98,14 +99,35 @@ def instance():
         yield test_instance
 
 
-def make_definitions(lake_dir, **source) -> dg.Definitions:
+def make_definitions(lake_dir, sql_catalog: CatalogResource | None = None, **source) -> dg.Definitions:
+    """The project's definitions on a temporary lake; the DuckDB catalog file sits next to it."""
     return build_definitions(
         start_date="2024-01-01",
         lake=LakeResource(uri=str(lake_dir)),
         order_source=OrderSourceResource(**({"orders_per_day": 200} | source)),
+        sql_catalog=sql_catalog or CatalogResource(duckdb_path=str(lake_dir.parent / "catalog.duckdb")),
     )
 
 
 def materialize_day(defs: dg.Definitions, day: str, instance) -> dg.ExecuteInProcessResult:
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(partition_key=day, instance=instance)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """A real S3 + Glue endpoint over HTTP on loopback (moto server), with fake credentials."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto keeps state per process, not per server
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    yield endpoint
+    server.stop()

@@ -24,7 +24,7 @@ def test_whole_graph_for_one_day(lake_dir, instance):
     result = materialize_day(make_definitions(lake_dir), "2024-01-15", instance)
     assert result.success
     checks = check_results(result)
-    assert len(checks) == 14
+    assert len(checks) == 18
     # Synthetic orders add shipping to a few percent of totals: the WARN check says so.
     assert checks.pop(("orders", "totals_reconcile")) is False
     assert all(checks.values()), checks
@@ -37,6 +37,22 @@ def test_whole_graph_for_one_day(lake_dir, instance):
     materialization = instance.get_latest_materialization_event(dg.AssetKey("order_lines")).asset_materialization
     assert materialization.metadata["dagster/row_count"].value == lines
     assert materialization.metadata["conservation_holds"].value is True
+
+    # Analytics agree with the lines they summarize.
+    assert sql(lake_dir, "SELECT sum(revenue), sum(units) FROM '{lake}/processed/sales_by_category/*/*.parquet'")[0] == (
+        line_total, sql(lake_dir, "SELECT sum(quantity) FROM '{lake}/processed/order_lines/*/*.parquet'")[0][0])
+    summary = sql(lake_dir, "SELECT orders, revenue, average_order_value, orders_not_reconciling FROM '{lake}/processed/daily_order_summary/*/*.parquet'")
+    not_reconciling = sql(lake_dir, "SELECT count(*) FILTER (WHERE NOT reconciles) FROM '{lake}/processed/orders/*/*.parquet'")[0][0]
+    assert summary == [(180, line_total, round(line_total / 180, 2), not_reconciling)]
+    # The dashboard's charts are PNG files, and its report is one self-contained HTML file.
+    report = lake_dir / "reports" / "dashboard" / "dt=2024-01-15"
+    assert sorted(p.name for p in report.iterdir()) == ["dashboard.html", "revenue_by_category.png", "revenue_per_day.png", "top_products.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report.glob("*.png"))
+    assert (report / "dashboard.html").read_text().count("data:image/png;base64,") == 3
+    # The DuckDB catalog answers SQL over the lake, with the partition column.
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as catalog:
+        assert catalog.sql("SELECT count(*), min(dt)::VARCHAR FROM order_lines").fetchall() == [(lines, "2024-01-15")]
+        assert catalog.sql("SELECT sum(revenue) FROM sales_by_category").fetchall() == [(line_total,)]
 
 
 def test_a_seven_day_range_and_rerunning_a_day_changes_nothing(lake_dir, instance):

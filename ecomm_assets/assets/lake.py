@@ -2,13 +2,16 @@
 
 import json
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ecomm_assets.assets.metadata import preview, reasons_table
 from ecomm_assets.assets.sources import read_raw_catalog
 from ecomm_assets.core.flatten import DayCounts, RawOrderFile, flatten_orders
+from ecomm_assets.core.schemas import ORDER_LINES
 from ecomm_assets.core.storage import LakeStore, partition_dir
 from ecomm_assets.core.tables import build_dim_customers, build_dim_products, build_orders
 from ecomm_assets.resources import LakeResource
@@ -40,14 +43,21 @@ def read_table(store: LakeStore, table: str, day: date | str) -> pa.Table:
     return store.read_parquet([table_path(table, day)])
 
 
-def _write_table(store: LakeStore, table_name: str, day: date, table: pa.Table) -> dict:
+def write_table(store: LakeStore, table_name: str, day: date, table: pa.Table | Path) -> dict:
+    """Replace the day's partition of a table with `table` (or a staged Parquet file of it)."""
+    if isinstance(table, Path):
+        parquet = pq.ParquetFile(table)
+        rows, head = parquet.metadata.num_rows, next(parquet.iter_batches(batch_size=10), None)
+        head = pa.Table.from_batches([head]) if head is not None else parquet.schema_arrow.empty_table()
+    else:
+        rows, head = table.num_rows, table
     folder = partition_dir("processed", table_name, day)
     size = store.replace_partition(folder, {PART_FILE: table})
     return {
-        "dagster/row_count": table.num_rows,
+        "dagster/row_count": rows,
         "bytes_written": size,
         "path": dg.MetadataValue.path(store.full_uri(f"{folder}/{PART_FILE}")),
-        "preview": preview(table),
+        "preview": preview(head),
     }
 
 
@@ -70,18 +80,19 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         day = date.fromisoformat(context.partition_key)
         store = lake.store()
         raw = raw_order_files(store, day)
-        with store.local_paths([f.path for f in raw]) as paths:
-            result = flatten_orders([RawOrderFile(p, day, _source_label(f.name)) for p, f in zip(paths, raw)])
         if not raw:
             context.log.warning(f"no raw order files for {day}: writing an empty partition")
-        counts = result.counts.get(day, DayCounts())
-        quarantined = result.quarantined.drop_columns(["day"])
-        store.replace_partition(
-            partition_dir("quarantine", "order_lines", day),
-            {QUARANTINE_FILE: _json_lines(quarantined)} if quarantined.num_rows else {},
-        )
-        store.write_bytes(counts_path("order_lines", day), json.dumps(counts.as_dict(), indent=1).encode())
-        metadata = _write_table(store, "order_lines", day, result.lines)
+        with store.local_paths([f.path for f in raw]) as paths, store.staging_dir() as staging:
+            result = flatten_orders([RawOrderFile(p, day, _source_label(f.name)) for p, f in zip(paths, raw)], staging)
+            counts = result.counts.get(day, DayCounts())
+            quarantined = result.quarantined.drop_columns(["day"])
+            store.replace_partition(
+                partition_dir("quarantine", "order_lines", day),
+                {QUARANTINE_FILE: _json_lines(quarantined)} if quarantined.num_rows else {},
+            )
+            store.write_bytes(counts_path("order_lines", day), json.dumps(counts.as_dict(), indent=1).encode())
+            lines = Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table()
+            metadata = write_table(store, "order_lines", day, lines)
         metadata.update(
             {
                 "orders_loaded": counts.orders_loaded,
@@ -91,7 +102,7 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
                 "conservation_holds": counts.conserved,
                 "top_reject_reasons": reasons_table(dict(counts.reasons.most_common(10))),
                 "raw_files": dg.MetadataValue.json([f.name for f in raw]),
-                "read_mode": result.read_mode,
+                "read_mode": result.read_modes.get(day, "no input"),
             }
         )
         if counts.quarantined:
@@ -109,7 +120,7 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         day = date.fromisoformat(context.partition_key)
         store = lake.store()
         table = build_orders(read_table(store, "order_lines", day))
-        metadata = _write_table(store, "orders", day, table)
+        metadata = write_table(store, "orders", day, table)
         metadata["orders_not_reconciling"] = table.num_rows - sum(1 for r in table["reconciles"].to_pylist() if r)
         return dg.MaterializeResult(metadata=metadata)
 
@@ -123,7 +134,7 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         day = date.fromisoformat(context.partition_key)
         store = lake.store()
         table = build_dim_products(read_raw_catalog(lake, "products", day), read_table(store, "order_lines", day), day)
-        return dg.MaterializeResult(metadata=_write_table(store, "dim_products", day, table))
+        return dg.MaterializeResult(metadata=write_table(store, "dim_products", day, table))
 
     @dg.asset(
         **common,
@@ -136,7 +147,7 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         day = date.fromisoformat(context.partition_key)
         store = lake.store()
         table = build_dim_customers(read_raw_catalog(lake, "users", day), read_table(store, "order_lines", day), day)
-        return dg.MaterializeResult(metadata=_write_table(store, "dim_customers", day, table))
+        return dg.MaterializeResult(metadata=write_table(store, "dim_customers", day, table))
 
     return [order_lines, orders, dim_products, dim_customers]
 

@@ -1,14 +1,22 @@
-"""Nested order records (JSON Lines) -> typed order lines, quarantined records and counts.
+"""Nested order records (JSON Lines) -> one Parquet file of typed order lines per day, plus
+quarantined records and counts.
 
-Vectorized in DuckDB. Clean files take a strict typed read (the fast path); a file set with any
-badly typed or invalid record is read again leniently, as JSON values, so that every rejected
-record keeps its original text and every reason is precise. Both reads feed the same rules.
+Vectorized in DuckDB, one day at a time, in two passes at most:
+1. Optimistic: one streaming query reads the day's files with declared types, flattens, validates
+   and writes Parquet. A line that breaks a rule is written with line_number 0, so the writer's
+   own statistics tell whether any record was rejected; a cheap query on the written file finds
+   duplicated order ids. Clean days, the usual case, cost about one bare read + UNNEST + COPY.
+2. Precise, only for a day with a rejected record, a duplicate or a value of the wrong type: every
+   record is read as a JSON value so each rejected record keeps its original text and a precise
+   reason, the newest version of each order wins, and the optimistic file is replaced.
+Both passes apply the same rules and produce the same columns.
 
 Conservation, per day: records_read = orders_loaded + records_quarantined + duplicates_dropped.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +24,7 @@ from datetime import date
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ecomm_assets.core.schemas import ORDER_LINES
 
@@ -29,6 +38,11 @@ QUARANTINE = pa.schema(
         pa.field("record", pa.string(), nullable=False),
     ]
 )
+
+
+def _empty(schema: pa.Schema) -> pa.Table:
+    # Not schema.empty_table(): that imports pandas, half a second in a fresh process.
+    return pa.Table.from_batches([], schema=schema)
 
 
 @dataclass(frozen=True)
@@ -66,26 +80,34 @@ class DayCounts:
 
 @dataclass
 class FlattenResult:
-    lines: pa.Table  # ORDER_LINES, sorted by order_ts, order_id, line_number
+    line_files: dict[date, str]  # day -> local Parquet file of ORDER_LINES rows, in input order
     quarantined: pa.Table  # QUARANTINE
     counts: dict[date, DayCounts]
-    read_mode: str  # "strict" or "lenient"
+    read_modes: dict[date, str]  # "optimistic" or "precise"
+
+    def lines(self) -> pa.Table:
+        """Every day's order lines in one table (reads the files back: for tests and small data)."""
+        tables = [pq.read_table(path) for path in self.line_files.values()]
+        return pa.concat_tables(tables).cast(ORDER_LINES) if tables else _empty(ORDER_LINES)
 
 
-# Strict read: declared types, so DuckDB never guesses (a whole-number first price must not make
-# the column BIGINT). Ids are read as JSON: a VARCHAR column would take an object as its text.
-_STRICT_COLUMNS = {
-    "order_id": "JSON",
+# Optimistic read: declared types, so DuckDB never guesses (a whole-number first price must not
+# make the column BIGINT). A value of another JSON type makes the read fail: the precise pass
+# then says which record and why. Ids are read as text; see _suspicious_id.
+_DECLARED_COLUMNS = {
+    "order_id": "VARCHAR",
     "order_date": "VARCHAR",
     "total_amount": "DECIMAL(18,2)",
-    "customer": "STRUCT(customer_id JSON, name VARCHAR, email VARCHAR, address JSON, "
+    "customer": "STRUCT(customer_id VARCHAR, name VARCHAR, email VARCHAR, "
+    "address STRUCT(address VARCHAR, city VARCHAR, state VARCHAR, country VARCHAR), "
     "city VARCHAR, state VARCHAR, country VARCHAR)",
-    "products": "STRUCT(product_id JSON, name VARCHAR, category VARCHAR, brand VARCHAR, "
+    "products": "STRUCT(product_id VARCHAR, name VARCHAR, category VARCHAR, brand VARCHAR, "
     "price DECIMAL(18,2), quantity DOUBLE, discount_percent DECIMAL(9,2))[]",
 }
 
-# Lenient read: every record as a JSON value. Wrong types become precise reasons, not crashes.
-_SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT')"
+# Precise read: every record as a JSON value. Wrong types become precise reasons, not crashes.
+# An id is a JSON string or number, kept as its text (as the declared VARCHAR read keeps it).
+_SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
 def _type_problem(json_expr: str, allowed: str, label: str) -> str:
@@ -94,10 +116,6 @@ def _type_problem(json_expr: str, allowed: str, label: str) -> str:
         f"CASE WHEN {json_expr} IS NOT NULL AND json_type({json_expr}) NOT IN {allowed} "
         f"AND json_type({json_expr}) <> 'NULL' THEN '{label} has wrong type: ' || json_type({json_expr}) END"
     )
-
-
-def _scalar_id(json_expr: str) -> str:
-    return f"CASE WHEN json_type({json_expr}) IN {_SCALAR_TYPES} THEN ({json_expr}) ->> '$' END"
 
 
 def _number(json_expr: str, sql_type: str) -> str:
@@ -112,7 +130,7 @@ def _non_numeric(json_expr: str, label: str) -> str:
     )
 
 
-_LENIENT_RECORDS = f"""
+_PRECISE_RECORDS = f"""
 WITH raw AS (
     SELECT f.file_index, row_number() OVER (PARTITION BY r.filename) AS record_number, r.json AS j
     FROM read_ndjson_objects($paths, filename=true) r
@@ -144,33 +162,12 @@ SELECT file_index, record_number, j::VARCHAR AS record,
     list_filter([
         CASE WHEN json_type(j) <> 'OBJECT' THEN 'record is not a JSON object' END,
         {_type_problem("j -> 'order_id'", _SCALAR_TYPES, "order_id")},
+        {_type_problem("c -> 'customer_id'", _SCALAR_TYPES, "customer_id")},
         {_non_numeric("j -> 'total_amount'", "total_amount")},
         {_type_problem("j -> 'customer'", "('OBJECT',)", "customer")}
     ], lambda x: x IS NOT NULL) AS type_problems,
     {_type_problem("j -> 'products'", "('ARRAY',)", "products")} AS products_problem
 FROM shaped
-"""
-
-_STRICT_RECORDS = f"""
-SELECT f.file_index, row_number() OVER (PARTITION BY r.filename) AS record_number,
-       NULL::VARCHAR AS record,
-       {_scalar_id("r.order_id")} AS order_id, r.order_date AS order_date_text, r.total_amount,
-       {_scalar_id("r.customer.customer_id")} AS customer_id,
-       r.customer.name AS customer_name, r.customer.email AS customer_email,
-       r.customer.address AS address_json, r.customer.city AS customer_city,
-       r.customer.state AS customer_state, r.customer.country AS customer_country,
-       list_transform(r.products, lambda p: struct_pack(
-           product_id := {_scalar_id("p.product_id")}, name := p.name, category := p.category,
-           brand := p.brand, price := p.price, quantity := p.quantity,
-           discount_percent := p.discount_percent,
-           problem := {_type_problem("p.product_id", _SCALAR_TYPES, "product_id")})) AS products,
-       list_filter([
-           {_type_problem("r.order_id", _SCALAR_TYPES, "order_id")},
-           {_type_problem("r.customer.customer_id", _SCALAR_TYPES, "customer_id")}
-       ], lambda x: x IS NOT NULL) AS type_problems,
-       NULL::VARCHAR AS products_problem
-FROM read_json($paths, format='newline_delimited', columns=$columns, filename=true) r
-JOIN files f ON f.path = r.filename
 """
 
 # The rules, once. Each is (condition that makes the record or line invalid, reason expression);
@@ -180,15 +177,14 @@ _ORDER_RULES = [
     ("order_date_text IS NULL", "'missing order_date'"),
     ("order_date_text IS NOT NULL AND order_ts IS NULL", "'unparseable order_date: ' || order_date_text"),
     (
-        "CAST(order_ts AS DATE) <> file_day",
-        "'order_date outside partition: ' || CAST(CAST(order_ts AS DATE) AS VARCHAR) || ' in dt=' || CAST(file_day AS VARCHAR)",
+        "CAST(utc_wall AS DATE) <> file_day",
+        "'order_date outside partition: ' || CAST(CAST(utc_wall AS DATE) AS VARCHAR) || ' in dt=' || CAST(file_day AS VARCHAR)",
     ),
     ("products IS NULL", "coalesce(products_problem, 'missing products')"),
     ("len(products) = 0", "'no products'"),
     ("total_amount < 0", "'negative total_amount'"),
 ]
 _LINE_RULES = [
-    ("p.problem IS NOT NULL", "p.problem"),
     ("p.product_id IS NULL OR trim(p.product_id) = ''", "'missing product_id'"),
     ("p.price IS NULL", "'missing price'"),
     ("p.price < 0", "'negative price'"),
@@ -202,59 +198,113 @@ def _any_rule_broken(rules: list[tuple[str, str]]) -> str:
     return " OR ".join(f"coalesce({condition}, false)" for condition, _ in rules)
 
 
-def _reasons(read_mode: str) -> str:
-    """SQL for a record's list of reasons; the strict read only needs to know whether it has any."""
-    if read_mode == "strict":
-        broken = (
-            f"len(type_problems) > 0 OR {_any_rule_broken(_ORDER_RULES)} OR "
-            f"coalesce(list_bool_or(list_transform(products, lambda p: {_any_rule_broken(_LINE_RULES)})), false)"
-        )
-        return f"CASE WHEN {broken} THEN ['invalid'] ELSE []::VARCHAR[] END"
+def _suspicious_id(text: str) -> str:
+    """A VARCHAR read turns an object, array or boolean into text; such ids send the day to the
+    precise pass, which decides from the JSON type (a string id like "true" is then accepted)."""
+    return f"coalesce(left({text}, 1) IN ('{{', '[') OR {text} IN ('true', 'false'), false)"
+
+
+# UTC wall-clock time without a time-zone lookup per row: date parts of a naive TIMESTAMP are
+# several times cheaper than the same parts of a TIMESTAMPTZ.
+_UTC_WALL = "make_timestamp(epoch_us(order_ts))"
+
+
+def _line_columns(line_number: str) -> str:
+    """The ORDER_LINES columns, from a relation with one row per line (`p` is the product)."""
+    return f"""
+    order_id, ({line_number})::INTEGER AS line_number, order_ts, CAST(utc_wall AS DATE) AS order_date,
+    customer_id, customer_name, customer_email, customer_address, customer_city, customer_state,
+    customer_country, p.product_id, p.name AS product_name, p.category, p.brand,
+    p.price AS unit_price, p.quantity::INTEGER AS quantity,
+    CAST(p.price * p.quantity::INTEGER AS DECIMAL(18,2)) AS line_total,
+    p.discount_percent, total_amount AS order_total,
+    year(utc_wall)::SMALLINT AS year, month(utc_wall)::TINYINT AS month, day(utc_wall)::TINYINT AS day,
+    hour(utc_wall)::TINYINT AS hour, (isodow(utc_wall) - 1)::TINYINT AS day_of_week,
+    source"""
+
+
+# zstd at level 1: files about as compact as snappy's best, written faster than at DuckDB's default level.
+PARQUET_COPY_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+
+# A record without products still yields one row (p NULL), so no record can vanish in UNNEST.
+_OPTIMISTIC_COPY = f"""
+COPY (
+    WITH records AS (
+        SELECT r.*, f.source, TRY_CAST(r.order_date AS TIMESTAMPTZ) AS order_ts
+        FROM read_json($paths, format='newline_delimited', columns=$columns, filename=true) r
+        JOIN files f ON f.path = r.filename
+    ), shaped AS (
+        SELECT order_id, order_date AS order_date_text, order_ts, {_UTC_WALL} AS utc_wall,
+            $day::DATE AS file_day, total_amount, source, products,
+            customer.customer_id, customer.name AS customer_name, customer.email AS customer_email,
+            customer.address.address AS customer_address,
+            coalesce(customer.city, customer.address.city) AS customer_city,
+            coalesce(customer.state, customer.address.state) AS customer_state,
+            coalesce(customer.country, customer.address.country) AS customer_country
+        FROM records
+    ), flagged AS (
+        SELECT * EXCLUDE (products), NULL AS products_problem,
+            {_any_rule_broken(_ORDER_RULES)} OR {_suspicious_id("order_id")}
+                OR {_suspicious_id("customer_id")} AS order_broken,
+            UNNEST(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END) AS p,
+            generate_subscripts(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END, 1) AS line_number
+        FROM shaped
+    )
+    SELECT {_line_columns(
+        f"CASE WHEN order_broken OR p IS NULL OR {_any_rule_broken(_LINE_RULES)} "
+        f"OR {_suspicious_id('p.product_id')} THEN 0 ELSE line_number END"
+    )}
+    FROM flagged
+) TO $out ({PARQUET_COPY_OPTIONS}, RETURN_STATS)
+"""
+
+# Counts of the optimistic file: duplicated order ids show as fewer orders than first lines.
+_OPTIMISTIC_COUNTS = """
+SELECT count(*) FILTER (WHERE line_number = 1), count(DISTINCT order_id), count(*) FROM read_parquet($out)
+"""
+
+
+def _reasons() -> str:
+    """SQL for a record's list of reasons (empty when it is valid)."""
     order_reasons = ", ".join(f"CASE WHEN {c} THEN {r} END" for c, r in _ORDER_RULES)
-    line_reason = " ".join(f"WHEN {c} THEN 'line ' || i || ': ' || {r}" for c, r in _LINE_RULES)
+    line_reason = " ".join(
+        f"WHEN {c} THEN 'line ' || i || ': ' || {r}" for c, r in [("p.problem IS NOT NULL", "p.problem"), *_LINE_RULES]
+    )
     return (
         f"type_problems || list_filter([{order_reasons}], lambda x: x IS NOT NULL) || coalesce(list_filter("
         f"list_transform(products, lambda p, i: CASE {line_reason} END), lambda x: x IS NOT NULL), [])"
     )
 
 
-_VALIDATE = """
+_VALIDATE = f"""
 CREATE OR REPLACE TEMP TABLE validated AS
-WITH records AS ({records}), parsed AS (
+WITH records AS ({_PRECISE_RECORDS}), parsed AS (
     SELECT r.*, f.day AS file_day, f.source, TRY_CAST(order_date_text AS TIMESTAMPTZ) AS order_ts
     FROM records r JOIN files f USING (file_index)
+), shaped AS (
+    SELECT * EXCLUDE (address_json, customer_city, customer_state, customer_country), {_UTC_WALL} AS utc_wall,
+        CASE WHEN json_type(address_json) = 'OBJECT' THEN address_json ->> 'address' ELSE address_json ->> '$' END
+            AS customer_address,
+        coalesce(customer_city, address_json ->> 'city') AS customer_city,
+        coalesce(customer_state, address_json ->> 'state') AS customer_state,
+        coalesce(customer_country, address_json ->> 'country') AS customer_country
+    FROM parsed
 )
-SELECT * EXCLUDE (address_json, customer_city, customer_state, customer_country),
-    CASE WHEN json_type(address_json) = 'OBJECT' THEN address_json ->> 'address' ELSE address_json ->> '$' END
-        AS customer_address,
-    coalesce(customer_city, address_json ->> 'city') AS customer_city,
-    coalesce(customer_state, address_json ->> 'state') AS customer_state,
-    coalesce(customer_country, address_json ->> 'country') AS customer_country,
-    {reasons} AS reasons
-FROM parsed
+SELECT *, {_reasons()} AS reasons FROM shaped
 """
 
 # Newest version of each valid order wins: later file, then later record in the file.
-_LOADED_LINES = """
-WITH newest AS (
-    SELECT * FROM validated WHERE len(reasons) = 0
-    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY file_index DESC, record_number DESC) = 1
-), lines AS (
-    SELECT n.* EXCLUDE (products), UNNEST(products) AS p, generate_subscripts(products, 1) AS line_number
-    FROM newest n
-)
-SELECT
-    order_id, line_number::INTEGER AS line_number, order_ts, CAST(order_ts AS DATE) AS order_date,
-    customer_id, customer_name, customer_email, customer_address, customer_city, customer_state,
-    customer_country, p.product_id, p.name AS product_name, p.category, p.brand,
-    p.price AS unit_price, p.quantity::INTEGER AS quantity,
-    CAST(p.price * p.quantity::INTEGER AS DECIMAL(18,2)) AS line_total,
-    p.discount_percent, total_amount AS order_total,
-    year(order_ts)::SMALLINT AS year, month(order_ts)::TINYINT AS month, day(order_ts)::TINYINT AS day,
-    hour(order_ts)::TINYINT AS hour, (isodow(order_ts) - 1)::TINYINT AS day_of_week,
-    source
-FROM lines
-ORDER BY order_ts, order_id, line_number
+_PRECISE_COPY = f"""
+COPY (
+    WITH newest AS (
+        SELECT * FROM validated WHERE len(reasons) = 0
+        QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY file_index DESC, record_number DESC) = 1
+    ), lines AS (
+        SELECT n.* EXCLUDE (products), UNNEST(products) AS p, generate_subscripts(products, 1) AS line_number
+        FROM newest n
+    )
+    SELECT {_line_columns("line_number")} FROM lines ORDER BY file_index, record_number, line_number
+) TO $out ({PARQUET_COPY_OPTIONS})
 """
 
 _QUARANTINED = """
@@ -263,70 +313,76 @@ FROM validated WHERE len(reasons) > 0
 ORDER BY file_index, record_number
 """
 
-_COUNTS = """
-SELECT file_day AS day,
-       count(*) AS records_read,
-       count(*) FILTER (WHERE len(reasons) = 0) AS valid,
+_PRECISE_COUNTS = """
+SELECT count(*) AS records_read,
        count(DISTINCT order_id) FILTER (WHERE len(reasons) = 0) AS orders_loaded,
-       count(*) FILTER (WHERE len(reasons) > 0) AS quarantined
-FROM validated GROUP BY file_day
+       count(*) FILTER (WHERE len(reasons) > 0) AS quarantined,
+       count(*) FILTER (WHERE len(reasons) = 0) - count(DISTINCT order_id) FILTER (WHERE len(reasons) = 0)
+           AS duplicates_dropped,
+       (SELECT count(*) FROM read_parquet($out)) AS lines_loaded
+FROM validated
 """
 
 # Top reasons are counted by category: the text before ':' without the 'line N: ' prefix.
 _REASON_COUNTS = """
-SELECT file_day, split_part(regexp_replace(reasons[1], '^line [0-9]+: ', ''), ':', 1), count(*)
+SELECT split_part(regexp_replace(reasons[1], '^line [0-9]+: ', ''), ':', 1), count(*)
 FROM validated WHERE len(reasons) > 0 GROUP BY ALL
 """
-def _connect() -> duckdb.DuckDBPyConnection:
+
+
+_FILES = """
+CREATE OR REPLACE TEMP TABLE files AS
+SELECT unnest(range(len($paths))) AS file_index, unnest($paths) AS path, unnest($sources) AS source, $day::DATE AS day
+"""
+
+
+def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult:
+    """Flatten, validate and de-duplicate the order records of `files` (listed oldest first),
+    writing one Parquet file per day of the files into `out_dir`."""
+    result = FlattenResult({}, _empty(QUARANTINE), {}, {})
+    by_day: dict[date, list[RawOrderFile]] = {}
+    for f in files:
+        by_day.setdefault(f.day, []).append(f)
+    quarantined = [_empty(QUARANTINE)]
     con = duckdb.connect()
-    # Date parts must be UTC whatever the machine's zone is.
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
-def flatten_orders(files: Sequence[RawOrderFile]) -> FlattenResult:
-    """Flatten, validate and de-duplicate the order records of `files` (listed oldest first)."""
-    con = _connect()
-    file_table = pa.table(
-        {
-            "file_index": pa.array(range(len(files)), pa.int64()),
-            "path": [f.path for f in files],
-            "day": pa.array([f.day for f in files], pa.date32()),
-            "source": [f.source for f in files],
-        }
-    )
-    con.register("files", file_table)
-    counts = {f.day: DayCounts() for f in files}
-    if not files:
-        return FlattenResult(ORDER_LINES.empty_table(), QUARANTINE.empty_table(), counts, "strict")
-    paths = [f.path for f in files]
-
-    read_mode = "strict"
-    try:
-        _validate(con, _STRICT_RECORDS, paths, read_mode)
-        has_rejects = con.sql("SELECT count(*) FROM validated WHERE len(reasons) > 0").fetchall()[0][0] > 0
-    except (duckdb.ConversionException, duckdb.InvalidInputException):
-        has_rejects = True  # a value of the wrong type: the lenient read will say which
-    if has_rejects:
-        read_mode = "lenient"
-        _validate(con, _LENIENT_RECORDS, paths, read_mode)
-
-    lines = con.sql(_LOADED_LINES).to_arrow_table().cast(ORDER_LINES)
-    quarantined = con.sql(_QUARANTINED).to_arrow_table().cast(QUARANTINE)
-    for day, read, valid, loaded, rejected in con.sql(_COUNTS).fetchall():
-        c = counts[day]
-        c.records_read, c.orders_loaded, c.quarantined = read, loaded, rejected
-        c.duplicates_dropped = valid - loaded
-    for day, reason, n in con.sql(_REASON_COUNTS).fetchall():
-        counts[day].reasons[reason] = n
-    con.register("loaded_lines", lines)
-    for day, n in con.sql("SELECT order_date, count(*) FROM loaded_lines GROUP BY ALL").fetchall():
-        counts[day].lines_loaded = n
+    con.execute("SET TimeZone = 'UTC'")  # date parts and casts must be UTC whatever the machine's zone
+    for day, day_files in sorted(by_day.items()):
+        out = os.path.join(out_dir, f"order_lines-{day}.parquet")
+        counts, read_mode, rejected = _flatten_day(con, day, day_files, out)
+        result.line_files[day], result.counts[day], result.read_modes[day] = out, counts, read_mode
+        quarantined.append(rejected)
     con.close()
-    return FlattenResult(lines, quarantined, counts, read_mode)
+    result.quarantined = pa.concat_tables(quarantined)
+    return result
 
 
-def _validate(con: duckdb.DuckDBPyConnection, records_sql: str, paths: list[str], read_mode: str) -> None:
-    """Materialize `validated`: one row per record with its derived fields and reasons."""
-    params = {"paths": paths} | ({"columns": _STRICT_COLUMNS} if read_mode == "strict" else {})
-    con.execute(_VALIDATE.format(records=records_sql, reasons=_reasons(read_mode)), params)
+def _flatten_day(con: duckdb.DuckDBPyConnection, day: date, files: list[RawOrderFile], out: str) -> tuple[DayCounts, str, pa.Table]:
+    paths = [f.path for f in files]
+    con.execute(_FILES, {"paths": paths, "sources": [f.source for f in files], "day": day})
+    try:
+        counts = _optimistic(con, {"paths": paths, "out": out, "columns": _DECLARED_COLUMNS, "day": day})
+        if counts is not None:
+            return counts, "optimistic", _empty(QUARANTINE)
+    except (duckdb.ConversionException, duckdb.InvalidInputException):
+        pass  # a value of another JSON type: the precise pass says which record and why
+    con.execute(_VALIDATE, {"paths": paths})
+    con.execute(_PRECISE_COPY, {"out": out})
+    counts = DayCounts()
+    (counts.records_read, counts.orders_loaded, counts.quarantined, counts.duplicates_dropped,
+     counts.lines_loaded) = con.sql(_PRECISE_COUNTS, params={"out": out}).fetchall()[0]
+    counts.reasons.update(dict(con.sql(_REASON_COUNTS).fetchall()))
+    rejected = con.sql(_QUARANTINED).to_arrow_table().cast(QUARANTINE)
+    return counts, "precise", rejected
+
+
+def _optimistic(con: duckdb.DuckDBPyConnection, params: dict) -> DayCounts | None:
+    """Counts of the optimistic pass, or None when its file holds a rejected line or a duplicate."""
+    cursor = con.execute(_OPTIMISTIC_COPY, params)
+    files = [dict(zip([d[0] for d in cursor.description], row)) for row in cursor.fetchall()]
+    line_numbers = [f["column_statistics"]['"line_number"'] for f in files]
+    if any(int(stats.get("min", 1)) < 1 for stats in line_numbers):  # no "min" when no rows
+        return None
+    records, orders, lines = con.sql(_OPTIMISTIC_COUNTS, params={"out": params["out"]}).fetchall()[0]
+    if records != orders:
+        return None
+    return DayCounts(records_read=records, orders_loaded=orders, lines_loaded=lines)

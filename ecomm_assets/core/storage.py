@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -87,17 +89,46 @@ class LakeStore:
                 self.filesystem.delete_file(temporary)
         return len(data)
 
+    def put_file(self, rel: str, local: Path) -> int:
+        """Move a finished local file (from `staging_dir`) into the lake, atomically."""
+        size = local.stat().st_size
+        target = self.full_path(rel)
+        self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if self.is_local:
+            os.replace(local, target)  # staging is inside the lake root: same filesystem
+            return size
+        with open(local, "rb") as source, self.filesystem.open_output_stream(target) as out:
+            shutil.copyfileobj(source, out, 8 << 20)
+        return size
+
+    @contextlib.contextmanager
+    def staging_dir(self) -> Iterator[str]:
+        """A private local folder for files being produced; removed afterwards. For a local lake it
+        is a hidden folder inside the root, so that `put_file` is a rename."""
+        parent = None
+        if self.is_local:
+            parent = self.full_path(".staging")
+            os.makedirs(parent, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="ecomm-", dir=parent) as folder:
+            yield folder
+
     def write_parquet(self, rel: str, table: pa.Table) -> int:
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
         return self.write_bytes(rel, buffer.getvalue())
 
-    def replace_partition(self, rel_dir: str, files: dict[str, bytes | pa.Table]) -> int:
-        """Make `rel_dir` hold exactly `files`: each written atomically, stale files removed after."""
+    def replace_partition(self, rel_dir: str, files: dict[str, bytes | pa.Table | Path]) -> int:
+        """Make `rel_dir` hold exactly `files` (contents, tables or staged local files): each
+        written atomically, stale files removed after."""
         written = 0
         for name, content in files.items():
             rel = f"{rel_dir}/{name}"
-            written += self.write_parquet(rel, content) if isinstance(content, pa.Table) else self.write_bytes(rel, content)
+            if isinstance(content, pa.Table):
+                written += self.write_parquet(rel, content)
+            elif isinstance(content, Path):
+                written += self.put_file(rel, content)
+            else:
+                written += self.write_bytes(rel, content)
         for stale in self.list_files(rel_dir):
             if stale.name not in files:
                 self.delete(stale.path)
@@ -123,7 +154,7 @@ class LakeStore:
         files = [
             LakeFile(info.path[prefix_len:], info.size, info.mtime)
             for info in self.filesystem.get_file_info(selector)
-            if info.type == pafs.FileType.File and not info.base_name.startswith((".", "_"))
+            if info.type == pafs.FileType.File and not _hidden(info.path[len(selector.base_dir) + 1 :])
         ]
         return sorted(files, key=lambda f: f.path)
 
@@ -145,6 +176,11 @@ class LakeStore:
                     out.write(self.read_bytes(rel))
                 paths.append(local)
             yield paths
+
+
+def _hidden(below: str) -> bool:
+    """Whether a file or a folder it sits in (below the listed folder) is hidden."""
+    return any(part.startswith((".", "_")) for part in below.split("/"))
 
 
 def parquet_row_count(store: LakeStore, rel: str) -> int:

@@ -94,14 +94,21 @@ def orders_for_day(day: date, mean_orders: int) -> int:
     return int(round(mean_orders * WEEKDAY_FACTORS[day.weekday()]))
 
 
-def generate_orders(seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict]) -> list[dict]:
+# Probability of an order having 1, 2, 3, 4 or 5 product lines (mean 2.23).
+LINES_PER_ORDER = (0.35, 0.3, 0.18, 0.11, 0.06)
+
+
+def generate_orders(
+    seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict],
+    lines_per_order: tuple[float, ...] = LINES_PER_ORDER,
+) -> list[dict]:
     """The canonical nested orders of `day`, sorted by time, deterministic for (seed, day)."""
     n = orders_for_day(day, mean_orders)
     rng = _rng(seed, 3, day.toordinal())
     hours = rng.choice(24, size=n, p=HOURLY_WEIGHTS / HOURLY_WEIGHTS.sum())
     seconds = np.sort(hours * 3600 + rng.integers(0, 3600, n))
     customers = rng.integers(0, len(users), n)
-    line_counts = rng.choice([1, 2, 3, 4, 5], size=n, p=[0.35, 0.3, 0.18, 0.11, 0.06])
+    line_counts = rng.choice(np.arange(1, len(lines_per_order) + 1), size=n, p=lines_per_order)
     total_lines = int(line_counts.sum())
     product_picks = rng.integers(0, len(products), total_lines)
     quantities = rng.choice([1, 2, 3, 4], size=total_lines, p=[0.6, 0.25, 0.1, 0.05])

@@ -2,10 +2,12 @@
 
 from datetime import date
 
+import boto3
 import dagster as dg
 
-from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core import synthetic
+from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
+from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core.storage import LakeStore
 
 
@@ -51,3 +53,23 @@ class OrderSourceResource(dg.ConfigurableResource):
         if self.source == "dummyjson":
             return carts_to_orders(carts, users, products, day, self.seed)
         return synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users)
+
+
+class CatalogResource(dg.ConfigurableResource):
+    """The SQL catalog kept in step with the lake: `duckdb` (default, a local file of views) or
+    `glue` (the AWS Glue Data Catalog, for Athena; region and credentials from the AWS chain)."""
+
+    backend: str = "duckdb"
+    duckdb_path: str = "data/catalog.duckdb"
+    glue_database: str = "ecomm"
+    glue_endpoint_url: str | None = None
+    region: str | None = None
+    partition_projection: bool = True
+
+    def catalog(self, projection_start: date) -> Catalog:
+        if self.backend == "duckdb":
+            return DuckDBCatalog(self.duckdb_path)
+        if self.backend == "glue":
+            glue = boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None)
+            return GlueCatalog(glue, self.glue_database, projection_start if self.partition_projection else None)
+        raise ValueError(f"unknown catalog backend {self.backend!r}: use 'duckdb' or 'glue'")

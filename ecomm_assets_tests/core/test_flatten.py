@@ -32,10 +32,10 @@ def write(tmp_path, name, records):
 
 
 def test_clean_records_are_flattened_with_exact_types(tmp_path):
-    result = flatten_orders([write(tmp_path, "a.jsonl", [order()])])
-    assert result.read_mode == "strict"
-    assert schema_differences(result.lines.schema, ORDER_LINES) == []
-    first, second = result.lines.to_pylist()
+    result = flatten_orders([write(tmp_path, "a.jsonl", [order()])], str(tmp_path))
+    assert result.read_modes[DAY] == "optimistic"
+    assert schema_differences(result.lines().schema, ORDER_LINES) == []
+    first, second = result.lines().to_pylist()
     assert (first["line_number"], second["line_number"]) == (1, 2)
     assert first["unit_price"] == Decimal("25.00") and first["line_total"] == Decimal("50.00")
     assert second["product_id"] == "P-2" and second["line_total"] == Decimal("10.50")
@@ -48,14 +48,14 @@ def test_clean_records_are_flattened_with_exact_types(tmp_path):
 
 def test_money_is_decimal_even_when_floats_carry_noise(tmp_path):
     noisy = order(products=[{"product_id": 1, "price": 33.316666666666663, "quantity": 3}], total_amount=99.94999999999999)
-    lines = flatten_orders([write(tmp_path, "a.jsonl", [noisy])]).lines.to_pylist()
+    lines = flatten_orders([write(tmp_path, "a.jsonl", [noisy])], str(tmp_path)).lines().to_pylist()
     assert lines[0]["unit_price"] == Decimal("33.32")
     assert lines[0]["order_total"] == Decimal("99.95")
 
 
 def test_offsets_are_converted_to_the_utc_day_and_hour(tmp_path):
     late = order(when="2024-01-15T22:30:00-01:00")  # 23:30 UTC on the 15th
-    lines = flatten_orders([write(tmp_path, "a.jsonl", [late])]).lines.to_pylist()
+    lines = flatten_orders([write(tmp_path, "a.jsonl", [late])], str(tmp_path)).lines().to_pylist()
     assert lines[0]["hour"] == 23 and lines[0]["order_date"] == DAY
 
 
@@ -85,8 +85,8 @@ BAD_RECORDS = [
 @pytest.mark.parametrize("record, reason", BAD_RECORDS, ids=[r for _, r in BAD_RECORDS])
 def test_each_bad_record_is_quarantined_with_its_reason(tmp_path, record, reason):
     good = order(order_id="GOOD")
-    result = flatten_orders([write(tmp_path, "a.jsonl", [good, record])])
-    assert result.lines.column("order_id").unique().to_pylist() == ["GOOD"]
+    result = flatten_orders([write(tmp_path, "a.jsonl", [good, record])], str(tmp_path))
+    assert result.lines().column("order_id").unique().to_pylist() == ["GOOD"]
     [rejected] = result.quarantined.to_pylist()
     assert reason in rejected["reason"]
     assert json.loads(rejected["record"]) == record  # the original record, kept whole
@@ -99,8 +99,8 @@ def test_each_bad_record_is_quarantined_with_its_reason(tmp_path, record, reason
 def test_newest_version_of_an_order_wins_and_duplicates_are_counted(tmp_path):
     older = write(tmp_path, "older.jsonl", [order(total_amount=1), order(order_id="O2")])
     newer = write(tmp_path, "newer.jsonl", [order(total_amount=2), order(total_amount=3)])
-    result = flatten_orders([older, newer])
-    totals = {r["order_id"]: r["order_total"] for r in result.lines.to_pylist()}
+    result = flatten_orders([older, newer], str(tmp_path))
+    totals = {r["order_id"]: r["order_total"] for r in result.lines().to_pylist()}
     assert totals == {"O1": Decimal("3.00"), "O2": Decimal("60.50")}
     counts = result.counts[DAY]
     assert (counts.records_read, counts.orders_loaded, counts.duplicates_dropped) == (4, 2, 2)
@@ -110,10 +110,56 @@ def test_newest_version_of_an_order_wins_and_duplicates_are_counted(tmp_path):
 def test_a_first_whole_number_price_does_not_round_later_prices(tmp_path):
     records = [order(order_id=f"O{i}", products=[{"product_id": 1, "price": 25, "quantity": 1}]) for i in range(3)]
     records.append(order(order_id="LAST", products=[{"product_id": 1, "price": 25.55, "quantity": 1}]))
-    lines = flatten_orders([write(tmp_path, "a.jsonl", records)]).lines.to_pylist()
+    lines = flatten_orders([write(tmp_path, "a.jsonl", records)], str(tmp_path)).lines().to_pylist()
     assert [r["unit_price"] for r in lines if r["order_id"] == "LAST"] == [Decimal("25.55")]
 
 
 def test_no_files_give_empty_tables(tmp_path):
-    result = flatten_orders([])
-    assert result.lines.num_rows == 0 and result.lines.schema == ORDER_LINES
+    result = flatten_orders([], str(tmp_path))
+    assert result.lines().num_rows == 0 and result.lines().schema == ORDER_LINES
+
+
+# Valid records in every accepted shape: numeric and textual ids, an address given as text,
+# city/state/country on the customer, offsets, a date without a time, no brand or discount.
+VALID_SHAPES = [
+    order("N1"),
+    order(7, customer={"customer_id": 1.5, "name": "Bo", "address": "9 Rue Haute", "city": "Lille", "country": "France"}),
+    order("{curly", when="2024-01-15"),
+    order("true", when="2024-01-15T23:59:59+00:00", products=[{"product_id": "9", "price": "4.20", "quantity": 3}]),
+]
+
+
+def test_both_passes_load_valid_records_identically(tmp_path):
+    """The optimistic pass and the precise pass must agree on every valid record."""
+    clean_dir, mixed_dir, text_dir = tmp_path / "clean", tmp_path / "mixed", tmp_path / "text"
+    for folder in (clean_dir, mixed_dir, text_dir):
+        folder.mkdir()
+    clean = flatten_orders([write(clean_dir, "a.jsonl", VALID_SHAPES[:1])], str(clean_dir))
+    mixed = flatten_orders([write(mixed_dir, "a.jsonl", [*VALID_SHAPES, order(order_id=None)])], str(mixed_dir))
+    text_address = flatten_orders([write(text_dir, "a.jsonl", VALID_SHAPES[1:2])], str(text_dir))
+    assert clean.read_modes[DAY] == "optimistic"
+    assert mixed.read_modes[DAY] == text_address.read_modes[DAY] == "precise"  # an address as text
+    assert clean.lines().to_pylist() == [r for r in mixed.lines().to_pylist() if r["order_id"] == "N1"]
+    loaded = {r["order_id"]: r for r in mixed.lines().to_pylist()}
+    assert set(loaded) == {"N1", "7", "{curly", "true"}
+    assert loaded["7"]["customer_id"] == "1.5" and loaded["7"]["customer_address"] == "9 Rue Haute"
+    assert loaded["7"]["customer_city"] == "Lille"
+    assert loaded["{curly"]["order_ts"].isoformat() == "2024-01-15T00:00:00+00:00"
+    assert loaded["true"]["unit_price"] == Decimal("4.20") and loaded["true"]["hour"] == 23
+    assert mixed.counts[DAY].conserved and mixed.counts[DAY].quarantined == 1
+
+
+def test_a_duplicate_sends_the_day_to_the_precise_pass_and_counts_it(tmp_path):
+    result = flatten_orders([write(tmp_path, "a.jsonl", [order(), order(), order("O2")])], str(tmp_path))
+    assert result.read_modes[DAY] == "precise"
+    counts = result.counts[DAY]
+    assert (counts.records_read, counts.orders_loaded, counts.duplicates_dropped, counts.lines_loaded) == (3, 2, 1, 4)
+
+
+def test_clean_days_take_the_optimistic_pass_each_in_its_own_file(tmp_path):
+    other_day = RawOrderFile(write(tmp_path, "b.jsonl", [order("O9", when="2024-01-16T08:00:00Z")]).path, date(2024, 1, 16), "b")
+    result = flatten_orders([write(tmp_path, "a.jsonl", [order(), order("O2")]), other_day], str(tmp_path))
+    assert result.read_modes == {DAY: "optimistic", date(2024, 1, 16): "optimistic"}
+    assert {day: c.lines_loaded for day, c in result.counts.items()} == {DAY: 4, date(2024, 1, 16): 2}
+    assert len(set(result.line_files.values())) == 2
+    assert all(c.conserved for c in result.counts.values())

@@ -1,0 +1,77 @@
+"""Analytics tables (DuckDB over the lake, one Parquet partition per day) and the dashboard."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pyarrow as pa
+
+from ecomm_assets.assets.lake import read_table, table_path, write_table
+from ecomm_assets.core.analytics import ANALYTICS, build_analytics
+from ecomm_assets.core.dashboard import data_uri, html_report, render_charts
+from ecomm_assets.core.storage import partition_dir
+from ecomm_assets.resources import LakeResource
+
+DASHBOARD_DAYS = 30
+
+DESCRIPTIONS = {
+    "sales_by_category": "Orders, units and revenue per category, with each category's share of the day's revenue.",
+    "product_performance": "Per product: orders, units, revenue and average unit price.",
+    "top_customers": "The day's top customers by revenue, ranked.",
+    "daily_order_summary": "Orders, customers, units, revenue, average order value, and the share of "
+    "orders whose reported total does not match their lines.",
+}
+
+
+def _analytics_asset(name: str, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=name,
+        partitions_def=partitions,
+        group_name="analytics",
+        owners=["team:analytics"],
+        kinds={"duckdb", "parquet"},
+        deps=["order_lines", "orders"],
+        description=DESCRIPTIONS[name] + f" (processed/{name}/dt=YYYY-MM-DD/)",
+    )
+    def analytics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        day = date.fromisoformat(context.partition_key)
+        store = lake.store()
+        table = build_analytics(name, read_table(store, "order_lines", day), read_table(store, "orders", day), day)
+        return dg.MaterializeResult(metadata=write_table(store, name, day, table))
+
+    return analytics
+
+
+def build_analytics_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        partitions_def=partitions,
+        group_name="analytics",
+        owners=["team:analytics"],
+        kinds={"matplotlib", "html"},
+        deps=list(ANALYTICS),
+        description=f"Charts of revenue per day (trailing {DASHBOARD_DAYS} days), revenue by category "
+        "and top products, shown here and written with a self-contained HTML report to "
+        "reports/dashboard/dt=YYYY-MM-DD/.",
+    )
+    def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        day = date.fromisoformat(context.partition_key)
+        store = lake.store()
+        trailing = [day - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
+        daily = pa.concat_tables(
+            [read_table(store, "daily_order_summary", d) for d in trailing if store.exists(table_path("daily_order_summary", d))]
+        )
+        categories = read_table(store, "sales_by_category", day)
+        products = read_table(store, "product_performance", day)
+        charts = render_charts(daily, categories, products)
+        folder = partition_dir("reports", "dashboard", day)
+        report = html_report(day, charts, daily, categories, products).encode()
+        store.replace_partition(folder, {**charts, "dashboard.html": report})
+        markdown = "\n\n".join(f"![{name}]({data_uri(png)})" for name, png in charts.items())
+        return dg.MaterializeResult(
+            metadata={
+                "charts": dg.MetadataValue.md(markdown),
+                "report": dg.MetadataValue.path(store.full_uri(f"{folder}/dashboard.html")),
+                "days_charted": daily.num_rows,
+            }
+        )
+
+    return [*(_analytics_asset(name, partitions) for name in ANALYTICS), dashboard]

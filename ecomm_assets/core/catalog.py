@@ -1,0 +1,267 @@
+"""Keep a SQL catalog in step with the lake: AWS Glue (for Athena) or a local DuckDB file.
+
+Both backends take the same call: `sync(tables, days)`, where each table names its Arrow schema
+and its location in the lake, and `days` are the `dt=` partitions that now exist. No crawler: the
+schema comes from the table contracts, the partitions from the run that wrote them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+
+GLUE_BATCH = 100  # BatchCreatePartition / BatchGetPartition / BatchUpdatePartition take at most 100
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+
+class BreakingSchemaChange(Exception):
+    """The new schema drops or retypes a column that the catalog already has."""
+
+
+@dataclass(frozen=True)
+class CatalogTable:
+    name: str
+    schema: pa.Schema
+    location: str  # the table's folder, holding dt=YYYY-MM-DD/ partitions; ends without '/'
+
+
+@dataclass
+class SyncReport:
+    tables_created: list[str] = field(default_factory=list)
+    tables_updated: list[str] = field(default_factory=list)
+    partitions_added: int = 0
+    partitions_updated: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "tables_created": self.tables_created,
+            "tables_updated": self.tables_updated,
+            "partitions_added": self.partitions_added,
+            "partitions_updated": self.partitions_updated,
+        }
+
+
+class Catalog(Protocol):
+    def sync(self, tables: Sequence[CatalogTable], days: Sequence[date]) -> SyncReport: ...
+
+    def query_hint(self, table: str) -> str: ...
+
+
+def hive_type(arrow_type: pa.DataType) -> str:
+    """The Glue/Athena (Hive DDL) type of an Arrow type."""
+    if pa.types.is_decimal(arrow_type):
+        return f"decimal({arrow_type.precision},{arrow_type.scale})"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    simple = {
+        pa.string(): "string", pa.large_string(): "string", pa.bool_(): "boolean",
+        pa.int8(): "tinyint", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
+        pa.float32(): "float", pa.float64(): "double", pa.date32(): "date",
+    }
+    if arrow_type in simple:
+        return simple[arrow_type]
+    raise TypeError(f"no Glue type for Arrow type {arrow_type}")
+
+
+def glue_columns(schema: pa.Schema) -> list[dict]:
+    return [{"Name": f.name, "Type": hive_type(f.type)} for f in schema]
+
+
+def schema_change(existing: list[dict], wanted: list[dict]) -> list[dict] | None:
+    """The columns to add (None when nothing changes); raises on a dropped or retyped column."""
+    have = {c["Name"]: c["Type"] for c in existing}
+    want = {c["Name"]: c["Type"] for c in wanted}
+    dropped = sorted(set(have) - set(want))
+    retyped = sorted(n for n in have.keys() & want.keys() if have[n] != want[n])
+    if dropped or retyped:
+        details = [f"drops {n}" for n in dropped] + [f"changes {n} from {have[n]} to {want[n]}" for n in retyped]
+        raise BreakingSchemaChange("breaking schema change refused: " + "; ".join(details))
+    added = [c for c in wanted if c["Name"] not in have]
+    return added or None
+
+
+class GlueCatalog:
+    """A Glue database with one EXTERNAL_TABLE per lake table, partitioned by `dt` (date)."""
+
+    def __init__(self, glue_client, database: str, projection_start: date | None = None):
+        self.glue = glue_client
+        self.database = database
+        self.projection_start = projection_start
+
+    def sync(self, tables: Sequence[CatalogTable], days: Sequence[date]) -> SyncReport:
+        report = SyncReport()
+        self._ensure_database()
+        for table in tables:
+            self._ensure_table(table, report)
+            self._register_partitions(table, days, report)
+        return report
+
+    def query_hint(self, table: str) -> str:
+        return f'SELECT * FROM "{self.database}"."{table}" WHERE dt = DATE \'2024-01-15\' LIMIT 10'
+
+    def _ensure_database(self) -> None:
+        try:
+            self.glue.get_database(Name=self.database)
+        except self.glue.exceptions.EntityNotFoundException:
+            try:
+                self.glue.create_database(DatabaseInput={"Name": self.database, "Description": "ecomm-assets lake"})
+            except self.glue.exceptions.AlreadyExistsException:
+                pass  # another run created it first
+
+    def _table_input(self, table: CatalogTable, columns: list[dict]) -> dict:
+        parameters = {"classification": "parquet", "EXTERNAL": "TRUE", "parquet.compression": "ZSTD"}
+        if self.projection_start:
+            parameters |= {
+                "projection.enabled": "true",
+                "projection.dt.type": "date",
+                "projection.dt.format": "yyyy-MM-dd",
+                "projection.dt.range": f"{self.projection_start},NOW",
+                "projection.dt.interval": "1",
+                "projection.dt.interval.unit": "DAYS",
+                "storage.location.template": f"{table.location}/dt=${{dt}}/",
+            }
+        return {
+            "Name": table.name,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": parameters,
+            "PartitionKeys": [{"Name": "dt", "Type": "date"}],
+            "StorageDescriptor": self._storage(columns, f"{table.location}/"),
+        }
+
+    @staticmethod
+    def _storage(columns: list[dict], location: str) -> dict:
+        return {
+            "Columns": columns,
+            "Location": location,
+            "InputFormat": PARQUET_INPUT,
+            "OutputFormat": PARQUET_OUTPUT,
+            "SerdeInfo": {"SerializationLibrary": PARQUET_SERDE, "Parameters": {"serialization.format": "1"}},
+        }
+
+    def _ensure_table(self, table: CatalogTable, report: SyncReport) -> None:
+        wanted = glue_columns(table.schema)
+        try:
+            current = self.glue.get_table(DatabaseName=self.database, Name=table.name)["Table"]
+        except self.glue.exceptions.EntityNotFoundException:
+            try:
+                self.glue.create_table(DatabaseName=self.database, TableInput=self._table_input(table, wanted))
+                report.tables_created.append(table.name)
+                return
+            except self.glue.exceptions.AlreadyExistsException:
+                current = self.glue.get_table(DatabaseName=self.database, Name=table.name)["Table"]
+        existing = current["StorageDescriptor"]["Columns"]
+        added = schema_change(existing, wanted)
+        wanted_input = self._table_input(table, existing + (added or []))
+        unchanged = (
+            added is None
+            and current.get("Parameters", {}) == wanted_input["Parameters"]
+            and current["StorageDescriptor"].get("Location") == wanted_input["StorageDescriptor"]["Location"]
+        )
+        if unchanged:
+            return
+        # VersionId makes the update conditional: a concurrent writer's change is not overwritten.
+        self.glue.update_table(
+            DatabaseName=self.database, TableInput=wanted_input, VersionId=current.get("VersionId", "0")
+        )
+        report.tables_updated.append(table.name)
+
+    def _register_partitions(self, table: CatalogTable, days: Sequence[date], report: SyncReport) -> None:
+        columns = self.glue.get_table(DatabaseName=self.database, Name=table.name)["Table"]["StorageDescriptor"]["Columns"]
+        wanted = {str(day): self._storage(columns, f"{table.location}/dt={day}/") for day in sorted(set(days))}
+        existing = {}
+        keys = list(wanted)
+        for start in range(0, len(keys), GLUE_BATCH):
+            found = self.glue.batch_get_partition(
+                DatabaseName=self.database, TableName=table.name,
+                PartitionsToGet=[{"Values": [k]} for k in keys[start : start + GLUE_BATCH]],
+            )["Partitions"]
+            existing.update({p["Values"][0]: p["StorageDescriptor"] for p in found})
+        missing = [k for k in keys if k not in existing]
+        changed = [
+            k for k in keys
+            if k in existing
+            and (existing[k].get("Location") != wanted[k]["Location"] or existing[k].get("Columns") != columns)
+        ]
+        for start in range(0, len(missing), GLUE_BATCH):
+            chunk = missing[start : start + GLUE_BATCH]
+            response = self.glue.batch_create_partition(
+                DatabaseName=self.database, TableName=table.name,
+                PartitionInputList=[{"Values": [k], "StorageDescriptor": wanted[k]} for k in chunk],
+            )
+            _raise_errors(response.get("Errors", []), f"creating partitions of {table.name}")
+            report.partitions_added += len(chunk)
+        for start in range(0, len(changed), GLUE_BATCH):
+            chunk = changed[start : start + GLUE_BATCH]
+            response = self.glue.batch_update_partition(
+                DatabaseName=self.database, TableName=table.name,
+                Entries=[
+                    {"PartitionValueList": [k], "PartitionInput": {"Values": [k], "StorageDescriptor": wanted[k]}}
+                    for k in chunk
+                ],
+            )
+            _raise_errors(response.get("Errors", []), f"updating partitions of {table.name}")
+            report.partitions_updated += len(chunk)
+
+
+def _raise_errors(errors: list[dict], doing: str) -> None:
+    if errors:
+        first = errors[0]
+        detail = first.get("ErrorDetail", {})
+        raise RuntimeError(
+            f"Glue refused {len(errors)} partition(s) {doing}: {detail.get('ErrorCode')}: {detail.get('ErrorMessage')}"
+        )
+
+
+class DuckDBCatalog:
+    """A DuckDB database file with a view per lake table over its Parquet partitions (with `dt`)."""
+
+    def __init__(self, path: str, lock_timeout_seconds: float = 30.0):
+        self.path = path
+        self.lock_timeout_seconds = lock_timeout_seconds
+
+    def sync(self, tables: Sequence[CatalogTable], days: Sequence[date]) -> SyncReport:
+        report = SyncReport()
+        if os.path.dirname(self.path):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        con = self._connect()
+        try:
+            existing = {row[0]: row[1] for row in con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
+            for table in tables:
+                glob = f"{table.location}/dt=*/*.parquet"
+                sql = (
+                    f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM "
+                    f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true)"
+                )
+                if table.name not in existing:
+                    report.tables_created.append(table.name)
+                elif glob not in existing[table.name]:
+                    report.tables_updated.append(table.name)
+                else:
+                    continue
+                con.execute(sql)
+        finally:
+            con.close()
+        return report  # no partitions to register: each view's glob sees a new dt= folder at once
+
+    def query_hint(self, table: str) -> str:
+        return f"duckdb {self.path} \"SELECT * FROM {table} WHERE dt = DATE '2024-01-15' LIMIT 10\""
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """One writer at a time may hold the file: concurrent runs wait for it, briefly."""
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        while True:
+            try:
+                return duckdb.connect(self.path)
+            except duckdb.IOException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)

@@ -4,7 +4,7 @@ setup(
     name="ecomm-assets",
     version="0.1.0",
     description="A Dagster-native e-commerce order-analytics lake: local or on AWS, same code.",
-    packages=find_packages(exclude=["ecomm_assets_tests*", "bench*"]),
+    packages=find_packages(exclude=["ecomm_assets_tests*", "bench*", "lambda_bridge*"]),
     python_requires=">=3.11,<3.12",
     install_requires=[
         "dagster==1.13.27",

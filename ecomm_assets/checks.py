@@ -10,7 +10,7 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from ecomm_assets.assets.catalog import CATALOG_TABLES
-from ecomm_assets.assets.lake import counts_path, quarantine_path, raw_order_files, read_table, table_path
+from ecomm_assets.assets.lake import counts_path, quarantine_path, raw_order_files, read_table, run_days, table_path
 from ecomm_assets.core import quality
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
 from ecomm_assets.resources import LakeResource
@@ -71,7 +71,16 @@ def _check(
         asset=asset, name=name, description=description, blocking=blocking, partitions_def=partitions
     )
     def check(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-        passed, metadata = rule(lake.store(), date.fromisoformat(context.partition_key))
+        store = lake.store()
+        outcomes = {day: rule(store, day) for day in run_days(context)}
+        failed = [day for day, (passed, _) in outcomes.items() if not passed]
+        if len(outcomes) == 1:
+            passed, metadata = next(iter(outcomes.values()))
+        else:  # a backfill range: one result for the range, naming the days that failed
+            passed = not failed
+            metadata = {"days_checked": len(outcomes), "days_failed": [str(day) for day in failed]}
+            if failed:
+                metadata["first_failure"] = outcomes[failed[0]][1]
         return dg.AssetCheckResult(
             passed=passed,
             metadata={key: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v for key, v in metadata.items()},

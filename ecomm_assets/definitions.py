@@ -11,7 +11,9 @@ from ecomm_assets.assets.sources import build_source_assets
 from ecomm_assets.automation import build_automation
 from ecomm_assets.checks import build_checks
 from ecomm_assets.partitions import DEFAULT_START_DATE, daily_partitions
-from ecomm_assets.resources import CatalogResource, LakeResource, OrderSourceResource
+from dagster_aws.s3 import S3Resource
+
+from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
 
 
 def build_definitions(
@@ -19,9 +21,12 @@ def build_definitions(
     lake: LakeResource | None = None,
     order_source: OrderSourceResource | None = None,
     sql_catalog: CatalogResource | None = None,
+    s3: S3Resource | None = None,
+    alerts: AlertSinkResource | None = None,
+    landing_sensor_running: bool = True,
 ) -> dg.Definitions:
     partitions = daily_partitions(start_date)
-    jobs, sensors = build_automation()
+    jobs, schedules, sensors = build_automation(landing_sensor_running)
     return dg.Definitions(
         assets=[
             *build_source_assets(partitions),
@@ -31,6 +36,7 @@ def build_definitions(
         ],
         asset_checks=build_checks(partitions),
         jobs=jobs,
+        schedules=schedules,
         sensors=sensors,
         # DuckDB already uses every core inside a step; a process per step would cost more (about
         # 2 s each) than it saves.
@@ -39,6 +45,8 @@ def build_definitions(
             "lake": lake or LakeResource(),
             "order_source": order_source or OrderSourceResource(),
             "sql_catalog": sql_catalog or CatalogResource(),
+            "s3": s3 or S3Resource(),
+            "alerts": alerts or AlertSinkResource(),
         },
     )
 
@@ -52,6 +60,7 @@ def _env(name: str, default=None, as_int: bool = False):
 
 defs = build_definitions(
     start_date=os.environ.get("ECOMM_START_DATE", DEFAULT_START_DATE),
+    landing_sensor_running=os.environ.get("ECOMM_LANDING_SENSOR", "on") != "off",
     lake=LakeResource(
         uri=_env("ECOMM_LAKE_URI", "data/lake"),
         s3_endpoint_url=_env("ECOMM_S3_ENDPOINT_URL"),
@@ -68,6 +77,12 @@ defs = build_definitions(
         duckdb_path=_env("ECOMM_DUCKDB_CATALOG", "data/catalog.duckdb"),
         glue_database=_env("ECOMM_GLUE_DATABASE", "ecomm"),
         glue_endpoint_url=_env("ECOMM_GLUE_ENDPOINT_URL"),
+        region=_env("AWS_REGION"),
+    ),
+    s3=S3Resource(endpoint_url=_env("ECOMM_S3_ENDPOINT_URL"), region_name=_env("AWS_REGION")),
+    alerts=AlertSinkResource(
+        path=_env("ECOMM_ALERTS_PATH", "data/alerts.jsonl"),
+        sns_topic_arn=_env("ECOMM_ALERTS_SNS_TOPIC_ARN"),
         region=_env("AWS_REGION"),
     ),
 )

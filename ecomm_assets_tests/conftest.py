@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from ecomm_assets.definitions import build_definitions
-from ecomm_assets.resources import CatalogResource, LakeResource, OrderSourceResource
+from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
 
 DUMMYJSON_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dummyjson"
 COLLECTIONS = ("products", "users", "carts", "posts", "comments")
@@ -106,6 +106,7 @@ def make_definitions(lake_dir, sql_catalog: CatalogResource | None = None, **sou
         lake=LakeResource(uri=str(lake_dir)),
         order_source=OrderSourceResource(**({"orders_per_day": 200} | source)),
         sql_catalog=sql_catalog or CatalogResource(duckdb_path=str(lake_dir.parent / "catalog.duckdb")),
+        alerts=AlertSinkResource(path=str(lake_dir.parent / "alerts.jsonl")),
     )
 
 

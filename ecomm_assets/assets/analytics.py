@@ -1,11 +1,10 @@
 """Analytics tables (DuckDB over the lake, one Parquet partition per day) and the dashboard."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
-import pyarrow as pa
 
-from ecomm_assets.assets.lake import read_table, table_path, write_table
+from ecomm_assets.assets.lake import BACKFILL, read_days, read_table, run_days, split_by_day, write_days
 from ecomm_assets.core.analytics import ANALYTICS, build_analytics
 from ecomm_assets.core.dashboard import data_uri, html_report, render_charts
 from ecomm_assets.core.storage import partition_dir
@@ -26,6 +25,7 @@ def _analytics_asset(name: str, partitions: dg.PartitionsDefinition) -> dg.Asset
     @dg.asset(
         name=name,
         partitions_def=partitions,
+        backfill_policy=BACKFILL,
         group_name="analytics",
         owners=["team:analytics"],
         kinds={"duckdb", "parquet"},
@@ -33,10 +33,10 @@ def _analytics_asset(name: str, partitions: dg.PartitionsDefinition) -> dg.Asset
         description=DESCRIPTIONS[name] + f" (processed/{name}/dt=YYYY-MM-DD/)",
     )
     def analytics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
+        days = run_days(context)
         store = lake.store()
-        table = build_analytics(name, read_table(store, "order_lines", day), read_table(store, "orders", day), day)
-        return dg.MaterializeResult(metadata=write_table(store, name, day, table))
+        table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
+        return dg.MaterializeResult(metadata=write_days(store, name, split_by_day(table, "order_date", days)))
 
     return analytics
 
@@ -44,21 +44,19 @@ def _analytics_asset(name: str, partitions: dg.PartitionsDefinition) -> dg.Asset
 def build_analytics_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions,
+        backfill_policy=BACKFILL,
         group_name="analytics",
         owners=["team:analytics"],
         kinds={"matplotlib", "html"},
         deps=list(ANALYTICS),
         description=f"Charts of revenue per day (trailing {DASHBOARD_DAYS} days), revenue by category "
         "and top products, shown here and written with a self-contained HTML report to "
-        "reports/dashboard/dt=YYYY-MM-DD/.",
+        "reports/dashboard/dt=YYYY-MM-DD/. A backfill renders the report of its last day only.",
     )
     def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
+        day = run_days(context)[-1]
         store = lake.store()
-        trailing = [day - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
-        daily = pa.concat_tables(
-            [read_table(store, "daily_order_summary", d) for d in trailing if store.exists(table_path("daily_order_summary", d))]
-        )
+        daily = read_days(store, "daily_order_summary", [day - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)])
         categories = read_table(store, "sales_by_category", day)
         products = read_table(store, "product_performance", day)
         charts = render_charts(daily, categories, products)

@@ -15,6 +15,7 @@ CATALOG_TABLES = {**CONTRACTS, **ANALYTICS}
 def build_catalog_assets(partitions: dg.TimeWindowPartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="catalog",
         owners=["team:data-platform"],
         kinds={"glue", "athena", "duckdb"},

@@ -1,18 +1,24 @@
-"""Lake tables: typed, validated, one compact Parquet file per table and UTC day."""
+"""Lake tables: typed, validated, one compact Parquet file per table and UTC day.
+
+Every asset takes a run of one day or of a range (a backfill is one run, `BackfillPolicy.single_run`):
+it computes all the days in one pass and writes each day's file itself.
+"""
 
 import json
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ecomm_assets.assets.metadata import preview, reasons_table
 from ecomm_assets.assets.sources import read_raw_catalog
 from ecomm_assets.core.flatten import DayCounts, RawOrderFile, flatten_orders
 from ecomm_assets.core.schemas import ORDER_LINES
-from ecomm_assets.core.storage import LakeStore, partition_dir
+from ecomm_assets.core.storage import LakeFile, LakeStore, partition_dir
 from ecomm_assets.core.tables import build_dim_customers, build_dim_products, build_orders
 from ecomm_assets.resources import LakeResource
 
@@ -33,7 +39,12 @@ def quarantine_path(table: str, day: date | str) -> str:
     return f"{partition_dir('quarantine', table, day)}/{QUARANTINE_FILE}"
 
 
-def raw_order_files(store: LakeStore, day: date | str) -> list:
+def run_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
+    """The days of this run: one, or a whole backfill range."""
+    return [date.fromisoformat(key) for key in context.partition_keys]
+
+
+def raw_order_files(store: LakeStore, day: date | str) -> list[LakeFile]:
     """The raw order files of a day, oldest first: the order in which versions of an order win."""
     files = store.list_files(partition_dir("raw", "orders", day))
     return sorted(files, key=lambda f: (f.mtime, f.name))
@@ -43,30 +54,63 @@ def read_table(store: LakeStore, table: str, day: date | str) -> pa.Table:
     return store.read_parquet([table_path(table, day)])
 
 
-def write_table(store: LakeStore, table_name: str, day: date, table: pa.Table | Path) -> dict:
-    """Replace the day's partition of a table with `table` (or a staged Parquet file of it)."""
-    if isinstance(table, Path):
-        parquet = pq.ParquetFile(table)
-        rows, head = parquet.metadata.num_rows, next(parquet.iter_batches(batch_size=10), None)
-        head = pa.Table.from_batches([head]) if head is not None else parquet.schema_arrow.empty_table()
-    else:
-        rows, head = table.num_rows, table
-    folder = partition_dir("processed", table_name, day)
-    size = store.replace_partition(folder, {PART_FILE: table})
-    return {
-        "dagster/row_count": rows,
+def read_days(store: LakeStore, table: str, days: list[date]) -> pa.Table:
+    """The table's rows of `days`, in one table (days without a file contribute nothing)."""
+    return store.read_parquet([table_path(table, day) for day in days if store.exists(table_path(table, day))])
+
+
+def split_by_day(table: pa.Table, day_column: str, days: list[date]) -> dict[date, pa.Table]:
+    """Each day's rows (in their order), by slicing the table sorted on the day; empty days included."""
+    if table.num_rows == 0:
+        return {day: table for day in days}
+    ordered = table.take(pc.sort_indices(table, [(day_column, "ascending")]))  # a stable sort
+    runs = pc.value_counts(ordered[day_column])
+    slices, offset = {}, 0
+    for value, count in zip(runs.field("values").to_pylist(), runs.field("counts").to_pylist()):
+        slices[value] = ordered.slice(offset, count)
+        offset += count
+    return {day: slices.get(day, table.slice(0, 0)) for day in days}
+
+
+def write_days(store: LakeStore, table_name: str, by_day: dict[date, pa.Table | Path]) -> dict:
+    """Replace each day's partition of a table (tables, or staged Parquet files); the metadata of it."""
+    rows, size, head = {}, 0, None
+    for day, content in sorted(by_day.items()):
+        if isinstance(content, Path):
+            parquet = pq.ParquetFile(content)
+            rows[day] = parquet.metadata.num_rows
+            first = next(parquet.iter_batches(batch_size=10), None)
+            day_head = pa.Table.from_batches([first]) if first is not None else None
+        else:
+            rows[day], day_head = content.num_rows, content.slice(0, 10)
+        if head is None or head.num_rows == 0:
+            head = day_head  # the preview shows the first day that has rows
+        size += store.replace_partition(partition_dir("processed", table_name, day), {PART_FILE: content})
+    days = sorted(by_day)
+    single = len(days) == 1
+    metadata = {
+        "dagster/row_count": sum(rows.values()),
         "bytes_written": size,
-        "path": dg.MetadataValue.path(store.full_uri(f"{folder}/{PART_FILE}")),
-        "preview": preview(head),
+        "path": dg.MetadataValue.path(
+            store.full_uri(table_path(table_name, days[0]) if single else f"processed/{table_name}")
+        ),
+        "preview": preview(head if head is not None else pa.table({})),
     }
+    if not single:
+        metadata["days"] = len(days)
+        metadata["rows_per_day"] = dg.MetadataValue.json({str(day): n for day, n in rows.items()})
+    return metadata
 
 
 def _source_label(name: str) -> str:
     return name.removesuffix(".jsonl")
 
 
+BACKFILL = dg.BackfillPolicy.single_run()
+
+
 def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    common = dict(partitions_def=partitions, group_name="lake", owners=["team:data-platform"])
+    common = dict(partitions_def=partitions, group_name="lake", owners=["team:data-platform"], backfill_policy=BACKFILL)
 
     @dg.asset(
         **common,
@@ -77,36 +121,45 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         "version of an order wins). Rejected records go to quarantine/order_lines/ with a reason.",
     )
     def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
+        days = run_days(context)
         store = lake.store()
-        raw = raw_order_files(store, day)
-        if not raw:
+        raw = {day: raw_order_files(store, day) for day in days}
+        for day in (d for d, files in raw.items() if not files):
             context.log.warning(f"no raw order files for {day}: writing an empty partition")
-        with store.local_paths([f.path for f in raw]) as paths, store.staging_dir() as staging:
-            result = flatten_orders([RawOrderFile(p, day, _source_label(f.name)) for p, f in zip(paths, raw)], staging)
-            counts = result.counts.get(day, DayCounts())
-            quarantined = result.quarantined.drop_columns(["day"])
-            store.replace_partition(
-                partition_dir("quarantine", "order_lines", day),
-                {QUARANTINE_FILE: _json_lines(quarantined)} if quarantined.num_rows else {},
+        listed = [(day, f) for day, files in raw.items() for f in files]
+        with store.local_paths([f.path for _, f in listed]) as paths, store.staging_dir() as staging:
+            result = flatten_orders(
+                [RawOrderFile(path, day, _source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
             )
-            store.write_bytes(counts_path("order_lines", day), json.dumps(counts.as_dict(), indent=1).encode())
-            lines = Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table()
-            metadata = write_table(store, "order_lines", day, lines)
+            for day in days:
+                counts = result.counts.get(day, DayCounts())
+                quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
+                store.replace_partition(
+                    partition_dir("quarantine", "order_lines", day),
+                    {QUARANTINE_FILE: _json_lines(quarantined)} if quarantined.num_rows else {},
+                )
+                store.write_bytes(counts_path("order_lines", day), json.dumps(counts.as_dict(), indent=1).encode())
+            metadata = write_days(
+                store, "order_lines",
+                {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table() for day in days},
+            )
+        totals = [result.counts.get(day, DayCounts()) for day in days]
+        reasons = sum((c.reasons for c in totals), Counter())
         metadata.update(
             {
-                "orders_loaded": counts.orders_loaded,
-                "records_read": counts.records_read,
-                "records_quarantined": counts.quarantined,
-                "duplicates_dropped": counts.duplicates_dropped,
-                "conservation_holds": counts.conserved,
-                "top_reject_reasons": reasons_table(dict(counts.reasons.most_common(10))),
-                "raw_files": dg.MetadataValue.json([f.name for f in raw]),
-                "read_mode": result.read_modes.get(day, "no input"),
+                "orders_loaded": sum(c.orders_loaded for c in totals),
+                "records_read": sum(c.records_read for c in totals),
+                "records_quarantined": sum(c.quarantined for c in totals),
+                "duplicates_dropped": sum(c.duplicates_dropped for c in totals),
+                "conservation_holds": all(c.conserved for c in totals),
+                "top_reject_reasons": reasons_table(dict(reasons.most_common(10))),
+                "raw_files": sum(len(files) for files in raw.values()),
+                "read_mode": dg.MetadataValue.json(dict(Counter(result.read_modes.get(day, "no input") for day in days))),
             }
         )
-        if counts.quarantined:
-            metadata["quarantine_path"] = dg.MetadataValue.path(store.full_uri(quarantine_path("order_lines", day)))
+        quarantined_days = [day for day, c in zip(days, totals) if c.quarantined]
+        if quarantined_days:
+            metadata["quarantine_path"] = dg.MetadataValue.path(store.full_uri(quarantine_path("order_lines", quarantined_days[0])))
         return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
@@ -117,38 +170,35 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         "reported, and whether the two reconcile (real feeds add shipping and tax).",
     )
     def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
+        days = run_days(context)
         store = lake.store()
-        table = build_orders(read_table(store, "order_lines", day))
-        metadata = write_table(store, "orders", day, table)
-        metadata["orders_not_reconciling"] = table.num_rows - sum(1 for r in table["reconciles"].to_pylist() if r)
+        table = build_orders(read_days(store, "order_lines", days))
+        metadata = write_days(store, "orders", split_by_day(table, "order_date", days))
+        metadata["orders_not_reconciling"] = table.num_rows - pc.sum(table["reconciles"]).as_py() if table.num_rows else 0
         return dg.MaterializeResult(metadata=metadata)
 
-    @dg.asset(
-        **common,
-        kinds={"duckdb", "parquet"},
-        deps=["products_raw", order_lines],
-        description="Products of the day's catalog snapshot, plus products seen only in orders.",
-    )
-    def dim_products(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
-        store = lake.store()
-        table = build_dim_products(read_raw_catalog(lake, "products", day), read_table(store, "order_lines", day), day)
-        return dg.MaterializeResult(metadata=write_table(store, "dim_products", day, table))
+    def dimension(name: str, catalog: str, builder, description: str) -> dg.AssetsDefinition:
+        @dg.asset(name=name, **common, kinds={"duckdb", "parquet"}, deps=[f"{catalog}_raw", order_lines], description=description)
+        def dim(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+            days = run_days(context)
+            store = lake.store()
+            snapshots = {day: read_raw_catalog(lake, catalog, day) for day in days}
+            missing = [str(day) for day, records in snapshots.items() if records is None]
+            if missing:
+                context.log.warning(f"no {catalog} snapshot for {', '.join(missing)}: rows come from orders only")
+            table = builder({day: records or [] for day, records in snapshots.items()}, read_days(store, "order_lines", days))
+            return dg.MaterializeResult(metadata=write_days(store, name, split_by_day(table, "snapshot_date", days)))
 
-    @dg.asset(
-        **common,
-        kinds={"duckdb", "parquet"},
-        deps=["users_raw", order_lines],
-        description="Customers (DummyJSON users) with address, city, state and country flattened, "
-        "plus customers seen only in orders.",
-    )
-    def dim_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
-        store = lake.store()
-        table = build_dim_customers(read_raw_catalog(lake, "users", day), read_table(store, "order_lines", day), day)
-        return dg.MaterializeResult(metadata=write_table(store, "dim_customers", day, table))
+        return dim
 
+    dim_products = dimension(
+        "dim_products", "products", build_dim_products,
+        "Products of the day's catalog snapshot, plus products seen only in orders.",
+    )
+    dim_customers = dimension(
+        "dim_customers", "users", build_dim_customers,
+        "Customers (DummyJSON users) with address, city, state and country flattened, plus customers seen only in orders.",
+    )
     return [order_lines, orders, dim_products, dim_customers]
 
 

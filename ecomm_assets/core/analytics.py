@@ -1,9 +1,12 @@
 """Daily analytics from order lines and orders: what the tutorials' QuickSight dashboards show.
 
-Pure functions over Arrow tables, computed in DuckDB; each result has a contract in ANALYTICS.
+Pure functions over Arrow tables of any number of days, computed in DuckDB in one query; each
+row carries its order_date, and each result has a contract in ANALYTICS.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import duckdb
 import pyarrow as pa
@@ -15,6 +18,7 @@ TOP_CUSTOMERS = 20
 ANALYTICS: dict[str, pa.Schema] = {
     "sales_by_category": pa.schema(
         [
+            ("order_date", pa.date32()),
             ("category", pa.string()),
             ("orders", pa.int64()),
             ("units", pa.int64()),
@@ -24,6 +28,7 @@ ANALYTICS: dict[str, pa.Schema] = {
     ),
     "product_performance": pa.schema(
         [
+            ("order_date", pa.date32()),
             ("product_id", pa.string()),
             ("product_name", pa.string()),
             ("category", pa.string()),
@@ -35,6 +40,7 @@ ANALYTICS: dict[str, pa.Schema] = {
     ),
     "top_customers": pa.schema(
         [
+            ("order_date", pa.date32()),
             ("rank", pa.int32()),
             ("customer_id", pa.string()),
             ("customer_name", pa.string()),
@@ -59,40 +65,46 @@ ANALYTICS: dict[str, pa.Schema] = {
 
 _SQL = {
     "sales_by_category": """
-        SELECT category, count(DISTINCT order_id) AS orders, sum(quantity) AS units, sum(line_total) AS revenue,
-               sum(line_total) / nullif(sum(sum(line_total)) OVER (), 0) AS revenue_share
-        FROM order_lines GROUP BY category ORDER BY revenue DESC, category
+        SELECT order_date, category, count(DISTINCT order_id) AS orders, sum(quantity) AS units,
+               sum(line_total) AS revenue,
+               sum(line_total) / nullif(sum(sum(line_total)) OVER (PARTITION BY order_date), 0) AS revenue_share
+        FROM order_lines GROUP BY order_date, category ORDER BY order_date, revenue DESC, category
     """,
     "product_performance": """
-        SELECT product_id, any_value(product_name) AS product_name, any_value(category) AS category,
+        SELECT order_date, product_id, any_value(product_name) AS product_name, any_value(category) AS category,
                count(DISTINCT order_id) AS orders, sum(quantity) AS units, sum(line_total) AS revenue,
                CAST(sum(line_total) / sum(quantity) AS DECIMAL(18,2)) AS average_unit_price
-        FROM order_lines GROUP BY product_id ORDER BY revenue DESC, product_id
+        FROM order_lines GROUP BY order_date, product_id ORDER BY order_date, revenue DESC, product_id
     """,
     "top_customers": f"""
-        SELECT row_number() OVER (ORDER BY sum(line_total) DESC, customer_id) AS rank,
+        SELECT order_date,
+               row_number() OVER (PARTITION BY order_date ORDER BY sum(line_total) DESC, customer_id) AS rank,
                customer_id, any_value(customer_name) AS customer_name,
                count(DISTINCT order_id) AS orders, sum(quantity) AS units, sum(line_total) AS revenue
-        FROM order_lines WHERE customer_id IS NOT NULL GROUP BY customer_id
-        ORDER BY rank LIMIT {TOP_CUSTOMERS}
+        FROM order_lines WHERE customer_id IS NOT NULL GROUP BY order_date, customer_id
+        QUALIFY rank <= {TOP_CUSTOMERS}
+        ORDER BY order_date, rank
     """,
+    # Every day gets a row, with zeros when it had no orders.
     "daily_order_summary": """
-        SELECT $day::DATE AS order_date, count(*) AS orders, count(DISTINCT customer_id) AS customers,
-               coalesce(sum(units), 0) AS units, coalesce(sum(items_total), 0) AS revenue,
-               coalesce(CAST(sum(items_total) / nullif(count(*), 0) AS DECIMAL(18,2)), 0) AS average_order_value,
-               count(*) FILTER (WHERE NOT reconciles) AS orders_not_reconciling,
-               coalesce(count(*) FILTER (WHERE NOT reconciles) / nullif(count(*), 0), 0) AS share_not_reconciling
-        FROM orders
+        SELECT d.day AS order_date, count(o.order_id) AS orders, count(DISTINCT o.customer_id) AS customers,
+               coalesce(sum(o.units), 0) AS units, coalesce(sum(o.items_total), 0) AS revenue,
+               coalesce(CAST(sum(o.items_total) / nullif(count(o.order_id), 0) AS DECIMAL(18,2)), 0) AS average_order_value,
+               count(o.order_id) FILTER (WHERE NOT o.reconciles) AS orders_not_reconciling,
+               coalesce(count(o.order_id) FILTER (WHERE NOT o.reconciles) / nullif(count(o.order_id), 0), 0)
+                   AS share_not_reconciling
+        FROM days d LEFT JOIN orders o ON o.order_date = d.day
+        GROUP BY d.day ORDER BY d.day
     """,
 }
 
 
-def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, day) -> pa.Table:
-    """The analytics table `name` of one day. Revenue is the sum of line totals (what was sold)."""
+def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, days: list[date]) -> pa.Table:
+    """The analytics table `name` for `days`. Revenue is the sum of line totals (what was sold)."""
     con = duckdb.connect()
     con.register("order_lines", order_lines)
     con.register("orders", orders)
-    params = {"day": day} if "$day" in _SQL[name] else None
-    result = con.sql(_SQL[name], params=params).to_arrow_table().cast(ANALYTICS[name])
+    con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
+    result = con.sql(_SQL[name]).to_arrow_table().cast(ANALYTICS[name])
     con.close()
     return result

@@ -1,4 +1,7 @@
-"""Tables derived from order lines and catalog snapshots: orders and the two dimensions."""
+"""Tables derived from order lines and catalog snapshots: orders and the two dimensions.
+
+Each builder takes any number of days at once (a backfill is one query, not one per day) and
+returns rows carrying their day (order_date or snapshot_date), ready to split into partitions."""
 
 from __future__ import annotations
 
@@ -38,59 +41,76 @@ def build_orders(order_lines: pa.Table) -> pa.Table:
     ).cast(ORDERS)
 
 
-def build_dim_products(catalog: list[dict], order_lines: pa.Table, snapshot: date) -> pa.Table:
-    """The catalog snapshot, plus products seen only in orders (landed files may sell products
-    the catalog does not list yet), with the attributes of their latest order line."""
-    catalog_table = _catalog_table(
-        catalog,
+def build_dim_products(catalogs: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
+    """Each day's catalog snapshot, plus products seen only in that day's orders (landed files may
+    sell products the catalog does not list yet), with the attributes of their latest order line."""
+    catalog_table = _snapshots(
+        catalogs,
         {"id": pa.string(), "title": pa.string(), "category": pa.string(), "brand": pa.string(),
          "price": pa.float64(), "discountPercentage": pa.float64(), "rating": pa.float64(), "stock": pa.int64()},
     )
     return _query(
-        f"""
+        """
         SELECT id AS product_id, title AS name, category, brand, price::DECIMAL(18,2) AS price,
                "discountPercentage"::DECIMAL(9,2) AS discount_percent, rating, stock,
-               'catalog' AS origin, DATE '{snapshot}' AS snapshot_date
+               'catalog' AS origin, snapshot_date
         FROM catalog
         UNION ALL
         SELECT product_id, arg_max(product_name, order_ts), arg_max(category, order_ts), arg_max(brand, order_ts),
                arg_max(unit_price, order_ts), arg_max(discount_percent, order_ts), NULL, NULL,
-               'orders', DATE '{snapshot}'
-        FROM order_lines WHERE product_id NOT IN (SELECT id FROM catalog) GROUP BY product_id
-        ORDER BY origin, product_id
+               'orders', order_date
+        FROM order_lines l
+        WHERE NOT EXISTS (SELECT 1 FROM catalog c WHERE c.id = l.product_id AND c.snapshot_date = l.order_date)
+        GROUP BY order_date, product_id
+        ORDER BY snapshot_date, origin, product_id
         """,
         catalog=catalog_table,
         order_lines=order_lines,
     ).cast(DIM_PRODUCTS)
 
 
-def build_dim_customers(users: list[dict], order_lines: pa.Table, snapshot: date) -> pa.Table:
-    """Users with their address flattened, plus customers seen only in orders."""
+def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
+    """Each day's users with their address flattened, plus customers seen only in that day's orders."""
     address = pa.struct(
         {"address": pa.string(), "city": pa.string(), "state": pa.string(), "postalCode": pa.string(), "country": pa.string()}
     )
-    users_table = _catalog_table(
+    users_table = _snapshots(
         users,
         {"id": pa.string(), "firstName": pa.string(), "lastName": pa.string(), "email": pa.string(), "address": address},
     )
     return _query(
-        f"""
+        """
         SELECT id AS customer_id, concat_ws(' ', "firstName", "lastName") AS name, email,
                address.address AS address, address.city, address.state, address."postalCode" AS postal_code,
-               address.country, 'catalog' AS origin, DATE '{snapshot}' AS snapshot_date
+               address.country, 'catalog' AS origin, snapshot_date
         FROM users
         UNION ALL
         SELECT customer_id, arg_max(customer_name, order_ts), arg_max(customer_email, order_ts),
                arg_max(customer_address, order_ts), arg_max(customer_city, order_ts),
                arg_max(customer_state, order_ts), NULL, arg_max(customer_country, order_ts),
-               'orders', DATE '{snapshot}'
-        FROM order_lines
-        WHERE customer_id IS NOT NULL AND customer_id NOT IN (SELECT id FROM users) GROUP BY customer_id
-        ORDER BY origin, customer_id
+               'orders', order_date
+        FROM order_lines l
+        WHERE customer_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = l.customer_id AND u.snapshot_date = l.order_date)
+        GROUP BY order_date, customer_id
+        ORDER BY snapshot_date, origin, customer_id
         """,
         users=users_table,
         order_lines=order_lines,
     ).cast(DIM_CUSTOMERS)
+
+
+def _snapshots(snapshots: dict[date, list[dict]], fields: dict[str, pa.DataType]) -> pa.Table:
+    """Days of catalog records as one typed table with a snapshot_date column. A snapshot equal to
+    the previous day's (the usual case) is converted once and repeated."""
+    tables, previous, previous_table = [], None, None
+    for day, records in sorted(snapshots.items()):
+        table = previous_table if records == previous else _catalog_table(records, fields)
+        previous, previous_table = records, table
+        tables.append(table.append_column("snapshot_date", pa.array([day] * table.num_rows, pa.date32())))
+    if not tables:
+        return pa.schema([*(pa.field(n, t) for n, t in fields.items()), pa.field("snapshot_date", pa.date32())]).empty_table()
+    return pa.concat_tables(tables)
 
 
 def _catalog_table(records: list[dict], fields: dict[str, pa.DataType]) -> pa.Table:

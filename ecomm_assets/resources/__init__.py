@@ -1,5 +1,7 @@
 """Settings live here, as resource fields with local defaults; definitions.py binds the environment."""
 
+import json
+import os
 from datetime import date
 
 import boto3
@@ -73,3 +75,21 @@ class CatalogResource(dg.ConfigurableResource):
             glue = boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None)
             return GlueCatalog(glue, self.glue_database, projection_start if self.partition_projection else None)
         raise ValueError(f"unknown catalog backend {self.backend!r}: use 'duckdb' or 'glue'")
+
+
+class AlertSinkResource(dg.ConfigurableResource):
+    """Where run-failure alerts go: JSON lines appended to a local file, and an SNS topic if set."""
+
+    path: str = "data/alerts.jsonl"
+    sns_topic_arn: str | None = None
+    region: str | None = None
+
+    def send(self, alert: dict) -> None:
+        line = json.dumps(alert, sort_keys=True)
+        if os.path.dirname(self.path):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as sink:
+            sink.write(line + "\n")
+        if self.sns_topic_arn:
+            sns = boto3.client("sns", region_name=self.region or None)
+            sns.publish(TopicArn=self.sns_topic_arn, Subject="ecomm-assets run failed", Message=line)

@@ -1,0 +1,144 @@
+"""End to end on loopback: a real `dagster dev` (webserver + daemon) serving the project on a
+moto S3 + Glue; a file lands in S3; the Lambda bridge gets the S3 event and launches the ingest
+through GraphQL; the daemon's sensor recomputes the day; the orders reach order_lines and Glue.
+The same event delivered again changes nothing."""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from lambda_bridge import handler as bridge
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
+DAY = "2024-01-15"
+KEY = "prefix/landing/orders/drop 1.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, condition, timeout=240, every=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def dagster_dev(aws, tmp_path):
+    """`dagster dev` in its own session (so it can be stopped as a whole), on the moto lake."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = free_port()
+    env = os.environ | {
+        "DAGSTER_HOME": str(home), "ECOMM_LAKE_URI": "s3://lake/prefix", "ECOMM_S3_ENDPOINT_URL": aws,
+        "ECOMM_CATALOG": "glue", "ECOMM_GLUE_ENDPOINT_URL": aws, "ECOMM_ORDERS_PER_DAY": "50",
+        "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl"), "ECOMM_LANDING_SENSOR": "off",
+    }
+    log = open(tmp_path / "dagster-dev.log", "wb")
+    process = subprocess.Popen(
+        [DAGSTER, "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        wait_for("the webserver", lambda: _location_loaded(url), timeout=120)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the session this test started, and only it
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def _location_loaded(url) -> bool:
+    try:
+        answer = requests.post(url, json={"query": "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name } } } }"}, timeout=5).json()
+    except (requests.ConnectionError, ValueError):
+        return False
+    return bool(answer.get("data", {}).get("repositoriesOrError", {}).get("nodes"))
+
+
+def s3_event(s3, key):
+    head = s3.head_object(Bucket="lake", Key=key)
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventName": "ObjectCreated:Put",
+        "eventTime": head["LastModified"].isoformat(),
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "lake", "arn": "arn:aws:s3:::lake"},
+               "object": {"key": quote_plus(key, safe="/"), "size": head["ContentLength"], "eTag": head["ETag"].strip('"'),
+                          "sequencer": "0065A4F3C2B1D0E9F8"}},
+    }]}
+
+
+def order_lines_of_the_day(s3):
+    try:
+        body = s3.get_object(Bucket="lake", Key=f"prefix/processed/order_lines/dt={DAY}/part-00000.parquet")["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return pq.read_table(io.BytesIO(body))
+
+
+def runs(url, job):
+    query = "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status } } } }"
+    answer = requests.post(url, json={"query": query, "variables": {"f": {"pipelineName": job}}}, timeout=10).json()
+    return answer["data"]["runsOrError"]["results"]
+
+
+def test_an_s3_event_becomes_order_lines_and_a_glue_partition(aws, dagster_dev, monkeypatch):
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    glue = boto3.client("glue", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    orders = [
+        {"order_id": f"E2E-{n}", "order_date": f"{DAY}T1{n}:00:00Z", "total_amount": 12.5,
+         "customer": {"customer_id": "c9", "name": "Eve", "email": "e@x", "address": {"city": "Oslo", "country": "Norway"}},
+         "products": [{"product_id": "p7", "name": "Mug", "category": "kitchen", "price": 6.25, "quantity": 2}]}
+        for n in range(3)
+    ]
+    s3.put_object(Bucket="lake", Key=KEY, Body=json.dumps(orders).encode())
+    monkeypatch.setenv("DAGSTER_GRAPHQL_URL", dagster_dev)
+    monkeypatch.setenv("ECOMM_LAKE_URI", "s3://lake/prefix")
+    event = s3_event(s3, KEY)
+
+    [launched] = bridge.handler(event)["results"]
+    assert launched["outcome"] == "launched"
+    lines = wait_for("order_lines on S3", lambda: order_lines_of_the_day(s3))
+    assert sorted(lines["order_id"].to_pylist()) == ["E2E-0", "E2E-1", "E2E-2"]
+    assert {str(v) for v in lines["line_total"].to_pylist()} == {"12.50"}
+    partition = wait_for(
+        "the Glue partition",
+        lambda: next(iter(glue.get_partitions(DatabaseName="ecomm", TableName="order_lines")["Partitions"]), None)
+        if "ecomm" in [d["Name"] for d in glue.get_databases()["DatabaseList"]] else None,
+    )
+    assert partition["Values"] == [DAY]
+    assert partition["StorageDescriptor"]["Location"] == f"s3://lake/prefix/processed/order_lines/dt={DAY}/"
+    wait_for("the lake run to finish", lambda: all(r["status"] == "SUCCESS" for r in runs(dagster_dev, "lake_job")) and runs(dagster_dev, "lake_job"))
+
+    # S3 delivers at least once: the same event again launches nothing and changes nothing.
+    [again] = bridge.handler(event)["results"]
+    assert again == {"key": "prefix/landing/orders/drop 1.json", "outcome": "duplicate", "run_id": launched["run_id"]}
+    time.sleep(10)
+    assert len(runs(dagster_dev, "ingest_landing_job")) == 1
+    assert order_lines_of_the_day(s3).equals(lines)

@@ -1,0 +1,134 @@
+"""Schedule, one-run backfills through the CLI, the landing sensor (local and S3), failure alerts."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import boto3
+import dagster as dg
+import duckdb
+from dagster_aws.s3 import S3Resource
+
+from ecomm_assets.resources import AlertSinkResource, LakeResource
+from ecomm_assets_tests.conftest import make_definitions, materialize_day
+
+DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
+
+
+def lake_sql(lake_dir, query):
+    return duckdb.sql(query.replace("{lake}", str(lake_dir))).fetchall()
+
+
+def test_the_daily_schedule_materializes_the_day_that_just_ended(lake_dir):
+    defs = make_definitions(lake_dir)
+    schedule = defs.resolve_schedule_def("daily_job_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.cron_schedule == "30 0 * * *" and schedule.execution_timezone in (None, "UTC")
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 3, 5, 0, 30, tzinfo=timezone.utc))
+    [request] = list(schedule.evaluate_tick(context).run_requests)
+    assert request.partition_key == "2024-03-04"
+    assert dg.AssetKey("catalog") in defs.resolve_job_def("daily_job").asset_layer.asset_graph.get_all_asset_keys()
+
+
+def test_a_range_is_one_run_and_equals_day_by_day_runs(tmp_path):
+    """`dagster asset materialize --partition-range` as a user types it: one run for 4 days, and
+    every table identical to materializing the days one by one."""
+    env = os.environ | {
+        "DAGSTER_HOME": str(tmp_path / "home"), "ECOMM_LAKE_URI": str(tmp_path / "range" / "lake"),
+        "ECOMM_DUCKDB_CATALOG": str(tmp_path / "range" / "catalog.duckdb"),
+        "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl"), "ECOMM_ORDERS_PER_DAY": "200",
+    }
+    (tmp_path / "home").mkdir()
+    cli = subprocess.run(
+        [DAGSTER, "asset", "materialize", "-m", "ecomm_assets", "--select", "*", "--partition-range", "2024-01-14...2024-01-17"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert cli.stderr.count("RUN_SUCCESS") == 1 and "did not pass" not in cli.stderr.replace("'totals_reconcile' on 'orders' did not pass", "")
+
+    by_day = tmp_path / "days" / "lake"
+    defs = make_definitions(by_day)
+    with dg.instance_for_test() as instance:
+        for day in ("2024-01-14", "2024-01-15", "2024-01-16", "2024-01-17"):
+            assert materialize_day(defs, day, instance).success
+    for table in ("order_lines", "orders", "dim_products", "dim_customers", "sales_by_category",
+                  "product_performance", "top_customers", "daily_order_summary"):
+        query = "SELECT * FROM read_parquet('{lake}/processed/" + table + "/*/*.parquet', hive_partitioning=true) ORDER BY ALL"
+        range_rows = lake_sql(tmp_path / "range" / "lake", query)
+        assert range_rows == lake_sql(by_day, query), table
+        assert {row[-1] for row in range_rows} == {"2024-01-14", "2024-01-15", "2024-01-16", "2024-01-17"} or table
+    with duckdb.connect(str(tmp_path / "range" / "catalog.duckdb"), read_only=True) as catalog:
+        assert catalog.sql("SELECT count(DISTINCT dt) FROM orders").fetchall() == [(4,)]
+
+
+def sensor_requests(defs, sensor_name, cursor=None, **resources):
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        result = sensor.evaluate_tick(context)
+    return result.run_requests, result.cursor
+
+
+def test_the_landing_sensor_requests_each_local_file_version_once(lake_dir):
+    defs = make_definitions(lake_dir)
+    landing = lake_dir / "landing" / "orders"
+    landing.mkdir(parents=True)
+    (landing / "a.json").write_text("[]")
+    (landing / "b.jsonl.gz").write_bytes(b"")
+    (landing / "notes.txt").write_text("not orders")
+    resources = {"lake": LakeResource(uri=str(lake_dir)), "s3": S3Resource()}
+    requests, cursor = sensor_requests(defs, "landing_files_sensor", **resources)
+    assert sorted(r.run_config["ops"]["ingest_landing_files"]["config"]["files"][0] for r in requests) == ["a.json", "b.jsonl.gz"]
+    assert all(r.job_name == "ingest_landing_job" for r in requests)
+    again, _ = sensor_requests(defs, "landing_files_sensor", cursor=cursor, **resources)
+    assert {r.run_key for r in again} <= {r.run_key for r in requests}  # same versions, same run keys
+    time.sleep(0.01)
+    (landing / "a.json").write_text('[{"order_id": "X"}]')  # a changed file is a new version
+    changed, _ = sensor_requests(defs, "landing_files_sensor", cursor=cursor, **resources)
+    assert any(r.run_key.startswith("a.json:") and r.run_key not in {q.run_key for q in requests} for r in changed)
+
+
+def test_the_landing_sensor_on_s3_misses_nothing_in_the_same_second(lake_dir, aws):
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    defs = make_definitions(lake_dir)
+    resources = {
+        "lake": LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1"),
+        "s3": S3Resource(endpoint_url=aws, region_name="us-east-1"),
+    }
+    s3.put_object(Bucket="lake", Key="prefix/landing/orders/first.json", Body=b"[]")
+    s3.put_object(Bucket="lake", Key="prefix/landing/orders/skip.csv", Body=b"a,b")
+    first, cursor = sensor_requests(defs, "landing_files_sensor", **resources)
+    assert [r.run_config["ops"]["ingest_landing_files"]["config"]["files"] for r in first] == [["first.json"]]
+    # Written after the tick but within the second the cursor holds: a tick at that same second
+    # must still find it (S3 lists LastModified to the second).
+    s3.put_object(Bucket="lake", Key="prefix/landing/orders/sub/second file.jsonl", Body=b"")
+    modified = s3.head_object(Bucket="lake", Key="prefix/landing/orders/sub/second file.jsonl")["LastModified"]
+    same_second = json.dumps({"last_modified": modified.isoformat()})
+    assert json.loads(cursor)["last_modified"] <= modified.isoformat()
+    second, _ = sensor_requests(defs, "landing_files_sensor", cursor=same_second, **resources)
+    names = {r.run_config["ops"]["ingest_landing_files"]["config"]["files"][0] for r in second}
+    assert "sub/second file.jsonl" in names
+    etag = s3.head_object(Bucket="lake", Key="prefix/landing/orders/first.json")["ETag"].strip('"')
+    assert first[0].run_key == f"first.json:2:{etag}"
+
+
+def test_a_failed_run_writes_a_structured_alert(lake_dir, instance):
+    alerts = lake_dir.parent / "alerts.jsonl"
+    defs = make_definitions(lake_dir, source="dummyjson", dummyjson_url="http://127.0.0.1:9", max_retries=0)
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="2024-01-15", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    sensor = defs.resolve_sensor_def("run_failure_alerts")
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_event=result.get_run_failure_event(), resources={"alerts": AlertSinkResource(path=str(alerts))},
+    ).for_run_failure()
+    sensor(context)
+    [alert] = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert alert["run_id"] == result.run_id and alert["partition"] == "2024-01-15"
+    assert "products_raw" in alert["assets"]
+    assert "127.0.0.1:9" in alert["error"]

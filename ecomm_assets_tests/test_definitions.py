@@ -169,3 +169,22 @@ def test_dummyjson_source_end_to_end(lake_dir, instance, dummyjson):
     orders, lines = sql(lake_dir, "SELECT count(DISTINCT order_id), count(*) FROM '{lake}/processed/order_lines/*/*.parquet'")[0]
     assert (orders, lines) == (208, 800)  # every real cart and cart line
     assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/dim_products/*/*.parquet' WHERE origin = 'catalog'")[0][0] == 194
+
+
+def test_a_failed_blocking_check_keeps_the_day_out_of_the_catalog(lake_dir, instance):
+    """A source with a duplicated customer id breaks dim_customers' key check (blocking): the
+    catalog asset of that run does not run, so the bad day is never registered."""
+    defs = make_definitions(lake_dir)
+    assert materialize_day(defs, "2024-01-15", instance).success
+    users_file = lake_dir / "raw" / "users" / "dt=2024-01-16" / "users.json"
+    assert materialize_day(defs, "2024-01-16", instance).success
+    users = json.loads(users_file.read_text())
+    users_file.write_text(json.dumps(users + users[:1]))  # the source sends user 1 twice
+
+    result = defs.resolve_job_def("lake_job").execute_in_process(partition_key="2024-01-16", instance=instance, raise_on_error=False)
+    assert check_results(result)[("dim_customers", "keys_not_null_and_unique")] is False
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert "dim_customers" in materialized and "catalog" not in materialized
+    catalog_runs = instance.fetch_materializations(dg.AssetKey("catalog"), limit=10).records
+    assert [r.partition_key for r in catalog_runs] == ["2024-01-16", "2024-01-15"]  # the earlier, good run only
+    assert {r.run_id for r in catalog_runs}.isdisjoint({result.run_id})

@@ -3,6 +3,7 @@ moto S3 + Glue; a file lands in S3; the Lambda bridge gets the S3 event and laun
 through GraphQL; the daemon's sensor recomputes the day; the orders reach order_lines and Glue.
 The same event delivered again changes nothing."""
 
+import contextlib
 import io
 import json
 import os
@@ -43,18 +44,14 @@ def wait_for(what, condition, timeout=240, every=2.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def dagster_dev(aws, tmp_path):
-    """`dagster dev` in its own session (so it can be stopped as a whole), on the moto lake."""
+@contextlib.contextmanager
+def running_dagster_dev(tmp_path, settings: dict):
+    """`dagster dev` (webserver + daemon) in its own session, so that it can be stopped whole."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     port = free_port()
-    env = os.environ | {
-        "DAGSTER_HOME": str(home), "ECOMM_LAKE_URI": "s3://lake/prefix", "ECOMM_S3_ENDPOINT_URL": aws,
-        "ECOMM_CATALOG": "glue", "ECOMM_GLUE_ENDPOINT_URL": aws, "ECOMM_ORDERS_PER_DAY": "50",
-        "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl"), "ECOMM_LANDING_SENSOR": "off",
-    }
+    env = os.environ | {"DAGSTER_HOME": str(home), "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl")} | settings
     log = open(tmp_path / "dagster-dev.log", "wb")
     process = subprocess.Popen(
         [DAGSTER, "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
@@ -72,6 +69,16 @@ def dagster_dev(aws, tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def dagster_dev(aws, tmp_path):
+    settings = {
+        "ECOMM_LAKE_URI": "s3://lake/prefix", "ECOMM_S3_ENDPOINT_URL": aws, "ECOMM_CATALOG": "glue",
+        "ECOMM_GLUE_ENDPOINT_URL": aws, "ECOMM_ORDERS_PER_DAY": "50", "ECOMM_LANDING_SENSOR": "off",
+    }
+    with running_dagster_dev(tmp_path, settings) as url:
+        yield url
 
 
 def _location_loaded(url) -> bool:
@@ -142,3 +149,28 @@ def test_an_s3_event_becomes_order_lines_and_a_glue_partition(aws, dagster_dev, 
     time.sleep(10)
     assert len(runs(dagster_dev, "ingest_landing_job")) == 1
     assert order_lines_of_the_day(s3).equals(lines)
+
+
+def test_a_ui_backfill_of_a_range_is_one_run(tmp_path):
+    """What the UI's "Launch backfill" sends (launchPartitionBackfill), handled by the daemon: one
+    run for the whole range, a file per day."""
+    lake = tmp_path / "lake"
+    settings = {"ECOMM_LAKE_URI": str(lake), "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"), "ECOMM_ORDERS_PER_DAY": "50"}
+    with running_dagster_dev(tmp_path, settings) as url:
+        keys_query = "{ assetNodes { assetKey { path } } }"
+        keys = [n["assetKey"] for n in requests.post(url, json={"query": keys_query}, timeout=10).json()["data"]["assetNodes"]]
+        launch = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+            __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }"""
+        days = ["2024-02-01", "2024-02-02", "2024-02-03"]
+        answer = requests.post(url, json={"query": launch, "variables": {"p": {"assetSelection": keys, "partitionNames": days}}}, timeout=30).json()
+        backfill_id = answer["data"]["launchPartitionBackfill"]["backfillId"]
+        status_query = "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
+        wait_for("the backfill", lambda: requests.post(url, json={"query": status_query, "variables": {"id": backfill_id}}, timeout=10)
+                 .json()["data"]["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED"))
+        assert requests.post(url, json={"query": status_query, "variables": {"id": backfill_id}}, timeout=10).json()["data"][
+            "partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS")
+        runs_query = "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status } } } }"
+        backfill_runs = requests.post(url, json={"query": runs_query, "variables": {"f": {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}}}, timeout=10).json()
+        assert [r["status"] for r in backfill_runs["data"]["runsOrError"]["results"]] == ["SUCCESS"]
+    assert sorted(p.name for p in (lake / "processed" / "order_lines").iterdir()) == [f"dt={d}" for d in days]
+    assert sorted(p.name for p in (lake / "processed" / "top_customers").iterdir()) == [f"dt={d}" for d in days]

@@ -35,7 +35,7 @@ def generate(path: str, orders: int) -> None:
     # order, evenly, for about 3 lines per order.
     records = synthetic.generate_orders(42, DAY, round(orders / 0.9), products, users, (0.2,) * 5)
     with open(path, "wb") as out:
-        out.write(synthetic.to_json_lines(records))
+        out.write(synthetic.orders_json_lines(records))
 
 
 def run_ours(src: str, out: str) -> None:

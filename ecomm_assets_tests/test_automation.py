@@ -132,3 +132,18 @@ def test_a_failed_run_writes_a_structured_alert(lake_dir, instance):
     assert alert["run_id"] == result.run_id and alert["partition"] == "2024-01-15"
     assert "products_raw" in alert["assets"]
     assert "127.0.0.1:9" in alert["error"]
+
+
+def test_alerts_also_go_to_an_sns_topic_when_configured(tmp_path, aws, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", aws)  # boto3's own endpoint setting: the sink's client uses moto
+    sns = boto3.client("sns", endpoint_url=aws, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=aws, region_name="us-east-1")
+    topic = sns.create_topic(Name="ecomm-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    sink = AlertSinkResource(path=str(tmp_path / "alerts.jsonl"), sns_topic_arn=topic, region="us-east-1")
+    alert = {"run_id": "r1", "job": "lake_job", "assets": ["order_lines"], "partition": "2024-01-15", "error": "boom"}
+    sink.send(alert)
+    [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"]
+    assert json.loads(message["Body"]) == alert == json.loads((tmp_path / "alerts.jsonl").read_text())

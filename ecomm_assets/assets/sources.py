@@ -6,7 +6,6 @@ from datetime import date
 import dagster as dg
 
 from ecomm_assets.core.storage import partition_dir
-from ecomm_assets.core.synthetic import to_json_lines
 from ecomm_assets.resources import LakeResource, OrderSourceResource
 
 CATALOG_RESOURCES = ("products", "users", "carts")
@@ -75,8 +74,8 @@ def build_source_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             products, users, carts = (read_raw_catalog(lake, r, day) or [] for r in CATALOG_RESOURCES)
             orders = order_source.orders(day, products, users, carts)
             folder = partition_dir("raw", "orders", day)
-            size += store.write_bytes(f"{folder}/{order_source.source}.jsonl", to_json_lines(orders))
-            rows += len(orders)
+            size += store.write_bytes(f"{folder}/{order_source.source}.jsonl", orders)
+            rows += orders.count(b"\n")
             # Re-running a day with another generator replaces that generator's file; landed files stay.
             for other in GENERATED_SOURCES:
                 if other != order_source.source:

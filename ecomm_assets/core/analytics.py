@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import date
 
-import duckdb
 import pyarrow as pa
 
+from ecomm_assets.core import duck
 from ecomm_assets.core.schemas import MONEY
 
 TOP_CUSTOMERS = 20
@@ -101,7 +101,7 @@ _SQL = {
 
 def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, days: list[date]) -> pa.Table:
     """The analytics table `name` for `days`. Revenue is the sum of line totals (what was sold)."""
-    con = duckdb.connect()
+    con = duck.connect()
     con.register("order_lines", order_lines)
     con.register("orders", orders)
     con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))

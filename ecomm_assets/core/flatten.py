@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ecomm_assets.core import duck
 from ecomm_assets.core.schemas import ORDER_LINES
 
 QUARANTINE = pa.schema(
@@ -344,8 +345,7 @@ def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult
     for f in files:
         by_day.setdefault(f.day, []).append(f)
     quarantined = [_empty(QUARANTINE)]
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # date parts and casts must be UTC whatever the machine's zone
+    con = duck.connect()
     for day, day_files in sorted(by_day.items()):
         out = os.path.join(out_dir, f"order_lines-{day}.parquet")
         counts, read_mode, rejected = _flatten_day(con, day, day_files, out)

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from datetime import date
 
-import duckdb
 import pyarrow as pa
 
+from ecomm_assets.core import duck
 from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, ORDERS
 
 
 def _query(sql: str, **tables: pa.Table) -> pa.Table:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = duck.connect()
     for name, table in tables.items():
         con.register(name, table)
     result = con.sql(sql).to_arrow_table()

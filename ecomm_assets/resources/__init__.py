@@ -51,10 +51,11 @@ class OrderSourceResource(dg.ConfigurableResource):
             return synthetic.generate_carts(self.seed, synthetic.generate_products(self.seed))
         raise ValueError(f"unknown catalog resource {resource!r}")
 
-    def orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> list[dict]:
+    def orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
+        """The day's orders in the canonical nested form, as JSON Lines."""
         if self.source == "dummyjson":
-            return carts_to_orders(carts, users, products, day, self.seed)
-        return synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users)
+            return synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))
+        return synthetic.orders_json_lines(synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users))
 
 
 class CatalogResource(dg.ConfigurableResource):

@@ -1,3 +1,4 @@
+import json
 from datetime import date
 
 from ecomm_assets.core import synthetic
@@ -5,7 +6,7 @@ from ecomm_assets.core import synthetic
 
 def day_bytes(seed, day):
     products, users = synthetic.generate_products(seed), synthetic.generate_users(seed)
-    return synthetic.to_json_lines(synthetic.generate_orders(seed, day, 500, products, users))
+    return synthetic.orders_json_lines(synthetic.generate_orders(seed, day, 500, products, users))
 
 
 def test_same_seed_and_day_give_the_same_bytes():
@@ -16,8 +17,8 @@ def test_same_seed_and_day_give_the_same_bytes():
 
 def test_orders_follow_weekday_and_hour_patterns():
     products, users = synthetic.generate_products(1), synthetic.generate_users(1)
-    saturday = synthetic.generate_orders(1, date(2024, 1, 13), 1000, products, users)
-    monday = synthetic.generate_orders(1, date(2024, 1, 15), 1000, products, users)
+    saturday = synthetic.generate_orders(1, date(2024, 1, 13), 1000, products, users).to_pylist()
+    monday = synthetic.generate_orders(1, date(2024, 1, 15), 1000, products, users).to_pylist()
     assert len(saturday) > len(monday)
     hours = [int(o["order_date"][11:13]) for o in monday]
     assert hours.count(20) > 3 * hours.count(3)  # evening peak, quiet night
@@ -32,3 +33,21 @@ def test_catalog_is_dummyjson_shaped():
     assert {"city", "state", "country", "postalCode"} <= user["address"].keys()
     cart = synthetic.generate_carts(1, synthetic.generate_products(1))[0]
     assert {"id", "products", "total", "userId"} <= cart.keys()
+
+
+def test_orders_are_canonical_and_totals_add_up_to_the_cent():
+    products, users = synthetic.generate_products(3), synthetic.generate_users(3)
+    data = synthetic.orders_json_lines(synthetic.generate_orders(3, date(2024, 5, 6), 300, products, users))
+    orders = [json.loads(line) for line in data.decode().splitlines()]
+    assert list(orders[0]) == ["order_id", "order_date", "total_amount", "customer", "products"]
+    assert list(orders[0]["customer"]) == ["customer_id", "name", "email", "address"]
+    prices = {str(p["id"]): p["price"] for p in products}
+    shipped = 0
+    for order in orders:
+        assert 1 <= len(order["products"]) <= 5
+        items = sum(round(prices[line["product_id"]] * 100) * line["quantity"] for line in order["products"])
+        assert all(line["price"] == prices[line["product_id"]] for line in order["products"])
+        difference = round(order["total_amount"] * 100) - items
+        assert difference in (0, 499)
+        shipped += difference == 499
+    assert 0 < shipped < len(orders) * 0.1  # about 3 % carry shipping

@@ -1,0 +1,22 @@
+"""In-memory DuckDB connections for the data code.
+
+Opening a new in-memory database costs about 14 ms; a cursor on an open one, microseconds. A
+backfill makes thousands of small queries, so every caller gets a cursor (its own connection, with
+its own settings, temporary tables and registered tables) on one database per process.
+"""
+
+import os
+
+import duckdb
+
+_database: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A new connection, with date parts and casts in UTC whatever the machine's zone."""
+    global _database
+    if _database is None or _database[0] != os.getpid():  # never share a database across a fork
+        _database = (os.getpid(), duckdb.connect())
+    con = _database[1].cursor()
+    con.execute("SET TimeZone = 'UTC'")
+    return con

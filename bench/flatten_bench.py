@@ -1,4 +1,4 @@
-"""Flatten + validate + write one day of nested orders, three ways, each run in its own process.
+"""Flatten + validate + write one day of nested orders, four ways, each run in its own process.
 
     python bench/flatten_bench.py [--orders 100000] [--runs 5]
 

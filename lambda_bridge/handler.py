@@ -21,6 +21,7 @@ Environment:
   DAGSTER_API_TOKEN_SECRET   the Secrets Manager secret holding it (read through the AWS
                              Parameters and Secrets Lambda extension, over localhost)
   HTTP_TIMEOUT_SECONDS       per request (default: 10); HTTP_ATTEMPTS (default: 3)
+  PARAMETERS_SECRETS_EXTENSION_HTTP_PORT   the extension's port (default: 2773)
 """
 
 import hashlib
@@ -39,7 +40,6 @@ LOG.setLevel(logging.INFO)
 LANDING_DIR = "landing/orders/"
 LANDING_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 OBJECT_TAG = "ecomm/s3-object"
-SECRETS_EXTENSION = "http://localhost:2773/secretsmanager/get?secretId="
 
 LAUNCH_RUN = """
 mutation Launch($executionParams: ExecutionParams!) {
@@ -177,8 +177,10 @@ def bearer_token() -> str | None:
     if not secret:
         return None
     if secret not in _token_cache:  # once per container
+        # The AWS Parameters and Secrets Lambda Extension serves secrets on localhost.
+        port = os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773")
         request = urllib.request.Request(
-            SECRETS_EXTENSION + urllib.parse.quote(secret, safe=""),
+            f"http://localhost:{port}/secretsmanager/get?secretId=" + urllib.parse.quote(secret, safe=""),
             headers={"X-Aws-Parameters-Secrets-Token": os.environ.get("AWS_SESSION_TOKEN", "")},
         )
         with urllib.request.urlopen(request, timeout=5) as response:

@@ -209,3 +209,33 @@ def test_the_bridge_imports_nothing_outside_the_standard_library():
     modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert modules and modules <= set(sys.stdlib_module_names), modules - set(sys.stdlib_module_names)
+
+
+def test_the_token_can_come_from_secrets_manager_through_the_extension(graphql, monkeypatch):
+    """The AWS Parameters and Secrets extension answers on localhost with the secret's JSON."""
+    seen = []
+
+    class Extension(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("X-Aws-Parameters-Secrets-Token")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(json.dumps({"Name": "dagster-token", "SecretString": "from-secrets-manager\n"}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    extension = ThreadingHTTPServer(("127.0.0.1", 0), Extension)
+    threading.Thread(target=extension.serve_forever, daemon=True).start()
+    monkeypatch.delenv("DAGSTER_API_TOKEN")
+    monkeypatch.setenv("DAGSTER_API_TOKEN_SECRET", "arn:aws:secretsmanager:eu-west-1:111122223333:secret:dagster-token")
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", str(extension.server_port))
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
+    monkeypatch.setattr(bridge, "_token_cache", {})
+    try:
+        bridge.handler({"Records": [s3_record()]})
+        bridge.handler({"Records": [s3_record(etag="second-version")]})
+    finally:
+        extension.shutdown()
+    assert seen == [("/secretsmanager/get?secretId=arn%3Aaws%3Asecretsmanager%3Aeu-west-1%3A111122223333%3Asecret%3Adagster-token", "session-token")]
+    assert {headers["Authorization"] for headers, _ in graphql.requests} == {"Bearer from-secrets-manager"}

@@ -78,6 +78,7 @@ defs = build_definitions(
         glue_database=_env("ECOMM_GLUE_DATABASE", "ecomm"),
         glue_endpoint_url=_env("ECOMM_GLUE_ENDPOINT_URL"),
         region=_env("AWS_REGION"),
+        partition_projection=os.environ.get("ECOMM_GLUE_PARTITION_PROJECTION", "on") != "off",
     ),
     s3=S3Resource(endpoint_url=_env("ECOMM_S3_ENDPOINT_URL"), region_name=_env("AWS_REGION")),
     alerts=AlertSinkResource(

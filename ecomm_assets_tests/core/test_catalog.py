@@ -80,3 +80,10 @@ def test_a_breaking_change_is_refused_with_a_clear_error(glue):
         catalog.sync([CatalogTable("order_lines", retyped, LOCATION)], [date(2024, 1, 15)])
     with pytest.raises(BreakingSchemaChange, match="drops brand"):
         catalog.sync([CatalogTable("order_lines", ORDER_LINES.remove(ORDER_LINES.get_field_index("brand")), LOCATION)], [])
+
+
+def test_partition_projection_is_optional(glue):
+    GlueCatalog(glue, "ecomm", projection_start=None).sync([CatalogTable("order_lines", ORDER_LINES, LOCATION)], [date(2024, 1, 15)])
+    parameters = glue.get_table(DatabaseName="ecomm", Name="order_lines")["Table"]["Parameters"]
+    assert parameters["classification"] == "parquet"
+    assert not any(key.startswith(("projection.", "storage.location")) for key in parameters)

@@ -1,67 +1,132 @@
 """A year of backfill in one command: 365 days x 1,000 synthetic orders, the whole graph.
 
     python bench/backfill_bench.py [--days 365] [--orders-per-day 1000]
+                                   [--postgres-url postgresql://user@host:port/database]
 
-Runs, in a fresh folder, exactly what a user types:
+Runs, in a fresh folder and a fresh Dagster instance, exactly what a user types:
     dagster asset materialize -m ecomm_assets --select '*' --partition-range FIRST...LAST
 and prints the wall time (CLI start to exit) and the peak memory of the run. Then it runs the same
 command on bench/noop_graph.py, the same asset graph doing nothing: the time Dagster's own
-bookkeeping takes (a materialization event per asset and day, in the local SQLite instance).
-The difference is the data work.
+bookkeeping takes (events per asset and day in the instance's storage). The difference is the
+data work.
+
+Instances measured:
+- sqlite: Dagster's default local instance (what `dagster dev` and the CLI use on a laptop);
+  sqlite+subset: the same with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (below);
+- with --postgres-url (a server you run; each measured run gets a new database, dropped after):
+  postgres: deploy/dagster.yaml's storage with DAGSTER_EVENT_BATCH_SIZE=1000, as deploy/README.md
+  recommends; postgres+subset: also DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (one planned
+  event per asset instead of one per asset and day; see deploy/README.md for its caveat).
 """
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import date, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
 
 FIRST = date(2024, 1, 1)
+NOOP_GRAPH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "noop_graph.py")
+BATCHED = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
+SUBSET_PLANNED = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
 
 
-def run(target: list[str], folder: str, first: date, last: date, orders_per_day: int) -> tuple[float, float]:
+def run(target: list[str], folder: str, last: date, orders_per_day: int, storage: dict | None, env_extra: dict) -> tuple[float, float]:
     """Wall seconds and peak MiB of one CLI backfill in a fresh DAGSTER_HOME below `folder`."""
-    os.makedirs(os.path.join(folder, "home"))
-    env = os.environ | {
-        "DAGSTER_HOME": os.path.join(folder, "home"),
+    home = os.path.join(folder, "home")
+    os.makedirs(home)
+    env = os.environ | env_extra | {
+        "DAGSTER_HOME": home,
         "ECOMM_LAKE_URI": os.path.join(folder, "lake"),
         "ECOMM_DUCKDB_CATALOG": os.path.join(folder, "catalog.duckdb"),
         "ECOMM_ALERTS_PATH": os.path.join(folder, "alerts.jsonl"),
         "ECOMM_ORDERS_PER_DAY": str(orders_per_day),
         "ECOMM_START_DATE": str(FIRST),
     }
-    with open(os.path.join(folder, "home", "dagster.yaml"), "w") as config:
-        config.write("telemetry:\n  enabled: false\n")
+    with open(os.path.join(home, "dagster.yaml"), "w") as config:
+        yaml.safe_dump({"telemetry": {"enabled": False}} | ({"storage": storage} if storage else {}), config)
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    command = [dagster, "asset", "materialize", *target, "--select", "*", "--partition-range", f"{first}...{last}"]
-    start = time.perf_counter()
-    process = subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if process.returncode != 0 or "RUN_SUCCESS" not in process.stderr:
-        print(process.stderr[-5000:])
-        sys.exit(f"backfill of {target} failed (exit {process.returncode})")
-    # The largest resident size among finished children so far (the CLI runs the job in-process).
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    command = [dagster, "asset", "materialize", *target, "--select", "*", "--partition-range", f"{FIRST}...{last}"]
+    log_path = os.path.join(folder, "cli.log")
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)  # this run's own peak memory
+        seconds = time.perf_counter() - start
+    output = open(log_path).read()
+    if os.waitstatus_to_exitcode(status) != 0 or "RUN_SUCCESS" not in output:
+        print(output[-5000:])
+        sys.exit(f"backfill of {target} failed (exit {os.waitstatus_to_exitcode(status)})")
+    return seconds, usage.ru_maxrss / 1024
+
+
+class PostgresDatabase:
+    """A new database on the given server for one measured run, dropped afterwards."""
+
+    def __init__(self, server_url: str):
+        self.server_url = server_url
+        self.name = f"ecomm_bench_{uuid.uuid4().hex[:12]}"
+
+    def _admin(self, statement: str) -> None:
+        import psycopg2
+
+        connection = psycopg2.connect(self.server_url)
+        connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+        connection.cursor().execute(statement)
+        connection.close()
+
+    def __enter__(self) -> dict:
+        self._admin(f"CREATE DATABASE {self.name}")
+        parts = urlsplit(self.server_url)
+        # dagster-postgres needs psycopg2 named (see deploy/dagster.yaml).
+        url = urlunsplit(("postgresql+psycopg2", parts.netloc, f"/{self.name}", parts.query, ""))
+        return {"postgres": {"postgres_url": url}}
+
+    def __exit__(self, *exc) -> None:
+        self._admin(f"DROP DATABASE {self.name}")
+
+
+def measure(name: str, folder: str, last: date, orders_per_day: int, postgres_url: str | None, env_extra: dict) -> dict:
+    results = {}
+    for label, target in (("ours", ["-m", "ecomm_assets"]), ("control", ["-f", NOOP_GRAPH])):
+        run_folder = os.path.join(folder, name, label)
+        if postgres_url:
+            with PostgresDatabase(postgres_url) as storage:
+                results[label] = run(target, run_folder, last, orders_per_day, storage, env_extra)
+        else:
+            results[label] = run(target, run_folder, last, orders_per_day, None, env_extra)
+        if label == "ours":
+            lake = os.path.join(run_folder, "lake", "processed", "order_lines")
+            results["partitions"] = sum(1 for _ in os.scandir(lake))
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--orders-per-day", type=int, default=1000)
+    parser.add_argument("--postgres-url", help="a PostgreSQL server (libpq URL) for the postgres instances")
     args = parser.parse_args()
     last = FIRST + timedelta(days=args.days - 1)
+    setups = [("sqlite", None, {}), ("sqlite+subset", None, SUBSET_PLANNED)]
+    if args.postgres_url:
+        setups += [("postgres", args.postgres_url, BATCHED), ("postgres+subset", args.postgres_url, BATCHED | SUBSET_PLANNED)]
+    print(f"{args.days} days x {args.orders_per_day} orders/day, whole graph, one CLI run per line; "
+          "control = the same graph doing nothing")
+    print(f"{'instance':<16} {'wall':>8} {'peak':>9} {'control':>8} {'data work':>10}  target <= 60 s")
     with tempfile.TemporaryDirectory(prefix="ecomm-backfill-") as folder:
-        ours, peak = run(["-m", "ecomm_assets"], os.path.join(folder, "ours"), FIRST, last, args.orders_per_day)
-        partitions = sum(1 for _ in os.scandir(os.path.join(folder, "ours", "lake", "processed", "order_lines")))
-        noop_graph = os.path.join(os.path.dirname(os.path.abspath(__file__)), "noop_graph.py")
-        control, _ = run(["-f", noop_graph], os.path.join(folder, "control"), FIRST, last, args.orders_per_day)
-    print(f"{args.days} days x {args.orders_per_day} orders/day, whole graph, one CLI run: {ours:.1f} s wall, "
-          f"peak {peak:.0f} MiB, {partitions} order_lines partitions")
-    print(f"the same graph doing nothing (Dagster's bookkeeping): {control:.1f} s; data work: {ours - control:.1f} s")
-    print(f"target: <= 60 s wall: {'met' if ours <= 60 else 'MISSED'}")
+        for name, postgres_url, env_extra in setups:
+            r = measure(name, folder, last, args.orders_per_day, postgres_url, env_extra)
+            (ours, peak), (control, _) = r["ours"], r["control"]
+            assert r["partitions"] == args.days, r["partitions"]
+            print(f"{name:<16} {ours:7.1f}s {peak:6.0f} MiB {control:7.1f}s {ours - control:9.1f}s  "
+                  f"{'met' if ours <= 60 else 'MISSED'}", flush=True)
 
 
 if __name__ == "__main__":

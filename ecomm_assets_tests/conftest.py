@@ -1,6 +1,13 @@
+import glob
 import json
+import os
 import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -132,3 +139,42 @@ def aws(monkeypatch):
         monkeypatch.setenv(name, value)
     yield endpoint
     server.stop()
+
+
+def _postgres_bin(name: str) -> str:
+    """A PostgreSQL server program: on PATH, or where Debian's postgresql package puts it."""
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        pytest.fail(f"PostgreSQL server programs not found ({name}): install Debian's postgresql package (.ci/run does)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on loopback in a throwaway cluster; yields its connection settings.
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user (in a
+    folder of /tmp: pytest's own temporary folders are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="ecomm-postgres-"))
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_owner:
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    initdb = subprocess.run([*as_owner, _postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                            capture_output=True, text=True)
+    assert initdb.returncode == 0, initdb.stderr
+    with socket.socket() as probe:  # a free port for the server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [*as_owner, _postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while subprocess.run([_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode:
+        assert server.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
+        time.sleep(0.2)
+    yield {"host": "127.0.0.1", "port": port, "user": "postgres"}
+    server.terminate()  # runuser passes the signal on to the server
+    server.wait(timeout=30)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -55,6 +55,17 @@ def test_whole_graph_for_one_day(lake_dir, instance):
         assert catalog.sql("SELECT sum(revenue) FROM sales_by_category").fetchall() == [(line_total,)]
 
 
+def test_one_check_can_run_alone(lake_dir, instance):
+    """A table's checks share one step (one read of its partitions), but each can be run by itself."""
+    defs = make_definitions(lake_dir)
+    assert materialize_day(defs, "2024-01-15", instance).success
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={dg.AssetCheckKey(dg.AssetKey("orders"), "orders_match_lines")}
+    )
+    result = job.execute_in_process(partition_key="2024-01-15", instance=instance)
+    assert result.success and check_results(result) == {("orders", "orders_match_lines"): True}
+
+
 def test_a_seven_day_range_and_rerunning_a_day_changes_nothing(lake_dir, instance):
     defs = make_definitions(lake_dir)
     days = [str(date(2024, 1, 10) + timedelta(days=n)) for n in range(7)]

@@ -156,7 +156,9 @@ def generate_orders(
     midnight = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
     return pa.table(
         {
-            "order_id": [f"SYN-{day:%Y%m%d}-{i:06d}" for i in range(1, n + 1)],
+            "order_id": pc.binary_join_element_wise(
+                f"SYN-{day:%Y%m%d}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1)), pa.string()), 6, "0"), ""
+            ),
             "order_date": pc.strftime(pa.array(midnight + seconds, pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ"),
             "total_amount": pa.array((items_cents + shipping_cents) / 100, pa.float64()),
             "customer": customers.take(customer_picks).to_struct_array().combine_chunks(),

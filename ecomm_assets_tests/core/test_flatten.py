@@ -2,8 +2,10 @@ import json
 from datetime import date
 from decimal import Decimal
 
+import pyarrow.parquet as pq
 import pytest
 
+from ecomm_assets.core import flatten
 from ecomm_assets.core.flatten import RawOrderFile, flatten_orders
 from ecomm_assets.core.schemas import ORDER_LINES, schema_differences
 
@@ -162,4 +164,38 @@ def test_clean_days_take_the_optimistic_pass_each_in_its_own_file(tmp_path):
     assert result.read_modes == {DAY: "optimistic", date(2024, 1, 16): "optimistic"}
     assert {day: c.lines_loaded for day, c in result.counts.items()} == {DAY: 4, date(2024, 1, 16): 2}
     assert len(set(result.line_files.values())) == 2
+    assert all(c.conserved for c in result.counts.values())
+
+
+def on_day(tmp_path, name, day, records):
+    return RawOrderFile(write(tmp_path, name, records).path, day, name.removesuffix(".jsonl"))
+
+
+@pytest.mark.parametrize("batch_bytes", [flatten.BATCH_INPUT_BYTES, 1], ids=["one batch", "a batch per day"])
+def test_only_the_day_with_a_problem_leaves_the_one_query_for_all_days(tmp_path, monkeypatch, batch_bytes):
+    monkeypatch.setattr(flatten, "BATCH_INPUT_BYTES", batch_bytes)
+    days = [date(2024, 1, 15), date(2024, 1, 16), date(2024, 1, 17)]
+    files = [
+        on_day(tmp_path, "a.jsonl", days[0], [order()]),
+        on_day(tmp_path, "b.jsonl", days[1], [order("D1", when="2024-01-16T08:00:00Z")] * 2),  # a duplicate
+        on_day(tmp_path, "c.jsonl", days[2], [order("C1", when="2024-01-17T08:00:00Z")]),
+        on_day(tmp_path, "d.jsonl", days[2], [order("C2", when="2024-01-17T09:00:00Z")]),  # a second file that day
+    ]
+    result = flatten_orders(files, str(tmp_path))
+    assert result.read_modes == {days[0]: "optimistic", days[1]: "precise", days[2]: "optimistic"}
+    assert {day: (c.orders_loaded, c.duplicates_dropped, c.lines_loaded) for day, c in result.counts.items()} == {
+        days[0]: (1, 0, 2), days[1]: (1, 1, 2), days[2]: (2, 0, 4)}
+    by_day = {day: sorted({r["order_id"] for r in pq.read_table(path).to_pylist()}) for day, path in result.line_files.items()}
+    assert by_day == {days[0]: ["O1"], days[1]: ["D1"], days[2]: ["C1", "C2"]}
+
+
+def test_a_wrong_json_type_on_one_day_leaves_the_other_days_optimistic(tmp_path):
+    days = [date(2024, 1, 15), date(2024, 1, 16)]
+    files = [
+        on_day(tmp_path, "a.jsonl", days[0], [order(), order("O2", total_amount={"amount": 1})]),
+        on_day(tmp_path, "b.jsonl", days[1], [order("B1", when="2024-01-16T08:00:00Z")]),
+    ]
+    result = flatten_orders(files, str(tmp_path))
+    assert result.read_modes == {days[0]: "precise", days[1]: "optimistic"}
+    assert result.quarantined["order_id"].to_pylist() == ["O2"]
     assert all(c.conserved for c in result.counts.values())

@@ -349,10 +349,6 @@ FROM validated WHERE len(reasons) > 0 GROUP BY ALL
 
 _FILES = """
 CREATE OR REPLACE TEMP TABLE files AS
-SELECT unnest(range(len($paths))) AS file_index, unnest($paths) AS path, unnest($sources) AS source, $day::DATE AS day
-"""
-_FILES_OF_DAYS = """
-CREATE OR REPLACE TEMP TABLE files AS
 SELECT unnest(range(len($paths))) AS file_index, unnest($paths) AS path, unnest($sources) AS source,
     unnest($days::DATE[]) AS day
 """
@@ -421,7 +417,7 @@ def _flatten_day(
         except _WRONG_JSON_TYPE:
             pass  # a value of another JSON type: the precise pass says which record and why
     paths = [f.path for f in files]
-    con.execute(_FILES, {"paths": paths, "sources": [f.source for f in files], "day": day})
+    con.execute(_FILES, {"paths": paths, "sources": [f.source for f in files], "days": [day] * len(files)})
     con.execute(_VALIDATE, {"paths": paths})
     con.execute(_PRECISE_COPY, {"out": out})
     counts = DayCounts()
@@ -440,7 +436,7 @@ def _optimistic(con: duckdb.DuckDBPyConnection, files: Sequence[RawOrderFile], o
     if not days:
         return {}
     several = len(days) > 1
-    con.execute(_FILES_OF_DAYS, {"paths": paths, "sources": [f.source for f in files], "days": [f.day for f in files]})
+    con.execute(_FILES, {"paths": paths, "sources": [f.source for f in files], "days": [f.day for f in files]})
     # PARTITION_BY wants an empty folder.
     folder = tempfile.mkdtemp(prefix="optimistic-", dir=out_dir)
     out = folder if several else os.path.join(folder, "part.parquet")

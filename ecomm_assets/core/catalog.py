@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Protocol
 
@@ -42,12 +42,7 @@ class SyncReport:
     partitions_updated: int = 0
 
     def as_dict(self) -> dict:
-        return {
-            "tables_created": self.tables_created,
-            "tables_updated": self.tables_updated,
-            "partitions_added": self.partitions_added,
-            "partitions_updated": self.partitions_updated,
-        }
+        return asdict(self)
 
 
 class Catalog(Protocol):

@@ -11,8 +11,11 @@ bookkeeping takes (events per asset and day in the instance's storage). The diff
 data work.
 
 Instances measured:
-- sqlite: Dagster's default local instance (what `dagster dev` and the CLI use on a laptop);
-  sqlite+subset: the same with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (below);
+- local: the project's local instance (dagster.yaml at the project root: what `dagster dev` and
+  the CLI use when run from the project folder), Dagster's SQLite storage with the event log of
+  ecomm_assets/instance.py; local+subset: the same with
+  DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (below);
+- sqlite: Dagster's own default instance (no dagster.yaml), for comparison;
 - with --postgres-url (a server you run; each measured run gets a new database, dropped after):
   postgres: deploy/dagster.yaml's storage with DAGSTER_EVENT_BATCH_SIZE=1000, as deploy/README.md
   recommends; postgres+subset: also DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (one planned
@@ -20,6 +23,8 @@ Instances measured:
 """
 
 import argparse
+import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -32,12 +37,15 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 FIRST = date(2024, 1, 1)
-NOOP_GRAPH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "noop_graph.py")
+BENCH = os.path.dirname(os.path.abspath(__file__))
+NOOP_GRAPH = os.path.join(BENCH, "noop_graph.py")
+with open(os.path.join(BENCH, "..", "dagster.yaml")) as project_config:
+    LOCAL_INSTANCE = yaml.safe_load(project_config)
 BATCHED = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
 SUBSET_PLANNED = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
 
 
-def run(target: list[str], folder: str, last: date, orders_per_day: int, storage: dict | None, env_extra: dict) -> tuple[float, float]:
+def run(target: list[str], folder: str, last: date, orders_per_day: int, instance: dict, env_extra: dict) -> tuple[float, float]:
     """Wall seconds and peak MiB of one CLI backfill in a fresh DAGSTER_HOME below `folder`."""
     home = os.path.join(folder, "home")
     os.makedirs(home)
@@ -50,7 +58,7 @@ def run(target: list[str], folder: str, last: date, orders_per_day: int, storage
         "ECOMM_START_DATE": str(FIRST),
     }
     with open(os.path.join(home, "dagster.yaml"), "w") as config:
-        yaml.safe_dump({"telemetry": {"enabled": False}} | ({"storage": storage} if storage else {}), config)
+        yaml.safe_dump({"telemetry": {"enabled": False}} | instance, config)
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     command = [dagster, "asset", "materialize", *target, "--select", "*", "--partition-range", f"{FIRST}...{last}"]
     log_path = os.path.join(folder, "cli.log")
@@ -86,21 +94,19 @@ class PostgresDatabase:
         parts = urlsplit(self.server_url)
         # dagster-postgres needs psycopg2 named (see deploy/dagster.yaml).
         url = urlunsplit(("postgresql+psycopg2", parts.netloc, f"/{self.name}", parts.query, ""))
-        return {"postgres": {"postgres_url": url}}
+        return {"storage": {"postgres": {"postgres_url": url}}}
 
     def __exit__(self, *exc) -> None:
         self._admin(f"DROP DATABASE {self.name}")
 
 
-def measure(name: str, folder: str, last: date, orders_per_day: int, postgres_url: str | None, env_extra: dict) -> dict:
+def measure(name: str, folder: str, last: date, orders_per_day: int, new_instance, env_extra: dict) -> dict:
+    """`new_instance()`: a context giving a fresh instance's dagster.yaml settings."""
     results = {}
     for label, target in (("ours", ["-m", "ecomm_assets"]), ("control", ["-f", NOOP_GRAPH])):
         run_folder = os.path.join(folder, name, label)
-        if postgres_url:
-            with PostgresDatabase(postgres_url) as storage:
-                results[label] = run(target, run_folder, last, orders_per_day, storage, env_extra)
-        else:
-            results[label] = run(target, run_folder, last, orders_per_day, None, env_extra)
+        with new_instance() as instance:
+            results[label] = run(target, run_folder, last, orders_per_day, instance, env_extra)
         if label == "ours":
             lake = os.path.join(run_folder, "lake", "processed", "order_lines")
             results["partitions"] = sum(1 for _ in os.scandir(lake))
@@ -114,15 +120,18 @@ def main() -> None:
     parser.add_argument("--postgres-url", help="a PostgreSQL server (libpq URL) for the postgres instances")
     args = parser.parse_args()
     last = FIRST + timedelta(days=args.days - 1)
-    setups = [("sqlite", None, {}), ("sqlite+subset", None, SUBSET_PLANNED)]
+    local = functools.partial(contextlib.nullcontext, LOCAL_INSTANCE)
+    setups = [("local", local, {}), ("local+subset", local, SUBSET_PLANNED),
+              ("sqlite", functools.partial(contextlib.nullcontext, {}), {})]
     if args.postgres_url:
-        setups += [("postgres", args.postgres_url, BATCHED), ("postgres+subset", args.postgres_url, BATCHED | SUBSET_PLANNED)]
+        postgres = functools.partial(PostgresDatabase, args.postgres_url)
+        setups += [("postgres", postgres, BATCHED), ("postgres+subset", postgres, BATCHED | SUBSET_PLANNED)]
     print(f"{args.days} days x {args.orders_per_day} orders/day, whole graph, one CLI run per line; "
           "control = the same graph doing nothing")
     print(f"{'instance':<16} {'wall':>8} {'peak':>9} {'control':>8} {'data work':>10}  target <= 60 s")
     with tempfile.TemporaryDirectory(prefix="ecomm-backfill-") as folder:
-        for name, postgres_url, env_extra in setups:
-            r = measure(name, folder, last, args.orders_per_day, postgres_url, env_extra)
+        for name, new_instance, env_extra in setups:
+            r = measure(name, folder, last, args.orders_per_day, new_instance, env_extra)
             (ours, peak), (control, _) = r["ours"], r["control"]
             assert r["partitions"] == args.days, r["partitions"]
             print(f"{name:<16} {ours:7.1f}s {peak:6.0f} MiB {control:7.1f}s {ours - control:9.1f}s  "

@@ -19,7 +19,8 @@ import requests
 from ecomm_assets.definitions import build_definitions
 from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
 
-DUMMYJSON_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dummyjson"
+PROJECT = Path(__file__).resolve().parents[1]
+DUMMYJSON_DATA = PROJECT.parent / "shared" / "data" / "dummyjson"
 COLLECTIONS = ("products", "users", "carts", "posts", "comments")
 
 
@@ -104,6 +105,13 @@ def lake_dir(tmp_path):
 def instance():
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+def local_instance_home(home: Path) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml (the local instance), telemetry off."""
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text() + "telemetry:\n  enabled: false\n")
+    return home
 
 
 def make_definitions(lake_dir, sql_catalog: CatalogResource | None = None, **source) -> dg.Definitions:

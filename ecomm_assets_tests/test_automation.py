@@ -13,7 +13,7 @@ import duckdb
 from dagster_aws.s3 import S3Resource
 
 from ecomm_assets.resources import AlertSinkResource, LakeResource
-from ecomm_assets_tests.conftest import make_definitions, materialize_day
+from ecomm_assets_tests.conftest import local_instance_home, make_definitions, materialize_day
 
 DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
 
@@ -34,14 +34,13 @@ def test_the_daily_schedule_materializes_the_day_that_just_ended(lake_dir):
 
 
 def test_a_range_is_one_run_and_equals_day_by_day_runs(tmp_path):
-    """`dagster asset materialize --partition-range` as a user types it: one run for 4 days, and
-    every table identical to materializing the days one by one."""
+    """`dagster asset materialize --partition-range` as a user types it, on the project's local
+    instance: one run for 4 days, and every table identical to materializing the days one by one."""
     env = os.environ | {
-        "DAGSTER_HOME": str(tmp_path / "home"), "ECOMM_LAKE_URI": str(tmp_path / "range" / "lake"),
+        "DAGSTER_HOME": str(local_instance_home(tmp_path / "home")), "ECOMM_LAKE_URI": str(tmp_path / "range" / "lake"),
         "ECOMM_DUCKDB_CATALOG": str(tmp_path / "range" / "catalog.duckdb"),
         "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl"), "ECOMM_ORDERS_PER_DAY": "200",
     }
-    (tmp_path / "home").mkdir()
     cli = subprocess.run(
         [DAGSTER, "asset", "materialize", "-m", "ecomm_assets", "--select", "*", "--partition-range", "2024-01-14...2024-01-17"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,

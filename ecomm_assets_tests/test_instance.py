@@ -12,6 +12,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
+from ecomm_assets.definitions import build_definitions
 from ecomm_assets.instance import LocalEventLogStorage, LocalInstance
 from ecomm_assets_tests.conftest import PROJECT, local_instance_home
 
@@ -63,13 +64,11 @@ def test_a_range_run_on_the_local_instance_reads_the_same_with_dagster_s_own_sto
     status, events = ours["run"]
     assert status == dg.DagsterRunStatus.SUCCESS
     assert sum(event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for event_type, _ in events) == 14 * len(DAYS)
-    assert ours["partitions"] and all(days == DAYS for days in ours["partitions"].values())
+    assert len(ours["partitions"]) == 14 and all(days == DAYS for days in ours["partitions"].values())
     assert len(ours["checks"]) == 18 and all(ours["checks"].values())
 
 
 def _check_keys() -> list[dg.AssetCheckKey]:
-    from ecomm_assets.definitions import build_definitions
-
     return list(build_definitions().resolve_asset_graph().asset_check_keys)
 
 

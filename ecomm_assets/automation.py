@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from ecomm_assets.core.landing import file_id, is_landing_file, split_landing_file
+from ecomm_assets.core.landing import DayWindow, file_id, is_landing_file, split_landing_file
 from ecomm_assets.core.storage import LakeStore, partition_dir
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
@@ -31,7 +31,7 @@ def ingest_file(store: LakeStore, name: str) -> dict:
     """Split one landed file into raw day files and quarantine what cannot be routed.
     Returns its manifest entry. Same bytes -> same file names and contents: idempotent."""
     data = store.read_bytes(f"{LANDING_DIR}/{name}")
-    landed = split_landing_file(name, data)
+    landed = split_landing_file(name, data, DayWindow.for_lake("2024-01-01"))
     quarantine = f"quarantine/landing/{landed.file_id}"
     if landed.file_error:
         store.write_bytes(f"{quarantine}/file-{name.replace('/', '_')}", data)

@@ -15,9 +15,34 @@ import json
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+
+
+# Producers' clocks run a little ahead and a day's orders arrive while it is still going on: a
+# record dated up to this many days after today (UTC) is kept for its day; a later one is "in the future".
+FUTURE_HORIZON_DAYS = 1
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """The days a landed record may belong to: from the lake's first partition to the horizon."""
+
+    first: date
+    last: date
+
+    @classmethod
+    def for_lake(cls, start_date: date | str, today: date | None = None) -> DayWindow:
+        today = today or datetime.now(timezone.utc).date()
+        return cls(date.fromisoformat(str(start_date)), today + timedelta(days=FUTURE_HORIZON_DAYS))
+
+    def problem(self, day: date) -> str | None:
+        if day < self.first:
+            return f"before the first partition: {day} < {self.first}"
+        if day > self.last:
+            return f"in the future: {day} is after {self.last}"
+        return None
 
 
 @dataclass
@@ -28,6 +53,7 @@ class LandedFile:
     days: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list))  # JSON lines
     quarantined: list[dict] = field(default_factory=list)  # {record_number, reason, record}
     file_error: str | None = None
+    window: DayWindow | None = None
 
     @property
     def records_routed(self) -> int:
@@ -58,8 +84,8 @@ def order_day(value: object) -> date | None:
     return moment.date()
 
 
-def split_landing_file(name: str, data: bytes) -> LandedFile:
-    landed = LandedFile(name=name, file_id=file_id(data))
+def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
+    landed = LandedFile(name=name, file_id=file_id(data), window=window)
     if name.lower().endswith(".gz"):
         try:
             data = gzip.decompress(data)
@@ -128,6 +154,10 @@ def _route(landed: LandedFile, number: int, record: object, line: str | None) ->
     if day is None:
         reason = "missing order_date" if record.get("order_date") is None else f"unparseable order_date: {record['order_date']}"
         _quarantine(landed, number, reason, text, counted=True)
+        return
+    problem = landed.window.problem(day) if landed.window else None
+    if problem:
+        _quarantine(landed, number, problem, text, counted=True)
         return
     landed.days[day].append(text)
 

@@ -141,7 +141,8 @@ class LakeStore:
     # --- reads --------------------------------------------------------------------------------
 
     def read_bytes(self, rel: str) -> bytes:
-        with self.filesystem.open_input_stream(self.full_path(rel)) as stream:
+        """The file's bytes as stored: pyarrow would otherwise decompress a `.gz` name by itself."""
+        with self.filesystem.open_input_stream(self.full_path(rel), compression=None) as stream:
             return stream.read()
 
     def exists(self, rel: str) -> bool:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+
+from ecomm_assets.core.records import MAX_RECORD_BYTES, RECORD_DECODER, DuplicateKeyError, order_day, parse_record, size_problem
 
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
@@ -49,11 +52,11 @@ class DayWindow:
 class LandedFile:
     name: str
     file_id: str  # content hash: the identity that makes re-ingestion idempotent
+    window: DayWindow
     records_read: int = 0
     days: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list))  # JSON lines
     quarantined: list[dict] = field(default_factory=list)  # {record_number, reason, record}
     file_error: str | None = None
-    window: DayWindow | None = None
 
     @property
     def records_routed(self) -> int:
@@ -71,20 +74,8 @@ def file_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def order_day(value: object) -> date | None:
-    """UTC day of an ISO date or timestamp; a timestamp without zone is taken as UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return moment.date()
-
-
 def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
+    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine."""
     landed = LandedFile(name=name, file_id=file_id(data), window=window)
     if name.lower().endswith(".gz"):
         try:
@@ -103,26 +94,92 @@ def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
             return landed
         text = None  # JSON Lines: the bad lines are quarantined one by one
     if text is not None:
-        # One JSON document (an array, one order, or {"orders": [...]}); JSON Lines fail fast here.
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as error:
-            if text.lstrip().startswith("["):
+        array = _ORDERS_ARRAY.match(text)
+        if array:  # an array of orders, bare or as {"orders": [...]}: element by element
+            try:
+                for number, (record, reason, element) in enumerate(_array_elements(text, array.end()), start=1):
+                    _route(landed, number, record, reason, element)
+            except ValueError as error:
                 landed.file_error = f"malformed or truncated JSON document: {error}"
-                return landed
-        else:
-            _split_json_document(landed, document)
+                _discard_records(landed)
+            return landed
+        record, reason = parse_record(text)
+        if reason is None:  # one document: one order, or {..., "orders": [...]}
+            wrapped = record.get("orders") if isinstance(record, dict) else None
+            for number, element in enumerate(wrapped if isinstance(wrapped, list) else [record], start=1):
+                _route(landed, number, element, None, None)
             return landed
     _split_json_lines(landed, data)
     return landed
 
 
-def _split_json_document(landed: LandedFile, document: object) -> None:
-    if isinstance(document, dict) and isinstance(document.get("orders"), list):
-        document = document["orders"]
-    records = document if isinstance(document, list) else [document]
-    for number, record in enumerate(records, start=1):
-        _route(landed, number, record, None)
+# A top-level array, or an object whose first key is "orders" holding one.
+_ORDERS_ARRAY = re.compile(r'\s*(\{\s*"orders"\s*:\s*)?\[')
+_WHITESPACE = re.compile(r"\s*")
+_STRUCTURE = re.compile(r'["\\\[\]{}]')
+
+
+def _array_elements(text: str, position: int):
+    """(record, None, text) or (None, reason, text) per element of the array opening before
+    `position`. An element that cannot be a record (a repeated key, nesting too deep) is cut out
+    by its brackets, so the elements after it are still read. ValueError: the array is broken."""
+    wrapped = text.lstrip().startswith("{")
+    position = _WHITESPACE.match(text, position).end()
+    if text.startswith("]", position):
+        position += 1
+    else:
+        while True:
+            start = position
+            try:
+                record, position = RECORD_DECODER.raw_decode(text, position)
+                problem = size_problem(text[start:position]) if position - start > MAX_RECORD_BYTES // 4 else None
+                yield (None, problem, text[start:position]) if problem else (record, None, None)
+            except (DuplicateKeyError, RecursionError):
+                position = _value_end(text, position)
+                element = text[start:position]
+                yield None, parse_record(element)[1], element
+            position = _WHITESPACE.match(text, position).end()
+            if text.startswith(",", position):
+                position = _WHITESPACE.match(text, position + 1).end()
+            elif text.startswith("]", position):
+                position += 1
+                break
+            else:
+                raise ValueError(f"expected ',' or ']' at character {position}")
+    rest = text[position:].strip()
+    if rest != ("}" if wrapped else ""):
+        raise ValueError(f"unexpected text after the orders at character {position}")
+
+
+def _value_end(text: str, position: int) -> int:
+    """The end of the JSON object or array starting at `position`, found without recursion."""
+    depth, in_string, escaped_at = 0, False, -1
+    for match in _STRUCTURE.finditer(text, position):
+        char = match.group()
+        if in_string:
+            if match.start() == escaped_at:  # the character after a backslash
+                continue
+            if char == "\\":
+                escaped_at = match.end()
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    raise ValueError(f"unterminated value at character {position}")
+
+
+def _discard_records(landed: LandedFile) -> None:
+    """A file that turns out to be broken is quarantined whole: none of its records land."""
+    landed.days.clear()
+    landed.quarantined.clear()
+    landed.records_read = 0
 
 
 def _split_json_lines(landed: LandedFile, data: bytes) -> None:
@@ -134,35 +191,27 @@ def _split_json_lines(landed: LandedFile, data: bytes) -> None:
         try:
             line = raw_line.decode("utf-8-sig").strip()
         except UnicodeDecodeError as error:
-            _quarantine(landed, number, f"not UTF-8: {error}", raw_line.decode("utf-8", "backslashreplace"))
+            _route(landed, number, None, f"not UTF-8: {error}", raw_line.decode("utf-8", "backslashreplace"))
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            _quarantine(landed, number, f"malformed JSON: {error}", line)
-            continue
-        _route(landed, number, record, line)
+        record, reason = parse_record(line)
+        _route(landed, number, record, reason, line)
 
 
-def _route(landed: LandedFile, number: int, record: object, line: str | None) -> None:
+def _route(landed: LandedFile, number: int, record: object, reason: str | None, text: str | None) -> None:
+    """One record read: to its day, or to quarantine with the first reason it cannot land."""
     landed.records_read += 1
-    text = line if line is not None else json.dumps(record, separators=(",", ":"))
-    if not isinstance(record, dict):
-        _quarantine(landed, number, "record is not a JSON object", text, counted=True)
-        return
-    day = order_day(record.get("order_date"))
-    if day is None:
-        reason = "missing order_date" if record.get("order_date") is None else f"unparseable order_date: {record['order_date']}"
-        _quarantine(landed, number, reason, text, counted=True)
-        return
-    problem = landed.window.problem(day) if landed.window else None
-    if problem:
-        _quarantine(landed, number, problem, text, counted=True)
+    if reason is None and not isinstance(record, dict):
+        reason = "record is not a JSON object"
+    if text is None:
+        text = json.dumps(record, separators=(",", ":"))
+    if reason is None:
+        day = order_day(record.get("order_date"))
+        if day is None:
+            value = record.get("order_date")
+            reason = "missing order_date" if value is None else f"unparseable order_date: {value}"
+        else:
+            reason = landed.window.problem(day)
+    if reason is not None:
+        landed.quarantined.append({"record_number": number, "reason": reason, "record": text})
         return
     landed.days[day].append(text)
-
-
-def _quarantine(landed: LandedFile, number: int, reason: str, text: str, counted: bool = False) -> None:
-    if not counted:
-        landed.records_read += 1
-    landed.quarantined.append({"record_number": number, "reason": reason, "record": text})

@@ -68,3 +68,50 @@ def test_gzip_and_wrapped_documents_are_read():
 def test_only_json_files_are_landing_files():
     assert is_landing_file("a/b.json") and is_landing_file("b.JSONL.gz") and is_landing_file("c.ndjson")
     assert not is_landing_file("b.csv") and not is_landing_file(".hidden.json") and not is_landing_file("_tmp.json")
+
+
+GOOD = '{"order_id":"ok","order_date":"2024-01-15T10:00:00Z"}'
+DEEP = '{"order_id":"deep","order_date":"2024-01-15","x":' + "[" * 10_000 + "]" * 10_000 + "}"
+HUGE = '{"order_id":"huge","order_date":"2024-01-15","note":"' + "x" * (16 << 20) + '"}'
+
+HOSTILE_RECORDS = [
+    ("nested 10,000 deep", DEEP, "JSON nested too deeply"),
+    ("repeated key", '{"order_id":"d","order_date":"2024-01-15","order_date":"2024-03-01"}', "duplicate key 'order_date'"),
+    ("repeated nested key", '{"order_id":"d","order_date":"2024-01-15","customer":{"id":1,"id":2}}', "duplicate key 'id'"),
+    ("over 16 MiB", HUGE, f"record of {len(HUGE)} bytes is larger than the 16 MiB limit"),
+    ("basic-format date", '{"order_id":"b","order_date":"20240302T100000Z"}', "unparseable order_date: 20240302T100000Z"),
+    ("hour 24", '{"order_id":"h","order_date":"2024-03-02T24:00:00"}', "unparseable order_date: 2024-03-02T24:00:00"),
+    ("before the lake", '{"order_id":"old","order_date":"2023-10-26T18:46:39"}', "before the first partition: 2023-10-26 < 2024-01-01"),
+    ("far future", '{"order_id":"f","order_date":"2999-01-01"}', "in the future: 2999-01-01 is after 2024-01-20"),
+]
+
+
+@pytest.mark.parametrize("layout", ["json lines", "json array", "wrapped array"])
+@pytest.mark.parametrize("label, record, reason", HOSTILE_RECORDS, ids=[case[0] for case in HOSTILE_RECORDS])
+def test_a_hostile_record_is_quarantined_and_the_records_around_it_land(layout, label, record, reason):
+    window = DayWindow(date(2024, 1, 1), date(2024, 1, 20))
+    records = [GOOD.replace("ok", "before"), record, GOOD.replace("ok", "after")]
+    text = {
+        "json lines": "\n".join(records),
+        "json array": "[\n" + ",\n".join(records) + "\n]",
+        "wrapped array": '{"orders": [' + ", ".join(records) + "]}",
+    }[layout]
+    landed = split_landing_file("hostile.json", text.encode(), window)
+    assert landed.file_error is None
+    assert [q["reason"] for q in landed.quarantined] == [reason]
+    assert landed.quarantined[0]["record_number"] == 2 and landed.quarantined[0]["record"] == record
+    assert [json.loads(line)["order_id"] for line in landed.days[date(2024, 1, 15)]] == ["before", "after"]
+    assert landed.records_read == 3 == landed.records_routed + len(landed.quarantined)
+
+
+def test_a_broken_array_after_a_hostile_element_is_quarantined_whole():
+    landed = split_landing_file("cut.json", ("[" + DEEP + ", " + GOOD + ", {").encode(), WINDOW)
+    assert landed.file_error.startswith("malformed or truncated JSON document")
+    assert not landed.days and not landed.quarantined and landed.records_read == 0
+
+
+def test_the_day_window_keeps_today_and_tomorrow():
+    window = DayWindow.for_lake("2024-01-01", today=date(2024, 5, 1))
+    assert window.problem(date(2024, 5, 2)) is None and window.problem(date(2024, 1, 1)) is None
+    assert window.problem(date(2024, 5, 3)).startswith("in the future")
+    assert window.problem(date(2023, 12, 31)).startswith("before the first partition")

@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.schemas import ORDER_LINES
+from ecomm_assets.core.records import ORDER_DATE_PATTERN
+from ecomm_assets.core.schemas import ORDER_LINES, UNIT_PRICE
 
 QUARANTINE = pa.schema(
     [
@@ -93,27 +94,98 @@ class FlattenResult:
 
     def lines(self) -> pa.Table:
         """Every day's order lines in one table (reads the files back: for tests and small data)."""
-        tables = [pq.read_table(path) for path in self.line_files.values()]
-        return pa.concat_tables(tables).cast(ORDER_LINES) if tables else _empty(ORDER_LINES)
+        tables = [pq.read_table(path).cast(ORDER_LINES) for path in self.line_files.values()]
+        return pa.concat_tables(tables) if tables else _empty(ORDER_LINES)
 
 
-# Optimistic read: declared types, so DuckDB never guesses (a whole-number first price must not
-# make the column BIGINT). A value of another JSON type makes the read fail: the precise pass
-# then says which record and why. Ids are read as text; see _suspicious_id.
+# Optimistic read: declared types, so DuckDB never guesses. Every scalar is read as text and
+# converted by the same expressions as in the precise pass: money from its decimal text (never
+# straight from a binary float), ids canonicalized (core.records). A value of another JSON type
+# (text where a struct is declared) or a record the reader refuses makes the read fail: the
+# precise pass then says which record and why.
 _DECLARED_COLUMNS = {
     "order_id": "VARCHAR",
     "order_date": "VARCHAR",
-    "total_amount": "DECIMAL(18,2)",
+    "total_amount": "VARCHAR",
     "customer": "STRUCT(customer_id VARCHAR, name VARCHAR, email VARCHAR, "
     "address STRUCT(address VARCHAR, city VARCHAR, state VARCHAR, country VARCHAR), "
     "city VARCHAR, state VARCHAR, country VARCHAR)",
     "products": "STRUCT(product_id VARCHAR, name VARCHAR, category VARCHAR, brand VARCHAR, "
-    "price DECIMAL(18,2), quantity DOUBLE, discount_percent DECIMAL(9,2))[]",
+    "price VARCHAR, quantity VARCHAR, discount_percent VARCHAR)[]",
 }
 
 # Precise read: every record as a JSON value. Wrong types become precise reasons, not crashes.
 # An id is a JSON string or number, kept as its text (as the declared VARCHAR read keeps it).
 _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
+# Landing quarantines records over 16 MiB; this only bounds what one line of a raw file may cost.
+_MAX_OBJECT_BYTES = 1 << 30
+
+# Money is read exactly to 12 decimals; decimal(18,2) holds less than 10^16, decimal(9,2) 10^7.
+_EXACT_MONEY = "DECIMAL(38,12)"
+_MONEY_BOUND = "1e16"
+_PERCENT_BOUND = "1e7"
+_QUANTITY_BOUND = 2**31 - 1
+UNIT_PRICE_SQL = f"DECIMAL({UNIT_PRICE.precision},{UNIT_PRICE.scale})"
+
+
+def _trimmed(text: str) -> str:
+    return f"trim({text})"
+
+
+def _exact(text: str) -> str:
+    return f"TRY_CAST({_trimmed(text)} AS {_EXACT_MONEY})"
+
+
+def _as_double(text: str) -> str:
+    return f"TRY_CAST({_trimmed(text)} AS DOUBLE)"
+
+
+def _number_problem(text: str, label: str, bound: str) -> str:
+    """Why a numeric text is not a usable amount; NULL when it is one, or when it is absent."""
+    return (
+        f"CASE WHEN {text} IS NULL THEN NULL "
+        f"WHEN {_as_double(text)} IS NULL THEN 'non-numeric {label}: ' || {text} "
+        f"WHEN isnan({_as_double(text)}) OR isinf({_as_double(text)}) THEN '{label} is not a finite number: ' || {text} "
+        f"WHEN {_exact(text)} IS NULL OR abs({_exact(text)}) >= {bound} THEN '{label} out of range: ' || {text} END"
+    )
+
+
+def _quantity_problem(text: str) -> str:
+    return (
+        f"CASE WHEN {text} IS NULL THEN 'missing quantity' "
+        f"WHEN {_as_double(text)} IS NULL THEN 'non-numeric quantity: ' || {text} "
+        f"WHEN isnan({_as_double(text)}) OR isinf({_as_double(text)}) THEN 'quantity is not a finite number: ' || {text} "
+        f"WHEN {_as_double(text)} <> floor({_as_double(text)}) THEN 'quantity is not a whole number' "
+        f"WHEN {_as_double(text)} <= 0 THEN 'quantity <= 0' "
+        f"WHEN {_as_double(text)} > {_QUANTITY_BOUND} THEN 'quantity out of range: ' || {text} END"
+    )
+
+
+def _canonical_id(text: str) -> str:
+    """Trimmed; a number written with a fraction or an exponent whose value is integral becomes
+    that integer in plain digits (1.0, "1.0", 1e0 -> "1"); other texts stay as they are."""
+    value = f"TRY_CAST({_trimmed(text)} AS DECIMAL(38,9))"
+    return (
+        f"CASE WHEN regexp_matches({_trimmed(text)}, '[.eE]') AND {value} = trunc({value}) "
+        f"THEN CAST(trunc({value}) AS HUGEINT)::VARCHAR ELSE {_trimmed(text)} END"
+    )
+
+
+def _order_ts(text: str) -> str:
+    """order_date as TIMESTAMPTZ when it has the one accepted form (core.records), else NULL."""
+    return (
+        f"CASE WHEN regexp_full_match({_trimmed(text)}, '{ORDER_DATE_PATTERN}') "
+        f"THEN TRY_CAST({_trimmed(text)} AS TIMESTAMPTZ) END"
+    )
+
+
+def _repeated_key(json_expr: str) -> str:
+    """`duplicate key 'k'` for the first key repeated in a JSON object; NULL when none is."""
+    keys = f"json_keys({json_expr})"
+    return (
+        f"CASE WHEN json_type({json_expr}) = 'OBJECT' THEN 'duplicate key ' || chr(39) || "
+        f"list_filter({keys}, lambda k, i: list_position({keys}, k) < i)[1] || chr(39) END"
+    )
 
 
 def _type_problem(json_expr: str, allowed: str, label: str) -> str:
@@ -124,22 +196,10 @@ def _type_problem(json_expr: str, allowed: str, label: str) -> str:
     )
 
 
-def _number(json_expr: str, sql_type: str) -> str:
-    return f"TRY_CAST(({json_expr}) ->> '$' AS {sql_type})"
-
-
-def _non_numeric(json_expr: str, label: str) -> str:
-    json_expr = f"({json_expr})"
-    return (
-        f"CASE WHEN {json_expr} IS NOT NULL AND json_type({json_expr}) <> 'NULL' "
-        f"AND {_number(json_expr, 'DOUBLE')} IS NULL THEN 'non-numeric {label}: ' || ({json_expr})::VARCHAR END"
-    )
-
-
 _PRECISE_RECORDS = f"""
 WITH raw AS (
     SELECT f.file_index, row_number() OVER (PARTITION BY r.filename) AS record_number, r.json AS j
-    FROM read_ndjson_objects($paths, filename=true) r
+    FROM read_ndjson_objects($paths, filename=true, maximum_object_size={_MAX_OBJECT_BYTES}) r
     JOIN files f ON f.path = r.filename
 ), shaped AS (
     SELECT *,
@@ -148,28 +208,25 @@ WITH raw AS (
     FROM raw
 )
 SELECT file_index, record_number, j::VARCHAR AS record,
-    CASE WHEN json_type(j -> 'order_id') IN {_SCALAR_TYPES} THEN j ->> 'order_id' END AS order_id,
+    CASE WHEN json_type(j -> 'order_id') IN {_SCALAR_TYPES} THEN {_canonical_id("j ->> 'order_id'")} END AS order_id,
     j ->> 'order_date' AS order_date_text,
-    {_number("j -> 'total_amount'", "DECIMAL(18,2)")} AS total_amount,
-    CASE WHEN json_type(c -> 'customer_id') IN {_SCALAR_TYPES} THEN c ->> 'customer_id' END AS customer_id,
+    j ->> 'total_amount' AS total_amount,
+    CASE WHEN json_type(c -> 'customer_id') IN {_SCALAR_TYPES} THEN {_canonical_id("c ->> 'customer_id'")} END AS customer_id,
     c ->> 'name' AS customer_name, c ->> 'email' AS customer_email, c -> 'address' AS address_json,
     c ->> 'city' AS customer_city, c ->> 'state' AS customer_state, c ->> 'country' AS customer_country,
     list_transform(ps, lambda p: struct_pack(
         product_id := CASE WHEN json_type(p -> 'product_id') IN {_SCALAR_TYPES} THEN p ->> 'product_id' END,
         name := p ->> 'name', category := p ->> 'category', brand := p ->> 'brand',
-        price := {_number("p -> 'price'", "DECIMAL(18,2)")},
-        quantity := {_number("p -> 'quantity'", "DOUBLE")},
-        discount_percent := {_number("p -> 'discount_percent'", "DECIMAL(9,2)")},
+        price := p ->> 'price', quantity := p ->> 'quantity', discount_percent := p ->> 'discount_percent',
         problem := CASE WHEN json_type(p) <> 'OBJECT' THEN 'product is not an object'
-                        ELSE coalesce({_non_numeric("p -> 'price'", "price")},
-                                      {_non_numeric("p -> 'quantity'", "quantity")},
+                        ELSE coalesce({_repeated_key("p")},
                                       {_type_problem("p -> 'product_id'", _SCALAR_TYPES, "product_id")}) END
     )) AS products,
     list_filter([
         CASE WHEN json_type(j) <> 'OBJECT' THEN 'record is not a JSON object' END,
+        coalesce({_repeated_key("j")}, {_repeated_key("c")}, {_repeated_key("c -> 'address'")}),
         {_type_problem("j -> 'order_id'", _SCALAR_TYPES, "order_id")},
         {_type_problem("c -> 'customer_id'", _SCALAR_TYPES, "customer_id")},
-        {_non_numeric("j -> 'total_amount'", "total_amount")},
         {_type_problem("j -> 'customer'", "('OBJECT',)", "customer")}
     ], lambda x: x IS NOT NULL) AS type_problems,
     {_type_problem("j -> 'products'", "('ARRAY',)", "products")} AS products_problem
@@ -179,7 +236,7 @@ FROM shaped
 # The rules, once. Each is (condition that makes the record or line invalid, reason expression);
 # conditions of one list exclude each other's cases so a reason is never said twice.
 _ORDER_RULES = [
-    ("order_id IS NULL OR trim(order_id) = ''", "'missing order_id'"),
+    ("order_id IS NULL OR order_id = ''", "'missing order_id'"),
     ("order_date_text IS NULL", "'missing order_date'"),
     ("order_date_text IS NOT NULL AND order_ts IS NULL", "'unparseable order_date: ' || order_date_text"),
     (
@@ -188,15 +245,20 @@ _ORDER_RULES = [
     ),
     ("products IS NULL", "coalesce(products_problem, 'missing products')"),
     ("len(products) = 0", "'no products'"),
-    ("total_amount < 0", "'negative total_amount'"),
+    (f"({_number_problem('total_amount', 'total_amount', _MONEY_BOUND)}) IS NOT NULL",
+     _number_problem("total_amount", "total_amount", _MONEY_BOUND)),
+    (f"{_exact('total_amount')} < 0", "'negative total_amount'"),
 ]
 _LINE_RULES = [
     ("p.product_id IS NULL OR trim(p.product_id) = ''", "'missing product_id'"),
     ("p.price IS NULL", "'missing price'"),
-    ("p.price < 0", "'negative price'"),
-    ("p.quantity IS NULL", "'missing quantity'"),
-    ("p.quantity <> floor(p.quantity)", "'quantity is not a whole number'"),
-    ("p.quantity <= 0", "'quantity <= 0'"),
+    (f"({_number_problem('p.price', 'price', _MONEY_BOUND)}) IS NOT NULL", _number_problem("p.price", "price", _MONEY_BOUND)),
+    (f"{_exact('p.price')} < 0", "'negative price'"),
+    (f"({_quantity_problem('p.quantity')}) IS NOT NULL", _quantity_problem("p.quantity")),
+    (f"({_number_problem('p.discount_percent', 'discount_percent', _PERCENT_BOUND)}) IS NOT NULL",
+     _number_problem("p.discount_percent", "discount_percent", _PERCENT_BOUND)),
+    (f"abs({_as_double('p.price')} * {_as_double('p.quantity')}) >= {_MONEY_BOUND}",
+     "'line total out of range: ' || p.price || ' x ' || p.quantity"),
 ]
 
 
@@ -216,14 +278,18 @@ _UTC_WALL = "make_timestamp(epoch_us(order_ts))"
 
 
 def _line_columns(line_number: str) -> str:
-    """The ORDER_LINES columns, from a relation with one row per line (`p` is the product)."""
+    """The ORDER_LINES columns, from a relation with one row per line (`p` is the product). The
+    line total is the exact unit price times the quantity, rounded once, half away from zero."""
+    quantity = f"CASE WHEN ({_quantity_problem('p.quantity')}) IS NULL THEN {_as_double('p.quantity')}::INTEGER END"
+    price = f"CASE WHEN abs({_exact('p.price')}) < {_MONEY_BOUND} THEN {_exact('p.price')} END"
     return f"""
     order_id, ({line_number})::INTEGER AS line_number, order_ts, CAST(utc_wall AS DATE) AS order_date,
     customer_id, customer_name, customer_email, customer_address, customer_city, customer_state,
-    customer_country, p.product_id, p.name AS product_name, p.category, p.brand,
-    p.price AS unit_price, p.quantity::INTEGER AS quantity,
-    CAST(p.price * p.quantity::INTEGER AS DECIMAL(18,2)) AS line_total,
-    p.discount_percent, total_amount AS order_total,
+    customer_country, {_canonical_id('p.product_id')} AS product_id, p.name AS product_name, p.category, p.brand,
+    CAST({price} AS {UNIT_PRICE_SQL}) AS unit_price, {quantity} AS quantity,
+    TRY_CAST({price} * {quantity} AS DECIMAL(18,2)) AS line_total,
+    TRY_CAST({_trimmed('p.discount_percent')} AS DECIMAL(9,2)) AS discount_percent,
+    TRY_CAST({_trimmed('total_amount')} AS DECIMAL(18,2)) AS order_total,
     year(utc_wall)::SMALLINT AS year, month(utc_wall)::TINYINT AS month, day(utc_wall)::TINYINT AS day,
     hour(utc_wall)::TINYINT AS hour, (isodow(utc_wall) - 1)::TINYINT AS day_of_week,
     source"""
@@ -240,13 +306,13 @@ def _optimistic_copy(several_days: bool) -> str:
     return f"""
 COPY (
     WITH records AS (
-        SELECT r.*, f.source, f.day AS file_day, TRY_CAST(r.order_date AS TIMESTAMPTZ) AS order_ts
+        SELECT r.*, f.source, f.day AS file_day, {_order_ts("r.order_date")} AS order_ts
         FROM read_json($paths, format='newline_delimited', columns=$columns, filename=true) r
         JOIN files f ON f.path = r.filename
     ), shaped AS (
-        SELECT order_id, order_date AS order_date_text, order_ts, {_UTC_WALL} AS utc_wall,
-            file_day, total_amount, source, products,
-            customer.customer_id, customer.name AS customer_name, customer.email AS customer_email,
+        SELECT {_canonical_id("order_id")} AS order_id, order_date AS order_date_text, order_ts,
+            {_UTC_WALL} AS utc_wall, file_day, total_amount, source, products,
+            {_canonical_id("customer.customer_id")} AS customer_id, customer.name AS customer_name, customer.email AS customer_email,
             customer.address.address AS customer_address,
             coalesce(customer.city, customer.address.city) AS customer_city,
             coalesce(customer.state, customer.address.state) AS customer_state,
@@ -296,7 +362,7 @@ def _reasons() -> str:
 _VALIDATE = f"""
 CREATE OR REPLACE TEMP TABLE validated AS
 WITH records AS ({_PRECISE_RECORDS}), parsed AS (
-    SELECT r.*, f.day AS file_day, f.source, TRY_CAST(order_date_text AS TIMESTAMPTZ) AS order_ts
+    SELECT r.*, f.day AS file_day, f.source, {_order_ts("order_date_text")} AS order_ts
     FROM records r JOIN files f USING (file_index)
 ), shaped AS (
     SELECT * EXCLUDE (address_json, customer_city, customer_state, customer_country), {_UTC_WALL} AS utc_wall,

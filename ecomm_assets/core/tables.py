@@ -56,7 +56,7 @@ def build_dim_products(catalogs: dict[date, list[dict]], order_lines: pa.Table) 
         FROM catalog
         UNION ALL
         SELECT product_id, arg_max(product_name, order_ts), arg_max(category, order_ts), arg_max(brand, order_ts),
-               arg_max(unit_price, order_ts), arg_max(discount_percent, order_ts), NULL, NULL,
+               arg_max(unit_price, order_ts)::DECIMAL(18,2), arg_max(discount_percent, order_ts), NULL, NULL,
                'orders', order_date
         FROM order_lines l
         WHERE NOT EXISTS (SELECT 1 FROM catalog c WHERE c.id = l.product_id AND c.snapshot_date = l.order_date)

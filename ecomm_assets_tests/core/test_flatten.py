@@ -51,8 +51,8 @@ def test_clean_records_are_flattened_with_exact_types(tmp_path):
 def test_money_is_decimal_even_when_floats_carry_noise(tmp_path):
     noisy = order(products=[{"product_id": 1, "price": 33.316666666666663, "quantity": 3}], total_amount=99.94999999999999)
     lines = flatten_orders([write(tmp_path, "a.jsonl", [noisy])], str(tmp_path)).lines().to_pylist()
-    assert lines[0]["unit_price"] == Decimal("33.32")
-    assert lines[0]["order_total"] == Decimal("99.95")
+    assert lines[0]["unit_price"] == Decimal("33.3167")  # the unit price's scale is 4
+    assert lines[0]["line_total"] == Decimal("99.95") == lines[0]["order_total"]
 
 
 def test_offsets_are_converted_to_the_utc_day_and_hour(tmp_path):
@@ -81,6 +81,18 @@ BAD_RECORDS = [
     (order(customer="Ann"), "customer has wrong type"),
     (order(total_amount="lots"), "non-numeric total_amount"),
     ([1, 2, 3], "record is not a JSON object"),
+    # Values beyond the contract's types: each a precise reason, never a crash of the day.
+    (order(products=[{"product_id": 1, "price": 3, "quantity": 3000000000}]), "quantity out of range: 3000000000"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": 1e30}]), "quantity out of range"),
+    (order(products=[{"product_id": 1, "price": 1e17, "quantity": 1}]), "price out of range"),
+    (order(products=[{"product_id": 1, "price": 1e20, "quantity": 1}]), "price out of range"),
+    (order(products=[{"product_id": 1, "price": float("nan"), "quantity": 1}]), "price is not a finite number: NaN"),
+    (order(products=[{"product_id": 1, "price": "Infinity", "quantity": 1}]), "price is not a finite number"),
+    (order(products=[{"product_id": 1, "price": 1e10, "quantity": 1e7}]), "line total out of range"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": 1, "discount_percent": "a lot"}]), "non-numeric discount_percent"),
+    (order(total_amount=1e20), "total_amount out of range"),
+    (order(when="20240302T100000Z"), "unparseable order_date: 20240302T100000Z"),
+    (order(when="2024-01-15T24:00:00"), "unparseable order_date"),
 ]
 
 
@@ -88,10 +100,11 @@ BAD_RECORDS = [
 def test_each_bad_record_is_quarantined_with_its_reason(tmp_path, record, reason):
     good = order(order_id="GOOD")
     result = flatten_orders([write(tmp_path, "a.jsonl", [good, record])], str(tmp_path))
+    assert result.read_modes[DAY] == "precise"
     assert result.lines().column("order_id").unique().to_pylist() == ["GOOD"]
     [rejected] = result.quarantined.to_pylist()
     assert reason in rejected["reason"]
-    assert json.loads(rejected["record"]) == record  # the original record, kept whole
+    assert rejected["record"] == json.dumps(record)  # the original record, kept whole
     assert rejected["record_number"] == 2
     counts = result.counts[DAY]
     assert (counts.records_read, counts.orders_loaded, counts.quarantined) == (2, 1, 1)
@@ -199,3 +212,98 @@ def test_a_wrong_json_type_on_one_day_leaves_the_other_days_optimistic(tmp_path)
     assert result.read_modes == {days[0]: "precise", days[1]: "optimistic"}
     assert result.quarantined["order_id"].to_pylist() == ["O2"]
     assert all(c.conserved for c in result.counts.values())
+
+
+def test_a_record_with_a_repeated_key_is_quarantined(tmp_path):
+    text = json.dumps(order("R")).replace('"order_date"', '"order_date": "2024-01-16T00:00:00Z", "order_date"', 1)
+    result = flatten_orders([write(tmp_path, "a.jsonl", [order("GOOD"), text])], str(tmp_path))
+    [rejected] = result.quarantined.to_pylist()
+    assert rejected["reason"].split("; ")[0] == "duplicate key 'order_date'" and rejected["record"] == text
+    assert result.lines().column("order_id").unique().to_pylist() == ["GOOD"]
+
+
+def test_a_bad_value_on_one_day_of_a_range_leaves_the_other_days_loaded(tmp_path):
+    """A quantity of 2^31 or more once failed the whole range with a conversion error."""
+    days = [date(2024, 1, d) for d in (14, 15, 16)]
+    bad = order("BIG", when="2024-01-15T08:00:00Z", products=[{"product_id": 1, "price": 3, "quantity": 3000000000}])
+    files = [
+        on_day(tmp_path, f"{day}.jsonl", day, [order(f"O-{day}", when=f"{day}T09:00:00Z"), *([bad] if day == DAY else [])])
+        for day in days
+    ]
+    result = flatten_orders(files, str(tmp_path))
+    assert result.read_modes == {days[0]: "optimistic", DAY: "precise", days[2]: "optimistic"}
+    assert sorted(result.lines().column("order_id").unique().to_pylist()) == [f"O-{day}" for day in days]
+    assert [q["order_id"] for q in result.quarantined.to_pylist()] == ["BIG"]
+    assert all(result.counts[day].conserved for day in days)
+
+
+SAME_ORDER_IDS = [1, "1", 1.0, " 1", "1.0", 1e0, "1 "]
+
+
+@pytest.mark.parametrize("order_id", SAME_ORDER_IDS, ids=[repr(i) for i in SAME_ORDER_IDS])
+def test_an_id_is_read_the_same_way_by_both_passes(tmp_path, order_id):
+    record = order(order_id, customer={"customer_id": order_id}, products=[{"product_id": order_id, "price": 2, "quantity": 1}])
+    alone = flatten_orders([write(tmp_path, "a.jsonl", [record])], str(tmp_path))
+    (tmp_path / "precise").mkdir()
+    with_a_reject = flatten_orders([write(tmp_path / "precise", "a.jsonl", [record, order(None)])], str(tmp_path / "precise"))
+    assert (alone.read_modes[DAY], with_a_reject.read_modes[DAY]) == ("optimistic", "precise")
+    for result in (alone, with_a_reject):
+        [line] = result.lines().to_pylist()
+        assert (line["order_id"], line["customer_id"], line["product_id"]) == ("1", "1", "1")
+
+
+def test_every_spelling_of_one_id_is_one_order_and_the_newest_wins(tmp_path):
+    versions = [order(order_id, total_amount=index) for index, order_id in enumerate([*SAME_ORDER_IDS, "007", 1.5])]
+    result = flatten_orders([write(tmp_path, "a.jsonl", versions)], str(tmp_path))
+    orders = {line["order_id"]: line["order_total"] for line in result.lines().to_pylist()}
+    assert orders == {"1": Decimal(len(SAME_ORDER_IDS) - 1), "007": Decimal(len(SAME_ORDER_IDS)), "1.5": Decimal(len(SAME_ORDER_IDS) + 1)}
+    assert result.counts[DAY].duplicates_dropped == len(SAME_ORDER_IDS) - 1 and result.counts[DAY].conserved
+
+
+MONEY = [
+    # (price as written, quantity, unit_price, line_total): read from the decimal text, rounded once, half away from zero
+    ("1.005", 1, "1.0050", "1.01"),
+    (1.005, 1, "1.0050", "1.01"),
+    (0.125, 3, "0.1250", "0.38"),
+    ("0.125", 3, "0.1250", "0.38"),
+    (33.316666666666663, 3, "33.3167", "99.95"),
+    ("19.99", 3, "19.9900", "59.97"),
+    (0.1 + 0.2, 10, "0.3000", "3.00"),
+    ("1e2", 2, "100.0000", "200.00"),
+]
+
+
+@pytest.mark.parametrize("price, quantity, unit_price, line_total", MONEY, ids=[repr(m[0]) for m in MONEY])
+def test_money_comes_from_its_decimal_text_in_both_passes(tmp_path, price, quantity, unit_price, line_total):
+    record = order(products=[{"product_id": 1, "price": price, "quantity": quantity}])
+    (tmp_path / "precise").mkdir()
+    results = [
+        flatten_orders([write(tmp_path, "a.jsonl", [record])], str(tmp_path)),
+        flatten_orders([write(tmp_path / "precise", "a.jsonl", [record, order(None)])], str(tmp_path / "precise")),
+    ]
+    assert [r.read_modes[DAY] for r in results] == ["optimistic", "precise"]
+    for result in results:
+        [line] = result.lines().to_pylist()
+        assert (line["unit_price"], line["line_total"]) == (Decimal(unit_price), Decimal(line_total))
+
+
+DATES = [
+    "2024-01-15", "2024-01-15T10:00:00Z", "2024-01-15 10:00", "2024-01-15T10:00:00.123456+05:30",
+    "2024-01-15T10:00:00+0530", "2024-01-15T10:00:00+05", "2024-01-16T01:00:00+02:00", "2024-01-14T23:00:00-01:00",
+    " 2024-01-15T10:00:00Z ", "20240115T100000Z", "20240115", "2024-01-15T24:00:00", "2024-01-15T10:00:60Z",
+    "2024-01-15T10:00:00.1234567Z", "2024-01-15t10:00:00z", "2024-02-30", "15/01/2024", "2024-01-15T10:00:00+24:00",
+]
+
+
+@pytest.mark.parametrize("when", DATES)
+def test_landing_and_flatten_agree_on_every_order_date(tmp_path, when):
+    """Landing routes a record to the day flatten will accept it for, or both refuse it."""
+    from ecomm_assets.core.records import order_day
+
+    day = order_day(when)
+    result = flatten_orders([on_day(tmp_path, "a.jsonl", day or DAY, [order(when=when)])], str(tmp_path))
+    if day is None:
+        assert result.lines().num_rows == 0
+        assert result.quarantined.column("reason").to_pylist() == [f"unparseable order_date: {when}"]
+    else:
+        assert result.quarantined.num_rows == 0 and result.lines().column("order_date").to_pylist() == [day, day]

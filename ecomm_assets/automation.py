@@ -2,101 +2,18 @@
 every day they touched, and write an alert when a run fails."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from ecomm_assets.core.landing import DayWindow, file_id, is_landing_file, split_landing_file
-from ecomm_assets.core.storage import LakeStore, partition_dir
+from ecomm_assets.assets.landing import LANDING_DIR, build_ingest_op, list_landing, skip_reason
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
-LANDING_DIR = "landing/orders"
-MANIFEST_DIR = "raw/_landing_manifest"
 # S3 lists LastModified to the second and a sensor tick can fall inside that second: each tick
 # looks back this far, and run keys (key + size + etag) keep a file from being ingested twice.
 LISTING_OVERLAP = timedelta(minutes=5)
-
-
-class IngestConfig(dg.Config):
-    files: list[str] = []  # names under landing/orders/; empty: every file not ingested yet
-
-
-def landing_raw_path(day, landed_file_id: str) -> str:
-    return f"{partition_dir('raw', 'orders', day)}/landing-{landed_file_id}.jsonl"
-
-
-def ingest_file(store: LakeStore, name: str) -> dict:
-    """Split one landed file into raw day files and quarantine what cannot be routed.
-    Returns its manifest entry. Same bytes -> same file names and contents: idempotent."""
-    data = store.read_bytes(f"{LANDING_DIR}/{name}")
-    landed = split_landing_file(name, data, DayWindow.for_lake("2024-01-01"))
-    quarantine = f"quarantine/landing/{landed.file_id}"
-    if landed.file_error:
-        store.write_bytes(f"{quarantine}/file-{name.replace('/', '_')}", data)
-    if landed.file_error or landed.quarantined:
-        report = {"file": name, "file_error": landed.file_error, "records": landed.quarantined}
-        store.write_bytes(f"{quarantine}/reason.json", json.dumps(report, indent=1).encode())
-    for day in sorted(landed.days):
-        rel = landing_raw_path(day, landed.file_id)
-        content = landed.day_bytes(day)
-        # Keep an existing identical file untouched: its age orders versions of an order.
-        if not (store.exists(rel) and len(store.read_bytes(rel)) == len(content)):
-            store.write_bytes(rel, content)
-    entry = {
-        "file": name,
-        "file_id": landed.file_id,
-        "bytes": len(data),
-        "records_read": landed.records_read,
-        "records_routed": landed.records_routed,
-        "records_quarantined": len(landed.quarantined),
-        "file_error": landed.file_error,
-        "days": {str(day): len(lines) for day, lines in sorted(landed.days.items())},
-        "ingested_at": datetime.now(timezone.utc).isoformat(),
-    }
-    store.write_bytes(f"{MANIFEST_DIR}/{landed.file_id}.json", json.dumps(entry, indent=1).encode())
-    return entry
-
-
-def pending_landing_files(store: LakeStore) -> list[str]:
-    """Landing files whose content has not been ingested (new, or changed since)."""
-    ingested = {f.name.removesuffix(".json") for f in store.list_files(MANIFEST_DIR)}
-    names = [f.path[len(LANDING_DIR) + 1 :] for f in store.list_files(LANDING_DIR, recursive=True)]
-    return [n for n in names if is_landing_file(n) and file_id(store.read_bytes(f"{LANDING_DIR}/{n}")) not in ingested]
-
-
-@dg.op(
-    description="Reads landed order files (JSON array or JSON Lines, .gz too) and writes each "
-    "day's orders to raw/orders/dt=D/landing-<file id>.jsonl; unreadable records and files go to "
-    "quarantine/landing/<file id>/ with reasons. Logs a materialization of orders_raw per day touched."
-)
-def ingest_landing_files(context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource) -> list[str]:
-    store = lake.store()
-    names = config.files or pending_landing_files(store)
-    days: set[str] = set()
-    for name in names:
-        entry = ingest_file(store, name)
-        context.log.info(
-            f"{name}: {entry['records_read']} records, {entry['records_routed']} routed to "
-            f"{len(entry['days'])} days, {entry['records_quarantined']} quarantined"
-            + (f"; file quarantined: {entry['file_error']}" if entry["file_error"] else "")
-        )
-        for day, records in entry["days"].items():
-            days.add(day)
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key="orders_raw",
-                    partition=day,
-                    metadata={"landed_file": name, "file_id": entry["file_id"], "records": records},
-                )
-            )
-    return sorted(days)
-
-
-@dg.job(description="Ingest landed order files into raw day partitions; a sensor then recomputes those days.")
-def ingest_landing_job():
-    ingest_landing_files()
 
 
 def landing_run_request(name: str, size: int, version: str) -> dg.RunRequest:
@@ -115,9 +32,9 @@ def landing_files(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S
     since = datetime.fromisoformat(cursor["last_modified"]) - LISTING_OVERLAP if cursor else None
     if store.is_local:
         seen = [
-            (f.path[len(LANDING_DIR) + 1 :], f.size, str(int(f.mtime.timestamp() * 1e6)), f.mtime)
-            for f in store.list_files(LANDING_DIR, recursive=True)
-            if since is None or f.mtime > since
+            (f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.landed_at)
+            for f in list_landing(store)
+            if since is None or f.landed_at > since
         ]
     else:
         bucket, _, root = store.root.partition("/")
@@ -127,10 +44,11 @@ def landing_files(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S
             for o in get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client())
         ]
     for name, size, version, _ in seen:
-        if is_landing_file(name):
-            yield landing_run_request(name, size, version)
+        reason = skip_reason(name)
+        if reason:
+            context.log.info(f"skipped {name!r}: {reason}")
         else:
-            context.log.debug(f"ignored {name}: not .json/.jsonl(.gz)")
+            yield landing_run_request(name, size, version)
     if seen:
         newest = max(modified for *_, modified in seen)
         if not cursor or newest.isoformat() > cursor["last_modified"]:
@@ -188,9 +106,39 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSinkRes
     )
 
 
-def build_automation(landing_sensor_running: bool = True) -> tuple[list, list, list]:
+def contiguous_ranges(days: list[date]) -> list[tuple[date, date]]:
+    """Sorted days as (first, last) runs of consecutive days."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(set(days)):
+        if ranges and day == ranges[-1][1] + timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def recompute_request(run_id: str, first: date, last: date) -> dg.RunRequest:
+    """One lake_job run per range of consecutive days (a single-run backfill); keyed by the ingest
+    run and the range, so a tick evaluated again requests nothing new."""
+    if first == last:
+        return dg.RunRequest(run_key=f"{run_id}:{first}", partition_key=str(first))
+    return dg.RunRequest(
+        run_key=f"{run_id}:{first}...{last}",
+        tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
+    )
+
+
+def build_automation(
+    partitions: dg.TimeWindowPartitionsDefinition, landing_sensor_running: bool = True
+) -> tuple[list, list, list]:
     """Jobs, schedules, sensors. With the Lambda bridge delivering S3 events, the polling landing
     sensor is redundant: start it stopped (ECOMM_LANDING_SENSOR=off)."""
+    ingest = build_ingest_op(partitions)
+
+    @dg.job(description="Ingest landed order files into raw day partitions; a sensor then recomputes those days.")
+    def ingest_landing_job():
+        ingest()
+
     landing_files_sensor = dg.sensor(
         name="landing_files_sensor",
         job=ingest_landing_job,
@@ -202,7 +150,7 @@ def build_automation(landing_sensor_running: bool = True) -> tuple[list, list, l
     lake_job = dg.define_asset_job(
         "lake_job",
         selection=dg.AssetSelection.assets("order_lines").downstream(),
-        description="Recompute order_lines and everything downstream for one day.",
+        description="Recompute order_lines and everything downstream for one day or a range of days.",
     )
     daily_job = dg.define_asset_job(
         "daily_job",
@@ -223,21 +171,41 @@ def build_automation(landing_sensor_running: bool = True) -> tuple[list, list, l
         request_job=lake_job,
         minimum_interval_seconds=5,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="After an ingest, requests one lake_job run per day it touched (run_key: run + day).",
+        description="After an ingest, requests one lake_job run per range of consecutive days it touched. "
+        "Days that are not partitions yet (today, tomorrow) are left to the daily schedule; days it can "
+        "never run (before the first partition) are logged and alerted, never retried.",
     )
-    def recompute_landed_days(context: dg.RunStatusSensorContext):
+    def recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
+        run_id = context.dagster_run.run_id
         records = context.instance.get_records_for_run(
-            run_id=context.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+            run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
         ).records
-        days = sorted(
-            {
-                r.event_log_entry.dagster_event.partition
-                for r in records
-                if r.event_log_entry.dagster_event.asset_key == dg.AssetKey("orders_raw")
-            }
-        )
-        for day in days:
-            yield dg.RunRequest(run_key=f"{context.dagster_run.run_id}:{day}", partition_key=day)
+        days = {
+            date.fromisoformat(r.event_log_entry.dagster_event.partition)
+            for r in records
+            if r.event_log_entry.dagster_event.asset_key == dg.AssetKey("orders_raw")
+        }
+        runnable = sorted(day for day in days if partitions.has_partition_key(str(day)))
+        first = partitions.start.date()
+        deferred = sorted(day for day in days - set(runnable) if day >= first)
+        impossible = sorted(day for day in days if day < first)
+        if deferred:
+            context.log.info(f"not partitions yet, left to the daily schedule: {', '.join(map(str, deferred))}")
+        if impossible:
+            message = f"days before the first partition ({first}) cannot be recomputed: {', '.join(map(str, impossible))}"
+            context.log.warning(message)
+            alerts.send(
+                {
+                    "at": datetime.now(timezone.utc).isoformat(),
+                    "run_id": run_id,
+                    "job": lake_job.name,
+                    "assets": ["order_lines"],
+                    "partition": f"{impossible[0]}...{impossible[-1]}",
+                    "error": message,
+                }
+            )
+        for start, end in contiguous_ranges(runnable):
+            yield recompute_request(run_id, start, end)
 
     jobs = [ingest_landing_job, lake_job, daily_job]
     return jobs, [daily_schedule], [recompute_landed_days, landing_files_sensor, run_failure_alerts]

@@ -7,6 +7,7 @@ import dagster as dg
 from ecomm_assets.assets.analytics import build_analytics_assets
 from ecomm_assets.assets.catalog import build_catalog_assets
 from ecomm_assets.assets.lake import build_lake_assets
+from ecomm_assets.assets.landing import landed_files
 from ecomm_assets.assets.sources import build_source_assets
 from ecomm_assets.automation import build_automation
 from ecomm_assets.checks import build_checks
@@ -26,10 +27,11 @@ def build_definitions(
     landing_sensor_running: bool = True,
 ) -> dg.Definitions:
     partitions = daily_partitions(start_date)
-    jobs, schedules, sensors = build_automation(landing_sensor_running)
+    jobs, schedules, sensors = build_automation(partitions, landing_sensor_running)
     return dg.Definitions(
         assets=[
             *build_source_assets(partitions),
+            landed_files,
             *build_lake_assets(partitions),
             *build_analytics_assets(partitions),
             *build_catalog_assets(partitions),

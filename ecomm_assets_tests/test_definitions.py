@@ -1,10 +1,11 @@
 import json
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import duckdb
 
+from ecomm_assets.assets.landing import landing_raw_name
 from ecomm_assets.core.landing import file_id
 from ecomm_assets_tests.conftest import make_definitions, materialize_day
 
@@ -91,20 +92,32 @@ def landed_order(order_id, when, price=10.0):
             "products": [{"product_id": "p1", "name": "Pen", "category": "office", "price": price, "quantity": 1}]}
 
 
-def ingest_and_recompute(defs, instance):
-    """What `dagster dev` does: the ingest run, then the sensor's runs for the days it touched."""
-    ingest = defs.resolve_job_def("ingest_landing_job").execute_in_process(instance=instance)
-    assert ingest.success
+def recompute_tick(defs, instance, run_ingest) -> dg.SensorResult:
+    """What the daemon does: a tick of recompute_landed_days before and after an ingest run."""
     sensor = defs.resolve_sensor_def("recompute_landed_days")
-    run = instance.get_run_by_id(ingest.run_id)
-    context = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
-        dagster_event=ingest.get_run_success_event(),
-    )
-    requests = list(sensor(context))
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+        cursor = sensor.evaluate_tick(context).cursor
+    run_ingest()
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor) as context:
+        return sensor.evaluate_tick(context)
+
+
+def run_requests(defs, instance, requests) -> None:
+    """Executes lake_job for each request: one day (partition key) or a range (range tags)."""
     lake_job = defs.resolve_job_def("lake_job")
     for request in requests:
-        assert lake_job.execute_in_process(partition_key=request.partition_key, instance=instance).success
+        result = lake_job.execute_in_process(partition_key=request.partition_key, tags=request.tags, instance=instance)
+        assert result.success
+
+
+def ingest_and_recompute(defs, instance, **config):
+    """The ingest run, then the sensor's runs for the days it touched."""
+    def ingest():
+        run_config = {"ops": {"ingest_landing_files": {"config": config}}} if config else None
+        assert defs.resolve_job_def("ingest_landing_job").execute_in_process(instance=instance, run_config=run_config).success
+
+    requests = recompute_tick(defs, instance, ingest).run_requests
+    run_requests(defs, instance, requests)
     return requests
 
 
@@ -119,12 +132,14 @@ def test_a_landed_multi_day_file_feeds_each_day_once(lake_dir, instance):
     data = json.dumps(landed).encode()
     land(lake_dir, "drop/orders_etl.json", data)
 
-    requests = ingest_and_recompute(defs, instance)
-    assert sorted(r.partition_key for r in requests) == ["2024-01-14", "2024-01-15", "2024-01-16"]
-    assert len({r.run_key for r in requests}) == 3
+    [request] = ingest_and_recompute(defs, instance)  # consecutive days: one range run
+    assert request.tags["dagster/asset_partition_range_start"] == "2024-01-14"
+    assert request.tags["dagster/asset_partition_range_end"] == "2024-01-16"
     where = sql(lake_dir, "SELECT order_id, order_date::VARCHAR FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%' ORDER BY 1")
     assert where == [("L1", "2024-01-14"), ("L2", "2024-01-15"), ("L3", "2024-01-15"), ("L4", "2024-01-16")]
-    assert sql(lake_dir, "SELECT DISTINCT source FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%'") == [(f"landing-{file_id(data)}",)]
+    landed_at = datetime.fromtimestamp((lake_dir / "landing/orders/drop/orders_etl.json").stat().st_mtime, timezone.utc)
+    source = landing_raw_name(landed_at, file_id(data)).removesuffix(".jsonl")
+    assert sql(lake_dir, "SELECT DISTINCT source FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%'") == [(source,)]
     snapshot = sql(lake_dir, "SELECT order_date, count(*), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
     assert sum(n for _, n, _ in snapshot) == before + 4
 

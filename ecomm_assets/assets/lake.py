@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import preview, reasons_table
 from ecomm_assets.assets.sources import read_raw_catalog
 from ecomm_assets.core.flatten import DayCounts, RawOrderFile, flatten_orders
@@ -45,9 +46,10 @@ def run_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) 
 
 
 def raw_order_files(store: LakeStore, day: date | str) -> list[LakeFile]:
-    """The raw order files of a day, oldest first: the order in which versions of an order win."""
+    """The raw order files of a day, oldest first: the order in which versions of an order win.
+    A landed file's age is when it landed (in its name), not when an ingest run wrote it."""
     files = store.list_files(partition_dir("raw", "orders", day))
-    return sorted(files, key=lambda f: (f.mtime, f.name))
+    return sorted(files, key=lambda f: (raw_file_age(f), f.name))
 
 
 def read_table(store: LakeStore, table: str, day: date | str) -> pa.Table:

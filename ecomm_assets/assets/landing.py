@@ -1,0 +1,355 @@
+"""Landed producer files: the ingest op that splits them into raw day files, and `landed_files`,
+the table with one row per landed file version (what was read, routed and quarantined).
+
+A landed file's identity is its content hash (ingesting it again is idempotent); its age is when it
+landed (the object's LastModified, the file's mtime), carried into the raw day file's name, so that
+"the newest version wins" means the file that landed last, whatever order an ingest run takes.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from ecomm_assets.core.landing import DayWindow, LandedFile, file_id, is_landing_file, split_landing_file
+from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.storage import LakeFile, LakeStore, partition_dir
+from ecomm_assets.resources import AlertSinkResource, LakeResource
+
+LANDING_DIR = "landing/orders"
+MANIFEST_DIR = "raw/_landing_manifest"
+LANDED_FILES = "landed_files"
+# Sortable, fixed width, UTC: raw file names order by it exactly as the times do.
+LANDED_STAMP = "%Y%m%dT%H%M%S.%fZ"
+LANDING_RAW_NAME = re.compile(r"landing-(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+\.jsonl")
+
+LANDED_FILES_SCHEMA = pa.schema(
+    [
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("file_id", pa.string(), nullable=False),
+        pa.field("landed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("bytes", pa.int64(), nullable=False),
+        pa.field("records_read", pa.int64(), nullable=False),
+        pa.field("records_routed", pa.int64(), nullable=False),
+        pa.field("records_quarantined", pa.int64(), nullable=False),
+        pa.field("file_error", pa.string()),
+        pa.field("days", pa.string(), nullable=False),  # JSON {"YYYY-MM-DD": records}: Glue has no map type here
+        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    name: str  # relative to landing/orders/
+    size: int
+    landed_at: datetime  # UTC
+
+
+def unsafe_name_problem(name: str) -> str | None:
+    """Why a landed file name could reach outside the landing zone (or is no name), else None."""
+    if not name:
+        return "empty name"
+    if "\x00" in name:
+        return "NUL character"
+    if "\\" in name:
+        return "backslash"
+    if name.startswith("/"):
+        return "absolute path"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "empty, '.' or '..' path segment"
+    return None
+
+
+def skip_reason(name: str) -> str | None:
+    """Why a file in the landing zone is not ingested, else None."""
+    problem = unsafe_name_problem(name)
+    if problem:
+        return f"unsafe name: {problem}"
+    if any(part.startswith((".", "_")) for part in name.split("/")):
+        return "hidden: a part of its name begins with '.' or '_' (a file being written, or a tool's own)"
+    if not is_landing_file(name):
+        return "not .json/.jsonl/.ndjson (optionally .gz)"
+    return None
+
+
+def list_landing(store: LakeStore) -> list[LandingFile]:
+    """Every file under landing/orders/, hidden names included (so that skipping one is logged)."""
+    selector = pafs.FileSelector(store.full_path(LANDING_DIR), allow_not_found=True, recursive=True)
+    skip = len(selector.base_dir.rstrip("/")) + 1
+    files = [
+        LandingFile(info.path[skip:], info.size, info.mtime.astimezone(timezone.utc))
+        for info in store.filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.File
+    ]
+    return sorted(files, key=lambda f: f.name)
+
+
+def stat_landing(store: LakeStore, name: str) -> LandingFile:
+    info = store.filesystem.get_file_info(store.full_path(f"{LANDING_DIR}/{name}"))
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(f"no landed file {LANDING_DIR}/{name}")
+    return LandingFile(name, info.size, info.mtime.astimezone(timezone.utc))
+
+
+def ingested_file_ids(store: LakeStore) -> set[str]:
+    return {f.name.removesuffix(".json") for f in store.list_files(MANIFEST_DIR)}
+
+
+def landing_raw_name(landed_at: datetime, landed_file_id: str) -> str:
+    return f"landing-{landed_at.astimezone(timezone.utc).strftime(LANDED_STAMP)}-{landed_file_id}.jsonl"
+
+
+def raw_file_age(f: LakeFile) -> datetime:
+    """When a raw order file's content arrived: a landed file's landing time (in its name), else
+    the file's mtime (a generated file such as synthetic.jsonl)."""
+    landed = LANDING_RAW_NAME.fullmatch(f.name)
+    if landed:
+        return datetime.strptime(landed.group(1), LANDED_STAMP).replace(tzinfo=timezone.utc)
+    return f.mtime
+
+
+def landed_files_path(landed_at: datetime, landed_file_id: str) -> str:
+    """One Parquet file per landed file version, in the dt= folder of the day it landed."""
+    day = landed_at.astimezone(timezone.utc).date()
+    return f"{partition_dir('processed', LANDED_FILES, day)}/{landing_raw_name(landed_at, landed_file_id).removesuffix('.jsonl')}.parquet"
+
+
+def quarantine_dir(landed_file_id: str) -> str:
+    return f"quarantine/landing/{landed_file_id}"
+
+
+class ConservationError(Exception):
+    """A landed file's records do not add up: records read != routed + quarantined."""
+
+
+def _split(landing: LandingFile, data: bytes, window: DayWindow) -> LandedFile:
+    """The file split by day; any exception (a parser limit such as RecursionError, a bug) or a
+    split that does not conserve its records quarantines the file whole instead."""
+    try:
+        landed = split_landing_file(landing.name, data, window)
+        if landed.records_read != landed.records_routed + len(landed.quarantined):
+            raise ConservationError(
+                f"records read {landed.records_read} != routed {landed.records_routed} + quarantined {len(landed.quarantined)}"
+            )
+    except Exception as error:  # noqa: BLE001 - one file must never stop the others
+        return LandedFile(name=landing.name, file_id=file_id(data), file_error=f"could not be split: {type(error).__name__}: {error}")
+    return landed
+
+
+def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -> None:
+    """Each day's records as raw/orders/dt=D/landing-<landed at>-<file id>.jsonl. The same content
+    landed earlier is replaced (the newest landing is its age); on failure nothing of it stays."""
+    name = landing_raw_name(landed_at, landed.file_id)
+    written: list[str] = []
+    try:
+        for day in sorted(landed.days):
+            folder = partition_dir("raw", "orders", day)
+            written.append(f"{folder}/{name}")
+            store.write_bytes(f"{folder}/{name}", landed.day_bytes(day))
+            for older in store.list_files(folder):
+                if older.name != name and older.name.endswith(f"-{landed.file_id}.jsonl"):
+                    store.delete(older.path)
+    except Exception:
+        for rel in written:
+            store.delete(rel)
+        raise
+
+
+def _quarantine(store: LakeStore, landed: LandedFile, data: bytes) -> None:
+    folder = quarantine_dir(landed.file_id)
+    if landed.file_error:  # the original bytes, as they landed
+        store.write_bytes(f"{folder}/file-{landed.name.replace('/', '_')}", data)
+    if landed.file_error or landed.quarantined:
+        report = {"file": landed.name, "file_error": landed.file_error, "records": landed.quarantined}
+        store.write_bytes(f"{folder}/reason.json", json.dumps(report, indent=1).encode())
+    else:
+        store.delete(f"{folder}/reason.json")  # a re-ingest that now routes every record
+
+
+def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: int, run_id: str) -> dict:
+    """The manifest entry (which content was ingested) and the file's landed_files row."""
+    entry = {
+        "file": landing.name,
+        "file_id": landed.file_id,
+        "landed_at": landing.landed_at.isoformat(),
+        "bytes": size,
+        "records_read": landed.records_read,
+        "records_routed": landed.records_routed,
+        "records_quarantined": len(landed.quarantined),
+        "file_error": landed.file_error,
+        "days": {str(day): len(lines) for day, lines in sorted(landed.days.items())},
+        "ingested_at": datetime.now(timezone.utc).isoformat(),
+        "run_id": run_id,
+    }
+    row = entry | {
+        "landed_at": landing.landed_at,
+        "days": json.dumps(entry["days"]),
+        "ingested_at": datetime.fromisoformat(entry["ingested_at"]),
+    }
+    store.write_parquet(landed_files_path(landing.landed_at, landed.file_id), pa.Table.from_pylist([row], LANDED_FILES_SCHEMA))
+    store.write_bytes(f"{MANIFEST_DIR}/{landed.file_id}.json", json.dumps(entry, indent=1).encode())
+    return entry
+
+
+def ingest_file(store: LakeStore, landing: LandingFile, window: DayWindow, run_id: str) -> dict:
+    """Split one landed file into raw day files, quarantine what cannot be routed (the whole file
+    when it cannot be read or split), and record it. Returns its manifest entry."""
+    data = store.read_bytes(f"{LANDING_DIR}/{landing.name}")
+    landed = _split(landing, data, window)
+    # A lock timeout leaves the file pending (not recorded), to be ingested by a later run.
+    with day_locks(store, landed.days, holder=run_id):
+        try:
+            _write_raw_days(store, landed, landing.landed_at)
+        except Exception as error:  # noqa: BLE001 - e.g. a raw path the store refuses: quarantine the file whole
+            landed = LandedFile(name=landing.name, file_id=landed.file_id, file_error=f"could not be written: {type(error).__name__}: {error}")
+    _quarantine(store, landed, data)
+    return _record(store, landed, landing, len(data), run_id)
+
+
+def conservation_outcome(store: LakeStore, entries: list[dict]) -> tuple[bool, dict]:
+    """Recounts each landed file from what the lake holds: the lines of its raw day files and the
+    records in its reason.json; both must add up to the records it read."""
+    unbalanced = {}
+    for entry in entries:
+        name = landing_raw_name(datetime.fromisoformat(entry["landed_at"]), entry["file_id"])
+        routed = sum(_count_lines(store, f"{partition_dir('raw', 'orders', day)}/{name}") for day in entry["days"])
+        reason = f"{quarantine_dir(entry['file_id'])}/reason.json"
+        quarantined = len(json.loads(store.read_bytes(reason))["records"]) if store.exists(reason) else 0
+        if entry["records_read"] != routed + quarantined or routed != entry["records_routed"]:
+            unbalanced[entry["file"]] = {"records_read": entry["records_read"], "routed": routed, "quarantined": quarantined}
+    return not unbalanced, {
+        "files_checked": len(entries),
+        "records_read": sum(e["records_read"] for e in entries),
+        "records_quarantined": sum(e["records_quarantined"] for e in entries),
+        "files_unbalanced": unbalanced,
+    }
+
+
+def _count_lines(store: LakeStore, rel: str) -> int:
+    return sum(1 for line in store.read_bytes(rel).split(b"\n") if line.strip()) if store.exists(rel) else 0
+
+
+landed_files = dg.AssetSpec(
+    LANDED_FILES,
+    group_name="sources",
+    kinds={"parquet"},
+    owners=["team:data-platform"],
+    description="One row per landed file version (name, file id, landed at, bytes, records read, "
+    "routed and quarantined, file error, days), under processed/landed_files/dt=<day it landed>/. "
+    "Written by ingest_landing_job, which recounts each file it ingested from the lake (conservation_holds).",
+)
+
+
+class IngestConfig(dg.Config):
+    files: list[str] = []  # names under landing/orders/; empty: every file not ingested yet
+    # With `files` empty, ingest every landed file again, even those already ingested (after
+    # moving ECOMM_START_DATE earlier, to route records once quarantined "before the first partition").
+    reingest: bool = False
+
+
+def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefinition:
+    """The ingest op; its day window starts at the lake's first partition (one source of truth)."""
+
+    @dg.op(
+        name="ingest_landing_files",
+        description="Reads landed order files (JSON array or JSON Lines, .gz too) and writes each day's "
+        "orders to raw/orders/dt=D/landing-<landed at>-<file id>.jsonl; unreadable records and files go "
+        "to quarantine/landing/<file id>/ with reasons. One file's failure never stops the others. Logs "
+        "a materialization of orders_raw per day touched and of landed_files.",
+    )
+    def ingest_landing_files(
+        context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
+    ) -> list[str]:
+        refused = {name: problem for name in config.files if (problem := unsafe_name_problem(name))}
+        if refused:
+            raise dg.Failure(
+                description=f"refused landed file names (each must be a relative path inside {LANDING_DIR}/): "
+                + "; ".join(f"{name!r}: {problem}" for name, problem in refused.items()),
+            )
+        store = lake.store()
+        window = DayWindow.for_lake(partitions.start.date())
+        names = config.files or _pending(context, store, config.reingest)
+        entries, failures = [], {}
+        for name in names:
+            try:
+                entry = ingest_file(store, stat_landing(store, name), window, context.run_id)
+            except Exception as error:  # noqa: BLE001 - unreadable from the store: it stays in landing/ for a later run
+                failures[name] = f"{type(error).__name__}: {error}"
+                continue
+            entries.append(entry)
+            _log_file(context, entry)
+        whole = [e for e in entries if e["file_error"]]
+        conserved, recount = conservation_outcome(store, entries)
+        problems = [f"{n}: not ingested: {e}" for n, e in failures.items()]
+        problems += [f"{e['file']}: quarantined whole: {e['file_error']}" for e in whole]
+        problems += [f"{n}: records not conserved: {c}" for n, c in recount["files_unbalanced"].items()]
+        if problems:  # the run itself succeeds (the other files are in), so it alerts by itself
+            context.log.error("; ".join(problems))
+            alerts.send(
+                {
+                    "at": datetime.now(timezone.utc).isoformat(),
+                    "run_id": context.run_id,
+                    "job": context.job_name,
+                    "assets": [LANDED_FILES],
+                    "partition": None,
+                    "error": "; ".join(problems),
+                }
+            )
+        days = sorted({day for e in entries for day in e["days"]})
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=LANDED_FILES,
+                metadata={
+                    "files_ingested": len(entries),
+                    "files_quarantined_whole": len(whole),
+                    "files_not_ingested": len(failures),
+                    "records_read": recount["records_read"],
+                    "records_routed": sum(e["records_routed"] for e in entries),
+                    "records_quarantined": recount["records_quarantined"],
+                    "conservation_holds": conserved,
+                    "days": dg.MetadataValue.json(days),
+                    "path": dg.MetadataValue.path(store.full_uri(f"processed/{LANDED_FILES}")),
+                },
+            )
+        )
+        return days
+
+    return ingest_landing_files
+
+
+def _pending(context: dg.OpExecutionContext, store: LakeStore, reingest: bool) -> list[str]:
+    """Landing files whose content has not been ingested (every one, with `reingest`)."""
+    ingested = set() if reingest else ingested_file_ids(store)
+    names = []
+    for landing in list_landing(store):
+        reason = skip_reason(landing.name)
+        if reason:
+            context.log.info(f"skipped {landing.name}: {reason}")
+        elif file_id(store.read_bytes(f"{LANDING_DIR}/{landing.name}")) not in ingested:
+            names.append(landing.name)
+    return names
+
+
+def _log_file(context: dg.OpExecutionContext, entry: dict) -> None:
+    message = (
+        f"{entry['file']}: {entry['records_read']} records, {entry['records_routed']} routed to "
+        f"{len(entry['days'])} days, {entry['records_quarantined']} quarantined"
+    )
+    if entry["file_error"]:
+        context.log.warning(f"{message}; file quarantined whole: {entry['file_error']}")
+    else:
+        context.log.info(message)
+    for day, records in entry["days"].items():
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key="orders_raw",
+                partition=day,
+                metadata={"landed_file": entry["file"], "file_id": entry["file_id"], "records": records},
+            )
+        )

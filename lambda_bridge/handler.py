@@ -4,30 +4,41 @@ Python standard library only (no dagster, no requests, no boto3): it ships as th
 
 Accepted events: S3 notifications (`Records[]`, direct or wrapped in SQS messages, and SNS-in-SQS),
 SNS notifications carrying them, and EventBridge "Object Created" events. `s3:TestEvent` is
-ignored. Only objects of the lake's bucket under `<prefix>/landing/orders/` ending in .json,
-.jsonl, .json.gz or .jsonl.gz are ingested; anything else is logged and skipped.
+ignored. Only objects of the lake's bucket under `<prefix>/landing/orders/` that the package
+would ingest (its landing suffixes, in any case; no hidden name starting with '.' or '_') and
+whose key is a plain relative path are ingested; anything else is logged and skipped.
 
 S3 delivers events at least once. Each object version (bucket, key, etag) launches at most one
 run that has not failed: the run is tagged with a hash of it and the bridge asks the webserver for
 such runs first. The ingest itself is idempotent, so even two racing deliveries change nothing.
 
+Every request is bounded by the invocation's deadline (the time Lambda has left, less a margin):
+SQS messages not done by then are returned in batchItemFailures, other events raise, so Lambda
+delivers them again instead of the function timing out mid-batch.
+
 Environment:
-  DAGSTER_GRAPHQL_URL        http(s)://webserver:3000/graphql (required)
+  DAGSTER_GRAPHQL_URL        https://.../graphql (required; http:// only to a loopback host)
   ECOMM_LAKE_URI             s3://bucket/prefix: the lake whose landing zone this bridge serves (required)
   DAGSTER_LOCATION           code location name (default: ecomm_assets)
   DAGSTER_REPOSITORY         repository name (default: __repository__)
   DAGSTER_JOB                job to launch (default: ingest_landing_job)
-  DAGSTER_API_TOKEN          bearer token, or
+  DAGSTER_API_TOKEN          a token for an authenticating proxy or Dagster+, or
   DAGSTER_API_TOKEN_SECRET   the Secrets Manager secret holding it (read through the AWS
                              Parameters and Secrets Lambda extension, over localhost)
+  DAGSTER_AUTH_HEADER        the header carrying it (default: Authorization, as "Bearer <token>";
+                             any other header, e.g. Dagster-Cloud-Api-Token, gets the bare token)
   HTTP_TIMEOUT_SECONDS       per request (default: 10); HTTP_ATTEMPTS (default: 3)
+  DEADLINE_MARGIN_SECONDS    time kept back from Lambda's remaining time to answer (default: 3)
+  FUNCTION_TIMEOUT_SECONDS   the time budget when there is no Lambda context (default: 30)
   PARAMETERS_SECRETS_EXTENSION_HTTP_PORT   the extension's port (default: 2773)
 """
 
 import hashlib
+import ipaddress
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -37,9 +48,14 @@ from dataclasses import dataclass
 LOG = logging.getLogger("ecomm_lambda_bridge")
 LOG.setLevel(logging.INFO)
 
-LANDING_DIR = "landing/orders/"
-LANDING_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+# Copies of ecomm_assets.automation.LANDING_DIR and ecomm_assets.core.landing.LANDING_SUFFIXES
+# (this file ships alone); a test keeps them equal.
+LANDING_DIR = "landing/orders"
+LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 OBJECT_TAG = "ecomm/s3-object"
+# C0 and C1 controls, and the Unicode line and paragraph separators: they forge log lines and
+# are no part of a producer's file name.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 LAUNCH_RUN = """
 mutation Launch($executionParams: ExecutionParams!) {
@@ -65,6 +81,10 @@ query Runs($filter: RunsFilter) {
 
 class BridgeError(Exception):
     """The webserver could not be reached or refused the launch; the event must be retried."""
+
+
+class DeadlineReached(BridgeError):
+    """The invocation is out of time; what is not done must be delivered again."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,9 @@ class Settings:
     job: str
     timeout: float
     attempts: int
+    auth_header: str
+    deadline_margin: float
+    function_timeout: float
 
     @classmethod
     def from_environment(cls) -> "Settings":
@@ -141,36 +164,101 @@ class Settings:
         if lake.scheme != "s3" or not lake.netloc:
             raise ValueError(f"ECOMM_LAKE_URI must be s3://bucket/prefix, not {os.environ['ECOMM_LAKE_URI']!r}")
         prefix = lake.path.strip("/")
+        graphql_url = os.environ["DAGSTER_GRAPHQL_URL"]
+        if not is_secure_url(graphql_url):
+            raise ValueError(
+                f"DAGSTER_GRAPHQL_URL must be https:// (http:// only to a loopback host), not {graphql_url!r}: "
+                "the request carries the token and launches runs"
+            )
         return cls(
-            graphql_url=os.environ["DAGSTER_GRAPHQL_URL"],
+            graphql_url=graphql_url,
             bucket=lake.netloc,
-            landing_prefix=f"{prefix}/{LANDING_DIR}" if prefix else LANDING_DIR,
+            landing_prefix=f"{prefix}/{LANDING_DIR}/" if prefix else f"{LANDING_DIR}/",
             location=os.environ.get("DAGSTER_LOCATION", "ecomm_assets"),
             repository=os.environ.get("DAGSTER_REPOSITORY", "__repository__"),
             job=os.environ.get("DAGSTER_JOB", "ingest_landing_job"),
             timeout=float(os.environ.get("HTTP_TIMEOUT_SECONDS", "10")),
             attempts=int(os.environ.get("HTTP_ATTEMPTS", "3")),
+            auth_header=os.environ.get("DAGSTER_AUTH_HEADER", "Authorization"),
+            deadline_margin=float(os.environ.get("DEADLINE_MARGIN_SECONDS", "3")),
+            function_timeout=float(os.environ.get("FUNCTION_TIMEOUT_SECONDS", "30")),
         )
 
-    def landing_name(self, obj: S3Object) -> str | None:
-        """The file's name under landing/orders/, or None (with the reason logged) to skip it."""
+    def skip_reason(self, obj: S3Object) -> str | None:
+        """Why the object is not a landed order file of this lake, or None if it is one."""
         if obj.bucket != self.bucket:
-            LOG.warning("skipped s3://%s/%s: not the lake bucket %s", obj.bucket, obj.key, self.bucket)
-        elif not obj.key.startswith(self.landing_prefix):
-            LOG.warning("skipped s3://%s/%s: not under %s", obj.bucket, obj.key, self.landing_prefix)
-        elif not obj.key.lower().endswith(LANDING_SUFFIXES):
-            LOG.warning("skipped s3://%s/%s: not .json/.jsonl(.gz)", obj.bucket, obj.key)
-        elif obj.key.endswith("/"):
-            LOG.warning("skipped s3://%s/%s: a folder marker", obj.bucket, obj.key)
-        else:
-            return obj.key[len(self.landing_prefix) :]
+            return f"not the lake bucket {self.bucket}"
+        if obj.key.endswith("/"):
+            return "a folder marker"
+        unsafe = unsafe_key_reason(obj.key)
+        if unsafe:  # before the prefix test: "landing/orders/../x" starts with the prefix
+            return f"unsafe key: {unsafe}"
+        if not obj.key.startswith(self.landing_prefix):
+            return f"not under {self.landing_prefix}"
+        if obj.key.rsplit("/", 1)[-1].startswith((".", "_")):
+            return "a hidden name (starting with '.' or '_'), which the ingest ignores"
+        if not obj.key.lower().endswith(LANDING_SUFFIXES):
+            return "not one of " + ", ".join(LANDING_SUFFIXES)
         return None
+
+
+def unsafe_key_reason(key: str) -> str | None:
+    """Why a (decoded) key is not a plain relative path, or None. S3 keys are opaque strings, but
+    the name is a path to the ingest, so nothing that could leave the landing zone passes."""
+    if key.startswith("/"):
+        return "an absolute path"
+    if "\\" in key:
+        return "a backslash"
+    if CONTROL_CHARACTERS.search(key):
+        return "a control character"
+    segments = key.split("/")
+    if ".." in segments:
+        return "a '..' segment"
+    if "." in segments:
+        return "a '.' segment"
+    if "" in segments:
+        return "an empty segment"
+    return None
+
+
+def is_secure_url(url: str) -> bool:
+    """HTTPS to any host, or plain HTTP to this host only (a sidecar proxy, the tests)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        return bool(host)
+    if parts.scheme != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When this invocation must stop working (time.monotonic), to answer before Lambda's timeout."""
+
+    at: float
+
+    @classmethod
+    def of_invocation(cls, settings: Settings, context) -> "Deadline":
+        if context is not None:
+            budget = context.get_remaining_time_in_millis() / 1000
+        else:
+            budget = settings.function_timeout
+        return cls(time.monotonic() + budget - settings.deadline_margin)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
 
 
 _token_cache: dict[str, str] = {}
 
 
-def bearer_token() -> str | None:
+def api_token(deadline: Deadline) -> str | None:
     if os.environ.get("DAGSTER_API_TOKEN"):
         return os.environ["DAGSTER_API_TOKEN"]
     secret = os.environ.get("DAGSTER_API_TOKEN_SECRET")
@@ -183,26 +271,36 @@ def bearer_token() -> str | None:
             f"http://localhost:{port}/secretsmanager/get?secretId=" + urllib.parse.quote(secret, safe=""),
             headers={"X-Aws-Parameters-Secrets-Token": os.environ.get("AWS_SESSION_TOKEN", "")},
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
+        if deadline.left() <= 0:
+            raise DeadlineReached("no time left to read the API token")
+        with urllib.request.urlopen(request, timeout=min(5, deadline.left())) as response:
             _token_cache[secret] = json.loads(response.read())["SecretString"].strip()
     return _token_cache[secret]
+
+
+def auth_headers(settings: Settings, deadline: Deadline) -> dict[str, str]:
+    token = api_token(deadline)
+    if not token:
+        return {}
+    # Authorization takes a scheme; a proxy's or Dagster+'s own header (Dagster-Cloud-Api-Token) the bare token.
+    return {settings.auth_header: f"Bearer {token}" if settings.auth_header.lower() == "authorization" else token}
 
 
 # --- GraphQL ---------------------------------------------------------------------------------
 
 
-def graphql(settings: Settings, query: str, variables: dict) -> dict:
-    """POST a GraphQL request with timeouts and retries (connection errors, 429, 5xx)."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    token = bearer_token()
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+def graphql(settings: Settings, deadline: Deadline, query: str, variables: dict) -> dict:
+    """POST a GraphQL request with timeouts and retries (connection errors, 429, 5xx), all
+    within the deadline."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json", **auth_headers(settings, deadline)}
     body = json.dumps({"query": query, "variables": variables}).encode()
-    problem = ""
+    problem = "none"
     for attempt in range(1, settings.attempts + 1):
+        if deadline.left() <= 0:
+            raise DeadlineReached(f"out of time after {attempt - 1} attempts; last: {problem}")
         request = urllib.request.Request(settings.graphql_url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=settings.timeout) as response:
+            with urllib.request.urlopen(request, timeout=min(settings.timeout, deadline.left())) as response:
                 answer = json.loads(response.read())
             if answer.get("errors"):
                 raise BridgeError("GraphQL errors: " + "; ".join(e.get("message", str(e)) for e in answer["errors"]))
@@ -214,19 +312,22 @@ def graphql(settings: Settings, query: str, variables: dict) -> dict:
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             problem = f"cannot reach {settings.graphql_url}: {error}"
         if attempt < settings.attempts:
-            time.sleep(min(2 ** (attempt - 1), 8))
+            pause = min(2 ** (attempt - 1), 8)
+            if pause >= deadline.left():
+                raise DeadlineReached(f"out of time after {attempt} attempts; last: {problem}")
+            time.sleep(pause)
     raise BridgeError(f"gave up after {settings.attempts} attempts; last: {problem}")
 
 
-def existing_runs(settings: Settings, obj: S3Object) -> list[dict]:
-    data = graphql(settings, RUNS_WITH_TAG, {"filter": {"tags": [{"key": OBJECT_TAG, "value": obj.version_id}]}})
+def existing_runs(settings: Settings, deadline: Deadline, obj: S3Object) -> list[dict]:
+    data = graphql(settings, deadline, RUNS_WITH_TAG, {"filter": {"tags": [{"key": OBJECT_TAG, "value": obj.version_id}]}})
     result = data["runsOrError"]
     if result["__typename"] != "Runs":
         raise BridgeError(f"listing runs failed: {result.get('message')}")
     return result["results"]
 
 
-def launch_ingest(settings: Settings, obj: S3Object, name: str) -> str:
+def launch_ingest(settings: Settings, deadline: Deadline, obj: S3Object, name: str) -> str:
     tags = {
         OBJECT_TAG: obj.version_id,
         "ecomm/s3-key": obj.key,
@@ -239,37 +340,48 @@ def launch_ingest(settings: Settings, obj: S3Object, name: str) -> str:
         "runConfigData": {"ops": {"ingest_landing_files": {"config": {"files": [name]}}}},
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
     }
-    result = graphql(settings, LAUNCH_RUN, {"executionParams": params})["launchRun"]
+    result = graphql(settings, deadline, LAUNCH_RUN, {"executionParams": params})["launchRun"]
     if result["__typename"] == "LaunchRunSuccess":
         return result["run"]["runId"]
     details = result.get("message") or "; ".join(e["message"] for e in result.get("errors", []))
     raise BridgeError(f"launchRun refused ({result['__typename']}): {details}")
 
 
-def process(settings: Settings, obj: S3Object) -> dict:
-    name = settings.landing_name(obj)
-    if name is None:
-        return {"key": obj.key, "outcome": "skipped"}
-    live = [r for r in existing_runs(settings, obj) if r["status"] not in ("FAILURE", "CANCELED")]
-    if live:
-        LOG.info("duplicate delivery of s3://%s/%s (etag %s): run %s exists", obj.bucket, obj.key, obj.etag, live[0]["runId"])
-        return {"key": obj.key, "outcome": "duplicate", "run_id": live[0]["runId"]}
-    run_id = launch_ingest(settings, obj, name)
+def process(settings: Settings, deadline: Deadline, obj: S3Object) -> dict:
+    reason = settings.skip_reason(obj)
+    if reason:
+        # A skip is final (retrying cannot change it); %r shows a hostile key's control characters escaped.
+        LOG.warning("skipped %r in bucket %s: %s", obj.key, obj.bucket, reason)
+        return {"key": obj.key, "outcome": "skipped", "reason": reason}
+    try:
+        live = [r for r in existing_runs(settings, deadline, obj) if r["status"] not in ("FAILURE", "CANCELED")]
+        if live:
+            LOG.info("duplicate delivery of s3://%s/%s (etag %s): run %s exists", obj.bucket, obj.key, obj.etag, live[0]["runId"])
+            return {"key": obj.key, "outcome": "duplicate", "run_id": live[0]["runId"]}
+        run_id = launch_ingest(settings, deadline, obj, obj.key[len(settings.landing_prefix) :])
+    except BridgeError as error:
+        raise type(error)(f"s3://{obj.bucket}/{obj.key}: {error}") from error
     LOG.info("launched %s for s3://%s/%s (etag %s, sequencer %s)", run_id, obj.bucket, obj.key, obj.etag, obj.sequencer)
     return {"key": obj.key, "outcome": "launched", "run_id": run_id}
 
 
 def handler(event, context=None):
     settings = Settings.from_environment()
+    deadline = Deadline.of_invocation(settings, context)
     records = event.get("Records", []) if isinstance(event, dict) else []
     if records and all(r.get("eventSource") == "aws:sqs" for r in records):
-        # Partial batch response: only the messages that failed come back to the queue.
+        # Partial batch response: only the messages that failed, or that the deadline left
+        # undone, come back to the queue.
         failures, results = [], []
         for message in records:
             try:
-                results += [process(settings, obj) for obj in objects_in(message["body"])]
+                results += [process(settings, deadline, obj) for obj in objects_in(message["body"])]
+            except DeadlineReached as error:
+                LOG.warning("message %s returns to the queue: %s", message.get("messageId"), error)
+                failures.append({"itemIdentifier": message["messageId"]})
             except Exception:  # noqa: BLE001  (any failure: this message is retried, the others are not)
                 LOG.exception("message %s failed", message.get("messageId"))
                 failures.append({"itemIdentifier": message["messageId"]})
         return {"batchItemFailures": failures, "results": results}
-    return {"results": [process(settings, obj) for obj in objects_in(event)]}
+    # Any other event is retried whole by Lambda on an error; delivered runs are found by their tag.
+    return {"results": [process(settings, deadline, obj) for obj in objects_in(event)]}

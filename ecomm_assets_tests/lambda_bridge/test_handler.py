@@ -2,7 +2,9 @@
 that answers like Dagster's webserver (the real webserver is in test_end_to_end.py)."""
 
 import json
+import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -70,27 +72,34 @@ class GraphQLStandIn:
 
     def __init__(self, fail_first: int = 0, refuse: str | None = None):
         self.runs, self.requests, self.fail_first, self.refuse = [], [], fail_first, refuse
+        self.fast_requests, self.slow_seconds = None, 0.0  # after fast_requests answers, each takes slow_seconds
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stand_in.requests.append((dict(self.headers), body))
+                if stand_in.fast_requests is not None and len(stand_in.requests) > stand_in.fast_requests:
+                    threading.Event().wait(stand_in.slow_seconds)  # not time.sleep: the fixture stubs it
                 if stand_in.fail_first > 0:
                     stand_in.fail_first -= 1
                     self.send_response(503)
                     self.end_headers()
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(json.dumps({"data": stand_in.answer(body)}).encode())
+                answer = json.dumps({"data": stand_in.answer(body)}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):  # the bridge stopped waiting: its deadline
+                    pass
 
             def log_message(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/graphql"
 
     def answer(self, body):
@@ -239,3 +248,158 @@ def test_the_token_can_come_from_secrets_manager_through_the_extension(graphql, 
         extension.shutdown()
     assert seen == [("/secretsmanager/get?secretId=arn%3Aaws%3Asecretsmanager%3Aeu-west-1%3A111122223333%3Asecret%3Adagster-token", "session-token")]
     assert {headers["Authorization"] for headers, _ in graphql.requests} == {"Bearer from-secrets-manager"}
+
+
+# --- keys: only plain relative paths under the landing zone reach the ingest ---------------------
+
+HOSTILE_KEYS = [  # (the key as an S3 notification URL-encodes it, what the refusal names)
+    ("lake-prefix/landing/orders/..%2F..%2Fother%2Fcreds.json", "'..' segment"),
+    ("lake-prefix/landing/orders/2024/../../../other/creds.json", "'..' segment"),
+    ("lake-prefix/landing/orders/2024/..%2F2025%2Fday.json", "'..' segment"),  # resolves inside: still refused
+    ("lake-prefix/landing/orders/.%2Fday.json", "'.' segment"),
+    ("%2Flake-prefix/landing/orders/day.json", "absolute"),
+    ("lake-prefix/landing/orders/2024//day.json", "empty segment"),
+    ("lake-prefix/landing/orders/..%5C..%5Cother%5Ccreds.json", "backslash"),
+    ("lake-prefix/landing/orders/day%00.json", "control character"),
+    ("lake-prefix/landing/orders/day%0Aforged+log+line.json", "control character"),
+    ("lake-prefix/landing/orders/%1B%5B2Jday.json", "control character"),
+    ("lake-prefix/landing/orders/day%E2%80%A8.json", "control character"),  # U+2028, a line break to log readers
+]
+
+
+@pytest.mark.parametrize("shape", ["s3", "eventbridge"])
+@pytest.mark.parametrize("encoded_key, reason", HOSTILE_KEYS)
+def test_hostile_keys_are_skipped_with_their_reason_and_never_reach_dagster(graphql, caplog, shape, encoded_key, reason):
+    key = bridge.urllib.parse.unquote_plus(encoded_key)
+    event = {"Records": [s3_record(key=encoded_key)]} if shape == "s3" else {**EVENTBRIDGE, "detail": {**EVENTBRIDGE["detail"], "object": {**EVENTBRIDGE["detail"]["object"], "key": key}}}
+    with caplog.at_level(logging.WARNING, logger="ecomm_lambda_bridge"):
+        [result] = bridge.handler(event)["results"]
+    assert (result["key"], result["outcome"]) == (key, "skipped")
+    assert reason in result["reason"]
+    assert graphql.requests == []
+    assert [r for r in caplog.records if reason in r.getMessage()], caplog.text
+
+
+# --- one list of landing suffixes: the bridge takes what the package ingests, and nothing else ----
+
+@pytest.mark.parametrize(
+    "name, outcome",
+    [
+        ("day.json", "launched"), ("day.jsonl", "launched"), ("day.ndjson", "launched"),
+        ("day.json.gz", "launched"), ("day.jsonl.gz", "launched"), ("day.ndjson.gz", "launched"),
+        ("2024/01/DAY.JSONL", "launched"),
+        (".day.json", "skipped"), ("_day.json", "skipped"), ("2024/_SUCCESS.jsonl", "skipped"), ("2024/.tmp-upload.ndjson.gz", "skipped"),
+        ("day.csv", "skipped"), ("day.gz", "skipped"), ("day.json.zip", "skipped"),
+    ],
+)
+def test_the_bridge_ingests_exactly_the_files_the_package_ingests(graphql, caplog, name, outcome):
+    from ecomm_assets.core.landing import is_landing_file
+
+    with caplog.at_level(logging.WARNING, logger="ecomm_lambda_bridge"):
+        [result] = bridge.handler({"Records": [s3_record(key=f"lake-prefix/landing/orders/{name}")]})["results"]
+    assert result["outcome"] == outcome == ("launched" if is_landing_file(name) else "skipped")
+    if outcome == "skipped":
+        assert result["reason"] in caplog.text
+    if name.rsplit("/", 1)[-1].startswith((".", "_")):
+        assert "hidden" in result["reason"]
+
+
+def test_the_bridge_copies_of_the_package_constants_are_equal():
+    from ecomm_assets.automation import LANDING_DIR
+    from ecomm_assets.core.landing import LANDING_SUFFIXES
+
+    assert bridge.LANDING_SUFFIXES == LANDING_SUFFIXES
+    assert bridge.LANDING_DIR == LANDING_DIR
+
+
+# --- trust: HTTPS off the host, the token in the header the proxy or Dagster+ reads -------------
+
+@pytest.mark.parametrize(
+    "url, accepted",
+    [
+        ("https://dagster.example.com/graphql", True),
+        ("http://localhost:3000/graphql", True),
+        ("http://127.0.0.2:3000/graphql", True),
+        ("http://[::1]:3000/graphql", True),
+        ("http://dagster.internal:3000/graphql", False),
+        ("http://10.0.0.5:3000/graphql", False),
+        ("http://127.0.0.1.nip.io/graphql", False),
+        ("http://localhost.example.com/graphql", False),
+        ("http://127.0.0.1@dagster.example.com/graphql", False),
+        ("HTTP://dagster.example.com/graphql", False),
+        ("file:///etc/passwd", False),
+        ("ftp://dagster.example.com/graphql", False),
+        ("https:///graphql", False),
+        ("dagster.example.com:3000/graphql", False),
+    ],
+)
+def test_the_webserver_url_must_be_https_unless_it_is_loopback(graphql, monkeypatch, url, accepted):
+    monkeypatch.setenv("DAGSTER_GRAPHQL_URL", url)
+    if accepted:
+        assert bridge.handler(TEST_EVENT) == {"results": []}
+    else:
+        with pytest.raises(ValueError, match="DAGSTER_GRAPHQL_URL must be https://"):
+            bridge.handler(TEST_EVENT)
+
+
+@pytest.mark.parametrize(
+    "header_setting, token, expected",
+    [
+        (None, "secret-token", {"authorization": "Bearer secret-token"}),
+        ("Authorization", "secret-token", {"authorization": "Bearer secret-token"}),
+        ("Dagster-Cloud-Api-Token", "secret-token", {"dagster-cloud-api-token": "secret-token"}),
+        ("X-Proxy-Token", "secret-token", {"x-proxy-token": "secret-token"}),
+        (None, None, {}),
+    ],
+)
+def test_the_token_goes_in_the_configured_header(graphql, monkeypatch, header_setting, token, expected):
+    if header_setting:
+        monkeypatch.setenv("DAGSTER_AUTH_HEADER", header_setting)
+    if token is None:
+        monkeypatch.delenv("DAGSTER_API_TOKEN")
+    bridge.handler({"Records": [s3_record()]})
+    auth_headers = {"authorization", "dagster-cloud-api-token", "x-proxy-token"}
+    sent = [{k.lower(): v for k, v in headers.items() if k.lower() in auth_headers} for headers, _ in graphql.requests]
+    assert sent == [expected, expected]  # the run lookup and the launch
+
+
+# --- deadline: the bridge returns before Lambda's timeout; what it could not do comes back -------
+
+class LambdaContext:
+    """The part of Lambda's context object the bridge reads: the time left before the timeout."""
+
+    def __init__(self, millis: int):
+        self.ends = time.monotonic() + millis / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends - time.monotonic()) * 1000)
+
+
+@pytest.mark.parametrize(
+    "fast_requests, failed",
+    [(0, ["m1", "m2", "m3"]), (2, ["m2", "m3"]), (4, ["m3"])],  # each message takes two requests
+)
+def test_a_slow_webserver_cannot_make_an_sqs_batch_overrun_the_function_timeout(graphql, monkeypatch, fast_requests, failed):
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "10")
+    monkeypatch.setenv("DEADLINE_MARGIN_SECONDS", "1")
+    graphql.fast_requests, graphql.slow_seconds = fast_requests, 8
+    event = {"Records": [sqs_message({"Records": [s3_record(key=f"lake-prefix/landing/orders/{m}.json")]}, message_id=m) for m in ("m1", "m2", "m3")]}
+    started = time.monotonic()
+    result = bridge.handler(event, LambdaContext(3000))
+    assert time.monotonic() - started < 3.0  # within the function's timeout, with time to answer
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == failed  # redelivered, not dropped
+    assert len(graphql.runs) == 3 - len(failed)
+
+
+def test_without_a_context_the_deadline_setting_bounds_a_direct_event(graphql, monkeypatch):
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "10")
+    monkeypatch.setenv("FUNCTION_TIMEOUT_SECONDS", "3")
+    monkeypatch.setenv("DEADLINE_MARGIN_SECONDS", "1")
+    graphql.fast_requests, graphql.slow_seconds = 2, 8
+    event = {"Records": [s3_record(key="lake-prefix/landing/orders/a.json"), s3_record(key="lake-prefix/landing/orders/b.json")]}
+    started = time.monotonic()
+    # An asynchronous invocation that fails is retried whole by Lambda, then goes to the dead-letter queue.
+    with pytest.raises(bridge.DeadlineReached, match="landing/orders/b.json"):
+        bridge.handler(event)
+    assert time.monotonic() - started < 3.0
+    assert [run["tags"]["ecomm/s3-key"] for run in graphql.runs] == ["lake-prefix/landing/orders/a.json"]

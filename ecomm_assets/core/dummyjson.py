@@ -148,11 +148,11 @@ class DummyJSONClient:
             previous_total = page_total
             page_total, items = self._page(resource, skip, limit)
             if total is None:
-                total = page_total
-                if math.ceil(total / self.page_size) > self.max_pages:
+                total, pages_needed = page_total, math.ceil(page_total / self.page_size)
+                if pages_needed > self.max_pages:  # fail now, not after max_pages pages
                     raise DummyJSONError(
-                        f"GET {url}: total {total} needs {math.ceil(total / self.page_size)} pages of "
-                        f"{self.page_size}, more than max_pages={self.max_pages}"
+                        f"GET {url}: total {total} needs {pages_needed} pages of {self.page_size}, "
+                        f"more than max_pages={self.max_pages}"
                     )
             elif page_total != previous_total:
                 logger.warning("GET %s: total changed from %d to %d at skip=%d; reading the first %d records",
@@ -168,7 +168,7 @@ class DummyJSONClient:
             )
         if len(records) != total:
             raise DummyJSONError(f"GET {url} answered {len(records)} records; expected total {total}")
-        duplicates = sorted(key for key, count in Counter(record.get("id") for record in records).items() if count > 1)
+        duplicates = [key for key, count in Counter(record.get("id") for record in records).items() if count > 1]
         if duplicates:
             raise DummyJSONError(f"GET {url} answered duplicate ids {duplicates[:10]}: records shifted between pages")
         return records

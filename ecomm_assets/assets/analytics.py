@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ecomm_assets.assets.lake import BACKFILL, read_days, read_table, run_days, split_by_day, write_days
+from ecomm_assets.assets.lake import BACKFILL, read_days, read_table, run_days, split_by_day, write_days, writing_days
 from ecomm_assets.core.analytics import ANALYTICS, build_analytics
 from ecomm_assets.core.dashboard import data_uri, html_report, render_charts
 from ecomm_assets.core.storage import partition_dir
@@ -35,8 +35,11 @@ def _analytics_asset(name: str, partitions: dg.PartitionsDefinition) -> dg.Asset
     def analytics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         days = run_days(context)
         store = lake.store()
-        table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
-        return dg.MaterializeResult(metadata=write_days(store, name, split_by_day(table, "order_date", days)))
+        with writing_days(context, store, days, {"processed/order_lines": days, "processed/orders": days}) as ensure_inputs_unchanged:
+            table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
+            ensure_inputs_unchanged()
+            metadata = write_days(store, name, ANALYTICS[name], split_by_day(table, "order_date", days))
+        return dg.MaterializeResult(metadata=metadata)
 
     return analytics
 
@@ -56,13 +59,18 @@ def build_analytics_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         day = run_days(context)[-1]
         store = lake.store()
-        daily = read_days(store, "daily_order_summary", [day - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)])
-        categories = read_table(store, "sales_by_category", day)
-        products = read_table(store, "product_performance", day)
-        charts = render_charts(daily, categories, products)
-        folder = partition_dir("reports", "dashboard", day)
-        report = html_report(day, charts, daily, categories, products).encode()
-        store.replace_partition(folder, {**charts, "dashboard.html": report})
+        trailing = [day - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
+        reads = {"processed/daily_order_summary": trailing, "processed/sales_by_category": [day],
+                 "processed/product_performance": [day]}
+        with writing_days(context, store, [day], reads) as ensure_inputs_unchanged:
+            daily = read_days(store, "daily_order_summary", trailing)
+            categories = read_table(store, "sales_by_category", day)
+            products = read_table(store, "product_performance", day)
+            charts = render_charts(daily, categories, products)
+            folder = partition_dir("reports", "dashboard", day)
+            report = html_report(day, charts, daily, categories, products).encode()
+            ensure_inputs_unchanged()
+            store.replace_partition(folder, {**charts, "dashboard.html": report})
         markdown = "\n\n".join(f"![{name}]({data_uri(png)})" for name, png in charts.items())
         return dg.MaterializeResult(
             metadata={

@@ -4,8 +4,10 @@ Every asset takes a run of one day or of a range (a backfill is one run, `Backfi
 it computes all the days in one pass and writes each day's file itself.
 """
 
+import contextlib
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -17,9 +19,10 @@ import pyarrow.parquet as pq
 from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import preview, reasons_table
 from ecomm_assets.assets.sources import read_raw_catalog
-from ecomm_assets.core.flatten import DayCounts, RawOrderFile, flatten_orders
-from ecomm_assets.core.schemas import ORDER_LINES
-from ecomm_assets.core.storage import LakeFile, LakeStore, partition_dir
+from ecomm_assets.core.flatten import DayCounts, FlattenResult, RawOrderFile, flatten_orders
+from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.schemas import CONTRACTS, ORDER_LINES, conform
+from ecomm_assets.core.storage import LakeFile, LakeStore, conform_parquet_file, partition_dir
 from ecomm_assets.core.tables import build_dim_customers, build_dim_products, build_orders
 from ecomm_assets.resources import LakeResource
 
@@ -74,16 +77,20 @@ def split_by_day(table: pa.Table, day_column: str, days: list[date]) -> dict[dat
     return {day: slices.get(day, table.slice(0, 0)) for day in days}
 
 
-def write_days(store: LakeStore, table_name: str, by_day: dict[date, pa.Table | Path]) -> dict:
-    """Replace each day's partition of a table (tables, or staged Parquet files); the metadata of it."""
+def write_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day: dict[date, pa.Table | Path]) -> dict:
+    """Replace each day's partition of a table (tables, or staged Parquet files), each with
+    exactly the table's contract schema, empty or not; the metadata of it."""
     rows, size, head = {}, 0, None
     for day, content in sorted(by_day.items()):
+        where = f"{table_name} of {day}"
         if isinstance(content, Path):
+            content = conform_parquet_file(content, contract, where)
             parquet = pq.ParquetFile(content)
             rows[day] = parquet.metadata.num_rows
             first = next(parquet.iter_batches(batch_size=10), None)
             day_head = pa.Table.from_batches([first]) if first is not None else None
         else:
+            content = conform(content, contract, where)
             rows[day], day_head = content.num_rows, content.slice(0, 10)
         if head is None or head.num_rows == 0:
             head = day_head  # the preview shows the first day that has rows
@@ -102,6 +109,55 @@ def write_days(store: LakeStore, table_name: str, by_day: dict[date, pa.Table | 
         metadata["days"] = len(days)
         metadata["rows_per_day"] = dg.MetadataValue.json({str(day): n for day, n in rows.items()})
     return metadata
+
+
+class InputsChanged(RuntimeError):
+    """A step's input files changed between its listing and its write: its result is stale."""
+
+
+def input_files(store: LakeStore, folder: str, days: Sequence[date]) -> frozenset[LakeFile]:
+    """The files of `days` under `folder` (`<area>/<table>`), in one listing: what a step read."""
+    wanted = {f"dt={day}" for day in days}
+    return frozenset(f for f in store.list_files(folder, recursive=True) if f.path.split("/")[2] in wanted)
+
+
+@contextlib.contextmanager
+def writing_days(
+    context: dg.AssetExecutionContext, store: LakeStore, days: Sequence[date], reads: dict[str, Sequence[date]]
+) -> Iterator[Callable[[], None]]:
+    """Hold `days` exclusively for this run from listing its inputs to replacing its partitions,
+    so that no other run writes them meanwhile (core/locks.py). Yields the guard to call just
+    before the first replace: it raises when a day's lease was lost or when an input folder of
+    `reads` (folder -> days read) changed since the start, e.g. by a writer that takes no lock."""
+    with day_locks(store, days, holder=context.run.run_id, on_wait=context.log.info) as held:
+        listed = {folder: input_files(store, folder, read_days) for folder, read_days in reads.items()}
+
+        def ensure_inputs_unchanged() -> None:
+            held.ensure_held()
+            changed = [folder for folder, files in listed.items() if input_files(store, folder, reads[folder]) != files]
+            if changed:
+                raise InputsChanged(
+                    f"{', '.join(changed)} changed while this run computed from them: its result would "
+                    "replace newer partitions with older data, so nothing was written; run the days again"
+                )
+
+        yield ensure_inputs_unchanged
+
+
+def _write_order_lines(store: LakeStore, days: list[date], result: FlattenResult) -> dict:
+    """Each day's quarantine, counts and order lines (a day without input gets an empty partition)."""
+    for day in days:
+        counts = result.counts.get(day, DayCounts())
+        quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
+        store.replace_partition(
+            partition_dir("quarantine", "order_lines", day),
+            {QUARANTINE_FILE: _json_lines(quarantined)} if quarantined.num_rows else {},
+        )
+        store.write_bytes(counts_path("order_lines", day), json.dumps(counts.as_dict(), indent=1).encode())
+    return write_days(
+        store, "order_lines", ORDER_LINES,
+        {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table() for day in days},
+    )
 
 
 def _source_label(name: str) -> str:
@@ -125,26 +181,17 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
     def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         days = run_days(context)
         store = lake.store()
-        raw = {day: raw_order_files(store, day) for day in days}
-        for day in (d for d, files in raw.items() if not files):
-            context.log.warning(f"no raw order files for {day}: writing an empty partition")
-        listed = [(day, f) for day, files in raw.items() for f in files]
-        with store.local_paths([f.path for _, f in listed]) as paths, store.staging_dir() as staging:
-            result = flatten_orders(
-                [RawOrderFile(path, day, _source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
-            )
-            for day in days:
-                counts = result.counts.get(day, DayCounts())
-                quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
-                store.replace_partition(
-                    partition_dir("quarantine", "order_lines", day),
-                    {QUARANTINE_FILE: _json_lines(quarantined)} if quarantined.num_rows else {},
+        with writing_days(context, store, days, {"raw/orders": days}) as ensure_inputs_unchanged:
+            raw = {day: raw_order_files(store, day) for day in days}
+            for day in (d for d, files in raw.items() if not files):
+                context.log.warning(f"no raw order files for {day}: writing an empty partition")
+            listed = [(day, f) for day, files in raw.items() for f in files]
+            with store.local_paths([f.path for _, f in listed]) as paths, store.staging_dir() as staging:
+                result = flatten_orders(
+                    [RawOrderFile(path, day, _source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
                 )
-                store.write_bytes(counts_path("order_lines", day), json.dumps(counts.as_dict(), indent=1).encode())
-            metadata = write_days(
-                store, "order_lines",
-                {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table() for day in days},
-            )
+                ensure_inputs_unchanged()
+                metadata = _write_order_lines(store, days, result)
         totals = [result.counts.get(day, DayCounts()) for day in days]
         reasons = sum((c.reasons for c in totals), Counter())
         metadata.update(
@@ -174,8 +221,10 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
     def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         days = run_days(context)
         store = lake.store()
-        table = build_orders(read_days(store, "order_lines", days))
-        metadata = write_days(store, "orders", split_by_day(table, "order_date", days))
+        with writing_days(context, store, days, {"processed/order_lines": days}) as ensure_inputs_unchanged:
+            table = build_orders(read_days(store, "order_lines", days))
+            ensure_inputs_unchanged()
+            metadata = write_days(store, "orders", CONTRACTS["orders"], split_by_day(table, "order_date", days))
         metadata["orders_not_reconciling"] = table.num_rows - pc.sum(table["reconciles"]).as_py() if table.num_rows else 0
         return dg.MaterializeResult(metadata=metadata)
 
@@ -184,12 +233,16 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
         def dim(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
             days = run_days(context)
             store = lake.store()
-            snapshots = {day: read_raw_catalog(lake, catalog, day) for day in days}
-            missing = [str(day) for day, records in snapshots.items() if records is None]
-            if missing:
-                context.log.warning(f"no {catalog} snapshot for {', '.join(missing)}: rows come from orders only")
-            table = builder({day: records or [] for day, records in snapshots.items()}, read_days(store, "order_lines", days))
-            return dg.MaterializeResult(metadata=write_days(store, name, split_by_day(table, "snapshot_date", days)))
+            reads = {f"raw/{catalog}": days, "processed/order_lines": days}
+            with writing_days(context, store, days, reads) as ensure_inputs_unchanged:
+                snapshots = {day: read_raw_catalog(lake, catalog, day) for day in days}
+                missing = [str(day) for day, records in snapshots.items() if records is None]
+                if missing:
+                    context.log.warning(f"no {catalog} snapshot for {', '.join(missing)}: rows come from orders only")
+                table = builder({day: records or [] for day, records in snapshots.items()}, read_days(store, "order_lines", days))
+                ensure_inputs_unchanged()
+                metadata = write_days(store, name, CONTRACTS[name], split_by_day(table, "snapshot_date", days))
+            return dg.MaterializeResult(metadata=metadata)
 
         return dim
 

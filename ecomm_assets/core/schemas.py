@@ -1,9 +1,15 @@
-"""Table contracts: the Arrow schema every partition of a lake table must have."""
+"""Table contracts: the Arrow schema every partition of a lake table must have, and its
+enforcement when a partition is written."""
+
+from __future__ import annotations
 
 import pyarrow as pa
 
 # Money is exact: int64-backed decimal, rounded to the cent on the way in.
 MONEY = pa.decimal128(18, 2)
+# A unit price keeps a tenth of a cent and more (0.125 stays 0.1250): line totals are computed from
+# the exact price, so the unit price's scale only affects how it is stored.
+UNIT_PRICE = pa.decimal128(18, 4)
 PERCENT = pa.decimal128(9, 2)
 UTC_TS = pa.timestamp("us", tz="UTC")
 
@@ -24,7 +30,7 @@ ORDER_LINES = pa.schema(
         pa.field("product_name", pa.string()),
         pa.field("category", pa.string()),
         pa.field("brand", pa.string()),
-        pa.field("unit_price", MONEY, nullable=False),
+        pa.field("unit_price", UNIT_PRICE, nullable=False),
         pa.field("quantity", pa.int32(), nullable=False),
         pa.field("line_total", MONEY, nullable=False),
         pa.field("discount_percent", PERCENT),
@@ -96,7 +102,8 @@ CONTRACTS: dict[str, pa.Schema] = {
 
 
 def schema_differences(actual: pa.Schema, expected: pa.Schema) -> list[str]:
-    """Human-readable differences between a table's schema and its contract (empty when equal)."""
+    """Human-readable differences between a table's schema and its contract (empty when equal):
+    names, types, nullability and order of the columns."""
     problems = []
     actual_fields = {f.name: f for f in actual}
     for field in expected:
@@ -105,7 +112,40 @@ def schema_differences(actual: pa.Schema, expected: pa.Schema) -> list[str]:
             problems.append(f"missing column {field.name} ({field.type})")
         elif got.type != field.type:
             problems.append(f"column {field.name} is {got.type}, contract says {field.type}")
+        elif got.nullable != field.nullable:
+            problems.append(f"column {field.name} is {_nullability(got)}, contract says {_nullability(field)}")
     problems.extend(f"unexpected column {name} ({f.type})" for name, f in actual_fields.items())
     if not problems and actual.names != expected.names:
         problems.append(f"column order {actual.names} differs from contract {expected.names}")
     return problems
+
+
+def _nullability(field: pa.Field) -> str:
+    return "nullable" if field.nullable else "not nullable"
+
+
+class ContractViolation(ValueError):
+    """Data that cannot be written as its table's contract says: named by table, day and column."""
+
+
+def conform(data: pa.Table | pa.RecordBatch, contract: pa.Schema, where: str) -> pa.Table | pa.RecordBatch:
+    """`data` with exactly the contract's schema (column order, types, nullability), so that every
+    partition of a table, empty or not, reads back with one schema. DuckDB and pyarrow results are
+    all-nullable: a null in a column the contract says is never null, a missing or extra column, or
+    a value that does not fit the contract's type raises ContractViolation naming `where`
+    (table and day) and the column."""
+    missing = [name for name in contract.names if name not in data.schema.names]
+    unexpected = [name for name in data.schema.names if name not in contract.names]
+    if missing or unexpected:
+        raise ContractViolation(f"{where}: missing columns {missing}, unexpected columns {unexpected}")
+    with_nulls = [f.name for f in contract if not f.nullable and data.column(f.name).null_count]
+    if with_nulls:
+        counts = ", ".join(f"{name} ({data.column(name).null_count} nulls)" for name in with_nulls)
+        raise ContractViolation(f"{where}: null values in columns the contract says are never null: {counts}")
+    columns = []
+    for field in contract:
+        try:
+            columns.append(data.column(field.name).cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise ContractViolation(f"{where}: column {field.name} does not fit {field.type}: {error}") from error
+    return type(data).from_arrays(columns, schema=contract)

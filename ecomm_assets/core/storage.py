@@ -1,7 +1,13 @@
-"""The lake on a pyarrow filesystem: a local folder today, an object store with the same layout later.
+"""The lake on a pyarrow filesystem: a local folder or an S3 prefix, with the same layout.
 
-Every write is atomic: locally a hidden temporary file renamed into place, on an object store a
-single PUT. Readers (DuckDB globs, pyarrow datasets, Athena) skip names starting with '.' or '_'.
+Every write is atomic: locally a temporary file in the lake's hidden `.staging/` folder renamed
+into place, on an object store a single PUT. Readers (DuckDB globs, pyarrow datasets, Athena)
+skip names starting with '.' or '_'.
+
+A killed writer cannot clean up after itself, so every temporary name carries its host and
+process id, and the first write of a store sweeps what dead processes (or anything older than
+LEFTOVER_MAX_AGE) left in the staging folder; on S3 it also aborts stale incomplete multipart
+uploads under the lake's prefix.
 """
 
 from __future__ import annotations
@@ -10,18 +16,35 @@ import contextlib
 import io
 import os
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import boto3
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ecomm_assets.core.schemas import conform
+
 PARQUET_COMPRESSION = "zstd"
+PARQUET_COMPRESSION_LEVEL = 1  # as DuckDB's staged files: compact enough, fast to write
+CONFORM_BATCH_ROWS = 128 * 1024  # rows per batch when a staged file is rewritten to its contract
+STAGING = ".staging"
+# No write of ours takes this long: an older temporary file or multipart upload is a dead writer's
+# even when its process id was reused or it ran on another host.
+LEFTOVER_MAX_AGE = timedelta(hours=6)
+OWNER = f"{socket.gethostname().replace('~', '-')}~{os.getpid()}"  # host~pid, the prefix of temporary names
+
+
+def _owner() -> str:
+    # The pid of a forked process differs from the one it was imported in.
+    return f"{socket.gethostname().replace('~', '-')}~{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -45,17 +68,23 @@ def partition_dir(area: str, table: str, day: date | str) -> str:
 class LakeStore:
     """Reads and writes lake files by relative path on one pyarrow filesystem."""
 
-    def __init__(self, filesystem: pafs.FileSystem, root: str, uri: str):
+    def __init__(
+        self, filesystem: pafs.FileSystem, root: str, uri: str,
+        s3_endpoint_url: str | None = None, s3_region: str | None = None,
+    ):
         self.filesystem = filesystem
         self.root = root.rstrip("/")
         self.uri = uri.rstrip("/")
+        self.s3_endpoint_url = s3_endpoint_url
+        self.s3_region = s3_region
+        self._swept = False
 
     @classmethod
     def from_uri(cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> LakeStore:
         if uri.startswith("s3://"):
             bucket_and_prefix = uri[len("s3://") :].rstrip("/")
             filesystem = pafs.S3FileSystem(endpoint_override=s3_endpoint_url or None, region=s3_region or None)
-            return cls(filesystem, bucket_and_prefix, uri)
+            return cls(filesystem, bucket_and_prefix, uri, s3_endpoint_url or None, s3_region or None)
         root = os.path.abspath(uri)
         return cls(pafs.LocalFileSystem(), root, root)
 
@@ -69,24 +98,40 @@ class LakeStore:
     def full_uri(self, rel: str) -> str:
         return f"{self.uri}/{rel}" if rel else self.uri
 
+    # --- S3 -----------------------------------------------------------------------------------
+
+    @property
+    def bucket(self) -> str:
+        return self.root.partition("/")[0]
+
+    def key(self, rel: str) -> str:
+        """The S3 object key of a lake path."""
+        prefix = self.root.partition("/")[2]
+        return f"{prefix}/{rel}" if prefix else rel
+
+    def s3_client(self):
+        """A boto3 S3 client for what pyarrow's filesystem cannot do (conditional writes, multipart
+        uploads), on the same endpoint and region."""
+        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region)
+
     # --- writes -------------------------------------------------------------------------------
 
     def write_bytes(self, rel: str, data: bytes) -> int:
         target = self.full_path(rel)
-        parent = target.rsplit("/", 1)[0]
-        self.filesystem.create_dir(parent, recursive=True)
+        self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
         if not self.is_local:
+            self._sweep_once()
             with self.filesystem.open_output_stream(target) as out:
                 out.write(data)
             return len(data)
-        temporary = f"{parent}/.{uuid.uuid4().hex}.tmp"
+        temporary = os.path.join(self._staging_root(), f"{_owner()}~{uuid.uuid4().hex}.tmp")
         try:
-            with self.filesystem.open_output_stream(temporary) as out:
+            with open(temporary, "wb") as out:
                 out.write(data)
-            self.filesystem.move(temporary, target)
+            os.replace(temporary, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
-                self.filesystem.delete_file(temporary)
+                os.unlink(temporary)
         return len(data)
 
     def put_file(self, rel: str, local: Path) -> int:
@@ -104,22 +149,61 @@ class LakeStore:
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[str]:
         """A private local folder for files being produced; removed afterwards. For a local lake it
-        is a hidden folder inside the root, so that `put_file` is a rename."""
-        parent = None
-        if self.is_local:
-            parent = self.full_path(".staging")
-            os.makedirs(parent, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="ecomm-", dir=parent) as folder:
+        is inside the root's hidden `.staging/`, so that `put_file` is a rename."""
+        with tempfile.TemporaryDirectory(prefix=f"{_owner()}~", dir=self._staging_root()) as folder:
             yield folder
+
+    def _staging_root(self) -> str:
+        """The folder of temporary files (swept on first use): in the lake root for a local lake,
+        in the system's temporary folder for S3."""
+        root = self.full_path(STAGING) if self.is_local else os.path.join(tempfile.gettempdir(), "ecomm-staging")
+        os.makedirs(root, exist_ok=True)
+        self._sweep_once()
+        return root
+
+    def _sweep_once(self) -> None:
+        if not self._swept:
+            self._swept = True
+            self.sweep_leftovers()
+
+    def sweep_leftovers(self) -> list[str]:
+        """Remove what killed writers left behind: temporary files and folders of dead processes
+        of this host or older than LEFTOVER_MAX_AGE, and on S3 incomplete multipart uploads older
+        than that. Returns what was removed."""
+        root = self.full_path(STAGING) if self.is_local else os.path.join(tempfile.gettempdir(), "ecomm-staging")
+        removed, now = [], time.time()
+        with contextlib.suppress(FileNotFoundError), os.scandir(root) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):  # another sweeper got there first
+                    if _is_leftover(entry.name, entry.stat(follow_symlinks=False).st_mtime, now):
+                        if entry.is_dir(follow_symlinks=False):
+                            shutil.rmtree(entry.path)
+                        else:
+                            os.unlink(entry.path)
+                        removed.append(entry.path)
+        if not self.is_local:
+            removed += self._abort_stale_uploads(datetime.now(timezone.utc) - LEFTOVER_MAX_AGE)
+        return removed
+
+    def _abort_stale_uploads(self, started_before: datetime) -> list[str]:
+        s3 = self.s3_client()
+        aborted = []
+        pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.key(""))
+        for upload in (u for page in pages for u in page.get("Uploads", [])):
+            if upload["Initiated"] < started_before:
+                s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                aborted.append(f"s3://{self.bucket}/{upload['Key']}")
+        return aborted
 
     def write_parquet(self, rel: str, table: pa.Table) -> int:
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
+        pq.write_table(table, buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
         return self.write_bytes(rel, buffer.getvalue())
 
     def replace_partition(self, rel_dir: str, files: dict[str, bytes | pa.Table | Path]) -> int:
         """Make `rel_dir` hold exactly `files` (contents, tables or staged local files): each
-        written atomically, stale files removed after."""
+        written atomically, stale files removed after (and `.tmp` files that writers before
+        `.staging/` existed left in partition folders)."""
         written = 0
         for name, content in files.items():
             rel = f"{rel_dir}/{name}"
@@ -129,9 +213,11 @@ class LakeStore:
                 written += self.put_file(rel, content)
             else:
                 written += self.write_bytes(rel, content)
-        for stale in self.list_files(rel_dir):
-            if stale.name not in files:
-                self.delete(stale.path)
+        selector = pafs.FileSelector(self.full_path(rel_dir), allow_not_found=True)
+        for info in self.filesystem.get_file_info(selector):
+            stale = (info.base_name not in files and not _hidden(info.base_name)) or info.base_name.endswith(".tmp")
+            if info.type == pafs.FileType.File and stale:
+                self.delete(f"{rel_dir}/{info.base_name}")
         return written
 
     def delete(self, rel: str) -> None:
@@ -174,7 +260,7 @@ class LakeStore:
         if self.is_local:
             yield [self.full_path(rel) for rel in rels]
             return
-        with tempfile.TemporaryDirectory(prefix="ecomm-lake-") as folder:
+        with self.staging_dir() as folder:
             paths = []
             for index, rel in enumerate(rels):
                 local = os.path.join(folder, f"{index:05d}-{rel.rsplit('/', 1)[-1]}")
@@ -182,6 +268,19 @@ class LakeStore:
                     out.write(self.read_bytes(rel))
                 paths.append(local)
             yield paths
+
+
+def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
+    """A staged Parquet file (DuckDB's, all columns nullable) rewritten beside it with exactly the
+    contract's schema, batch by batch so memory stays bounded however large the file; the
+    checks and errors of `schemas.conform`."""
+    conformed = staged.with_name(f"{staged.stem}.contract.parquet")
+    source = pq.ParquetFile(staged)
+    with pq.ParquetWriter(conformed, contract, compression=PARQUET_COMPRESSION,
+                          compression_level=PARQUET_COMPRESSION_LEVEL) as writer:
+        for batch in source.iter_batches(batch_size=CONFORM_BATCH_ROWS):
+            writer.write_batch(conform(batch, contract, where))
+    return conformed
 
 
 def _hidden(below: str) -> bool:

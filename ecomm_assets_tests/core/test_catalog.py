@@ -27,7 +27,8 @@ def test_glue_types_follow_the_arrow_schema():
     types = {c["Name"]: c["Type"] for c in glue_columns(ORDER_LINES)}
     assert types["order_id"] == "string" and types["line_number"] == "int"
     assert types["order_ts"] == "timestamp" and types["order_date"] == "date"
-    assert types["unit_price"] == "decimal(18,2)" and types["discount_percent"] == "decimal(9,2)"
+    assert types["unit_price"] == "decimal(18,4)" and types["line_total"] == "decimal(18,2)"
+    assert types["discount_percent"] == "decimal(9,2)"
     assert types["year"] == "smallint" and types["hour"] == "tinyint"
 
 

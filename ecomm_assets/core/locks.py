@@ -1,0 +1,224 @@
+"""Exclusive locks on UTC days of the lake, so that runs writing the same day never overlap.
+
+A step holds the locks of its days from listing its inputs to replacing its partitions: another
+run's newer partition can then never be replaced by one computed from older inputs. Days are
+locked in sorted order, so two runs over overlapping ranges cannot deadlock.
+
+- Local lake: `fcntl.flock` on `<root>/.locks/<day>.lock`. The kernel releases a flock when its
+  process dies, so even SIGKILL leaves no stale lock. The file names its holder for waiting runs
+  and is removed on release (a waiter that locked a removed file tries again on the new one).
+  Two `open()`s of one file conflict even within one process.
+- S3 lake: a lease object `<prefix>/.locks/<day>.json` (holder, expiry) created with a
+  conditional PUT (`If-None-Match: *`), renewed by a background thread with `If-Match` on its
+  ETag, deleted on release. A killed run's lease is taken over once expired (LEASE_SECONDS), again
+  with `If-Match`, so two waiters cannot both take it. A holder that failed to renew (stalled
+  longer than the lease) has lost the day: `HeldDays.ensure_held` raises before it writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, timezone
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ecomm_assets.core.storage import LakeStore
+
+LOCKS = ".locks"
+DEFAULT_TIMEOUT_SECONDS = 900.0  # a year's backfill holds its days for minutes
+LEASE_SECONDS = 60.0  # how long a killed run's S3 lease blocks its days
+POLL_SECONDS = (0.05, 1.0)  # first and longest wait between attempts
+
+
+class DayLockTimeout(TimeoutError):
+    """A day stayed locked by another run for longer than the timeout."""
+
+
+class DayLockLost(RuntimeError):
+    """A lease expired before its holder renewed it: another run may now write the day."""
+
+
+def _holder_record(holder: str) -> dict:
+    return {"holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
+            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def describe_holder(record: dict | None) -> str:
+    if not record:
+        return "an unknown holder"
+    return f"{record.get('holder')} (host {record.get('host')}, pid {record.get('pid')}, since {record.get('since')})"
+
+
+class _FileLock:
+    def __init__(self, path: str, holder: str):
+        self.path, self.holder, self.fd = path, holder, None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # The previous holder removes the file on release: a lock on a removed file is no lock.
+            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(_holder_record(self.holder)).encode())
+        self.fd = fd
+        return True
+
+    def current_holder(self) -> dict | None:
+        with contextlib.suppress(OSError, ValueError):
+            with open(self.path, encoding="utf-8") as handle:
+                return json.loads(handle.read())
+        return None
+
+    def ensure_held(self) -> None:
+        """A flock lasts as long as its process: nothing to check."""
+
+    def release(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # before unlocking: no one can lock this file once it is gone
+        os.close(self.fd)
+
+
+class _Lease:
+    def __init__(self, store: LakeStore, s3, rel: str, holder: str, lease_seconds: float):
+        self.s3, self.bucket, self.key = s3, store.bucket, store.key(rel)
+        self.holder, self.lease_seconds = holder, lease_seconds
+        self.token, self.etag, self.lost = uuid.uuid4().hex, None, False
+        self.valid_until = 0.0  # by our clock, measured before the PUT that set the expiry
+        self._seen: dict | None = None
+
+    def _put(self, **condition) -> None:
+        started = time.time()
+        body = _holder_record(self.holder) | {"token": self.token, "expires": started + self.lease_seconds}
+        self.etag = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(), **condition)["ETag"]
+        self.valid_until = started + self.lease_seconds
+
+    def try_acquire(self) -> bool:
+        try:
+            self._put(IfNoneMatch="*")
+            return True
+        except ClientError as error:
+            if not _precondition_failed(error):
+                raise
+        try:
+            current = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+        except self.s3.exceptions.NoSuchKey:
+            return False  # released meanwhile: the next attempt creates it
+        self._seen = json.loads(current["Body"].read())
+        if self._seen.get("expires", 0) > time.time():
+            return False
+        try:  # a dead holder's lease: take it over, unless another waiter was first
+            self._put(IfMatch=current["ETag"])
+            return True
+        except ClientError as error:
+            if not _precondition_failed(error):
+                raise
+            return False
+
+    def current_holder(self) -> dict | None:
+        return self._seen
+
+    def renew(self) -> None:
+        try:
+            self._put(IfMatch=self.etag)
+        except ClientError as error:
+            self.lost = self.lost or _precondition_failed(error)
+        except BotoCoreError:
+            pass  # S3 unreachable for now: the next renewal tries again before the lease runs out
+
+    def ensure_held(self) -> None:
+        if self.lost or time.time() > self.valid_until:
+            raise DayLockLost(f"the lease s3://{self.bucket}/{self.key} expired before it was renewed: another run may write the day")
+
+    def release(self) -> None:
+        with contextlib.suppress(ClientError):  # a lost lease belongs to its new holder
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+
+
+def _precondition_failed(error: ClientError) -> bool:
+    # 412 from a failed condition; 409 when S3 sees a concurrent conditional write to the key.
+    return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412)
+
+
+class HeldDays:
+    """The locks of a run's days, held until the `day_locks` block ends."""
+
+    def __init__(self, locks: list):
+        self._locks = locks
+
+    def ensure_held(self) -> None:
+        """Raise DayLockLost when a day's lease was lost (S3): call before replacing partitions."""
+        for lock in self._locks:
+            lock.ensure_held()
+
+
+@contextlib.contextmanager
+def day_locks(
+    store: LakeStore,
+    days: Iterable[date | str],
+    holder: str,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
+    lease_seconds: float = LEASE_SECONDS,
+) -> Iterator[HeldDays]:
+    """Hold an exclusive lock on each of `days` (in sorted order) for the block. A day held by
+    another run is waited for, saying who holds it through `on_wait` (e.g. `context.log.info`);
+    after `timeout_seconds` DayLockTimeout names the day and its holder."""
+    s3 = None if store.is_local else store.s3_client()
+    if store.is_local:
+        os.makedirs(store.full_path(LOCKS), exist_ok=True)
+    held: list = []
+    renewing = threading.Event()
+    renewer = None
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        for day in sorted({str(d) for d in days}):
+            if store.is_local:
+                lock = _FileLock(store.full_path(f"{LOCKS}/{day}.lock"), holder)
+            else:
+                lock = _Lease(store, s3, f"{LOCKS}/{day}.json", holder, lease_seconds)
+            _acquire(lock, day, deadline, timeout_seconds, on_wait)
+            held.append(lock)
+        if s3 is not None and held:
+            renewer = threading.Thread(target=_renew, args=(held, renewing, lease_seconds / 3), daemon=True)
+            renewer.start()
+        yield HeldDays(held)
+    finally:
+        renewing.set()
+        if renewer is not None:
+            renewer.join()
+        for lock in reversed(held):
+            lock.release()
+
+
+def _acquire(lock, day: str, deadline: float, timeout_seconds: float, on_wait: Callable[[str], None] | None) -> None:
+    pause, announced = POLL_SECONDS[0], None
+    while not lock.try_acquire():
+        holder = describe_holder(lock.current_holder())
+        if time.monotonic() > deadline:
+            raise DayLockTimeout(f"day {day} is still locked by {holder} after {timeout_seconds:.0f} s; "
+                                 "that run is writing the same day: retry when it has finished")
+        if on_wait and holder != announced:
+            on_wait(f"waiting for day {day}: locked by {holder}")
+            announced = holder
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_SECONDS[1])
+
+
+def _renew(leases: list[_Lease], stop: threading.Event, every: float) -> None:
+    while not stop.wait(every):
+        for lease in leases:
+            if not lease.lost:
+                lease.renew()

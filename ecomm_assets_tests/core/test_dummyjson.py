@@ -167,8 +167,8 @@ def test_retry_waits_are_capped_and_bounded_by_the_call_deadline(headers, limite
 
     clock = FakeClock()
     with LocalAPI(respond) as api:
-        client = DummyJSONClient(api.url, **({"max_retry_wait_seconds": 30, "deadline_seconds": 120}
-                                             | {"sleep": clock.sleep, "clock": clock} | settings))
+        client = DummyJSONClient(api.url, sleep=clock.sleep, clock=clock, max_retry_wait_seconds=30,
+                                 **({"deadline_seconds": 120} | settings))
         if error:
             with pytest.raises(DummyJSONError, match=error):
                 client.get_json("things", {"x": 1})

@@ -114,10 +114,10 @@ def local_instance_home(home: Path) -> Path:
     return home
 
 
-def make_definitions(lake_dir, sql_catalog: CatalogResource | None = None, **source) -> dg.Definitions:
+def make_definitions(lake_dir, sql_catalog: CatalogResource | None = None, start_date: str = "2024-01-01", **source) -> dg.Definitions:
     """The project's definitions on a temporary lake; the DuckDB catalog file sits next to it."""
     return build_definitions(
-        start_date="2024-01-01",
+        start_date=start_date,
         lake=LakeResource(uri=str(lake_dir)),
         order_source=OrderSourceResource(**({"orders_per_day": 200} | source)),
         sql_catalog=sql_catalog or CatalogResource(duckdb_path=str(lake_dir.parent / "catalog.duckdb")),

@@ -138,8 +138,12 @@ def _split(landing: LandingFile, data: bytes, window: DayWindow) -> LandedFile:
                 f"records read {landed.records_read} != routed {landed.records_routed} + quarantined {len(landed.quarantined)}"
             )
     except Exception as error:  # noqa: BLE001 - one file must never stop the others
-        return LandedFile(name=landing.name, file_id=file_id(data), file_error=f"could not be split: {type(error).__name__}: {error}")
+        return _quarantined_whole(landing.name, file_id(data), window, f"could not be split: {type(error).__name__}: {error}")
     return landed
+
+
+def _quarantined_whole(name: str, landed_file_id: str, window: DayWindow, error: str) -> LandedFile:
+    return LandedFile(name=name, file_id=landed_file_id, window=window, file_error=error)
 
 
 def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -> None:
@@ -207,7 +211,7 @@ def ingest_file(store: LakeStore, landing: LandingFile, window: DayWindow, run_i
         try:
             _write_raw_days(store, landed, landing.landed_at)
         except Exception as error:  # noqa: BLE001 - e.g. a raw path the store refuses: quarantine the file whole
-            landed = LandedFile(name=landing.name, file_id=landed.file_id, file_error=f"could not be written: {type(error).__name__}: {error}")
+            landed = _quarantined_whole(landing.name, landed.file_id, window, f"could not be written: {type(error).__name__}: {error}")
     _quarantine(store, landed, data)
     return _record(store, landed, landing, len(data), run_id)
 

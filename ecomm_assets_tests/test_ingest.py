@@ -143,3 +143,105 @@ def test_recompute_runs_what_it_can_and_never_stalls(lake_dir, instance, recompu
     ran = {str(datetime.fromisoformat(first).date() + timedelta(days=n)) for first, last in runs
            for n in range((datetime.fromisoformat(last) - datetime.fromisoformat(first)).days + 1)}
     assert {day for _, day, _ in loaded(lake_dir)} == ran
+
+
+@pytest.mark.parametrize("ingest_order", [["original.json", "correction.json"], ["correction.json", "original.json"]])
+def test_the_version_that_landed_last_wins_whatever_the_ingest_order(lake_dir, instance, ingest_order):
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    land(lake_dir, "original.json", json.dumps([landed_order("W1", "2024-01-15T10:00:00Z", price=10.0)]).encode())
+    land(lake_dir, "correction.json", json.dumps([landed_order("W1", "2024-01-15T10:00:00Z", price=12.0)]).encode())
+    set_landed_at(lake_dir, "original.json", LANDED_AT)
+    set_landed_at(lake_dir, "correction.json", LANDED_AT + timedelta(hours=1))
+
+    tick = recompute_tick(defs, instance, lambda: ingest(defs, instance, files=ingest_order))
+    run_requests(defs, instance, tick.run_requests)
+    assert loaded(lake_dir) == [("W1", "2024-01-15", 12.0)]
+
+
+def test_moving_the_start_date_earlier_and_reingesting_routes_what_was_before_it(lake_dir, instance):
+    data = jsonl(landed_order("E1", "2024-01-05T10:00:00Z"), landed_order("E2", "2024-01-12T10:00:00Z"))
+    land(lake_dir, "early.jsonl", data)
+    assert ingest(make_definitions(lake_dir, orders_per_day=0, start_date="2024-01-10"), instance).success
+    reason = lake_dir / "quarantine/landing" / file_id(data) / "reason.json"
+    [record] = json.loads(reason.read_text())["records"]
+    assert record["reason"] == "before the first partition: 2024-01-05 < 2024-01-10"
+
+    earlier = make_definitions(lake_dir, orders_per_day=0, start_date="2024-01-01")
+    assert ingest(earlier, instance).success and not list((lake_dir / "raw/orders").glob("dt=2024-01-05/*"))  # content already ingested
+    tick = recompute_tick(earlier, instance, lambda: ingest(earlier, instance, reingest=True))
+    assert sorted(r.partition_key for r in tick.run_requests) == ["2024-01-05", "2024-01-12"]
+    assert not reason.exists()
+    run_requests(earlier, instance, tick.run_requests)
+    assert [(order_id, day) for order_id, day, _ in loaded(lake_dir)] == [("E1", "2024-01-05"), ("E2", "2024-01-12")]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../../../proc/self/environ", "/etc/hostname", "a/../../../x.json", "a\\..\\..\\x.json", "", "a//b.json",
+     "a\x00.json", "./a.json", "sub/..", ".."],
+)
+def test_hostile_names_are_refused_before_anything_is_read(lake_dir, instance, name):
+    land(lake_dir, "a.json", b"[]")
+    result = ingest(make_definitions(lake_dir, orders_per_day=0), instance, files=[name])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "refused landed file names" in failure.event_specific_data.error.message
+    assert sorted(p.relative_to(lake_dir).as_posix() for p in lake_dir.rglob("*") if p.is_file()) == ["landing/orders/a.json"]
+
+
+@pytest.mark.parametrize("name", [".part.json", "_tmp/orders.json", "sub/.hidden.jsonl", "notes.txt"])
+def test_skipped_landing_names_are_logged_by_the_sensor_and_the_ingest(lake_dir, instance, name, capfd):
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    land(lake_dir, name, jsonl(landed_order("H1", "2024-01-15T10:00:00Z")))
+    land(lake_dir, "visible.jsonl", jsonl(landed_order("V1", "2024-01-15T10:00:00Z")))
+    sensor = defs.resolve_sensor_def("landing_files_sensor")
+    with dg.build_sensor_context(resources=defs.resources) as context:
+        requests = sensor.evaluate_tick(context).run_requests
+    assert [r.run_config["ops"]["ingest_landing_files"]["config"]["files"] for r in requests] == [["visible.jsonl"]]
+    assert f"skipped {name!r}: " in capfd.readouterr().err  # the sensor's log
+
+    result = ingest(defs, instance)
+    assert result.success and result.output_for_node("ingest_landing_files") == ["2024-01-15"]
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(message.startswith(f"skipped {name}: ") for message in messages)
+
+
+def test_gzip_files_are_ingested_and_a_broken_one_is_quarantined_as_it_landed(lake_dir, instance):
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    land(lake_dir, "array.json.gz", gzip.compress(json.dumps([landed_order("G1", "2024-01-15T10:00:00Z")]).encode()))
+    land(lake_dir, "lines.jsonl.gz", gzip.compress(jsonl(landed_order("G2", "2024-01-16T10:00:00Z"))))
+    broken = gzip.compress(jsonl(landed_order("G3", "2024-01-15T10:00:00Z")))[:-9]  # cut: no CRC, no length
+    land(lake_dir, "broken.jsonl.gz", broken)
+
+    tick = recompute_tick(defs, instance, lambda: ingest(defs, instance))
+    run_requests(defs, instance, tick.run_requests)
+    assert [(order_id, day) for order_id, day, _ in loaded(lake_dir)] == [("G1", "2024-01-15"), ("G2", "2024-01-16")]
+    folder = lake_dir / "quarantine/landing" / file_id(broken)
+    assert (folder / "file-broken.jsonl.gz").read_bytes() == broken
+    assert json.loads((folder / "reason.json").read_text())["file_error"].startswith("not a readable gzip file")
+
+
+def test_landed_files_are_a_table_in_the_lake_and_in_sql(lake_dir, instance):
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    data = jsonl(landed_order("T1", "2024-01-15T10:00:00Z"), landed_order("T2", "2024-01-16T10:00:00Z")) + b"{cut\n"
+    land(lake_dir, "drop.jsonl", data)
+    land(lake_dir, "empty.json", b"")
+    for name in ("drop.jsonl", "empty.json"):
+        set_landed_at(lake_dir, name, LANDED_AT)
+    tick = recompute_tick(defs, instance, lambda: ingest(defs, instance))
+    run_requests(defs, instance, tick.run_requests)
+
+    metadata = landed_files_metadata(instance)
+    assert (metadata["records_read"], metadata["records_routed"], metadata["records_quarantined"]) == (3, 2, 1)
+    assert metadata["conservation_holds"] is True and metadata["files_quarantined_whole"] == 1
+    query = ("SELECT file, file_id, landed_at, bytes, records_read, records_routed, records_quarantined, file_error IS NOT NULL, days, dt::VARCHAR "
+             "FROM {landed_files} ORDER BY file")
+    expected = [
+        ("drop.jsonl", file_id(data), LANDED_AT, len(data), 3, 2, 1, False, '{"2024-01-15": 1, "2024-01-16": 1}', "2024-02-01"),
+        ("empty.json", file_id(b""), LANDED_AT, 0, 0, 0, 0, True, "{}", "2024-02-01"),
+    ]
+    lake_rows = duckdb.sql(query.format(landed_files=f"read_parquet('{lake_dir}/processed/landed_files/*/*.parquet', hive_partitioning=true)")).fetchall()
+    assert [row[:2] + (row[2].astimezone(timezone.utc),) + row[3:] for row in lake_rows] == expected
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as catalog:
+        catalog_rows = catalog.sql(query.format(landed_files="landed_files")).fetchall()
+    assert [row[:2] + (row[2].astimezone(timezone.utc),) + row[3:] for row in catalog_rows] == expected

@@ -4,6 +4,7 @@ from datetime import date
 
 import dagster as dg
 
+from ecomm_assets.assets.landing import LANDED_FILES, LANDED_FILES_SCHEMA
 from ecomm_assets.core.analytics import ANALYTICS
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.schemas import CONTRACTS
@@ -28,7 +29,10 @@ def build_catalog_assets(partitions: dg.TimeWindowPartitionsDefinition) -> list[
     def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: CatalogResource) -> dg.MaterializeResult:
         store = lake.store()
         days = [date.fromisoformat(key) for key in context.partition_keys]
-        tables = [CatalogTable(name, schema, store.full_uri(f"processed/{name}")) for name, schema in CATALOG_TABLES.items()]
+        tables = [
+            CatalogTable(name, schema, store.full_uri(f"processed/{name}"))
+            for name, schema in {**CATALOG_TABLES, LANDED_FILES: LANDED_FILES_SCHEMA}.items()
+        ]
         backend = sql_catalog.catalog(projection_start=partitions.start.date())
         report = backend.sync(tables, days)
         return dg.MaterializeResult(

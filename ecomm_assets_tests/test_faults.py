@@ -2,11 +2,14 @@
 update, killed runs leave nothing behind, and catalog readers never block the writer."""
 
 import json
+import threading
 from datetime import date, timedelta
 
 import dagster as dg
+import pytest
 import pyarrow.parquet as pq
 
+from ecomm_assets.assets import lake
 from ecomm_assets.assets.catalog import CATALOG_TABLES
 from ecomm_assets_tests.conftest import make_definitions
 
@@ -48,3 +51,70 @@ def test_a_range_over_days_without_orders_writes_every_file_with_its_contract(la
             assert described(pq.read_schema(path)) == described(contract), path
     lines = pq.read_table(lake_dir / "processed" / "order_lines").to_pydict()
     assert sorted(lines["order_id"]) == ["L1", "L2", "L3"]
+
+
+def ingested(defs, lake_dir, day):
+    """New orders the way producers deliver them: landed, then ingested (under the days' locks)."""
+    land(lake_dir, "second.jsonl", [landed_order(f"NEW{n}", f"{day}T1{n}:00:00Z") for n in range(3)])
+    return defs.resolve_job_def("ingest_landing_job").execute_in_process(raise_on_error=False).success
+
+
+def written_without_lock(defs, lake_dir, day):
+    """New orders written into the day's raw folder by a writer that takes no lock."""
+    lines = "".join(json.dumps(landed_order(f"NEW{n}", f"{day}T1{n}:00:00Z")) + "\n" for n in range(3))
+    (lake_dir / f"raw/orders/dt={day}/zz-unlocked.jsonl").write_text(lines)
+    return True
+
+
+@pytest.mark.parametrize(("new_orders", "run_a_succeeds"), [(ingested, True), (written_without_lock, False)])
+def test_a_run_paused_after_listing_its_inputs_never_replaces_a_newer_day(lake_dir, monkeypatch, new_orders, run_a_succeeds):
+    """Run A of order_lines lists the day's raw files and is paused; three new orders arrive and
+    run B materializes the day; then A resumes. The day ends with every order, in order_lines and
+    in orders alike: A either ran before the new orders (the ingest waited for its lock) or saw
+    its inputs change and wrote nothing."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    job = defs.resolve_implicit_global_asset_job_def()
+    day = "2024-01-15"
+    land(lake_dir, "first.jsonl", [landed_order("OLD1", f"{day}T08:00:00Z"), landed_order("OLD2", f"{day}T09:00:00Z")])
+    assert defs.resolve_job_def("ingest_landing_job").execute_in_process().success
+    both = [dg.AssetKey("order_lines"), dg.AssetKey("orders")]
+    assert job.execute_in_process(partition_key=day, asset_selection=both).success
+
+    listed, resume = threading.Event(), threading.Event()
+    listing = lake.raw_order_files
+
+    def pausing_listing(store, listed_day):
+        files = listing(store, listed_day)
+        if threading.current_thread().name == "run-A" and not listed.is_set():
+            listed.set()
+            resume.wait(120)
+        return files
+
+    monkeypatch.setattr(lake, "raw_order_files", pausing_listing)
+    results = {}
+
+    def run_a():
+        results["A"] = job.execute_in_process(partition_key=day, asset_selection=[dg.AssetKey("order_lines")], raise_on_error=False)
+
+    def run_b():
+        results["new orders"] = new_orders(defs, lake_dir, day)
+        results["B"] = job.execute_in_process(partition_key=day, asset_selection=both, raise_on_error=False)
+
+    a = threading.Thread(target=run_a, name="run-A")
+    a.start()
+    assert listed.wait(120)
+    b = threading.Thread(target=run_b, name="run-B")
+    b.start()
+    b.join(timeout=6)  # unguarded, B has finished by now; guarded, it waits for A's lock
+    resume.set()
+    a.join(120)
+    b.join(120)
+
+    assert results["new orders"] and results["B"].success
+    assert results["A"].success is run_a_succeeds
+    if not run_a_succeeds:
+        [failure] = [e for e in results["A"].all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        assert "raw/orders changed while this run computed from them" in failure.event_specific_data.error.cause.message
+    lines = set(pq.read_table(lake_dir / f"processed/order_lines/dt={day}").column("order_id").to_pylist())
+    orders = set(pq.read_table(lake_dir / f"processed/orders/dt={day}").column("order_id").to_pylist())
+    assert lines == orders == {"OLD1", "OLD2", "NEW0", "NEW1", "NEW2"}

@@ -1,0 +1,100 @@
+"""Day locks on a local lake (flock) and on S3 (conditional-PUT leases, moto server)."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import boto3
+import pytest
+
+from ecomm_assets.core.locks import DayLockLost, DayLockTimeout, day_locks
+from ecomm_assets.core.storage import LakeStore
+
+HOLD = """
+import sys, time
+from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.storage import LakeStore
+store = LakeStore.from_uri(sys.argv[1], sys.argv[2] or None, "us-east-1")
+with day_locks(store, ["2024-01-15"], holder="killed-run", lease_seconds=2):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        yield LakeStore.from_uri(str(tmp_path / "lake"))
+        return
+    endpoint = request.getfixturevalue("aws")
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="lake")
+    yield LakeStore.from_uri("s3://lake/prefix", endpoint, "us-east-1")
+
+
+def test_a_held_day_makes_another_run_wait_then_time_out_naming_the_holder(store):
+    waits = []
+    with day_locks(store, ["2024-01-15", "2024-01-14"], holder="run-a"):
+        started = time.monotonic()
+        with pytest.raises(DayLockTimeout, match=r"day 2024-01-15 is still locked by run-a \(host .*, pid \d+"):
+            with day_locks(store, ["2024-01-15"], holder="run-b", timeout_seconds=1, on_wait=waits.append):
+                pass
+        assert 1 <= time.monotonic() - started < 5
+        assert len(waits) == 1 and waits[0].startswith("waiting for day 2024-01-15: locked by run-a")
+        with day_locks(store, ["2024-01-16"], holder="run-c", timeout_seconds=1):
+            pass  # other days are free
+    with day_locks(store, ["2024-01-15"], holder="run-b", timeout_seconds=1):
+        pass  # released at the end of the block
+
+
+def test_overlapping_ranges_in_any_order_take_turns_without_deadlock(store):
+    order = []
+
+    def run(name, days):
+        with day_locks(store, days, holder=name, timeout_seconds=60):
+            order.append(f"{name} in")
+            time.sleep(0.3)
+            order.append(f"{name} out")
+
+    threads = [threading.Thread(target=run, args=("a", ["2024-01-10", "2024-01-11", "2024-01-12"])),
+               threading.Thread(target=run, args=("b", ["2024-01-12", "2024-01-11", "2024-01-10"]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+def test_a_killed_holder_never_blocks_a_day_for_longer_than_its_lease(store):
+    endpoint = store.s3_endpoint_url or ""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, store.uri, endpoint], stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(DayLockTimeout, match="killed-run"):
+        with day_locks(store, ["2024-01-15"], holder="run-b", timeout_seconds=0.5):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    started = time.monotonic()
+    with day_locks(store, ["2024-01-15"], holder="run-b", timeout_seconds=30):
+        taken = time.monotonic() - started
+    assert taken < (1 if store.is_local else 4)  # flock: at once; S3: once the 2 s lease expired
+    if store.is_local:
+        assert not os.listdir(store.full_path(".locks"))  # nothing left behind after release
+
+
+def test_an_s3_lease_taken_over_by_another_run_is_lost_before_writing(aws):
+    """A run stalled past its lease: another run took the day over. Its next renewal is refused
+    (If-Match on its own ETag) and it must not write."""
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
+    with day_locks(store, ["2024-01-15"], holder="stalled-run", lease_seconds=0.9) as held:
+        held.ensure_held()
+        s3.put_object(Bucket="lake", Key="prefix/.locks/2024-01-15.json", Body=b'{"holder": "run-b", "expires": 0}')
+        time.sleep(1)
+        with pytest.raises(DayLockLost, match="expired before it was renewed"):
+            held.ensure_held()
+    assert s3.get_object(Bucket="lake", Key="prefix/.locks/2024-01-15.json")["Body"].read() == b'{"holder": "run-b", "expires": 0}'

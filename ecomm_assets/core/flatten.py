@@ -120,9 +120,12 @@ _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 # Landing quarantines records over 16 MiB; this only bounds what one line of a raw file may cost.
 _MAX_OBJECT_BYTES = 1 << 30
 
-# Money is read exactly to 12 decimals; decimal(18,2) holds less than 10^16, decimal(9,2) 10^7.
-_EXACT_MONEY = "DECIMAL(38,12)"
-_MONEY_BOUND = "1e16"
+# An amount is read exactly to 6 decimals, below 10^12, in int64 arithmetic (twice as fast as wider
+# decimals; a line total past 10^12 is computed wide); line totals are bounded by decimal(18,2),
+# percentages by decimal(9,2).
+_EXACT_MONEY = "DECIMAL(18,6)"
+_MONEY_BOUND = "1e12"
+_LINE_TOTAL_BOUND = "1e16"
 _PERCENT_BOUND = "1e7"
 _QUANTITY_BOUND = 2**31 - 1
 UNIT_PRICE_SQL = f"DECIMAL({UNIT_PRICE.precision},{UNIT_PRICE.scale})"
@@ -132,41 +135,54 @@ def _trimmed(text: str) -> str:
     return f"trim({text})"
 
 
-def _exact(text: str) -> str:
-    return f"TRY_CAST({_trimmed(text)} AS {_EXACT_MONEY})"
+# Each amount's text is converted once, to its exact value and to a double (for the checks);
+# casts from text ignore surrounding spaces by themselves.
+def _typed_amount(column: str) -> str:
+    return f"TRY_CAST({column} AS {_EXACT_MONEY}) AS {column}_value, TRY_CAST({column} AS DOUBLE) AS {column}_number"
 
 
-def _as_double(text: str) -> str:
-    return f"TRY_CAST({_trimmed(text)} AS DOUBLE)"
+def _typed_products(products: str) -> str:
+    """The list of product structs with their amounts converted: `price_value`, `price_number`, ..."""
+    fields = ", ".join(
+        f"{name}_value := TRY_CAST(p.{name} AS {_EXACT_MONEY}), {name}_number := TRY_CAST(p.{name} AS DOUBLE)"
+        for name in ("price", "discount_percent")
+    )
+    return f"list_transform({products}, lambda p: struct_insert(p, {fields}, quantity_number := TRY_CAST(p.quantity AS DOUBLE)))"
 
 
 def _number_problem(text: str, label: str, bound: str) -> str:
-    """Why a numeric text is not a usable amount; NULL when it is one, or when it is absent."""
+    """Why an amount is not usable; NULL when it is, or when it is absent. `text` has its
+    converted `<text>_value` and `<text>_number` beside it."""
+    value, number = f"{text}_value", f"{text}_number"
     return (
         f"CASE WHEN {text} IS NULL THEN NULL "
-        f"WHEN {_as_double(text)} IS NULL THEN 'non-numeric {label}: ' || {text} "
-        f"WHEN isnan({_as_double(text)}) OR isinf({_as_double(text)}) THEN '{label} is not a finite number: ' || {text} "
-        f"WHEN {_exact(text)} IS NULL OR abs({_exact(text)}) >= {bound} THEN '{label} out of range: ' || {text} END"
+        f"WHEN {number} IS NULL THEN 'non-numeric {label}: ' || {text} "
+        f"WHEN isnan({number}) OR isinf({number}) THEN '{label} is not a finite number: ' || {text} "
+        f"WHEN {value} IS NULL OR abs({number}) >= {bound} THEN '{label} out of range: ' || {text} END"
     )
 
 
 def _quantity_problem(text: str) -> str:
+    number = f"{text}_number"
     return (
         f"CASE WHEN {text} IS NULL THEN 'missing quantity' "
-        f"WHEN {_as_double(text)} IS NULL THEN 'non-numeric quantity: ' || {text} "
-        f"WHEN isnan({_as_double(text)}) OR isinf({_as_double(text)}) THEN 'quantity is not a finite number: ' || {text} "
-        f"WHEN {_as_double(text)} <> floor({_as_double(text)}) THEN 'quantity is not a whole number' "
-        f"WHEN {_as_double(text)} <= 0 THEN 'quantity <= 0' "
-        f"WHEN {_as_double(text)} > {_QUANTITY_BOUND} THEN 'quantity out of range: ' || {text} END"
+        f"WHEN {number} IS NULL THEN 'non-numeric quantity: ' || {text} "
+        f"WHEN isnan({number}) OR isinf({number}) THEN 'quantity is not a finite number: ' || {text} "
+        f"WHEN {number} <> floor({number}) THEN 'quantity is not a whole number' "
+        f"WHEN {number} <= 0 THEN 'quantity <= 0' "
+        f"WHEN {number} > {_QUANTITY_BOUND} THEN 'quantity out of range: ' || {text} END"
     )
 
 
 def _canonical_id(text: str) -> str:
     """Trimmed; a number written with a fraction or an exponent whose value is integral becomes
     that integer in plain digits (1.0, "1.0", 1e0 -> "1"); other texts stay as they are."""
-    value = f"TRY_CAST({_trimmed(text)} AS DECIMAL(38,9))"
+    value = f"TRY_CAST({text} AS DECIMAL(38,9))"
+    # Most ids need neither: a cheap test keeps them off the slow path.
+    unusual = " OR ".join([*(f"contains({text}, '{c}')" for c in ".eE"), f"prefix({text}, ' ')", f"suffix({text}, ' ')"])
     return (
-        f"CASE WHEN regexp_matches({_trimmed(text)}, '[.eE]') AND {value} = trunc({value}) "
+        f"CASE WHEN NOT ({unusual}) THEN {text} "
+        f"WHEN (contains({text}, '.') OR contains(lower({text}), 'e')) AND {value} = trunc({value}) "
         f"THEN CAST(trunc({value}) AS HUGEINT)::VARCHAR ELSE {_trimmed(text)} END"
     )
 
@@ -174,8 +190,7 @@ def _canonical_id(text: str) -> str:
 def _order_ts(text: str) -> str:
     """order_date as TIMESTAMPTZ when it has the one accepted form (core.records), else NULL."""
     return (
-        f"CASE WHEN regexp_full_match({_trimmed(text)}, '{ORDER_DATE_PATTERN}') "
-        f"THEN TRY_CAST({_trimmed(text)} AS TIMESTAMPTZ) END"
+        f"CASE WHEN regexp_full_match({text}, '{ORDER_DATE_PATTERN}') THEN TRY_CAST({_trimmed(text)} AS TIMESTAMPTZ) END"
     )
 
 
@@ -196,6 +211,17 @@ def _type_problem(json_expr: str, allowed: str, label: str) -> str:
     )
 
 
+_PRECISE_PRODUCTS = f"""
+list_transform(ps, lambda p: struct_pack(
+        product_id := CASE WHEN json_type(p -> 'product_id') IN {_SCALAR_TYPES} THEN p ->> 'product_id' END,
+        name := p ->> 'name', category := p ->> 'category', brand := p ->> 'brand',
+        price := p ->> 'price', quantity := p ->> 'quantity', discount_percent := p ->> 'discount_percent',
+        problem := CASE WHEN json_type(p) <> 'OBJECT' THEN 'product is not an object'
+                        ELSE coalesce({_repeated_key("p")},
+                                      {_type_problem("p -> 'product_id'", _SCALAR_TYPES, "product_id")}) END
+    ))
+"""
+
 _PRECISE_RECORDS = f"""
 WITH raw AS (
     SELECT f.file_index, row_number() OVER (PARTITION BY r.filename) AS record_number, r.json AS j
@@ -214,14 +240,7 @@ SELECT file_index, record_number, j::VARCHAR AS record,
     CASE WHEN json_type(c -> 'customer_id') IN {_SCALAR_TYPES} THEN {_canonical_id("c ->> 'customer_id'")} END AS customer_id,
     c ->> 'name' AS customer_name, c ->> 'email' AS customer_email, c -> 'address' AS address_json,
     c ->> 'city' AS customer_city, c ->> 'state' AS customer_state, c ->> 'country' AS customer_country,
-    list_transform(ps, lambda p: struct_pack(
-        product_id := CASE WHEN json_type(p -> 'product_id') IN {_SCALAR_TYPES} THEN p ->> 'product_id' END,
-        name := p ->> 'name', category := p ->> 'category', brand := p ->> 'brand',
-        price := p ->> 'price', quantity := p ->> 'quantity', discount_percent := p ->> 'discount_percent',
-        problem := CASE WHEN json_type(p) <> 'OBJECT' THEN 'product is not an object'
-                        ELSE coalesce({_repeated_key("p")},
-                                      {_type_problem("p -> 'product_id'", _SCALAR_TYPES, "product_id")}) END
-    )) AS products,
+    {_typed_products(_PRECISE_PRODUCTS)} AS products,
     list_filter([
         CASE WHEN json_type(j) <> 'OBJECT' THEN 'record is not a JSON object' END,
         coalesce({_repeated_key("j")}, {_repeated_key("c")}, {_repeated_key("c -> 'address'")}),
@@ -247,17 +266,17 @@ _ORDER_RULES = [
     ("len(products) = 0", "'no products'"),
     (f"({_number_problem('total_amount', 'total_amount', _MONEY_BOUND)}) IS NOT NULL",
      _number_problem("total_amount", "total_amount", _MONEY_BOUND)),
-    (f"{_exact('total_amount')} < 0", "'negative total_amount'"),
+    ("total_amount_value < 0", "'negative total_amount'"),
 ]
 _LINE_RULES = [
     ("p.product_id IS NULL OR trim(p.product_id) = ''", "'missing product_id'"),
     ("p.price IS NULL", "'missing price'"),
     (f"({_number_problem('p.price', 'price', _MONEY_BOUND)}) IS NOT NULL", _number_problem("p.price", "price", _MONEY_BOUND)),
-    (f"{_exact('p.price')} < 0", "'negative price'"),
+    ("p.price_value < 0", "'negative price'"),
     (f"({_quantity_problem('p.quantity')}) IS NOT NULL", _quantity_problem("p.quantity")),
     (f"({_number_problem('p.discount_percent', 'discount_percent', _PERCENT_BOUND)}) IS NOT NULL",
      _number_problem("p.discount_percent", "discount_percent", _PERCENT_BOUND)),
-    (f"abs({_as_double('p.price')} * {_as_double('p.quantity')}) >= {_MONEY_BOUND}",
+    (f"abs(p.price_number * p.quantity_number) >= {_LINE_TOTAL_BOUND}",
      "'line total out of range: ' || p.price || ' x ' || p.quantity"),
 ]
 
@@ -280,16 +299,18 @@ _UTC_WALL = "make_timestamp(epoch_us(order_ts))"
 def _line_columns(line_number: str) -> str:
     """The ORDER_LINES columns, from a relation with one row per line (`p` is the product). The
     line total is the exact unit price times the quantity, rounded once, half away from zero."""
-    quantity = f"CASE WHEN ({_quantity_problem('p.quantity')}) IS NULL THEN {_as_double('p.quantity')}::INTEGER END"
-    price = f"CASE WHEN abs({_exact('p.price')}) < {_MONEY_BOUND} THEN {_exact('p.price')} END"
+    quantity = f"CASE WHEN ({_quantity_problem('p.quantity')}) IS NULL THEN p.quantity_number::INTEGER END"
+    price = f"CASE WHEN abs(p.price_number) < {_MONEY_BOUND} THEN p.price_value END"
     return f"""
     order_id, ({line_number})::INTEGER AS line_number, order_ts, CAST(utc_wall AS DATE) AS order_date,
     customer_id, customer_name, customer_email, customer_address, customer_city, customer_state,
     customer_country, {_canonical_id('p.product_id')} AS product_id, p.name AS product_name, p.category, p.brand,
     CAST({price} AS {UNIT_PRICE_SQL}) AS unit_price, {quantity} AS quantity,
-    TRY_CAST({price} * {quantity} AS DECIMAL(18,2)) AS line_total,
-    TRY_CAST({_trimmed('p.discount_percent')} AS DECIMAL(9,2)) AS discount_percent,
-    TRY_CAST({_trimmed('total_amount')} AS DECIMAL(18,2)) AS order_total,
+    CASE WHEN abs(p.price_number * p.quantity_number) < {_MONEY_BOUND} THEN CAST({price} * {quantity} AS DECIMAL(18,2))
+         WHEN abs(p.price_number * p.quantity_number) < {_LINE_TOTAL_BOUND}
+         THEN CAST(CAST({price} AS DECIMAL(38,6)) * {quantity} AS DECIMAL(18,2)) END AS line_total,
+    TRY_CAST(p.discount_percent_value AS DECIMAL(9,2)) AS discount_percent,
+    TRY_CAST(total_amount_value AS DECIMAL(18,2)) AS order_total,
     year(utc_wall)::SMALLINT AS year, month(utc_wall)::TINYINT AS month, day(utc_wall)::TINYINT AS day,
     hour(utc_wall)::TINYINT AS hour, (isodow(utc_wall) - 1)::TINYINT AS day_of_week,
     source"""
@@ -311,7 +332,8 @@ COPY (
         JOIN files f ON f.path = r.filename
     ), shaped AS (
         SELECT {_canonical_id("order_id")} AS order_id, order_date AS order_date_text, order_ts,
-            {_UTC_WALL} AS utc_wall, file_day, total_amount, source, products,
+            {_UTC_WALL} AS utc_wall, file_day, total_amount, {_typed_amount("total_amount")}, source,
+            {_typed_products("products")} AS products,
             {_canonical_id("customer.customer_id")} AS customer_id, customer.name AS customer_name, customer.email AS customer_email,
             customer.address.address AS customer_address,
             coalesce(customer.city, customer.address.city) AS customer_city,
@@ -362,7 +384,7 @@ def _reasons() -> str:
 _VALIDATE = f"""
 CREATE OR REPLACE TEMP TABLE validated AS
 WITH records AS ({_PRECISE_RECORDS}), parsed AS (
-    SELECT r.*, f.day AS file_day, f.source, {_order_ts("order_date_text")} AS order_ts
+    SELECT r.*, f.day AS file_day, f.source, {_order_ts("order_date_text")} AS order_ts, {_typed_amount("total_amount")}
     FROM records r JOIN files f USING (file_index)
 ), shaped AS (
     SELECT * EXCLUDE (address_json, customer_city, customer_state, customer_country), {_UTC_WALL} AS utc_wall,

@@ -22,8 +22,8 @@ from datetime import date, datetime, timezone
 _YEAR = "([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
 _TIME = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?"
 _ZONE = "(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)"
-# One pattern for Python's `re` and DuckDB's RE2, matched against the whole trimmed text.
-ORDER_DATE_PATTERN = f"{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]{_TIME}{_ZONE}?)?"
+# One pattern for Python's `re` and DuckDB's RE2, matched against the whole text; spaces around it are ignored.
+ORDER_DATE_PATTERN = f" *{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]{_TIME}{_ZONE}?)? *"
 
 # DuckDB's JSON reader refuses larger objects by default; one order this large is not an order.
 MAX_RECORD_BYTES = 16 << 20
@@ -70,10 +70,10 @@ def parse_record(text: str) -> tuple[object, str | None]:
 
 def order_day(value: object) -> date | None:
     """UTC day of an order_date (see ORDER_DATE_PATTERN); None when it is not one."""
-    if not isinstance(value, str) or not re.fullmatch(ORDER_DATE_PATTERN, value.strip()):
+    if not isinstance(value, str) or not re.fullmatch(ORDER_DATE_PATTERN, value):
         return None
     try:
-        moment = datetime.fromisoformat(value.strip())
+        moment = datetime.fromisoformat(value.strip(" "))
     except ValueError:  # a day the calendar does not have (2024-02-30)
         return None
     if moment.tzinfo is not None:

@@ -7,7 +7,10 @@ schema comes from the table contracts, the partitions from the run that wrote th
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +19,8 @@ from typing import Protocol
 
 import duckdb
 import pyarrow as pa
+
+from ecomm_assets.core.storage import is_leftover, owner
 
 GLUE_BATCH = 100  # BatchCreatePartition / BatchGetPartition / BatchUpdatePartition take at most 100
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
@@ -217,46 +222,66 @@ def _raise_errors(errors: list[dict], doing: str) -> None:
 
 
 class DuckDBCatalog:
-    """A DuckDB database file with a view per lake table over its Parquet partitions (with `dt`)."""
+    """A DuckDB database file with a view per lake table over its Parquet partitions (with `dt`).
 
-    def __init__(self, path: str, lock_timeout_seconds: float = 30.0):
+    Readers may hold the file open (read-only) for as long as they like: a sync never writes the
+    file in place, where it would wait for their locks. It copies the file beside itself, updates
+    the copy and renames it over the original. Open connections keep reading their snapshot; new
+    ones see the new views. Concurrent syncs each write a complete catalog, and the last rename wins.
+    """
+
+    def __init__(self, path: str):
         self.path = path
-        self.lock_timeout_seconds = lock_timeout_seconds
 
     def sync(self, tables: Sequence[CatalogTable], days: Sequence[date]) -> SyncReport:
         report = SyncReport()
-        if os.path.dirname(self.path):
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        con = self._connect()
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        prefix = f".{os.path.basename(self.path)}."
+        _remove_leftovers(folder, prefix)
+        fd, building = tempfile.mkstemp(prefix=f"{prefix}{owner()}~", dir=folder)
+        os.close(fd)
         try:
-            existing = {row[0]: row[1] for row in con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
-            for table in tables:
-                glob = f"{table.location}/dt=*/*.parquet"
-                sql = (
-                    f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM "
-                    f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true)"
-                )
-                if table.name not in existing:
-                    report.tables_created.append(table.name)
-                elif glob not in existing[table.name]:
-                    report.tables_updated.append(table.name)
-                else:
-                    continue
-                con.execute(sql)
+            if os.path.exists(self.path):
+                shutil.copyfile(self.path, building)
+            else:
+                os.unlink(building)  # DuckDB creates the file; an empty one is not a database
+            con = duckdb.connect(building)
+            try:
+                self._update_views(con, tables, report)
+            finally:
+                con.close()
+            os.replace(building, self.path)
         finally:
-            con.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(building)
         return report  # no partitions to register: each view's glob sees a new dt= folder at once
+
+    @staticmethod
+    def _update_views(con: duckdb.DuckDBPyConnection, tables: Sequence[CatalogTable], report: SyncReport) -> None:
+        existing = {row[0]: row[1] for row in con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
+        for table in tables:
+            glob = f"{table.location}/dt=*/*.parquet"
+            if table.name not in existing:
+                report.tables_created.append(table.name)
+            elif glob not in existing[table.name]:
+                report.tables_updated.append(table.name)
+            else:
+                continue
+            con.execute(
+                f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM "
+                f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true)"
+            )
 
     def query_hint(self, table: str) -> str:
         return f"duckdb {self.path} \"SELECT * FROM {table} WHERE dt = DATE '2024-01-15' LIMIT 10\""
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        """One writer at a time may hold the file: concurrent runs wait for it, briefly."""
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        while True:
-            try:
-                return duckdb.connect(self.path)
-            except duckdb.IOException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+
+def _remove_leftovers(folder: str, prefix: str) -> None:
+    """Copies (and their write-ahead logs) that killed syncs left beside the catalog."""
+    now = time.time()
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        with contextlib.suppress(FileNotFoundError):
+            if name.startswith(prefix) and is_leftover(name[len(prefix):], os.path.getmtime(path), now):
+                os.unlink(path)

@@ -39,12 +39,35 @@ STAGING = ".staging"
 # No write of ours takes this long: an older temporary file or multipart upload is a dead writer's
 # even when its process id was reused or it ran on another host.
 LEFTOVER_MAX_AGE = timedelta(hours=6)
-OWNER = f"{socket.gethostname().replace('~', '-')}~{os.getpid()}"  # host~pid, the prefix of temporary names
 
 
-def _owner() -> str:
-    # The pid of a forked process differs from the one it was imported in.
-    return f"{socket.gethostname().replace('~', '-')}~{os.getpid()}"
+def owner() -> str:
+    """`host~pid`, the prefix of this process's temporary names (computed per call: a forked
+    process has another pid)."""
+    return f"{_host()}~{os.getpid()}"
+
+
+def _host() -> str:
+    return socket.gethostname().replace("~", "-")
+
+
+def is_leftover(name: str, modified: float, now: float) -> bool:
+    """Whether a temporary file or folder named `host~pid~...` belongs to no running writer."""
+    host, _, rest = name.partition("~")
+    pid = rest.partition("~")[0]
+    if host == _host() and pid.isdigit() and not _process_alive(int(pid)):
+        return True
+    return now - modified > LEFTOVER_MAX_AGE.total_seconds()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 @dataclass(frozen=True)
@@ -124,7 +147,7 @@ class LakeStore:
             with self.filesystem.open_output_stream(target) as out:
                 out.write(data)
             return len(data)
-        temporary = os.path.join(self._staging_root(), f"{_owner()}~{uuid.uuid4().hex}.tmp")
+        temporary = os.path.join(self._staging_root(), f"{owner()}~{uuid.uuid4().hex}.tmp")
         try:
             with open(temporary, "wb") as out:
                 out.write(data)
@@ -150,7 +173,7 @@ class LakeStore:
     def staging_dir(self) -> Iterator[str]:
         """A private local folder for files being produced; removed afterwards. For a local lake it
         is inside the root's hidden `.staging/`, so that `put_file` is a rename."""
-        with tempfile.TemporaryDirectory(prefix=f"{_owner()}~", dir=self._staging_root()) as folder:
+        with tempfile.TemporaryDirectory(prefix=f"{owner()}~", dir=self._staging_root()) as folder:
             yield folder
 
     def _staging_root(self) -> str:
@@ -175,7 +198,7 @@ class LakeStore:
         with contextlib.suppress(FileNotFoundError), os.scandir(root) as entries:
             for entry in entries:
                 with contextlib.suppress(FileNotFoundError):  # another sweeper got there first
-                    if _is_leftover(entry.name, entry.stat(follow_symlinks=False).st_mtime, now):
+                    if is_leftover(entry.name, entry.stat(follow_symlinks=False).st_mtime, now):
                         if entry.is_dir(follow_symlinks=False):
                             shutil.rmtree(entry.path)
                         else:

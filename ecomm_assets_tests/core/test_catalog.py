@@ -1,13 +1,19 @@
+import os
+import socket
+import subprocess
+import sys
+import time
 from datetime import date, timedelta
 
 import boto3
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.core.catalog import (
-    PARQUET_INPUT, PARQUET_SERDE, BreakingSchemaChange, CatalogTable, GlueCatalog, glue_columns,
+    PARQUET_INPUT, PARQUET_SERDE, BreakingSchemaChange, CatalogTable, DuckDBCatalog, GlueCatalog, glue_columns,
 )
-from ecomm_assets.core.schemas import ORDER_LINES
+from ecomm_assets.core.schemas import CONTRACTS, ORDER_LINES
 
 LOCATION = "s3://lake/prefix/processed/order_lines"
 START = date(2024, 1, 1)
@@ -88,3 +94,57 @@ def test_partition_projection_is_optional(glue):
     parameters = glue.get_table(DatabaseName="ecomm", Name="order_lines")["Table"]["Parameters"]
     assert parameters["classification"] == "parquet"
     assert not any(key.startswith(("projection.", "storage.location")) for key in parameters)
+
+
+READER = """
+import sys, duckdb
+path = sys.argv[1]
+con = duckdb.connect(path, read_only=True)
+views = lambda c: sorted(r[0] for r in c.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall())
+print(views(con), flush=True)
+sys.stdin.readline()  # holds the file open until told to look again
+print(views(con), flush=True)
+con.close()
+print(views(duckdb.connect(path, read_only=True)), flush=True)
+"""
+
+
+def test_a_reader_holding_the_duckdb_catalog_open_never_blocks_the_writer(tmp_path):
+    """As the README recommends, a reader keeps data/catalog.duckdb open read-only in another
+    process while a run syncs the catalog: the sync finishes at once, the reader keeps its snapshot,
+    and sees the new views when it connects again."""
+    path = str(tmp_path / "catalog.duckdb")
+    lake = tmp_path / "lake" / "processed"
+    tables = {name: CatalogTable(name, schema, str(lake / name)) for name, schema in CONTRACTS.items()}
+    for name, schema in CONTRACTS.items():
+        (lake / name / "dt=2024-01-15").mkdir(parents=True)
+        pq.write_table(schema.empty_table(), lake / name / "dt=2024-01-15" / "part-00000.parquet")
+    catalog = DuckDBCatalog(path)
+    catalog.sync([tables["order_lines"]], [])
+    reader = subprocess.Popen([sys.executable, "-c", READER, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "['order_lines']"
+        started = time.monotonic()
+        report = catalog.sync(list(tables.values()), [])
+        assert time.monotonic() - started < 5
+        assert report.tables_created == ["orders", "dim_products", "dim_customers"] and report.tables_updated == []
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "['order_lines']"
+        assert reader.stdout.readline().strip() == str(sorted(tables))
+    finally:
+        reader.kill()
+        reader.wait()
+    assert sorted(os.listdir(tmp_path)) == ["catalog.duckdb", "lake"]  # no temporary file left beside it
+
+
+def test_a_copy_left_by_a_killed_sync_is_removed_by_the_next(tmp_path):
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    killed.wait()
+    dead = tmp_path / f".catalog.duckdb.{socket.gethostname()}~{killed.pid}~abc123"
+    alive = tmp_path / f".catalog.duckdb.{socket.gethostname()}~{os.getpid()}~def456"
+    dead.write_bytes(b"half a database")
+    alive.write_bytes(b"another sync, still running")
+    DuckDBCatalog(str(tmp_path / "catalog.duckdb")).sync([], [])
+    assert sorted(os.listdir(tmp_path)) == [alive.name, "catalog.duckdb"]

@@ -2,7 +2,11 @@
 update, killed runs leave nothing behind, and catalog readers never block the writer."""
 
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 from datetime import date, timedelta
 
 import dagster as dg
@@ -11,7 +15,7 @@ import pyarrow.parquet as pq
 
 from ecomm_assets.assets import lake
 from ecomm_assets.assets.catalog import CATALOG_TABLES
-from ecomm_assets_tests.conftest import make_definitions
+from ecomm_assets_tests.conftest import PROJECT, make_definitions
 
 RANGE_TAGS = {"dagster/asset_partition_range_start": "2024-01-10", "dagster/asset_partition_range_end": "2024-01-22"}
 RANGE_DAYS = [str(date(2024, 1, 10) + timedelta(days=n)) for n in range(13)]
@@ -118,3 +122,71 @@ def test_a_run_paused_after_listing_its_inputs_never_replaces_a_newer_day(lake_d
     lines = set(pq.read_table(lake_dir / f"processed/order_lines/dt={day}").column("order_id").to_pylist())
     orders = set(pq.read_table(lake_dir / f"processed/orders/dt={day}").column("order_id").to_pylist())
     assert lines == orders == {"OLD1", "OLD2", "NEW0", "NEW1", "NEW2"}
+
+
+KILLING_RUN = """
+import importlib, os, signal, sys
+from pathlib import Path
+from ecomm_assets_tests.conftest import PROJECT, make_definitions
+
+lake_dir, target, match, nth, start, end = sys.argv[1:]
+module, _, name = target.rpartition(".")
+owner = importlib.import_module(module) if module in ("os",) else None
+if owner is None:
+    module_name, _, class_name = module.rpartition(".")
+    owner = getattr(importlib.import_module(module_name), class_name)
+original, calls = getattr(owner, name), []
+
+def killing(*args, **kwargs):
+    if match in " ".join(str(a) for a in args):
+        calls.append(1)
+        if len(calls) == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
+
+setattr(owner, name, killing)
+defs = make_definitions(Path(lake_dir), orders_per_day=50)
+tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+defs.resolve_implicit_global_asset_job_def().execute_in_process(tags=tags)
+"""
+FAULT_DAYS = ("2024-01-10", "2024-01-12")
+
+
+def lake_rows(lake_dir) -> dict:
+    """Every table's rows, read the way a reader does (every file must be readable)."""
+    return {table: sorted(map(str, pq.read_table(lake_dir / "processed" / table).to_pylist())) for table in CATALOG_TABLES}
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.name.endswith(".tmp") or ".staging/" in str(p) or ".locks/" in str(p) or p.name.startswith(".catalog"))
+
+
+@pytest.mark.parametrize(
+    ("target", "match", "nth"),
+    [
+        ("pyarrow.parquet.ParquetWriter.write_batch", "", 1),  # while a staged file is being written
+        ("os.replace", "processed/order_lines/dt=2024-01-11", 1),  # staged, not yet renamed into place
+        ("os.replace", "processed/orders/dt=", 2),  # one day of the range replaced, the others not
+        ("os.replace", "catalog.duckdb", 1),  # the catalog's new copy built, not yet renamed over it
+    ],
+)
+def test_a_run_killed_mid_write_leaves_the_lake_readable_and_nothing_behind(tmp_path, target, match, nth):
+    lake_dir = tmp_path / "lake"
+    defs = make_definitions(lake_dir, orders_per_day=50)
+    tags = {"dagster/asset_partition_range_start": FAULT_DAYS[0], "dagster/asset_partition_range_end": FAULT_DAYS[1]}
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(tags=tags).success
+    before = lake_rows(lake_dir)
+
+    killed = subprocess.run([sys.executable, "-c", KILLING_RUN, str(lake_dir), target, match, str(nth), *FAULT_DAYS],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert leftovers(tmp_path)  # the kill struck mid-write
+    assert lake_rows(lake_dir) == before  # the previous partitions, intact and readable
+
+    started = time.monotonic()
+    assert job.execute_in_process(tags=tags).success
+    assert time.monotonic() - started < 60  # no lock of the dead run to wait for
+    assert lake_rows(lake_dir) == before
+    assert leftovers(tmp_path) == []

@@ -262,6 +262,8 @@ class DuckDBCatalog:
         existing = {row[0]: row[1] for row in con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
         for table in tables:
             glob = f"{table.location}/dt=*/*.parquet"
+            if table.name not in existing and not con.execute("SELECT count(*) FROM glob(?)", [glob]).fetchone()[0]:
+                continue  # no partition yet, and DuckDB binds a view to files: it comes with the first one
             if table.name not in existing:
                 report.tables_created.append(table.name)
             elif glob not in existing[table.name]:

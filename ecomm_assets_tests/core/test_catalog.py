@@ -148,3 +148,13 @@ def test_a_copy_left_by_a_killed_sync_is_removed_by_the_next(tmp_path):
     alive.write_bytes(b"another sync, still running")
     DuckDBCatalog(str(tmp_path / "catalog.duckdb")).sync([], [])
     assert sorted(os.listdir(tmp_path)) == [alive.name, "catalog.duckdb"]
+
+
+def test_a_table_without_partitions_yet_gets_its_duckdb_view_with_the_first(tmp_path):
+    lake = tmp_path / "lake" / "processed"
+    table = CatalogTable("orders", CONTRACTS["orders"], str(lake / "orders"))
+    catalog = DuckDBCatalog(str(tmp_path / "catalog.duckdb"))
+    assert catalog.sync([table], []).tables_created == []
+    (lake / "orders" / "dt=2024-01-15").mkdir(parents=True)
+    pq.write_table(CONTRACTS["orders"].empty_table(), lake / "orders" / "dt=2024-01-15" / "part-00000.parquet")
+    assert catalog.sync([table], []).tables_created == ["orders"]

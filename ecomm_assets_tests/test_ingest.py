@@ -6,12 +6,15 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import dagster as dg
 import duckdb
 import pytest
 
 from ecomm_assets.assets.landing import landing_raw_name
 from ecomm_assets.core.landing import file_id
+from ecomm_assets.definitions import build_definitions
+from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
 from ecomm_assets_tests.conftest import make_definitions
 from ecomm_assets_tests.test_definitions import land, landed_order, recompute_tick, run_requests
 
@@ -206,19 +209,40 @@ def test_skipped_landing_names_are_logged_by_the_sensor_and_the_ingest(lake_dir,
     assert any(message.startswith(f"skipped {name}: ") for message in messages)
 
 
-def test_gzip_files_are_ingested_and_a_broken_one_is_quarantined_as_it_landed(lake_dir, instance):
-    defs = make_definitions(lake_dir, orders_per_day=0)
-    land(lake_dir, "array.json.gz", gzip.compress(json.dumps([landed_order("G1", "2024-01-15T10:00:00Z")]).encode()))
-    land(lake_dir, "lines.jsonl.gz", gzip.compress(jsonl(landed_order("G2", "2024-01-16T10:00:00Z"))))
+def local_lake(lake_dir, aws):
+    return make_definitions(lake_dir, orders_per_day=0), LakeResource(uri=str(lake_dir)).store()
+
+
+def s3_lake(lake_dir, aws):
+    boto3.client("s3", endpoint_url=aws, region_name="us-east-1").create_bucket(Bucket="lake")
+    lake = LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1")
+    defs = build_definitions(
+        lake=lake, order_source=OrderSourceResource(orders_per_day=0),
+        sql_catalog=CatalogResource(backend="glue", glue_endpoint_url=aws, region="us-east-1"),
+        alerts=AlertSinkResource(path=str(lake_dir.parent / "alerts.jsonl")),
+    )
+    return defs, lake.store()
+
+
+@pytest.mark.parametrize("make_lake", [local_lake, s3_lake])
+def test_gzip_files_are_ingested_and_a_broken_one_is_quarantined_as_it_landed(lake_dir, instance, aws, make_lake):
+    defs, store = make_lake(lake_dir, aws)
     broken = gzip.compress(jsonl(landed_order("G3", "2024-01-15T10:00:00Z")))[:-9]  # cut: no CRC, no length
-    land(lake_dir, "broken.jsonl.gz", broken)
+    for name, data in {
+        "array.json.gz": gzip.compress(json.dumps([landed_order("G1", "2024-01-15T10:00:00Z")]).encode()),
+        "lines.jsonl.gz": gzip.compress(jsonl(landed_order("G2", "2024-01-16T10:00:00Z"))),
+        "broken.jsonl.gz": broken,
+    }.items():
+        store.write_bytes(f"landing/orders/{name}", data)
 
     tick = recompute_tick(defs, instance, lambda: ingest(defs, instance))
     run_requests(defs, instance, tick.run_requests)
-    assert [(order_id, day) for order_id, day, _ in loaded(lake_dir)] == [("G1", "2024-01-15"), ("G2", "2024-01-16")]
-    folder = lake_dir / "quarantine/landing" / file_id(broken)
-    assert (folder / "file-broken.jsonl.gz").read_bytes() == broken
-    assert json.loads((folder / "reason.json").read_text())["file_error"].startswith("not a readable gzip file")
+    lines = store.read_parquet([f"processed/order_lines/dt={day}/part-00000.parquet" for day in ("2024-01-15", "2024-01-16")])
+    assert sorted(zip(lines["order_id"].to_pylist(), map(str, lines["order_date"].to_pylist()))) == [
+        ("G1", "2024-01-15"), ("G2", "2024-01-16")]
+    folder = f"quarantine/landing/{file_id(broken)}"
+    assert store.read_bytes(f"{folder}/file-broken.jsonl.gz") == broken
+    assert json.loads(store.read_bytes(f"{folder}/reason.json"))["file_error"].startswith("not a readable gzip file")
 
 
 def test_landed_files_are_a_table_in_the_lake_and_in_sql(lake_dir, instance):

@@ -144,7 +144,8 @@ class LakeStore:
         self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
         if not self.is_local:
             self._sweep_once()
-            with self.filesystem.open_output_stream(target) as out:
+            # compression=None: pyarrow would otherwise gzip a `.gz` name (a landed file's quarantined copy) again.
+            with self.filesystem.open_output_stream(target, compression=None) as out:
                 out.write(data)
             return len(data)
         temporary = os.path.join(self._staging_root(), f"{owner()}~{uuid.uuid4().hex}.tmp")

@@ -82,3 +82,15 @@ def test_a_backfill_runs_on_the_production_storage(tmp_path, postgres):
         )
         assert cursor.fetchall() == [("2024-01-14", 1), ("2024-01-15", 1), ("2024-01-16", 1)]
     conn.close()
+
+
+def test_production_run_monitoring_sees_dead_run_tasks_and_one_run_writes_a_day(monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    config, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
+    assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["start_timeout_seconds"] == 300
+    launcher = getattr(importlib.import_module(config["run_launcher"]["module"]), config["run_launcher"]["class"])
+    assert launcher.supports_check_run_worker_health.fget(None) is True  # the property the monitor asks
+    assert config["run_coordinator"]["config"]["tag_concurrency_limits"] == [
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    ]

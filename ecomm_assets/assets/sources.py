@@ -5,6 +5,7 @@ from datetime import date
 
 import dagster as dg
 
+from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.storage import partition_dir
 from ecomm_assets.resources import LakeResource, OrderSourceResource
 
@@ -74,12 +75,14 @@ def build_source_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             products, users, carts = (read_raw_catalog(lake, r, day) or [] for r in CATALOG_RESOURCES)
             orders = order_source.orders(day, products, users, carts)
             folder = partition_dir("raw", "orders", day)
-            size += store.write_bytes(f"{folder}/{order_source.source}.jsonl", orders)
+            # One day at a time: a run computing the day from its raw files never sees them change.
+            with day_locks(store, [day], holder=context.run.run_id, on_wait=context.log.info):
+                size += store.write_bytes(f"{folder}/{order_source.source}.jsonl", orders)
+                # Re-running a day with another generator replaces that generator's file; landed files stay.
+                for other in GENERATED_SOURCES:
+                    if other != order_source.source:
+                        store.delete(f"{folder}/{other}.jsonl")
             rows += orders.count(b"\n")
-            # Re-running a day with another generator replaces that generator's file; landed files stay.
-            for other in GENERATED_SOURCES:
-                if other != order_source.source:
-                    store.delete(f"{folder}/{other}.jsonl")
             files = {f.name: f.size for f in store.list_files(folder)}
         return dg.MaterializeResult(
             metadata={

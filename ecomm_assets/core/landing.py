@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from ecomm_assets.core.records import MAX_RECORD_BYTES, RECORD_DECODER, DuplicateKeyError, order_day, parse_record, size_problem
+from ecomm_assets.core.records import MAX_RECORD_BYTES, decode_at, order_day, parse_record, size_problem
 
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
@@ -94,65 +94,144 @@ def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
             return landed
         text = None  # JSON Lines: the bad lines are quarantined one by one
     if text is not None:
-        array = _ORDERS_ARRAY.match(text)
-        if array:  # an array of orders, bare or as {"orders": [...]}: element by element
+        orders = _orders_array(text)
+        if orders is not None:  # an array of orders, bare or in {..., "orders": [...]}: element by element
+            position, wrapped = orders
             try:
-                for number, (record, reason, element) in enumerate(_array_elements(text, array.end()), start=1):
-                    _route(landed, number, record, reason, element)
+                emit = _Counter(landed)
+                position = _array_elements(text, position, emit)
+                _document_end(text, position, wrapped)
+            except _AmbiguousDocument as error:
+                landed.file_error = str(error)
+                _discard_records(landed)
             except ValueError as error:
                 landed.file_error = f"malformed or truncated JSON document: {error}"
                 _discard_records(landed)
             return landed
         record, reason = parse_record(text)
-        if reason is None:  # one document: one order, or {..., "orders": [...]}
-            wrapped = record.get("orders") if isinstance(record, dict) else None
-            for number, element in enumerate(wrapped if isinstance(wrapped, list) else [record], start=1):
-                _route(landed, number, element, None, None)
+        if record is not None:  # one document holding one order
+            _route(landed, 1, record, reason, text.strip() if reason else None)
+            return landed
+        if reason == "JSON nested too deeply" and _value_end(text, len(text) - len(text.lstrip())) == len(text.rstrip()):
+            _route(landed, 1, None, reason, text)  # one document, too deep to read
             return landed
     _split_json_lines(landed, data)
     return landed
 
 
-# A top-level array, or an object whose first key is "orders" holding one.
-_ORDERS_ARRAY = re.compile(r'\s*(\{\s*"orders"\s*:\s*)?\[')
 _WHITESPACE = re.compile(r"\s*")
 _STRUCTURE = re.compile(r'["\\\[\]{}]')
+_PLAIN = json.JSONDecoder()
 
 
-def _array_elements(text: str, position: int):
-    """(record, None, text) or (None, reason, text) per element of the array opening before
-    `position`. An element that cannot be a record (a repeated key, nesting too deep) is cut out
-    by its brackets, so the elements after it are still read. ValueError: the array is broken."""
-    wrapped = text.lstrip().startswith("{")
+class _AmbiguousDocument(ValueError):
+    pass
+
+
+class _Counter:
+    """Routes a document's elements in order, numbering them from 1."""
+
+    def __init__(self, landed: LandedFile):
+        self.landed, self.number = landed, 0
+
+    def __call__(self, record: object, reason: str | None, text: str | None) -> None:
+        self.number += 1
+        _route(self.landed, self.number, record, reason, text)
+
+
+def _orders_array(text: str) -> tuple[int, bool] | None:
+    """Where the orders of a document start (just inside their `[`) and whether they are wrapped in
+    an object, for a top-level array or an object with an "orders" array under any key; None for
+    anything else (one order, JSON Lines, or not JSON)."""
+    position = _WHITESPACE.match(text).end()
+    if text.startswith("[", position):
+        return position + 1, False
+    if not text.startswith("{", position):
+        return None
+    try:
+        for key, value_start in _object_keys(text, position + 1):
+            if key == "orders" and text.startswith("[", value_start):
+                return value_start + 1, True
+    except ValueError:
+        return None
+    return None
+
+
+def _object_keys(text: str, position: int, orders_seen: int = 0):
+    """(key, where its value starts) for each member of the object whose `{` is before `position`,
+    skipping each value whole, then (None, the position after its `}`). _AmbiguousDocument:
+    "orders" twice."""
+    position = _WHITESPACE.match(text, position).end()
+    if text.startswith("}", position):
+        yield None, position + 1
+        return
+    while True:
+        key, position = _PLAIN.raw_decode(text, position)
+        if not isinstance(key, str):
+            raise ValueError(f"expected a key at character {position}")
+        position = _WHITESPACE.match(text, position).end()
+        if not text.startswith(":", position):
+            raise ValueError(f"expected ':' at character {position}")
+        position = _WHITESPACE.match(text, position + 1).end()
+        if key == "orders":
+            orders_seen += 1
+            if orders_seen > 1:
+                raise _AmbiguousDocument("duplicate key 'orders': which list holds the orders is ambiguous")
+        yield key, position
+        position = _value_end(text, position) if text.startswith(("{", "["), position) else _PLAIN.raw_decode(text, position)[1]
+        position = _WHITESPACE.match(text, position).end()
+        if text.startswith(",", position):
+            position = _WHITESPACE.match(text, position + 1).end()
+        elif text.startswith("}", position):
+            yield None, position + 1
+            return
+        else:
+            raise ValueError(f"expected ',' or '}}' at character {position}")
+
+
+def _document_end(text: str, position: int, wrapped: bool) -> None:
+    """After the orders' `]`: the rest of the wrapping object (no second "orders"), then nothing."""
+    if wrapped:
+        position = _WHITESPACE.match(text, position).end()
+        if text.startswith(",", position):
+            *_, (_, position) = _object_keys(text, position + 1, orders_seen=1)
+        elif text.startswith("}", position):
+            position += 1
+        else:
+            raise ValueError(f"expected ',' or '}}' at character {position}")
+    if text[position:].strip():
+        raise ValueError(f"unexpected text after the orders at character {position}")
+
+
+def _array_elements(text: str, position: int, emit) -> int:
+    """Emits (record, None, None) or (None, reason, text) per element of the array opening just
+    before `position`, and returns the position after its `]`. An element that cannot be a record
+    (a repeated key, nesting too deep) is cut out by its brackets, so the elements after it are
+    still read. ValueError: the array is broken."""
     position = _WHITESPACE.match(text, position).end()
     if text.startswith("]", position):
-        position += 1
-    else:
-        while True:
-            start = position
-            try:
-                record, position = RECORD_DECODER.raw_decode(text, position)
-                problem = size_problem(text[start:position]) if position - start > MAX_RECORD_BYTES // 4 else None
-                yield (None, problem, text[start:position]) if problem else (record, None, None)
-            except (DuplicateKeyError, RecursionError):
-                position = _value_end(text, position)
-                element = text[start:position]
-                yield None, parse_record(element)[1], element
-            position = _WHITESPACE.match(text, position).end()
-            if text.startswith(",", position):
-                position = _WHITESPACE.match(text, position + 1).end()
-            elif text.startswith("]", position):
-                position += 1
-                break
-            else:
-                raise ValueError(f"expected ',' or ']' at character {position}")
-    rest = text[position:].strip()
-    if rest != ("}" if wrapped else ""):
-        raise ValueError(f"unexpected text after the orders at character {position}")
+        return position + 1
+    while True:
+        start = position
+        record, position, reason = decode_at(text, position)
+        if position == -1:
+            position = _value_end(text, start)
+        if reason is None and position - start > MAX_RECORD_BYTES // 4:
+            reason = size_problem(text[start:position])
+        emit(*((record, None, None) if reason is None else (None, reason, text[start:position])))
+        position = _WHITESPACE.match(text, position).end()
+        if text.startswith(",", position):
+            position = _WHITESPACE.match(text, position + 1).end()
+        elif text.startswith("]", position):
+            return position + 1
+        else:
+            raise ValueError(f"expected ',' or ']' at character {position}")
 
 
 def _value_end(text: str, position: int) -> int:
     """The end of the JSON object or array starting at `position`, found without recursion."""
+    if not text.startswith(("{", "["), position):
+        raise ValueError(f"expected an object or an array at character {position}")
     depth, in_string, escaped_at = 0, False, -1
     for match in _STRUCTURE.finditer(text, position):
         char = match.group()

@@ -29,21 +29,28 @@ ORDER_DATE_PATTERN = f" *{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]{_TIME}{_ZONE}?)? *"
 MAX_RECORD_BYTES = 16 << 20
 
 
-class DuplicateKeyError(ValueError):
-    pass
+class _Repeated(dict):
+    """An object in which a key was repeated: Python's json keeps the last value, DuckDB the first."""
+
+    repeated = ""
 
 
-def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
-    """object_pairs_hook: Python's json keeps the last of repeated keys, DuckDB the first."""
+_REPEATS: list[int] = []  # one entry per object with a repeated key ever parsed: clean values are never walked
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
     record = dict(pairs)
-    if len(record) != len(pairs):
-        seen: set[str] = set()
-        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise DuplicateKeyError(f"duplicate key {repeated!r}")
-    return record
+    if len(record) == len(pairs):
+        return record
+    seen: set[str] = set()
+    marked = _Repeated(record)
+    marked.repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+    _REPEATS.append(1)
+    return marked
 
 
-RECORD_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys)
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def size_problem(text: str) -> str | None:
@@ -53,19 +60,56 @@ def size_problem(text: str) -> str | None:
     return None
 
 
+def value_problem(value: object) -> str | None:
+    """Why a parsed value cannot be a record although it parsed: a repeated key anywhere in it, or
+    a string holding a lone surrogate (`\\ud800`: Python accepts it, it is not Unicode, DuckDB refuses it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item, _Repeated):
+                return f"duplicate key {item.repeated!r}"
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return "a string holds a lone surrogate escape (not valid Unicode)"
+    return None
+
+
+def decode_at(text: str, position: int) -> tuple[object, int, str | None]:
+    """The JSON value starting at `position`: (value, end, None), or (value or None, end or -1, the
+    reason it cannot be a record); -1 when the parser gave up inside it (find its end another way).
+    json.JSONDecodeError: not JSON at all."""
+    repeats = len(_REPEATS)
+    try:
+        value, end = _DECODER.raw_decode(text, position)
+    except RecursionError:
+        return None, -1, "JSON nested too deeply"
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits
+        return None, -1, f"unreadable number: {error}"
+    suspicious = len(_REPEATS) != repeats or _SURROGATE_ESCAPE.search(text, position, end) is not None
+    return value, end, value_problem(value) if suspicious else None
+
+
 def parse_record(text: str) -> tuple[object, str | None]:
-    """A JSON value and None, or None and the reason it cannot be a record."""
+    """A whole text as one JSON value: (value, None), or (value or None, the reason it cannot be a
+    record). A value that parsed but is ambiguous comes with its reason."""
     problem = size_problem(text)
     if problem:
         return None, problem
+    start = len(text) - len(text.lstrip())
     try:
-        return RECORD_DECODER.decode(text), None
-    except DuplicateKeyError as error:
-        return None, str(error)
-    except RecursionError:
-        return None, "JSON nested too deeply"
+        value, end, problem = decode_at(text, start)
     except json.JSONDecodeError as error:
         return None, f"malformed JSON: {error}"
+    if end != -1 and text[end:].strip():
+        return None, f"malformed JSON: extra data at character {end}"
+    return value, problem
 
 
 def order_day(value: object) -> date | None:

@@ -83,10 +83,15 @@ HOSTILE_RECORDS = [
     ("hour 24", '{"order_id":"h","order_date":"2024-03-02T24:00:00"}', "unparseable order_date: 2024-03-02T24:00:00"),
     ("before the lake", '{"order_id":"old","order_date":"2023-10-26T18:46:39"}', "before the first partition: 2023-10-26 < 2024-01-01"),
     ("far future", '{"order_id":"f","order_date":"2999-01-01"}', "in the future: 2999-01-01 is after 2024-01-20"),
+    ("lone surrogate", '{"order_id":"s","order_date":"2024-01-15","name":"\\ud800x"}',
+     "a string holds a lone surrogate escape (not valid Unicode)"),
+    ("5,000-digit number", '{"order_id":"n","order_date":"2024-01-15","x":' + "1" * 5000 + "}",
+     "unreadable number: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; "
+     "use sys.set_int_max_str_digits() to increase the limit"),
 ]
 
 
-@pytest.mark.parametrize("layout", ["json lines", "json array", "wrapped array"])
+@pytest.mark.parametrize("layout", ["json lines", "json array", "wrapped array", "wrapped, orders last"])
 @pytest.mark.parametrize("label, record, reason", HOSTILE_RECORDS, ids=[case[0] for case in HOSTILE_RECORDS])
 def test_a_hostile_record_is_quarantined_and_the_records_around_it_land(layout, label, record, reason):
     window = DayWindow(date(2024, 1, 1), date(2024, 1, 20))
@@ -95,11 +100,14 @@ def test_a_hostile_record_is_quarantined_and_the_records_around_it_land(layout, 
         "json lines": "\n".join(records),
         "json array": "[\n" + ",\n".join(records) + "\n]",
         "wrapped array": '{"orders": [' + ", ".join(records) + "]}",
+        "wrapped, orders last": '{"count": 3, "orders": [' + ", ".join(records) + "]}",
     }[layout]
     landed = split_landing_file("hostile.json", text.encode(), window)
     assert landed.file_error is None
     assert [q["reason"] for q in landed.quarantined] == [reason]
-    assert landed.quarantined[0]["record_number"] == 2 and landed.quarantined[0]["record"] == record
+    assert landed.quarantined[0]["record_number"] == 2
+    if layout != "wrapped, orders last":  # there the order is read with its document, then written alone
+        assert landed.quarantined[0]["record"] == record
     assert [json.loads(line)["order_id"] for line in landed.days[date(2024, 1, 15)]] == ["before", "after"]
     assert landed.records_read == 3 == landed.records_routed + len(landed.quarantined)
 
@@ -115,3 +123,24 @@ def test_the_day_window_keeps_today_and_tomorrow():
     assert window.problem(date(2024, 5, 2)) is None and window.problem(date(2024, 1, 1)) is None
     assert window.problem(date(2024, 5, 3)).startswith("in the future")
     assert window.problem(date(2023, 12, 31)).startswith("before the first partition")
+
+
+SINGLE_DOCUMENTS = [
+    ("repeated key", '{\n "order_id": "p",\n "order_date": "2024-01-15",\n "order_date": "2024-01-16"\n}', "duplicate key 'order_date'"),
+    ("nested too deeply", '{\n "order_id": "deep",\n "x": ' + "[" * 10_000 + "]" * 10_000 + "\n}", "JSON nested too deeply"),
+    ("lone surrogate", '{\n "order_id": "s",\n "order_date": "2024-01-15",\n "name": "\\udc00"\n}',
+     "a string holds a lone surrogate escape (not valid Unicode)"),
+]
+
+
+@pytest.mark.parametrize("label, text, reason", SINGLE_DOCUMENTS, ids=[case[0] for case in SINGLE_DOCUMENTS])
+def test_a_pretty_printed_order_that_cannot_land_is_one_record_with_its_reason(label, text, reason):
+    landed = split_landing_file("one.json", text.encode(), WINDOW)
+    assert landed.records_read == 1 and not landed.days
+    assert [(q["reason"], q["record"]) for q in landed.quarantined] == [(reason, text)]
+
+
+def test_a_repeated_orders_key_makes_the_file_unreadable():
+    text = '{"orders": [' + GOOD + '], "orders": []}'
+    landed = split_landing_file("two.json", text.encode(), WINDOW)
+    assert landed.file_error.startswith("duplicate key 'orders'") and not landed.days

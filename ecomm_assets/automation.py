@@ -13,6 +13,8 @@ from ecomm_assets.resources import AlertSinkResource, LakeResource
 
 # S3 lists LastModified to the second and a sensor tick can fall inside that second: each tick
 # looks back this far, and run keys (key + size + etag) keep a file from being ingested twice.
+# S3 sets LastModified itself when an object is written (a copy or restore is a new write), so a
+# new object is never older than the cursor.
 LISTING_OVERLAP = timedelta(minutes=5)
 
 
@@ -28,31 +30,27 @@ def landing_run_request(name: str, size: int, version: str) -> dg.RunRequest:
 
 def landing_files(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource):
     store = lake.store()
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    since = datetime.fromisoformat(cursor["last_modified"]) - LISTING_OVERLAP if cursor else None
     if store.is_local:
-        seen = [
-            (f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.landed_at)
-            for f in list_landing(store)
-            if since is None or f.landed_at > since
-        ]
+        # Every file on every tick: a local mtime is the producer's (cp -p, rsync -a, unzip keep old
+        # ones), so no cursor could tell a new file by it. Run keys (name, size, mtime) make each
+        # version run once; listing a folder and looking its run keys up is cheap.
+        seen = [(f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.refused) for f in list_landing(store)]
     else:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        since = datetime.fromisoformat(cursor["last_modified"]) - LISTING_OVERLAP if cursor else None
         bucket, _, root = store.root.partition("/")
         prefix = f"{root}/{LANDING_DIR}/" if root else f"{LANDING_DIR}/"
-        seen = [
-            (o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"'), o["LastModified"])
-            for o in get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client())
-        ]
-    for name, size, version, _ in seen:
-        reason = skip_reason(name)
+        objects = list(get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client()))
+        seen = [(o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"'), None) for o in objects]
+        newest = max((o["LastModified"] for o in objects), default=None)
+        if newest and (not cursor or newest.isoformat() > cursor["last_modified"]):
+            context.update_cursor(json.dumps({"last_modified": newest.isoformat()}))
+    for name, size, version, refused in seen:
+        reason = refused or skip_reason(name)
         if reason:
             context.log.info(f"skipped {name!r}: {reason}")
         else:
             yield landing_run_request(name, size, version)
-    if seen:
-        newest = max(modified for *_, modified in seen)
-        if not cursor or newest.isoformat() > cursor["last_modified"]:
-            context.update_cursor(json.dumps({"last_modified": newest.isoformat()}))
 
 
 def _failed_assets(context: dg.RunFailureSensorContext) -> list[str]:

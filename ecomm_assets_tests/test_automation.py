@@ -90,6 +90,22 @@ def test_the_landing_sensor_requests_each_local_file_version_once(lake_dir):
     assert any(r.run_key.startswith("a.json:") and r.run_key not in {q.run_key for q in requests} for r in changed)
 
 
+def test_the_landing_sensor_finds_a_local_file_whatever_its_mtime(lake_dir):
+    """cp -p, rsync -a, unzip and os.utime land files with old mtimes: a tick must still see them."""
+    defs = make_definitions(lake_dir)
+    landing = lake_dir / "landing" / "orders"
+    landing.mkdir(parents=True)
+    (landing / "first.json").write_text("[]")
+    resources = {"lake": LakeResource(uri=str(lake_dir)), "s3": S3Resource()}
+    first, cursor = sensor_requests(defs, "landing_files_sensor", **resources)
+    (landing / "copied.json").write_text("[]")
+    an_hour_ago = time.time() - 3600
+    os.utime(landing / "copied.json", (an_hour_ago, an_hour_ago))
+    second, _ = sensor_requests(defs, "landing_files_sensor", cursor=cursor, **resources)
+    assert f"copied.json:2:{int(an_hour_ago * 1e6)}" in {r.run_key for r in second}
+    assert {r.run_key for r in first} <= {r.run_key for r in second}  # run keys keep the first from running again
+
+
 def test_the_landing_sensor_on_s3_misses_nothing_in_the_same_second(lake_dir, aws):
     s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
     s3.create_bucket(Bucket="lake")

@@ -1,5 +1,5 @@
 """The landing ingest end to end: a file's failure never stops the others, the lake's day window,
-the newest landed version wins, hostile names are refused, hidden names are logged, gzip."""
+the newest landed version wins, hostile names and symlinks are refused, hidden names are logged, gzip."""
 
 import gzip
 import json
@@ -11,12 +11,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecomm_assets.assets.landing import landing_raw_name
+from ecomm_assets.assets.landing import landing_raw_name, unsafe_name_problem
 from ecomm_assets.core.landing import file_id
 from ecomm_assets.definitions import build_definitions
 from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
 from ecomm_assets_tests.conftest import make_definitions
 from ecomm_assets_tests.test_definitions import land, landed_order, recompute_tick, run_requests
+from lambda_bridge.handler import unsafe_key_reason
 
 TODAY = datetime.now(timezone.utc).date()
 
@@ -181,7 +182,7 @@ def test_moving_the_start_date_earlier_and_reingesting_routes_what_was_before_it
 @pytest.mark.parametrize(
     "name",
     ["../../../../proc/self/environ", "/etc/hostname", "a/../../../x.json", "a\\..\\..\\x.json", "", "a//b.json",
-     "a\x00.json", "./a.json", "sub/..", ".."],
+     "a\x00.json", "./a.json", "sub/..", "..", "a.jsonl\u0001", "a.jsonl\n", "a\x7f.json", "a\x85.json", "a\u2028.json"],
 )
 def test_hostile_names_are_refused_before_anything_is_read(lake_dir, instance, name):
     land(lake_dir, "a.json", b"[]")
@@ -192,7 +193,7 @@ def test_hostile_names_are_refused_before_anything_is_read(lake_dir, instance, n
     assert sorted(p.relative_to(lake_dir).as_posix() for p in lake_dir.rglob("*") if p.is_file()) == ["landing/orders/a.json"]
 
 
-@pytest.mark.parametrize("name", [".part.json", "_tmp/orders.json", "sub/.hidden.jsonl", "notes.txt"])
+@pytest.mark.parametrize("name", [".part.json", "_tmp/orders.json", "sub/.hidden.jsonl", "notes.txt", "ctl\x01.jsonl"])
 def test_skipped_landing_names_are_logged_by_the_sensor_and_the_ingest(lake_dir, instance, name, capfd):
     defs = make_definitions(lake_dir, orders_per_day=0)
     land(lake_dir, name, jsonl(landed_order("H1", "2024-01-15T10:00:00Z")))
@@ -206,7 +207,91 @@ def test_skipped_landing_names_are_logged_by_the_sensor_and_the_ingest(lake_dir,
     result = ingest(defs, instance)
     assert result.success and result.output_for_node("ingest_landing_files") == ["2024-01-15"]
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    assert any(message.startswith(f"skipped {name}: ") for message in messages)
+    assert any(message.startswith(f"skipped {name!r}: ") for message in messages)
+
+
+# Names on which the package and the Lambda bridge (which ships alone, with its own copy) must agree.
+@pytest.mark.parametrize(
+    "name",
+    ["a.jsonl", "sub/a.jsonl", "é/ü.json", "a\xa0.json", "a\u200b.json", "", "/a.json", "a/../b.json", "./a.json",
+     "a//b.json", "a\\b.json", "a\x00.json", "a\x01.json", "a.jsonl\n", "a\x1f.json", "a\x7f.json", "a\x80.json",
+     "a\x9f.json", "a\u2028.json", "a\u2029.json"],
+)
+def test_the_package_and_the_lambda_bridge_refuse_the_same_names(name):
+    assert (unsafe_name_problem(name) is None) == (unsafe_key_reason(name) is None)
+
+
+def outside(lake_dir, name: str, data: bytes):
+    path = lake_dir.parent / "outside" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def link(lake_dir, name: str, target) -> None:
+    path = lake_dir / "landing" / "orders" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+# Each makes a symlink in the landing zone; returns (the entry a listing meets, the name a run
+# could be given, bytes that must never reach the lake).
+def link_to_a_file_outside(lake_dir):
+    link(lake_dir, "evil.jsonl", outside(lake_dir, "orders.jsonl", jsonl(landed_order("OUT1", "2024-01-15T10:00:00Z"))))
+    return "evil.jsonl", "evil.jsonl", [b"OUT1"]
+
+
+def link_to_the_process_environment(lake_dir):
+    link(lake_dir, "environ.jsonl", "/proc/self/environ")
+    with open("/proc/self/environ", "rb") as environ:  # stands for secrets: every entry of this process's environment
+        return "environ.jsonl", "environ.jsonl", [entry for entry in environ.read().split(b"\0") if len(entry) > 8]
+
+
+def linked_folder(lake_dir):
+    link(lake_dir, "sub", outside(lake_dir, "orders.jsonl", jsonl(landed_order("OUT1", "2024-01-15T10:00:00Z"))).parent)
+    return "sub", "sub/orders.jsonl", [b"OUT1"]
+
+
+def link_inside_the_zone(lake_dir):
+    link(lake_dir, "alias.jsonl", "visible.jsonl")  # harmless, but one rule is simpler than telling
+    return "alias.jsonl", "alias.jsonl", []
+
+
+def files_holding(lake_dir, secrets: list[bytes]) -> list[str]:
+    """The lake's files and the alert file (symlinks not followed) that hold any of `secrets`."""
+    paths = [os.path.join(parent, name) for parent, _, names in os.walk(lake_dir) for name in names]
+    found = []
+    for path in paths + [str(lake_dir.parent / "alerts.jsonl")]:
+        if not os.path.islink(path):
+            with open(path, "rb") as file:
+                data = file.read()
+            found += [path for secret in secrets if secret in data]
+    return found
+
+
+@pytest.mark.parametrize("make_link", [link_to_a_file_outside, link_to_the_process_environment, linked_folder, link_inside_the_zone])
+def test_symlinks_in_the_landing_zone_are_refused_before_anything_is_read(lake_dir, instance, make_link, capfd):
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    visible = jsonl(landed_order("V1", "2024-01-15T10:00:00Z"))
+    land(lake_dir, "visible.jsonl", visible)
+    listed, named, secrets = make_link(lake_dir)
+
+    sensor = defs.resolve_sensor_def("landing_files_sensor")
+    with dg.build_sensor_context(resources=defs.resources) as context:
+        requests = sensor.evaluate_tick(context).run_requests
+    assert [r.run_config["ops"]["ingest_landing_files"]["config"]["files"] for r in requests] == [["visible.jsonl"]]
+    assert f"skipped {listed!r}: a symbolic link" in capfd.readouterr().err
+
+    pending = ingest(defs, instance)
+    assert pending.success and pending.output_for_node("ingest_landing_files") == ["2024-01-15"]
+    assert any(entry.user_message.startswith(f"skipped {listed!r}: a symbolic link") for entry in instance.all_logs(pending.run_id))
+
+    named_run = ingest(defs, instance, files=[named])
+    assert named_run.success and named_run.output_for_node("ingest_landing_files") == []
+    assert [named in alert["error"] and "refused" in alert["error"] for alert in alerts(lake_dir)] == [True]
+    assert sorted(p.name for p in (lake_dir / "raw/_landing_manifest").iterdir()) == [f"{file_id(visible)}.json"]
+    assert not (lake_dir / "quarantine").exists()
+    assert files_holding(lake_dir, secrets) == []
 
 
 def local_lake(lake_dir, aws):

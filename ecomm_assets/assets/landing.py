@@ -6,8 +6,11 @@ landed (the object's LastModified, the file's mtime), carried into the raw day f
 "the newest version wins" means the file that landed last, whatever order an ingest run takes.
 """
 
+import contextlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -17,7 +20,7 @@ import pyarrow.fs as pafs
 
 from ecomm_assets.core.landing import DayWindow, LandedFile, file_id, is_landing_file, split_landing_file
 from ecomm_assets.core.locks import day_locks
-from ecomm_assets.core.storage import LakeFile, LakeStore, partition_dir
+from ecomm_assets.core.storage import LakeFile, LakeStore, NotARegularFile, partition_dir
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
 LANDING_DIR = "landing/orders"
@@ -26,6 +29,9 @@ LANDED_FILES = "landed_files"
 # Sortable, fixed width, UTC: raw file names order by it exactly as the times do.
 LANDED_STAMP = "%Y%m%dT%H%M%S.%fZ"
 LANDING_RAW_NAME = re.compile(r"landing-(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+\.jsonl")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: they forge log lines and
+# are no part of a producer's file name. The Lambda bridge has the same rule (a test keeps them equal).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 LANDED_FILES_SCHEMA = pa.schema(
     [
@@ -49,14 +55,15 @@ class LandingFile:
     name: str  # relative to landing/orders/
     size: int
     landed_at: datetime  # UTC
+    refused: str | None = None  # locally: why it is never read (a symlink, not a regular file)
 
 
 def unsafe_name_problem(name: str) -> str | None:
     """Why a landed file name could reach outside the landing zone (or is no name), else None."""
     if not name:
         return "empty name"
-    if "\x00" in name:
-        return "NUL character"
+    if CONTROL_CHARACTERS.search(name):
+        return "control character"
     if "\\" in name:
         return "backslash"
     if name.startswith("/"):
@@ -79,22 +86,41 @@ def skip_reason(name: str) -> str | None:
 
 
 def list_landing(store: LakeStore) -> list[LandingFile]:
-    """Every file under landing/orders/, hidden names included (so that skipping one is logged)."""
-    selector = pafs.FileSelector(store.full_path(LANDING_DIR), allow_not_found=True, recursive=True)
-    skip = len(selector.base_dir.rstrip("/")) + 1
-    files = [
-        LandingFile(info.path[skip:], info.size, info.mtime.astimezone(timezone.utc))
-        for info in store.filesystem.get_file_info(selector)
-        if info.type == pafs.FileType.File
-    ]
+    """Every file under landing/orders/, hidden names included (so that skipping one is logged).
+    Locally symlinks are listed, never followed, and refused with anything but a regular file."""
+    if not store.is_local:
+        selector = pafs.FileSelector(store.full_path(LANDING_DIR), allow_not_found=True, recursive=True)
+        skip = len(selector.base_dir.rstrip("/")) + 1
+        files = [
+            LandingFile(info.path[skip:], info.size, info.mtime.astimezone(timezone.utc))
+            for info in store.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        ]
+        return sorted(files, key=lambda f: f.name)
+    root = store.full_path(LANDING_DIR)
+    files = []
+    for folder, subfolders, names in os.walk(root):  # a symlinked folder is listed, not entered
+        for name in subfolders + names:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):  # moved away while listed
+                status = os.lstat(path)
+                if not stat.S_ISDIR(status.st_mode):
+                    landed_at = datetime.fromtimestamp(status.st_mtime, timezone.utc)
+                    files.append(LandingFile(os.path.relpath(path, root), status.st_size, landed_at, _refusal(status.st_mode)))
     return sorted(files, key=lambda f: f.name)
 
 
-def stat_landing(store: LakeStore, name: str) -> LandingFile:
-    info = store.filesystem.get_file_info(store.full_path(f"{LANDING_DIR}/{name}"))
-    if info.type != pafs.FileType.File:
-        raise FileNotFoundError(f"no landed file {LANDING_DIR}/{name}")
-    return LandingFile(name, info.size, info.mtime.astimezone(timezone.utc))
+def _refusal(mode: int) -> str | None:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link: only regular files inside the landing folder are read"
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def read_landing(store: LakeStore, name: str) -> tuple[LandingFile, bytes]:
+    """A landed file's bytes and its size and landing time, from one open of it (NotARegularFile:
+    a symlink or no regular file, refused unread)."""
+    data, info = store.read_confined(LANDING_DIR, name)
+    return LandingFile(name, info.size, info.mtime.astimezone(timezone.utc)), data
 
 
 def ingested_file_ids(store: LakeStore) -> set[str]:
@@ -201,10 +227,10 @@ def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: in
     return entry
 
 
-def ingest_file(store: LakeStore, landing: LandingFile, window: DayWindow, run_id: str) -> dict:
+def ingest_file(store: LakeStore, name: str, window: DayWindow, run_id: str) -> dict:
     """Split one landed file into raw day files, quarantine what cannot be routed (the whole file
     when it cannot be read or split), and record it. Returns its manifest entry."""
-    data = store.read_bytes(f"{LANDING_DIR}/{landing.name}")
+    landing, data = read_landing(store, name)
     landed = _split(landing, data, window)
     # A lock timeout leaves the file pending (not recorded), to be ingested by a later run.
     with day_locks(store, landed.days, holder=run_id):
@@ -282,7 +308,10 @@ def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefin
         entries, failures = [], {}
         for name in names:
             try:
-                entry = ingest_file(store, stat_landing(store, name), window, context.run_id)
+                entry = ingest_file(store, name, window, context.run_id)
+            except NotARegularFile as error:  # never read, so never quarantined: alerted below
+                failures[name] = f"refused: {error}"
+                continue
             except Exception as error:  # noqa: BLE001 - unreadable from the store: it stays in landing/ for a later run
                 failures[name] = f"{type(error).__name__}: {error}"
                 continue
@@ -332,10 +361,10 @@ def _pending(context: dg.OpExecutionContext, store: LakeStore, reingest: bool) -
     ingested = set() if reingest else ingested_file_ids(store)
     names = []
     for landing in list_landing(store):
-        reason = skip_reason(landing.name)
-        if reason:
-            context.log.info(f"skipped {landing.name}: {reason}")
-        elif file_id(store.read_bytes(f"{LANDING_DIR}/{landing.name}")) not in ingested:
+        reason = landing.refused or skip_reason(landing.name)
+        if reason:  # %r: a name's control characters are shown escaped, never forge a log line
+            context.log.info(f"skipped {landing.name!r}: {reason}")
+        elif file_id(store.read_confined(LANDING_DIR, landing.name)[0]) not in ingested:
             names.append(landing.name)
     return names
 

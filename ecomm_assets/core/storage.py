@@ -13,10 +13,12 @@ uploads under the lake's prefix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
 import uuid
@@ -81,6 +83,10 @@ class LakeFile:
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+
+class NotARegularFile(Exception):
+    """A local path that is a symlink, passes through one, or is not a regular file."""
 
 
 def partition_dir(area: str, table: str, day: date | str) -> str:
@@ -254,6 +260,39 @@ class LakeStore:
         """The file's bytes as stored: pyarrow would otherwise decompress a `.gz` name by itself."""
         with self.filesystem.open_input_stream(self.full_path(rel), compression=None) as stream:
             return stream.read()
+
+    def read_confined(self, folder: str, name: str) -> tuple[bytes, LakeFile]:
+        """A file below `folder` with its size and mtime. Locally each part of `name` is opened
+        without following symlinks (the file through the descriptor it was checked on), so nothing
+        outside `folder`'s real path is ever read: a symlink anywhere below `folder`, or anything
+        but a regular file, raises NotARegularFile before a byte is read. On S3 a key is only a key."""
+        rel = f"{folder}/{name}"
+        if not self.is_local:
+            info = self.filesystem.get_file_info(self.full_path(rel))
+            if info.type != pafs.FileType.File:
+                raise FileNotFoundError(f"no file {rel}")
+            return self.read_bytes(rel), LakeFile(rel, info.size, info.mtime)
+        *folders, leaf = name.split("/")
+        descriptor = os.open(self.full_path(folder), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in folders:
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+                os.close(descriptor)
+                descriptor = below
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+            below = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise NotARegularFile(f"{rel}: a symbolic link, or a path through one (or through a file)") from None
+            raise
+        finally:
+            os.close(descriptor)
+        with os.fdopen(below, "rb") as file:
+            status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise NotARegularFile(f"{rel}: not a regular file")
+            data = file.read()
+        return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, timezone.utc))
 
     def exists(self, rel: str) -> bool:
         return self.filesystem.get_file_info(self.full_path(rel)).type == pafs.FileType.File

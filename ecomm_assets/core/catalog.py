@@ -243,7 +243,7 @@ class DuckDBCatalog:
         os.close(fd)
         try:
             if os.path.exists(self.path):
-                shutil.copyfile(self.path, building)
+                shutil.copy(self.path, building)  # with its mode: mkstemp's 0600 would replace it
             else:
                 os.unlink(building)  # DuckDB creates the file; an empty one is not a database
             con = duckdb.connect(building)

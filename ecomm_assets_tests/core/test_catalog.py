@@ -1,5 +1,6 @@
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -158,3 +159,26 @@ def test_a_table_without_partitions_yet_gets_its_duckdb_view_with_the_first(tmp_
     (lake / "orders" / "dt=2024-01-15").mkdir(parents=True)
     pq.write_table(CONTRACTS["orders"].empty_table(), lake / "orders" / "dt=2024-01-15" / "part-00000.parquet")
     assert catalog.sync([table], []).tables_created == ["orders"]
+
+
+@pytest.mark.parametrize(
+    "syncs, mode_between, expected",
+    [
+        (1, None, 0o640),  # a new catalog: 0666 less the umask (0027 here)
+        (2, None, 0o640),  # rebuilt from its copy: still as created
+        (2, 0o604, 0o604),  # rebuilt: the mode its owner gave it
+    ],
+)
+def test_a_sync_keeps_the_duckdb_catalogs_mode(tmp_path, syncs, mode_between, expected):
+    path = tmp_path / "catalog.duckdb"
+    catalog = DuckDBCatalog(str(path))
+    umask = os.umask(0o027)
+    try:
+        catalog.sync([], [])
+        if mode_between is not None:
+            path.chmod(mode_between)
+        for _ in range(syncs - 1):
+            catalog.sync([], [])
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == expected

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import preview, reasons_table
 from ecomm_assets.assets.sources import read_raw_catalog
+from ecomm_assets.core import quality
 from ecomm_assets.core.flatten import DayCounts, FlattenResult, RawOrderFile, flatten_orders
 from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.schemas import CONTRACTS, ORDER_LINES, conform
@@ -225,7 +226,7 @@ def build_lake_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefi
             table = build_orders(read_days(store, "order_lines", days))
             ensure_inputs_unchanged()
             metadata = write_days(store, "orders", CONTRACTS["orders"], split_by_day(table, "order_date", days))
-        metadata["orders_not_reconciling"] = table.num_rows - pc.sum(table["reconciles"]).as_py() if table.num_rows else 0
+        metadata["orders_not_reconciling"] = quality.totals_reconcile(table)[1]["orders_not_reconciling"]
         return dg.MaterializeResult(metadata=metadata)
 
     def dimension(name: str, catalog: str, builder, description: str) -> dg.AssetsDefinition:

@@ -9,10 +9,11 @@ Vectorized in DuckDB, in two passes at most:
    days, the usual case, cost about one bare read + UNNEST + COPY. (One query for a year of days
    takes a seventh of the time of one query per day.)
 2. Precise, only for a day with a rejected record, a duplicate or a value of the wrong type: every
-   record of the day is read as a JSON value so each rejected record keeps its original text and
-   a precise reason, the newest version of each order wins, and the optimistic file is replaced.
-   A wrong JSON type makes the one optimistic query fail for all days: each day then tries its
-   own optimistic query first.
+   line of the day is read as text, then as a JSON value, so each rejected record (a line that is
+   not JSON at all included) keeps its original text and a precise reason, the newest version of
+   each order wins, and the optimistic file is replaced. A wrong JSON type, or a line the JSON
+   reader refuses, makes the one optimistic query fail for all days: each day then tries its own
+   optimistic query first.
 Both passes apply the same rules and produce the same columns.
 
 Conservation, per day: records_read = orders_loaded + records_quarantined + duplicates_dropped.
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 
 from ecomm_assets.core import duck
 from ecomm_assets.core.records import ORDER_DATE_PATTERN
-from ecomm_assets.core.schemas import ORDER_LINES, UNIT_PRICE
+from ecomm_assets.core.schemas import ORDER_LINES, PERCENT, UNIT_PRICE
 
 QUARANTINE = pa.schema(
     [
@@ -117,8 +118,6 @@ _DECLARED_COLUMNS = {
 # Precise read: every record as a JSON value. Wrong types become precise reasons, not crashes.
 # An id is a JSON string or number, kept as its text (as the declared VARCHAR read keeps it).
 _SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
-# Landing quarantines records over 16 MiB; this only bounds what one line of a raw file may cost.
-_MAX_OBJECT_BYTES = 1 << 30
 
 # An amount is read exactly to 6 decimals, below 10^12, in int64 arithmetic (twice as fast as wider
 # decimals; a line total past 10^12 is computed wide); line totals are bounded by decimal(18,2),
@@ -127,6 +126,7 @@ _EXACT_MONEY = "DECIMAL(18,6)"
 _MONEY_BOUND = "1e12"
 _LINE_TOTAL_BOUND = "1e16"
 _PERCENT_BOUND = "1e7"
+_PERCENT_SQL = f"DECIMAL({PERCENT.precision},{PERCENT.scale})"
 _QUANTITY_BOUND = 2**31 - 1
 UNIT_PRICE_SQL = f"DECIMAL({UNIT_PRICE.precision},{UNIT_PRICE.scale})"
 
@@ -150,15 +150,18 @@ def _typed_products(products: str) -> str:
     return f"list_transform({products}, lambda p: struct_insert(p, {fields}, quantity_number := TRY_CAST(p.quantity AS DOUBLE)))"
 
 
-def _number_problem(text: str, label: str, bound: str) -> str:
+def _number_problem(text: str, label: str, bound: str, stored_as: str | None = None) -> str:
     """Why an amount is not usable; NULL when it is, or when it is absent. `text` has its
-    converted `<text>_value` and `<text>_number` beside it."""
+    converted `<text>_value` and `<text>_number` beside it. An amount must also fit `stored_as`
+    after rounding, when that type is narrower than the bound says."""
     value, number = f"{text}_value", f"{text}_number"
+    too_wide = f" OR TRY_CAST({value} AS {stored_as}) IS NULL" if stored_as else ""
     return (
         f"CASE WHEN {text} IS NULL THEN NULL "
-        f"WHEN {number} IS NULL THEN 'non-numeric {label}: ' || {text} "
+        # DuckDB's casts accept digit separators ("1_000"); JSON numbers have none.
+        f"WHEN {number} IS NULL OR contains({text}, '_') THEN 'non-numeric {label}: ' || {text} "
         f"WHEN isnan({number}) OR isinf({number}) THEN '{label} is not a finite number: ' || {text} "
-        f"WHEN {value} IS NULL OR abs({number}) >= {bound} THEN '{label} out of range: ' || {text} END"
+        f"WHEN {value} IS NULL OR abs({number}) >= {bound}{too_wide} THEN '{label} out of range: ' || {text} END"
     )
 
 
@@ -166,7 +169,7 @@ def _quantity_problem(text: str) -> str:
     number = f"{text}_number"
     return (
         f"CASE WHEN {text} IS NULL THEN 'missing quantity' "
-        f"WHEN {number} IS NULL THEN 'non-numeric quantity: ' || {text} "
+        f"WHEN {number} IS NULL OR contains({text}, '_') THEN 'non-numeric quantity: ' || {text} "
         f"WHEN isnan({number}) OR isinf({number}) THEN 'quantity is not a finite number: ' || {text} "
         f"WHEN {number} <> floor({number}) THEN 'quantity is not a whole number' "
         f"WHEN {number} <= 0 THEN 'quantity <= 0' "
@@ -223,17 +226,23 @@ list_transform(ps, lambda p: struct_pack(
 """
 
 _PRECISE_RECORDS = f"""
-WITH raw AS (
-    SELECT f.file_index, row_number() OVER (PARTITION BY r.filename) AS record_number, r.json AS j
-    FROM read_ndjson_objects($paths, filename=true, maximum_object_size={_MAX_OBJECT_BYTES}) r
-    JOIN files f ON f.path = r.filename
+WITH texts AS (
+    SELECT f.file_index, string_split(t.content, chr(10)) AS lines FROM read_text($paths) t JOIN files f ON f.path = t.filename
+), numbered AS (
+    SELECT file_index, rtrim(unnest(lines), chr(13)) AS line, generate_subscripts(lines, 1) AS position FROM texts
+), raw AS (
+    -- Each line as text, then as JSON: a line DuckDB cannot read is a record of its own to quarantine.
+    SELECT file_index, row_number() OVER (PARTITION BY file_index ORDER BY position) AS record_number, line,
+        TRY_CAST(line AS JSON) AS j
+    FROM numbered WHERE trim(line, chr(32) || chr(9)) <> ''
 ), shaped AS (
     SELECT *,
         CASE WHEN json_type(j -> 'customer') = 'OBJECT' THEN j -> 'customer' END AS c,
         CASE WHEN json_type(j -> 'products') = 'ARRAY' THEN CAST(j -> 'products' AS JSON[]) END AS ps
     FROM raw
 )
-SELECT file_index, record_number, j::VARCHAR AS record,
+SELECT file_index, record_number, line AS record,
+    CASE WHEN j IS NULL THEN 'malformed JSON' WHEN json_type(j) <> 'OBJECT' THEN 'record is not a JSON object' END AS unreadable,
     CASE WHEN json_type(j -> 'order_id') IN {_SCALAR_TYPES} THEN {_canonical_id("j ->> 'order_id'")} END AS order_id,
     j ->> 'order_date' AS order_date_text,
     j ->> 'total_amount' AS total_amount,
@@ -242,7 +251,6 @@ SELECT file_index, record_number, j::VARCHAR AS record,
     c ->> 'city' AS customer_city, c ->> 'state' AS customer_state, c ->> 'country' AS customer_country,
     {_typed_products(_PRECISE_PRODUCTS)} AS products,
     list_filter([
-        CASE WHEN json_type(j) <> 'OBJECT' THEN 'record is not a JSON object' END,
         coalesce({_repeated_key("j")}, {_repeated_key("c")}, {_repeated_key("c -> 'address'")}),
         {_type_problem("j -> 'order_id'", _SCALAR_TYPES, "order_id")},
         {_type_problem("c -> 'customer_id'", _SCALAR_TYPES, "customer_id")},
@@ -274,8 +282,8 @@ _LINE_RULES = [
     (f"({_number_problem('p.price', 'price', _MONEY_BOUND)}) IS NOT NULL", _number_problem("p.price", "price", _MONEY_BOUND)),
     ("p.price_value < 0", "'negative price'"),
     (f"({_quantity_problem('p.quantity')}) IS NOT NULL", _quantity_problem("p.quantity")),
-    (f"({_number_problem('p.discount_percent', 'discount_percent', _PERCENT_BOUND)}) IS NOT NULL",
-     _number_problem("p.discount_percent", "discount_percent", _PERCENT_BOUND)),
+    (f"({_number_problem('p.discount_percent', 'discount_percent', _PERCENT_BOUND, _PERCENT_SQL)}) IS NOT NULL",
+     _number_problem("p.discount_percent", "discount_percent", _PERCENT_BOUND, _PERCENT_SQL)),
     (f"abs(p.price_number * p.quantity_number) >= {_LINE_TOTAL_BOUND}",
      "'line total out of range: ' || p.price || ' x ' || p.quantity"),
 ]
@@ -309,7 +317,7 @@ def _line_columns(line_number: str) -> str:
     CASE WHEN abs(p.price_number * p.quantity_number) < {_MONEY_BOUND} THEN CAST({price} * {quantity} AS DECIMAL(18,2))
          WHEN abs(p.price_number * p.quantity_number) < {_LINE_TOTAL_BOUND}
          THEN CAST(CAST({price} AS DECIMAL(38,6)) * {quantity} AS DECIMAL(18,2)) END AS line_total,
-    TRY_CAST(p.discount_percent_value AS DECIMAL(9,2)) AS discount_percent,
+    TRY_CAST(p.discount_percent_value AS {_PERCENT_SQL}) AS discount_percent,
     TRY_CAST(total_amount_value AS DECIMAL(18,2)) AS order_total,
     year(utc_wall)::SMALLINT AS year, month(utc_wall)::TINYINT AS month, day(utc_wall)::TINYINT AS day,
     hour(utc_wall)::TINYINT AS hour, (isodow(utc_wall) - 1)::TINYINT AS day_of_week,
@@ -395,7 +403,7 @@ WITH records AS ({_PRECISE_RECORDS}), parsed AS (
         coalesce(customer_country, address_json ->> 'country') AS customer_country
     FROM parsed
 )
-SELECT *, {_reasons()} AS reasons FROM shaped
+SELECT *, CASE WHEN unreadable IS NOT NULL THEN [unreadable] ELSE {_reasons()} END AS reasons FROM shaped
 """
 
 # Newest version of each valid order wins: later file, then later record in the file.

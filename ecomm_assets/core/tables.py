@@ -23,10 +23,11 @@ def _query(sql: str, **tables: pa.Table) -> pa.Table:
 
 
 def build_orders(order_lines: pa.Table) -> pa.Table:
-    """One row per order; `reconciles` says whether the reported total equals the line totals."""
+    """One row per order and day (an id is unique within a day: a range must give what its days
+    give one by one); `reconciles` says whether the reported total equals the line totals."""
     return _query(
         """
-        SELECT order_id, any_value(order_ts) AS order_ts, any_value(order_date) AS order_date,
+        SELECT order_id, any_value(order_ts) AS order_ts, order_date,
                any_value(customer_id) AS customer_id, any_value(customer_name) AS customer_name,
                any_value(customer_email) AS customer_email, any_value(customer_country) AS customer_country,
                count(*)::INTEGER AS items, sum(quantity)::BIGINT AS units,
@@ -34,7 +35,7 @@ def build_orders(order_lines: pa.Table) -> pa.Table:
                (any_value(order_total) - sum(line_total))::DECIMAL(18,2) AS total_difference,
                any_value(order_total) = sum(line_total) AS reconciles,
                any_value(source) AS source
-        FROM order_lines GROUP BY order_id ORDER BY order_ts, order_id
+        FROM order_lines GROUP BY order_date, order_id ORDER BY order_ts, order_id
         """,
         order_lines=order_lines,
     ).cast(ORDERS)

@@ -91,6 +91,9 @@ BAD_RECORDS = [
     (order(products=[{"product_id": 1, "price": 1e10, "quantity": 1e7}]), "line total out of range"),
     (order(products=[{"product_id": 1, "price": 3, "quantity": 1, "discount_percent": "a lot"}]), "non-numeric discount_percent"),
     (order(total_amount=1e20), "total_amount out of range"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": 1, "discount_percent": "9999999.999"}]), "discount_percent out of range"),
+    (order(products=[{"product_id": 1, "price": "1_000", "quantity": 1}]), "non-numeric price: 1_000"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": "1_0"}]), "non-numeric quantity: 1_0"),
     (order(when="20240302T100000Z"), "unparseable order_date: 20240302T100000Z"),
     (order(when="2024-01-15T24:00:00"), "unparseable order_date"),
 ]
@@ -307,3 +310,27 @@ def test_landing_and_flatten_agree_on_every_order_date(tmp_path, when):
         assert result.quarantined.column("reason").to_pylist() == [f"unparseable order_date: {when}"]
     else:
         assert result.quarantined.num_rows == 0 and result.lines().column("order_date").to_pylist() == [day, day]
+
+
+UNREADABLE_LINES = [
+    ("lone surrogate", '{"order_id":"S","order_date":"2024-01-15T08:00:00Z","name":"\\ud800x"}'),
+    ("not JSON", '{"order_id": "cut'),
+    ("not an object", "[1, 2]"),
+]
+
+
+@pytest.mark.parametrize("label, line", UNREADABLE_LINES, ids=[case[0] for case in UNREADABLE_LINES])
+def test_a_line_the_json_reader_refuses_is_quarantined_and_its_neighbours_load(tmp_path, label, line):
+    """A raw line DuckDB cannot read once failed the whole range, on every run."""
+    days = [date(2024, 1, d) for d in (14, 15, 16)]
+    files = [
+        on_day(tmp_path, f"{day}.jsonl", day, [order(f"O-{day}", when=f"{day}T09:00:00Z"), *([line] if day == DAY else [])])
+        for day in days
+    ]
+    result = flatten_orders(files, str(tmp_path))
+    assert result.read_modes == {days[0]: "optimistic", DAY: "precise", days[2]: "optimistic"}
+    assert sorted(result.lines().column("order_id").unique().to_pylist()) == [f"O-{day}" for day in days]
+    [rejected] = result.quarantined.to_pylist()
+    assert rejected["record"] == line and rejected["record_number"] == 2
+    assert rejected["reason"] == ("record is not a JSON object" if label == "not an object" else "malformed JSON")
+    assert all(result.counts[day].conserved for day in days)

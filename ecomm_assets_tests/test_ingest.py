@@ -162,6 +162,40 @@ def test_the_version_that_landed_last_wins_whatever_the_ingest_order(lake_dir, i
     assert loaded(lake_dir) == [("W1", "2024-01-15", 12.0)]
 
 
+@pytest.mark.parametrize("prices", [{"a.json": 10.0, "b.json": 12.0}, {"a.json": 12.0, "b.json": 10.0}])
+def test_a_tie_in_landed_time_is_decided_by_content_hash_not_by_name(lake_dir, instance, prices):
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    contents = {name: json.dumps([landed_order("W1", "2024-01-15T10:00:00Z", price=price)]).encode() for name, price in prices.items()}
+    for name, data in contents.items():
+        land(lake_dir, name, data)
+        set_landed_at(lake_dir, name, LANDED_AT)
+
+    run_requests(defs, instance, recompute_tick(defs, instance, lambda: ingest(defs, instance)).run_requests)
+    winner = max(contents, key=lambda name: file_id(contents[name]))
+    assert loaded(lake_dir) == [("W1", "2024-01-15", prices[winner])]
+
+
+def test_a_new_version_of_a_landed_file_supersedes_the_old_one(lake_dir, instance):
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    old = jsonl(landed_order("A1", "2024-01-15T10:00:00Z"))
+    new = jsonl(landed_order("B1", "2024-01-16T10:00:00Z"))
+    land(lake_dir, "one.jsonl", old)
+    set_landed_at(lake_dir, "one.jsonl", LANDED_AT)
+    run_requests(defs, instance, recompute_tick(defs, instance, lambda: ingest(defs, instance)).run_requests)
+    assert [order_id for order_id, _, _ in loaded(lake_dir)] == ["A1"]
+
+    land(lake_dir, "one.jsonl", new)  # overwritten in place
+    set_landed_at(lake_dir, "one.jsonl", LANDED_AT + timedelta(hours=1))
+    tick = recompute_tick(defs, instance, lambda: ingest(defs, instance))
+    assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+            for r in tick.run_requests] == [("2024-01-15", "2024-01-16")]  # the old version's day is recomputed
+    run_requests(defs, instance, tick.run_requests)
+    assert loaded(lake_dir) == [("B1", "2024-01-16", 10.0)]
+    manifest = lake_dir / "raw/_landing_manifest"
+    assert json.loads((manifest / f"{file_id(old)}.json").read_text())["superseded_by"] == file_id(new)
+    assert "superseded_by" not in json.loads((manifest / f"{file_id(new)}.json").read_text())
+
+
 def test_moving_the_start_date_earlier_and_reingesting_routes_what_was_before_it(lake_dir, instance):
     data = jsonl(landed_order("E1", "2024-01-05T10:00:00Z"), landed_order("E2", "2024-01-12T10:00:00Z"))
     land(lake_dir, "early.jsonl", data)

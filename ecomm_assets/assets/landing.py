@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import dagster as dg
 import pyarrow as pa
@@ -123,8 +123,13 @@ def read_landing(store: LakeStore, name: str) -> tuple[LandingFile, bytes]:
     return LandingFile(name, info.size, info.mtime.astimezone(timezone.utc)), data
 
 
+def manifest_entries(store: LakeStore) -> list[dict]:
+    return [json.loads(store.read_bytes(f.path)) for f in store.list_files(MANIFEST_DIR)]
+
+
 def ingested_file_ids(store: LakeStore) -> set[str]:
-    return {f.name.removesuffix(".json") for f in store.list_files(MANIFEST_DIR)}
+    """The contents ingested and not superseded (a reverted file's old content is pending again)."""
+    return {e["file_id"] for e in manifest_entries(store) if "superseded_by" not in e}
 
 
 def landing_raw_name(landed_at: datetime, landed_file_id: str) -> str:
@@ -172,6 +177,10 @@ def _quarantined_whole(name: str, landed_file_id: str, window: DayWindow, error:
     return LandedFile(name=name, file_id=landed_file_id, window=window, file_error=error)
 
 
+def _raw_files_of(store: LakeStore, day: date | str, landed_file_id: str) -> list[LakeFile]:
+    return [f for f in store.list_files(partition_dir("raw", "orders", day)) if f.name.endswith(f"-{landed_file_id}.jsonl")]
+
+
 def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -> None:
     """Each day's records as raw/orders/dt=D/landing-<landed at>-<file id>.jsonl. The same content
     landed earlier is replaced (the newest landing is its age); on failure nothing of it stays."""
@@ -182,8 +191,8 @@ def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -
             folder = partition_dir("raw", "orders", day)
             written.append(f"{folder}/{name}")
             store.write_bytes(f"{folder}/{name}", landed.day_bytes(day))
-            for older in store.list_files(folder):
-                if older.name != name and older.name.endswith(f"-{landed.file_id}.jsonl"):
+            for older in _raw_files_of(store, day, landed.file_id):
+                if older.name != name:
                     store.delete(older.path)
     except Exception:
         for rel in written:
@@ -202,8 +211,9 @@ def _quarantine(store: LakeStore, landed: LandedFile, data: bytes) -> None:
         store.delete(f"{folder}/reason.json")  # a re-ingest that now routes every record
 
 
-def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: int, run_id: str) -> dict:
-    """The manifest entry (which content was ingested) and the file's landed_files row."""
+def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: int, run_id: str, supersedes: dict) -> dict:
+    """The manifest entry (which content was ingested, which earlier versions of its name it
+    superseded: file id -> days) and the file's landed_files row."""
     entry = {
         "file": landing.name,
         "file_id": landed.file_id,
@@ -216,6 +226,7 @@ def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: in
         "days": {str(day): len(lines) for day, lines in sorted(landed.days.items())},
         "ingested_at": datetime.now(timezone.utc).isoformat(),
         "run_id": run_id,
+        "supersedes": supersedes,
     }
     row = entry | {
         "landed_at": landing.landed_at,
@@ -232,14 +243,26 @@ def ingest_file(store: LakeStore, name: str, window: DayWindow, run_id: str) -> 
     when it cannot be read or split), and record it. Returns its manifest entry."""
     landing, data = read_landing(store, name)
     landed = _split(landing, data, window)
+    # The name's content now is its only version: earlier ones leave raw, and their days are touched too.
+    earlier = [e for e in manifest_entries(store)
+               if e["file"] == name and e["file_id"] != landed.file_id and "superseded_by" not in e]
+    supersedes = {e["file_id"]: sorted(e["days"]) for e in earlier}
     # A lock timeout leaves the file pending (not recorded), to be ingested by a later run.
-    with day_locks(store, landed.days, holder=run_id):
+    with day_locks(store, set(map(str, landed.days)).union(*supersedes.values()), holder=run_id):
         try:
             _write_raw_days(store, landed, landing.landed_at)
         except Exception as error:  # noqa: BLE001 - e.g. a raw path the store refuses: quarantine the file whole
             landed = _quarantined_whole(landing.name, landed.file_id, window, f"could not be written: {type(error).__name__}: {error}")
+        for old_id, days in supersedes.items():
+            for day in days:
+                for stale in _raw_files_of(store, day, old_id):
+                    store.delete(stale.path)
     _quarantine(store, landed, data)
-    return _record(store, landed, landing, len(data), run_id)
+    entry = _record(store, landed, landing, len(data), run_id, supersedes)
+    for old in earlier:  # last: a crash before this finds them again on the next ingest
+        superseded = old | {"superseded_by": landed.file_id, "superseded_at": entry["ingested_at"]}
+        store.write_bytes(f"{MANIFEST_DIR}/{old['file_id']}.json", json.dumps(superseded, indent=1).encode())
+    return entry
 
 
 def conservation_outcome(store: LakeStore, entries: list[dict]) -> tuple[bool, dict]:
@@ -334,7 +357,7 @@ def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefin
                     "error": "; ".join(problems),
                 }
             )
-        days = sorted({day for e in entries for day in e["days"]})
+        days = sorted({day for e in entries for day in [*e["days"], *_superseded_days(e)]})
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=LANDED_FILES,
@@ -386,3 +409,17 @@ def _log_file(context: dg.OpExecutionContext, entry: dict) -> None:
                 metadata={"landed_file": entry["file"], "file_id": entry["file_id"], "records": records},
             )
         )
+    for old_id, days in entry["supersedes"].items():
+        context.log.info(f"{entry['file']}: supersedes its earlier version {old_id} (days {', '.join(days)})")
+    for day in sorted(set(_superseded_days(entry)) - set(entry["days"])):  # changed: recomputed like the others
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key="orders_raw",
+                partition=day,
+                metadata={"landed_file": entry["file"], "superseded": dg.MetadataValue.json(sorted(entry["supersedes"]))},
+            )
+        )
+
+
+def _superseded_days(entry: dict) -> list[str]:
+    return [day for days in entry["supersedes"].values() for day in days]

@@ -99,10 +99,10 @@ def test_the_landing_sensor_finds_a_local_file_whatever_its_mtime(lake_dir):
     resources = {"lake": LakeResource(uri=str(lake_dir)), "s3": S3Resource()}
     first, cursor = sensor_requests(defs, "landing_files_sensor", **resources)
     (landing / "copied.json").write_text("[]")
-    an_hour_ago = time.time() - 3600
+    an_hour_ago = int(time.time()) - 3600  # whole seconds: the run key holds microseconds exactly
     os.utime(landing / "copied.json", (an_hour_ago, an_hour_ago))
     second, _ = sensor_requests(defs, "landing_files_sensor", cursor=cursor, **resources)
-    assert f"copied.json:2:{int(an_hour_ago * 1e6)}" in {r.run_key for r in second}
+    assert f"copied.json:2:{an_hour_ago * 1_000_000}" in {r.run_key for r in second}
     assert {r.run_key for r in first} <= {r.run_key for r in second}  # run keys keep the first from running again
 
 

@@ -259,7 +259,7 @@ def ingest_file(store: LakeStore, name: str, window: DayWindow, run_id: str) -> 
                     store.delete(stale.path)
     _quarantine(store, landed, data)
     entry = _record(store, landed, landing, len(data), run_id, supersedes)
-    for old in earlier:  # last: a crash before this finds them again on the next ingest
+    for old in earlier:  # last: until marked, an ingest of this name finds (and supersedes) them again
         superseded = old | {"superseded_by": landed.file_id, "superseded_at": entry["ingested_at"]}
         store.write_bytes(f"{MANIFEST_DIR}/{old['file_id']}.json", json.dumps(superseded, indent=1).encode())
     return entry

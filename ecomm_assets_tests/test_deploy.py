@@ -92,5 +92,6 @@ def test_production_run_monitoring_sees_dead_run_tasks_and_one_run_writes_a_day(
     launcher = getattr(importlib.import_module(config["run_launcher"]["module"]), config["run_launcher"]["class"])
     assert launcher.supports_check_run_worker_health.fget(None) is True  # the property the monitor asks
     assert config["run_coordinator"]["config"]["tag_concurrency_limits"] == [
-        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": "ecomm/landing-file", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
     ]

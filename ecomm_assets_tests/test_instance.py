@@ -105,7 +105,10 @@ def test_a_watcher_sees_each_event_of_a_writer_that_keeps_its_connection_open(tm
 def test_the_local_instance_queues_one_run_per_day_and_monitors_runs(tmp_path):
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(PROJECT))) as instance:
         limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
-        assert limits == [{"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+        assert limits == [
+            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+            {"key": "ecomm/landing-file", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        ]
         assert instance.run_monitoring_enabled and instance.run_monitoring_start_timeout_seconds == 180
         # What dagster.yaml says: the local launcher cannot see a killed run worker.
         assert not instance.run_launcher.supports_check_run_worker_health

@@ -182,6 +182,9 @@ def day_locks(
     held: list = []
     renewing = threading.Event()
     renewer = None
+    if s3 is not None:  # from the first lease on: a range may wait for its later days longer than a lease lasts
+        renewer = threading.Thread(target=_renew, args=(held, renewing, lease_seconds / 3), daemon=True)
+        renewer.start()
     try:
         deadline = time.monotonic() + timeout_seconds
         for day in sorted({str(d) for d in days}):
@@ -191,9 +194,6 @@ def day_locks(
                 lock = _Lease(store, s3, f"{LOCKS}/{day}.json", holder, lease_seconds)
             _acquire(lock, day, deadline, timeout_seconds, on_wait)
             held.append(lock)
-        if s3 is not None and held:
-            renewer = threading.Thread(target=_renew, args=(held, renewing, lease_seconds / 3), daemon=True)
-            renewer.start()
         yield HeldDays(held)
     finally:
         renewing.set()
@@ -218,7 +218,8 @@ def _acquire(lock, day: str, deadline: float, timeout_seconds: float, on_wait: C
 
 
 def _renew(leases: list[_Lease], stop: threading.Event, every: float) -> None:
+    """Renews the leases taken so far (the list grows while the run waits for its later days)."""
     while not stop.wait(every):
-        for lease in leases:
+        for lease in list(leases):
             if not lease.lost:
                 lease.renew()

@@ -98,3 +98,24 @@ def test_an_s3_lease_taken_over_by_another_run_is_lost_before_writing(aws):
         with pytest.raises(DayLockLost, match="expired before it was renewed"):
             held.ensure_held()
     assert s3.get_object(Bucket="lake", Key="prefix/.locks/2024-01-15.json")["Body"].read() == b'{"holder": "run-b", "expires": 0}'
+
+
+def test_leases_taken_first_are_kept_while_a_range_waits_for_its_later_days(store):
+    """The renewal once started only when every day was taken: a range that waited longer than a
+    lease for its last day had lost its first ones (S3); flocks never expire."""
+    lease = 1.5
+    released = threading.Event()
+
+    def other_run():
+        with day_locks(store, ["2024-01-16"], holder="other-run", lease_seconds=lease):
+            released.wait(10)
+
+    blocker = threading.Thread(target=other_run)
+    blocker.start()
+    time.sleep(0.5)  # the other run holds the range's last day
+    threading.Timer(2 * lease, released.set).start()
+    with day_locks(store, ["2024-01-14", "2024-01-15", "2024-01-16"], holder="range-run", lease_seconds=lease) as held:
+        held.ensure_held()
+        time.sleep(2 * lease)  # holding longer than a lease: renewed all along
+        held.ensure_held()
+    blocker.join()

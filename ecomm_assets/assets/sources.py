@@ -76,7 +76,8 @@ def build_source_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDe
             orders = order_source.orders(day, products, users, carts)
             folder = partition_dir("raw", "orders", day)
             # One day at a time: a run computing the day from its raw files never sees them change.
-            with day_locks(store, [day], holder=context.run.run_id, on_wait=context.log.info):
+            with day_locks(store, [day], holder=context.run.run_id, on_wait=context.log.info) as held:
+                held.ensure_held()
                 size += store.write_bytes(f"{folder}/{order_source.source}.jsonl", orders)
                 # Re-running a day with another generator replaces that generator's file; landed files stay.
                 for other in GENERATED_SOURCES:

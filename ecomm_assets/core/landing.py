@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from ecomm_assets.core.records import MAX_RECORD_BYTES, decode_at, order_day, parse_record, size_problem
+from ecomm_assets.core.records import MALFORMED, MAX_RECORD_BYTES, decode_at, order_day, parse_record, size_problem
 
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
@@ -93,13 +93,13 @@ def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
             landed.file_error = f"not UTF-8: {error}"
             return landed
         text = None  # JSON Lines: the bad lines are quarantined one by one
-    if text is not None:
+    # A .jsonl/.ndjson file is JSON Lines whatever its first line looks like; a .json file may be either.
+    if text is not None and not name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson")):
         orders = _orders_array(text)
         if orders is not None:  # an array of orders, bare or in {..., "orders": [...]}: element by element
             position, wrapped = orders
             try:
-                emit = _Counter(landed)
-                position = _array_elements(text, position, emit)
+                position = _array_elements(text, position, _Router(landed))
                 _document_end(text, position, wrapped)
             except _AmbiguousDocument as error:
                 landed.file_error = str(error)
@@ -109,11 +109,8 @@ def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
                 _discard_records(landed)
             return landed
         record, reason = parse_record(text)
-        if record is not None:  # one document holding one order
-            _route(landed, 1, record, reason, text.strip() if reason else None)
-            return landed
-        if reason == "JSON nested too deeply" and _value_end(text, len(text) - len(text.lstrip())) == len(text.rstrip()):
-            _route(landed, 1, None, reason, text)  # one document, too deep to read
+        if record is not None or not reason.startswith(MALFORMED) and _one_value(text):
+            _route(landed, 1, record, reason, text.strip() if reason else None)  # one document: one order
             return landed
     _split_json_lines(landed, data)
     return landed
@@ -128,7 +125,7 @@ class _AmbiguousDocument(ValueError):
     pass
 
 
-class _Counter:
+class _Router:
     """Routes a document's elements in order, numbering them from 1."""
 
     def __init__(self, landed: LandedFile):
@@ -226,6 +223,15 @@ def _array_elements(text: str, position: int, emit) -> int:
             return position + 1
         else:
             raise ValueError(f"expected ',' or ']' at character {position}")
+
+
+def _one_value(text: str) -> bool:
+    """Whether the text is one JSON object or array (found by its brackets, without parsing it)."""
+    start = len(text) - len(text.lstrip())
+    try:
+        return _value_end(text, start) == len(text.rstrip())
+    except ValueError:
+        return False
 
 
 def _value_end(text: str, position: int) -> int:

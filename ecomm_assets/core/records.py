@@ -50,6 +50,7 @@ def _object(pairs: list[tuple[str, object]]) -> dict:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_object)
+MALFORMED = "malformed JSON"  # the start of the reason for a text that is not one JSON value
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -106,9 +107,9 @@ def parse_record(text: str) -> tuple[object, str | None]:
     try:
         value, end, problem = decode_at(text, start)
     except json.JSONDecodeError as error:
-        return None, f"malformed JSON: {error}"
+        return None, f"{MALFORMED}: {error}"
     if end != -1 and text[end:].strip():
-        return None, f"malformed JSON: extra data at character {end}"
+        return None, f"{MALFORMED}: extra data at character {end}"
     return value, problem
 
 

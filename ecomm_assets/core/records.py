@@ -1,15 +1,16 @@
 """The rules for reading one order record, shared by landing (Python) and flatten (DuckDB SQL).
 
-Every rule that decides whether a value is valid, or what it means, is written here once, so the
-two steps can never disagree about a record:
+Landing applies them here; core/flatten.py states the same rules in SQL (importing what can be
+shared, such as ORDER_DATE_PATTERN), and tests hold the two to the same verdicts:
 - order_date: ISO 8601 extended format only (`2024-03-02`, `2024-03-02T10:00[:00[.123456]]`, a `T`
   or a space, then `Z` or `±HH[:MM]`); no zone means UTC. `20240302T100000Z` is not accepted.
 - a JSON object with a repeated key is ambiguous (parsers keep the first or the last value): it
   is quarantined, never guessed.
 - one record is at most MAX_RECORD_BYTES of JSON text; a larger one is quarantined.
-- ids (order, customer, product) are a JSON string or number, trimmed of surrounding whitespace;
-  a number, or a string holding one, whose value is integral is written as a plain integer, so
-  1, 1.0, "1", " 1" and 1e0 are the same id. Other texts are kept as they are ("007" stays "007").
+- a string must be Unicode: a lone surrogate escape (`\\ud800`) is quarantined.
+- ids (order, customer, product; flatten only) are a JSON string or number, trimmed of surrounding
+  whitespace; a number, or a string holding one, whose value is integral is written as a plain
+  integer, so 1, 1.0, "1", " 1" and 1e0 are the same id. Other texts are kept as they are.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class _Repeated(dict):
     repeated = ""
 
 
-_REPEATS: list[int] = []  # one entry per object with a repeated key ever parsed: clean values are never walked
+# Objects with a repeated key parsed so far: a parse that did not move it needs no walk of its value.
+_REPEATS = [0]
 
 
 def _object(pairs: list[tuple[str, object]]) -> dict:
@@ -45,7 +47,7 @@ def _object(pairs: list[tuple[str, object]]) -> dict:
     seen: set[str] = set()
     marked = _Repeated(record)
     marked.repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
-    _REPEATS.append(1)
+    _REPEATS[0] += 1
     return marked
 
 
@@ -84,7 +86,7 @@ def decode_at(text: str, position: int) -> tuple[object, int, str | None]:
     """The JSON value starting at `position`: (value, end, None), or (value or None, end or -1, the
     reason it cannot be a record); -1 when the parser gave up inside it (find its end another way).
     json.JSONDecodeError: not JSON at all."""
-    repeats = len(_REPEATS)
+    repeats = _REPEATS[0]
     try:
         value, end = _DECODER.raw_decode(text, position)
     except RecursionError:
@@ -93,7 +95,7 @@ def decode_at(text: str, position: int) -> tuple[object, int, str | None]:
         raise
     except ValueError as error:  # e.g. an integer of more than 4,300 digits
         return None, -1, f"unreadable number: {error}"
-    suspicious = len(_REPEATS) != repeats or _SURROGATE_ESCAPE.search(text, position, end) is not None
+    suspicious = _REPEATS[0] != repeats or _SURROGATE_ESCAPE.search(text, position, end) is not None
     return value, end, value_problem(value) if suspicious else None
 
 

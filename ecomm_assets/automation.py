@@ -12,19 +12,31 @@ from ecomm_assets.assets.landing import LANDING_DIR, build_ingest_op, list_landi
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
 # S3 lists LastModified to the second and a sensor tick can fall inside that second: each tick
-# looks back this far, and run keys (key + size + etag) keep a file from being ingested twice.
-# S3 sets LastModified itself when an object is written (a copy or restore is a new write), so a
-# new object is never older than the cursor.
+# looks back this far, and run keys (key + size + etag + LastModified) keep a file from being
+# ingested twice. S3 sets LastModified itself when an object is written (a copy or restore is a new
+# write), so a new object is never older than the cursor.
 LISTING_OVERLAP = timedelta(minutes=5)
+# The ingest runs of one landed name queue one at a time (the instances' tag_concurrency_limits).
+# The tag holds the name's last 200 characters: bounded for the run storage's tag index, and two
+# names sharing them only queue behind each other. The Lambda bridge has copies of both.
+LANDING_FILE_TAG = "ecomm/landing-file"
+# A file not ingested (unreadable, vanished, a day locked too long) fails its ingest run after the
+# other files; the daemon runs it again this many times (the instance's run_retries must be enabled).
+INGEST_MAX_RETRIES = 2
+
+
+def landing_file_tag(name: str) -> str:
+    return name[-200:]
 
 
 def landing_run_request(name: str, size: int, version: str) -> dg.RunRequest:
-    """One ingest run per landed file version: the same key, size and etag/mtime never run twice."""
+    """One ingest run per landed file version: the same key, size and version (mtime locally, etag
+    and LastModified on S3) never run twice."""
     return dg.RunRequest(
         run_key=f"{name}:{size}:{version}",
         job_name="ingest_landing_job",
         run_config={"ops": {"ingest_landing_files": {"config": {"files": [name]}}}},
-        tags={"ecomm/landing-file": name[-200:]},
+        tags={LANDING_FILE_TAG: landing_file_tag(name), "dagster/max_retries": str(INGEST_MAX_RETRIES)},
     )
 
 
@@ -41,7 +53,9 @@ def landing_files(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S
         bucket, _, root = store.root.partition("/")
         prefix = f"{root}/{LANDING_DIR}/" if root else f"{LANDING_DIR}/"
         objects = list(get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client()))
-        seen = [(o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"'), None) for o in objects]
+        # LastModified too: a version put back (A -> B -> A) has the first A's size and etag.
+        seen = [(o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"') + ":" + o["LastModified"].isoformat(), None)
+                for o in objects]
         newest = max((o["LastModified"] for o in objects), default=None)
         if newest and (not cursor or newest.isoformat() > cursor["last_modified"]):
             context.update_cursor(json.dumps({"last_modified": newest.isoformat()}))
@@ -163,16 +177,6 @@ def build_automation(
         description="At 00:30 UTC, materializes the day that just ended.",
     )
 
-    @dg.run_status_sensor(
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=[ingest_landing_job],
-        request_job=lake_job,
-        minimum_interval_seconds=5,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="After an ingest, requests one lake_job run per range of consecutive days it touched. "
-        "Days that are not partitions yet (today, tomorrow) are left to the daily schedule; days it can "
-        "never run (before the first partition) are logged and alerted, never retried.",
-    )
     def recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
         run_id = context.dagster_run.run_id
         records = context.instance.get_records_for_run(
@@ -205,5 +209,24 @@ def build_automation(
         for start, end in contiguous_ranges(runnable):
             yield recompute_request(run_id, start, end)
 
+    # A failed ingest run (a file not ingested, a killed worker) wrote the other files' days: those
+    # are recomputed too. Run keys hold the ingest run's id, so the two sensors never share one.
+    recompute_sensors = [
+        dg.run_status_sensor(
+            name=name,
+            run_status=status,
+            monitored_jobs=[ingest_landing_job],
+            request_job=lake_job,
+            minimum_interval_seconds=5,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description=f"After an ingest run that {outcome}, requests one lake_job run per range of consecutive "
+            "days it touched. Days that are not partitions yet (today, tomorrow) are left to the daily schedule; "
+            "days it can never run (before the first partition) are logged and alerted, never retried.",
+        )(recompute_landed_days)
+        for name, status, outcome in [
+            ("recompute_landed_days", dg.DagsterRunStatus.SUCCESS, "succeeded"),
+            ("recompute_landed_days_after_failure", dg.DagsterRunStatus.FAILURE, "failed"),
+        ]
+    ]
     jobs = [ingest_landing_job, lake_job, daily_job]
-    return jobs, [daily_schedule], [recompute_landed_days, landing_files_sensor, run_failure_alerts]
+    return jobs, [daily_schedule], [*recompute_sensors, landing_files_sensor, run_failure_alerts]

@@ -12,8 +12,10 @@ import dagster as dg
 import duckdb
 from dagster_aws.s3 import S3Resource
 
+from ecomm_assets.automation import INGEST_MAX_RETRIES, landing_file_tag
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 from ecomm_assets_tests.conftest import local_instance_home, make_definitions, materialize_day
+from ecomm_assets_tests.test_definitions import land
 
 DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
 
@@ -127,8 +129,35 @@ def test_the_landing_sensor_on_s3_misses_nothing_in_the_same_second(lake_dir, aw
     second, _ = sensor_requests(defs, "landing_files_sensor", cursor=same_second, **resources)
     names = {r.run_config["ops"]["ingest_landing_files"]["config"]["files"][0] for r in second}
     assert "sub/second file.jsonl" in names
-    etag = s3.head_object(Bucket="lake", Key="prefix/landing/orders/first.json")["ETag"].strip('"')
-    assert first[0].run_key == f"first.json:2:{etag}"
+    head = s3.head_object(Bucket="lake", Key="prefix/landing/orders/first.json")
+    assert first[0].run_key == "first.json:2:" + head["ETag"].strip('"') + ":" + head["LastModified"].isoformat()
+
+
+def test_the_landing_sensor_on_s3_ingests_an_old_version_put_back(lake_dir, aws):
+    """A -> B -> A: the second A has the first's name, size and ETag; only its LastModified differs."""
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    defs = make_definitions(lake_dir)
+    resources = {
+        "lake": LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1"),
+        "s3": S3Resource(endpoint_url=aws, region_name="us-east-1"),
+    }
+    run_keys, cursor = [], None
+    for body in (b'[{"v": "A"}]', b'[{"v": "B"}]', b'[{"v": "A"}]'):
+        s3.put_object(Bucket="lake", Key="prefix/landing/orders/drop.json", Body=body)
+        requests, cursor = sensor_requests(defs, "landing_files_sensor", cursor=cursor, **resources)
+        run_keys.append({r.run_key for r in requests})
+        time.sleep(1.1)  # S3 lists LastModified to the second
+    assert all(len(keys) == 1 for keys in run_keys) and len(set.union(*run_keys)) == 3
+
+
+def test_the_landing_sensor_requests_retried_runs_and_tags_the_file_for_its_concurrency_limit(lake_dir):
+    defs = make_definitions(lake_dir)
+    long_name = "deep/" * 60 + "orders.json"
+    land(lake_dir, long_name, b"[]")
+    [request], _ = sensor_requests(defs, "landing_files_sensor", lake=LakeResource(uri=str(lake_dir)), s3=S3Resource())
+    assert request.tags["ecomm/landing-file"] == landing_file_tag(long_name)  # the bridge's too: test_handler.py
+    assert request.tags["dagster/max_retries"] == str(INGEST_MAX_RETRIES) and INGEST_MAX_RETRIES > 0
 
 
 def test_a_failed_run_writes_a_structured_alert(lake_dir, instance):

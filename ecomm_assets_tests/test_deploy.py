@@ -89,6 +89,7 @@ def test_production_run_monitoring_sees_dead_run_tasks_and_one_run_writes_a_day(
         monkeypatch.setenv(name, value)
     config, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
     assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["start_timeout_seconds"] == 300
+    assert config["run_retries"]["enabled"]  # the ingest runs' dagster/max_retries tag needs it
     launcher = getattr(importlib.import_module(config["run_launcher"]["module"]), config["run_launcher"]["class"])
     assert launcher.supports_check_run_worker_health.fget(None) is True  # the property the monitor asks
     assert config["run_coordinator"]["config"]["tag_concurrency_limits"] == [

@@ -13,6 +13,7 @@ import pytest
 
 from ecomm_assets.assets.landing import landing_raw_name, unsafe_name_problem
 from ecomm_assets.core.landing import file_id
+from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.definitions import build_definitions
 from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
 from ecomm_assets_tests.conftest import make_definitions
@@ -71,11 +72,7 @@ def raw_path_taken_by_a_folder(lake_dir) -> str:
     return "b_fault.jsonl"
 
 
-def named_but_missing(lake_dir) -> str:
-    return "b_gone.jsonl"
-
-
-@pytest.mark.parametrize("make_fault", [nested_10000_deep, raw_path_taken_by_a_folder, named_but_missing])
+@pytest.mark.parametrize("make_fault", [nested_10000_deep, raw_path_taken_by_a_folder])
 def test_one_file_failing_never_stops_the_others(lake_dir, instance, make_fault):
     defs = make_definitions(lake_dir, orders_per_day=0)
     land(lake_dir, "a_before.jsonl", jsonl(landed_order("A1", "2024-01-15T09:00:00Z")))
@@ -94,10 +91,6 @@ def test_one_file_failing_never_stops_the_others(lake_dir, instance, make_fault)
     assert [(order_id, day) for order_id, day, _ in loaded(lake_dir)] == [("A1", "2024-01-15"), ("C1", "2024-01-16")]
 
     metadata = landed_files_metadata(instance)
-    if fault == "b_gone.jsonl":  # nothing to quarantine: reported, alerted, and still pending for a later run
-        assert (metadata["files_ingested"], metadata["files_not_ingested"]) == (2, 1)
-        assert [fault in alert["error"] for alert in alerts(lake_dir)] == [True]
-        return
     reports = {json.loads(p.read_text())["file"]: p.parent for p in (lake_dir / "quarantine/landing").glob("*/reason.json")}
     assert metadata["files_ingested"] == 3 and metadata["conservation_holds"] is True
     if fault not in reports:  # the parser read the deep record: order_lines quarantined it, with its reason
@@ -114,6 +107,49 @@ def test_one_file_failing_never_stops_the_others(lake_dir, instance, make_fault)
     assert [fault in alert["error"] and alert["run_id"] == result.run_id for alert in alerts(lake_dir)] == [True]
     # Nothing of a file quarantined whole stays in raw: its records are never counted twice.
     assert not [p for p in (lake_dir / "raw/orders").glob(f"*/*{file_id(original)}.jsonl") if p.is_file()]
+
+
+def named_but_missing(lake_dir, monkeypatch) -> dict:
+    return {"files": ["a_before.jsonl", "b_gone.jsonl", "c_after.jsonl"]}
+
+
+def vanished_after_the_listing(lake_dir, monkeypatch) -> dict:
+    land(lake_dir, "b_gone.jsonl", jsonl(landed_order("B1", "2024-01-15T11:00:00Z")))
+    read_confined = LakeStore.read_confined
+
+    def producer_moves_it_away_first(store, folder, name):  # between the listing and the read
+        if name == "b_gone.jsonl":
+            (lake_dir / "landing/orders/b_gone.jsonl").unlink(missing_ok=True)
+        return read_confined(store, folder, name)
+
+    monkeypatch.setattr(LakeStore, "read_confined", producer_moves_it_away_first)
+    return {}  # every pending file
+
+
+@pytest.mark.parametrize("make_fault", [named_but_missing, vanished_after_the_listing])
+def test_a_file_not_ingested_fails_the_run_after_the_others_went_in(lake_dir, instance, make_fault, monkeypatch):
+    """Not ingested (unreadable, vanished, a day lock timeout) is no verdict about the file: the run
+    fails after the others, so it alerts and can be retried, and the days it touched are recomputed."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    land(lake_dir, "a_before.jsonl", jsonl(landed_order("A1", "2024-01-15T09:00:00Z")))
+    land(lake_dir, "c_after.jsonl", jsonl(landed_order("C1", "2024-01-16T09:00:00Z")))
+    result = ingest(defs, instance, **make_fault(lake_dir, monkeypatch))
+
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "b_gone.jsonl: not ingested" in failure.event_specific_data.error.message
+    metadata = landed_files_metadata(instance)
+    assert (metadata["files_ingested"], metadata["files_not_ingested"]) == (2, 1)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="recompute_landed_days_after_failure", dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id), dagster_event=result.get_run_failure_event(),
+        resources={"alerts": defs.resources["alerts"]},
+    )
+    requests = list(defs.resolve_sensor_def("recompute_landed_days_after_failure")(context))
+    run_requests(defs, instance, requests)
+    assert [(order_id, day) for order_id, day, _ in loaded(lake_dir)] == [("A1", "2024-01-15"), ("C1", "2024-01-16")]
+    defs.resolve_sensor_def("run_failure_alerts")(context.for_run_failure())
+    assert ["b_gone.jsonl: not ingested" in alert["error"] for alert in alerts(lake_dir)] == [True]
 
 
 @pytest.mark.parametrize(
@@ -196,6 +232,37 @@ def test_a_new_version_of_a_landed_file_supersedes_the_old_one(lake_dir, instanc
     assert "superseded_by" not in json.loads((manifest / f"{file_id(new)}.json").read_text())
 
 
+def test_an_ingest_stopped_while_superseding_is_repaired_by_the_next_one(lake_dir, instance, monkeypatch):
+    """The run dies after removing the old version's raw files and before both manifest entries
+    are written: the next ingest must finish the superseding, so that putting the old content back
+    later ingests it again (it must not look ingested while its raw files are gone)."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    old, new = jsonl(landed_order("A1", "2024-01-15T10:00:00Z")), jsonl(landed_order("B1", "2024-01-16T10:00:00Z"))
+    land(lake_dir, "one.jsonl", old)
+    set_landed_at(lake_dir, "one.jsonl", LANDED_AT)
+    assert ingest(defs, instance).success
+    land(lake_dir, "one.jsonl", new)
+    set_landed_at(lake_dir, "one.jsonl", LANDED_AT + timedelta(hours=1))
+    write_bytes = LakeStore.write_bytes
+
+    def dies_marking_the_old_version(store, rel, data):
+        if rel.endswith(f"/{file_id(old)}.json") and b"superseded_by" in data:
+            raise OSError("the run worker died here")
+        return write_bytes(store, rel, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LakeStore, "write_bytes", dies_marking_the_old_version)
+        ingest(defs, instance)
+    assert ingest(defs, instance).success  # the retry, or the next run
+    land(lake_dir, "one.jsonl", old)  # put back
+    set_landed_at(lake_dir, "one.jsonl", LANDED_AT + timedelta(hours=2))
+    assert ingest(defs, instance).success
+    raw = sorted(p.relative_to(lake_dir / "raw/orders").as_posix() for p in (lake_dir / "raw/orders").glob("*/*.jsonl"))
+    assert raw == [f"dt=2024-01-15/{landing_raw_name(LANDED_AT + timedelta(hours=2), file_id(old))}"]
+    manifest = lake_dir / "raw/_landing_manifest"
+    assert json.loads((manifest / f"{file_id(new)}.json").read_text())["superseded_by"] == file_id(old)
+
+
 def test_moving_the_start_date_earlier_and_reingesting_routes_what_was_before_it(lake_dir, instance):
     data = jsonl(landed_order("E1", "2024-01-05T10:00:00Z"), landed_order("E2", "2024-01-12T10:00:00Z"))
     land(lake_dir, "early.jsonl", data)
@@ -225,6 +292,21 @@ def test_hostile_names_are_refused_before_anything_is_read(lake_dir, instance, n
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "refused landed file names" in failure.event_specific_data.error.message
     assert sorted(p.relative_to(lake_dir).as_posix() for p in lake_dir.rglob("*") if p.is_file()) == ["landing/orders/a.json"]
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [("_tmp/a.json", "hidden"), ("a/.x/b.json", "hidden"), (".a.json", "hidden"), ("a/_b.jsonl", "hidden"),
+     ("notes.txt", "not .json")],
+)
+def test_a_run_naming_a_file_the_ingest_skips_refuses_it(lake_dir, instance, name, reason):
+    land(lake_dir, name, jsonl(landed_order("H1", "2024-01-15T10:00:00Z")))
+    result = ingest(make_definitions(lake_dir, orders_per_day=0), instance, files=[name])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "refused landed file names" in failure.event_specific_data.error.message
+    assert f"{name!r}: {reason}" in failure.event_specific_data.error.message
+    assert not (lake_dir / "raw").exists()
 
 
 @pytest.mark.parametrize("name", [".part.json", "_tmp/orders.json", "sub/.hidden.jsonl", "notes.txt", "ctl\x01.jsonl"])

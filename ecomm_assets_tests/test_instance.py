@@ -110,5 +110,7 @@ def test_the_local_instance_queues_one_run_per_day_and_monitors_runs(tmp_path):
             {"key": "ecomm/landing-file", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
         ]
         assert instance.run_monitoring_enabled and instance.run_monitoring_start_timeout_seconds == 180
+        # Only runs tagged dagster/max_retries (the requested ingest runs) are retried by the daemon.
+        assert (instance.run_retries_enabled, instance.run_retries_max_retries) == (True, 0)
         # What dagster.yaml says: the local launcher cannot see a killed run worker.
         assert not instance.run_launcher.supports_check_run_worker_health

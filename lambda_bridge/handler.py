@@ -5,12 +5,15 @@ Python standard library only (no dagster, no requests, no boto3): it ships as th
 Accepted events: S3 notifications (`Records[]`, direct or wrapped in SQS messages, and SNS-in-SQS),
 SNS notifications carrying them, and EventBridge "Object Created" events. `s3:TestEvent` is
 ignored. Only objects of the lake's bucket under `<prefix>/landing/orders/` that the package
-would ingest (its landing suffixes, in any case; no hidden name starting with '.' or '_') and
-whose key is a plain relative path are ingested; anything else is logged and skipped.
+would ingest (its landing suffixes, in any case; no part of the name below the landing folder
+starting with '.' or '_') and whose key is a plain relative path are ingested; anything else is
+logged and skipped.
 
-S3 delivers events at least once. Each object version (bucket, key, etag) launches at most one
-run that has not failed: the run is tagged with a hash of it and the bridge asks the webserver for
-such runs first. The ingest itself is idempotent, so even two racing deliveries change nothing.
+S3 delivers events at least once. Each object version (bucket, key, etag, and the event's
+sequencer, which orders the writes of a key: a version put back has the old etag) launches at most
+one run that has not failed: the run is tagged with a hash of it and the bridge asks the webserver
+for such runs first. The ingest itself is idempotent, so even two racing deliveries change nothing.
+A run that fails (a file not ingested) is retried by the daemon (`dagster/max_retries`).
 
 Every request is bounded by the invocation's deadline (the time Lambda has left, less a margin):
 SQS messages not done by then are returned in batchItemFailures, other events raise, so Lambda
@@ -48,10 +51,14 @@ from dataclasses import dataclass
 LOG = logging.getLogger("ecomm_lambda_bridge")
 LOG.setLevel(logging.INFO)
 
-# Copies of ecomm_assets.automation.LANDING_DIR and ecomm_assets.core.landing.LANDING_SUFFIXES
-# (this file ships alone); a test keeps them equal.
+# Copies (this file ships alone; a test keeps them equal) of ecomm_assets.assets.landing.LANDING_DIR,
+# ecomm_assets.core.landing.LANDING_SUFFIXES and HIDDEN_NAME_STARTS, and
+# ecomm_assets.automation.LANDING_FILE_TAG, INGEST_MAX_RETRIES and landing_file_tag.
 LANDING_DIR = "landing/orders"
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+HIDDEN_NAME_STARTS = (".", "_")
+LANDING_FILE_TAG = "ecomm/landing-file"
+INGEST_MAX_RETRIES = 2
 OBJECT_TAG = "ecomm/s3-object"
 # C0 and C1 controls, and the Unicode line and paragraph separators: they forge log lines and
 # are no part of a producer's file name.
@@ -97,7 +104,8 @@ class S3Object:
 
     @property
     def version_id(self) -> str:
-        return hashlib.sha256(f"{self.bucket}/{self.key}@{self.etag}".encode()).hexdigest()[:32]
+        version = f"{self.bucket}/{self.key}@{self.etag}" + (f"@{self.sequencer}" if self.sequencer else "")
+        return hashlib.sha256(version.encode()).hexdigest()[:32]
 
 
 # --- event shapes ----------------------------------------------------------------------------
@@ -184,6 +192,10 @@ class Settings:
             function_timeout=float(os.environ.get("FUNCTION_TIMEOUT_SECONDS", "30")),
         )
 
+    def landing_name(self, obj: S3Object) -> str:
+        """The object's name below the landing folder: the file the ingest reads."""
+        return obj.key[len(self.landing_prefix) :]
+
     def skip_reason(self, obj: S3Object) -> str | None:
         """Why the object is not a landed order file of this lake, or None if it is one."""
         if obj.bucket != self.bucket:
@@ -195,8 +207,8 @@ class Settings:
             return f"unsafe key: {unsafe}"
         if not obj.key.startswith(self.landing_prefix):
             return f"not under {self.landing_prefix}"
-        if obj.key.rsplit("/", 1)[-1].startswith((".", "_")):
-            return "a hidden name (starting with '.' or '_'), which the ingest ignores"
+        if any(part.startswith(HIDDEN_NAME_STARTS) for part in self.landing_name(obj).split("/")):
+            return "a hidden name (a part of it starting with '.' or '_'), which the ingest ignores"
         if not obj.key.lower().endswith(LANDING_SUFFIXES):
             return "not one of " + ", ".join(LANDING_SUFFIXES)
         return None
@@ -327,13 +339,18 @@ def existing_runs(settings: Settings, deadline: Deadline, obj: S3Object) -> list
     return result["results"]
 
 
+def landing_file_tag(name: str) -> str:
+    return name[-200:]
+
+
 def launch_ingest(settings: Settings, deadline: Deadline, obj: S3Object, name: str) -> str:
     tags = {
         OBJECT_TAG: obj.version_id,
         "ecomm/s3-key": obj.key,
         "ecomm/s3-etag": obj.etag,
         "ecomm/s3-sequencer": obj.sequencer,
-        "ecomm/landing-file": name,
+        LANDING_FILE_TAG: landing_file_tag(name),
+        "dagster/max_retries": str(INGEST_MAX_RETRIES),
     }
     params = {
         "selector": {"repositoryLocationName": settings.location, "repositoryName": settings.repository, "jobName": settings.job},
@@ -358,7 +375,7 @@ def process(settings: Settings, deadline: Deadline, obj: S3Object) -> dict:
         if live:
             LOG.info("duplicate delivery of s3://%s/%s (etag %s): run %s exists", obj.bucket, obj.key, obj.etag, live[0]["runId"])
             return {"key": obj.key, "outcome": "duplicate", "run_id": live[0]["runId"]}
-        run_id = launch_ingest(settings, deadline, obj, obj.key[len(settings.landing_prefix) :])
+        run_id = launch_ingest(settings, deadline, obj, settings.landing_name(obj))
     except BridgeError as error:
         raise type(error)(f"s3://{obj.bucket}/{obj.key}: {error}") from error
     LOG.info("launched %s for s3://%s/%s (etag %s, sequencer %s)", run_id, obj.bucket, obj.key, obj.etag, obj.sequencer)

@@ -18,7 +18,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ecomm_assets.core.landing import DayWindow, LandedFile, file_id, is_landing_file, split_landing_file
+from ecomm_assets.core.landing import DayWindow, LandedFile, file_id, is_hidden_name, is_landing_file, split_landing_file
 from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.storage import LakeFile, LakeStore, NotARegularFile, partition_dir
 from ecomm_assets.resources import AlertSinkResource, LakeResource
@@ -78,7 +78,7 @@ def skip_reason(name: str) -> str | None:
     problem = unsafe_name_problem(name)
     if problem:
         return f"unsafe name: {problem}"
-    if any(part.startswith((".", "_")) for part in name.split("/")):
+    if is_hidden_name(name):
         return "hidden: a part of its name begins with '.' or '_' (a file being written, or a tool's own)"
     if not is_landing_file(name):
         return "not .json/.jsonl/.ndjson (optionally .gz)"
@@ -211,7 +211,8 @@ def _quarantine(store: LakeStore, landed: LandedFile, data: bytes) -> None:
         store.delete(f"{folder}/reason.json")  # a re-ingest that now routes every record
 
 
-def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: int, run_id: str, supersedes: dict) -> dict:
+def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: int, run_id: str,
+            supersedes: dict, ingested_at: str) -> dict:
     """The manifest entry (which content was ingested, which earlier versions of its name it
     superseded: file id -> days) and the file's landed_files row."""
     entry = {
@@ -224,7 +225,7 @@ def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: in
         "records_quarantined": len(landed.quarantined),
         "file_error": landed.file_error,
         "days": {str(day): len(lines) for day, lines in sorted(landed.days.items())},
-        "ingested_at": datetime.now(timezone.utc).isoformat(),
+        "ingested_at": ingested_at,
         "run_id": run_id,
         "supersedes": supersedes,
     }
@@ -238,31 +239,52 @@ def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: in
     return entry
 
 
-def ingest_file(store: LakeStore, name: str, window: DayWindow, run_id: str) -> dict:
+def _earlier_versions(store: LakeStore, name: str, landed_file_id: str) -> list[dict]:
+    """The manifest entries this content of `name` supersedes: its other contents not superseded,
+    and those already marked superseded by this one (by an ingest of it that stopped before
+    recording it, so that ingesting it again finishes the superseding)."""
+    return [e for e in manifest_entries(store)
+            if e["file"] == name and e["file_id"] != landed_file_id and e.get("superseded_by", landed_file_id) == landed_file_id]
+
+
+def ingest_file(store: LakeStore, landing: LandingFile, data: bytes, window: DayWindow, run_id: str) -> dict:
     """Split one landed file into raw day files, quarantine what cannot be routed (the whole file
-    when it cannot be read or split), and record it. Returns its manifest entry."""
-    landing, data = read_landing(store, name)
+    when it cannot be split or written), and record it. Returns its manifest entry. Raises (the file
+    is not ingested, and stays pending) when the lake cannot be read or written, or a day stays locked."""
     landed = _split(landing, data, window)
-    # The name's content now is its only version: earlier ones leave raw, and their days are touched too.
-    earlier = [e for e in manifest_entries(store)
-               if e["file"] == name and e["file_id"] != landed.file_id and "superseded_by" not in e]
+    # The name's content now is its only version: earlier ones leave raw, and their days are touched
+    # too. They are read under the locks of every day involved; the days to lock depend on them, so
+    # an earlier version that appeared meanwhile with other days means locking again.
+    days = set(map(str, landed.days))
+    earlier = _earlier_versions(store, landing.name, landed.file_id)
+    while True:
+        locked = days.union(*(e["days"] for e in earlier))
+        with day_locks(store, locked, holder=run_id):
+            earlier = _earlier_versions(store, landing.name, landed.file_id)
+            if set().union(*(e["days"] for e in earlier)) <= locked:
+                return _write_version(store, landing, data, landed, earlier, run_id)
+
+
+def _write_version(store: LakeStore, landing: LandingFile, data: bytes, landed: LandedFile, earlier: list[dict], run_id: str) -> dict:
+    """Under the locks of its days and its earlier versions' days: the raw day files, the removal of
+    the earlier versions' ones, quarantine, then the manifest. The earlier entries are marked before
+    the new one is recorded: a run that stops in between leaves this content unrecorded, so pending,
+    and ingesting it again supersedes the entries marked for it once more (see _earlier_versions)."""
+    try:
+        _write_raw_days(store, landed, landing.landed_at)
+    except Exception as error:  # noqa: BLE001 - e.g. a raw path the store refuses: quarantine the file whole
+        landed = _quarantined_whole(landing.name, landed.file_id, landed.window, f"could not be written: {type(error).__name__}: {error}")
     supersedes = {e["file_id"]: sorted(e["days"]) for e in earlier}
-    # A lock timeout leaves the file pending (not recorded), to be ingested by a later run.
-    with day_locks(store, set(map(str, landed.days)).union(*supersedes.values()), holder=run_id):
-        try:
-            _write_raw_days(store, landed, landing.landed_at)
-        except Exception as error:  # noqa: BLE001 - e.g. a raw path the store refuses: quarantine the file whole
-            landed = _quarantined_whole(landing.name, landed.file_id, window, f"could not be written: {type(error).__name__}: {error}")
-        for old_id, days in supersedes.items():
-            for day in days:
-                for stale in _raw_files_of(store, day, old_id):
-                    store.delete(stale.path)
+    for old_id, days in supersedes.items():
+        for day in days:
+            for stale in _raw_files_of(store, day, old_id):
+                store.delete(stale.path)
     _quarantine(store, landed, data)
-    entry = _record(store, landed, landing, len(data), run_id, supersedes)
-    for old in earlier:  # last: until marked, an ingest of this name finds (and supersedes) them again
-        superseded = old | {"superseded_by": landed.file_id, "superseded_at": entry["ingested_at"]}
+    ingested_at = datetime.now(timezone.utc).isoformat()
+    for old in earlier:
+        superseded = old | {"superseded_by": landed.file_id, "superseded_at": ingested_at}
         store.write_bytes(f"{MANIFEST_DIR}/{old['file_id']}.json", json.dumps(superseded, indent=1).encode())
-    return entry
+    return _record(store, landed, landing, len(data), run_id, supersedes, ingested_at)
 
 
 def conservation_outcome(store: LakeStore, entries: list[dict]) -> tuple[bool, dict]:
@@ -319,33 +341,37 @@ def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefin
     def ingest_landing_files(
         context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
     ) -> list[str]:
-        refused = {name: problem for name in config.files if (problem := unsafe_name_problem(name))}
+        refused = {name: reason for name in config.files if (reason := skip_reason(name))}
         if refused:
             raise dg.Failure(
-                description=f"refused landed file names (each must be a relative path inside {LANDING_DIR}/): "
-                + "; ".join(f"{name!r}: {problem}" for name, problem in refused.items()),
+                description="refused landed file names (each must be a relative path inside "
+                f"{LANDING_DIR}/ that the ingest takes): " + "; ".join(f"{name!r}: {reason}" for name, reason in refused.items()),
             )
         store = lake.store()
         window = DayWindow.for_lake(partitions.start.date())
-        names = config.files or _pending(context, store, config.reingest)
-        entries, failures = [], {}
-        for name in names:
+        ingested = set() if config.files or config.reingest else ingested_file_ids(store)
+        entries, refused_files, not_ingested = [], {}, {}
+        for name in config.files or _listed(context, store):
             try:
-                entry = ingest_file(store, name, window, context.run_id)
-            except NotARegularFile as error:  # never read, so never quarantined: alerted below
-                failures[name] = f"refused: {error}"
+                landing, data = read_landing(store, name)
+                if file_id(data) in ingested:
+                    continue
+                entry = ingest_file(store, landing, data, window, context.run_id)
+            except NotARegularFile as error:  # never read, so never quarantined: a verdict, alerted below
+                refused_files[name] = str(error)
                 continue
-            except Exception as error:  # noqa: BLE001 - unreadable from the store: it stays in landing/ for a later run
-                failures[name] = f"{type(error).__name__}: {error}"
+            except Exception as error:  # noqa: BLE001 - vanished, unreadable, a day lock timeout: pending for a retry
+                not_ingested[name] = f"{type(error).__name__}: {error}"
+                context.log.error(f"{name!r}: not ingested: {not_ingested[name]}")
                 continue
             entries.append(entry)
             _log_file(context, entry)
         whole = [e for e in entries if e["file_error"]]
         conserved, recount = conservation_outcome(store, entries)
-        problems = [f"{n}: not ingested: {e}" for n, e in failures.items()]
+        problems = [f"{n}: refused: {e}" for n, e in refused_files.items()]
         problems += [f"{e['file']}: quarantined whole: {e['file_error']}" for e in whole]
         problems += [f"{n}: records not conserved: {c}" for n, c in recount["files_unbalanced"].items()]
-        if problems:  # the run itself succeeds (the other files are in), so it alerts by itself
+        if problems:  # verdicts about files: the run may succeed (the other files are in), so it alerts by itself
             context.log.error("; ".join(problems))
             alerts.send(
                 {
@@ -364,7 +390,7 @@ def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefin
                 metadata={
                     "files_ingested": len(entries),
                     "files_quarantined_whole": len(whole),
-                    "files_not_ingested": len(failures),
+                    "files_not_ingested": len(not_ingested),
                     "records_read": recount["records_read"],
                     "records_routed": sum(e["records_routed"] for e in entries),
                     "records_quarantined": recount["records_quarantined"],
@@ -374,20 +400,25 @@ def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefin
                 },
             )
         )
+        if not_ingested:  # after every other file: the run fails, so it alerts and is retried (dagster/max_retries)
+            raise dg.Failure(
+                description="; ".join(f"{name}: not ingested: {error}" for name, error in not_ingested.items()),
+                metadata={"files_not_ingested": dg.MetadataValue.json(sorted(not_ingested))},
+            )
         return days
 
     return ingest_landing_files
 
 
-def _pending(context: dg.OpExecutionContext, store: LakeStore, reingest: bool) -> list[str]:
-    """Landing files whose content has not been ingested (every one, with `reingest`)."""
-    ingested = set() if reingest else ingested_file_ids(store)
+def _listed(context: dg.OpExecutionContext, store: LakeStore) -> list[str]:
+    """The landing files the ingest takes (each skip logged); whether one was ingested already is
+    decided when it is read, file by file."""
     names = []
     for landing in list_landing(store):
         reason = landing.refused or skip_reason(landing.name)
         if reason:  # %r: a name's control characters are shown escaped, never forge a log line
             context.log.info(f"skipped {landing.name!r}: {reason}")
-        elif file_id(store.read_confined(LANDING_DIR, landing.name)[0]) not in ingested:
+        else:
             names.append(landing.name)
     return names
 

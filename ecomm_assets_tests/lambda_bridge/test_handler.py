@@ -15,7 +15,8 @@ KEY = "lake-prefix/landing/orders/2024/orders day+1 (final).jsonl"
 ENCODED_KEY = "lake-prefix/landing/orders/2024/orders+day%2B1+%28final%29.jsonl"
 
 
-def s3_record(key=ENCODED_KEY, bucket="shop-lake", event="ObjectCreated:Put", etag="9b2cf535f27731c974343645a3985328"):
+def s3_record(key=ENCODED_KEY, bucket="shop-lake", event="ObjectCreated:Put", etag="9b2cf535f27731c974343645a3985328",
+              sequencer="0055AED6DCD90281E5"):
     return {
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1",
         "eventTime": "2024-01-15T10:00:00.000Z", "eventName": event,
@@ -25,7 +26,7 @@ def s3_record(key=ENCODED_KEY, bucket="shop-lake", event="ObjectCreated:Put", et
         "s3": {
             "s3SchemaVersion": "1.0", "configurationId": "landing-jsonl",
             "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": key, "size": 1024, "eTag": etag, "versionId": "096fKKXTRTtl3on89fVO.nfljtsv6qko", "sequencer": "0055AED6DCD90281E5"},
+            "object": {"key": key, "size": 1024, "eTag": etag, "versionId": "096fKKXTRTtl3on89fVO.nfljtsv6qko", "sequencer": sequencer},
         },
     }
 
@@ -166,6 +167,17 @@ def test_a_duplicate_delivery_does_not_launch_again(graphql):
     assert bridge.handler(changed)["results"][0]["outcome"] == "launched"
 
 
+def eventbridge(sequencer):
+    return {**EVENTBRIDGE, "detail": {**EVENTBRIDGE["detail"], "object": {**EVENTBRIDGE["detail"]["object"], "sequencer": sequencer}}}
+
+
+@pytest.mark.parametrize("event", [lambda sequencer: {"Records": [s3_record(sequencer=sequencer)]}, eventbridge], ids=["s3", "eventbridge"])
+def test_an_old_version_put_back_is_launched_again(graphql, event):
+    """A -> B -> A: the second A has the first's key and ETag; S3 gives each PUT a later sequencer."""
+    outcomes = [bridge.handler(event(sequencer))["results"][0]["outcome"] for sequencer in ("0055AED6DCD90281E5", "0055AED6DCD90281E9", "0055AED6DCD90281E9")]
+    assert outcomes == ["launched", "launched", "duplicate"]
+
+
 def test_what_is_not_a_landed_order_file_is_skipped_not_raised(graphql):
     event = {"Records": [
         s3_record(key="lake-prefix/landing/orders/readme.txt"),
@@ -289,27 +301,43 @@ def test_hostile_keys_are_skipped_with_their_reason_and_never_reach_dagster(grap
         ("day.json.gz", "launched"), ("day.jsonl.gz", "launched"), ("day.ndjson.gz", "launched"),
         ("2024/01/DAY.JSONL", "launched"),
         (".day.json", "skipped"), ("_day.json", "skipped"), ("2024/_SUCCESS.jsonl", "skipped"), ("2024/.tmp-upload.ndjson.gz", "skipped"),
+        ("_tmp/a.json", "skipped"), ("a/.x/b.json", "skipped"), (".a.json", "skipped"), ("a.b/_c/d.json.gz", "skipped"),
+        ("a_b/c.json", "launched"), ("a./b.json", "launched"),
         ("day.csv", "skipped"), ("day.gz", "skipped"), ("day.json.zip", "skipped"),
     ],
 )
 def test_the_bridge_ingests_exactly_the_files_the_package_ingests(graphql, caplog, name, outcome):
-    from ecomm_assets.core.landing import is_landing_file
+    from ecomm_assets.core.landing import is_hidden_name, is_landing_file
 
     with caplog.at_level(logging.WARNING, logger="ecomm_lambda_bridge"):
         [result] = bridge.handler({"Records": [s3_record(key=f"lake-prefix/landing/orders/{name}")]})["results"]
     assert result["outcome"] == outcome == ("launched" if is_landing_file(name) else "skipped")
     if outcome == "skipped":
         assert result["reason"] in caplog.text
-    if name.rsplit("/", 1)[-1].startswith((".", "_")):
-        assert "hidden" in result["reason"]
+    assert ("hidden" in result.get("reason", "")) == is_hidden_name(name)
 
 
 def test_the_bridge_copies_of_the_package_constants_are_equal():
-    from ecomm_assets.automation import LANDING_DIR
-    from ecomm_assets.core.landing import LANDING_SUFFIXES
+    from ecomm_assets.assets.landing import LANDING_DIR
+    from ecomm_assets.automation import INGEST_MAX_RETRIES, LANDING_FILE_TAG
+    from ecomm_assets.core.landing import HIDDEN_NAME_STARTS, LANDING_SUFFIXES
 
     assert bridge.LANDING_SUFFIXES == LANDING_SUFFIXES
+    assert bridge.HIDDEN_NAME_STARTS == HIDDEN_NAME_STARTS
     assert bridge.LANDING_DIR == LANDING_DIR
+    assert (bridge.LANDING_FILE_TAG, bridge.INGEST_MAX_RETRIES) == (LANDING_FILE_TAG, INGEST_MAX_RETRIES)
+
+
+@pytest.mark.parametrize("name", ["day.json", "a" * 195 + ".json", "a" * 196 + ".json", "é" * 300 + ".json", "x/" * 400 + "y.json"])
+def test_the_bridge_tags_an_ingest_run_as_the_landing_sensor_does(graphql, name):
+    """The same tags, so a landed name has one concurrency limit (ecomm/landing-file) and one retry
+    count whichever of them requests its ingest."""
+    from ecomm_assets.automation import landing_run_request
+
+    bridge.handler({"Records": [s3_record(key=bridge.urllib.parse.quote_plus(f"lake-prefix/landing/orders/{name}", safe="/"))]})
+    [run] = graphql.runs
+    sensor_tags = landing_run_request(name, 1024, "etag").tags
+    assert {key: run["tags"].get(key) for key in sensor_tags} == sensor_tags
 
 
 # --- trust: HTTPS off the host, the token in the header the proxy or Dagster+ reads -------------

@@ -4,6 +4,8 @@ the newest landed version wins, hostile names and symlinks are refused, hidden n
 import gzip
 import json
 import os
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -13,6 +15,7 @@ import pytest
 
 from ecomm_assets.assets.landing import landing_raw_name, unsafe_name_problem
 from ecomm_assets.core.landing import file_id
+from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.definitions import build_definitions
 from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
@@ -230,6 +233,38 @@ def test_a_new_version_of_a_landed_file_supersedes_the_old_one(lake_dir, instanc
     manifest = lake_dir / "raw/_landing_manifest"
     assert json.loads((manifest / f"{file_id(old)}.json").read_text())["superseded_by"] == file_id(new)
     assert "superseded_by" not in json.loads((manifest / f"{file_id(new)}.json").read_text())
+
+
+def test_two_new_versions_racing_for_the_old_version_s_day_leave_one_version(lake_dir, monkeypatch):
+    """Each ingest reads the earlier versions of its name; the one that gets the locks second must
+    see what the first recorded meanwhile, and supersede it too."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    store = LakeResource(uri=str(lake_dir)).store()
+    land(lake_dir, "one.jsonl", jsonl(landed_order("A1", "2024-01-15T10:00:00Z")))
+    assert ingest(defs, dg.DagsterInstance.ephemeral()).success
+    read_confined, read = LakeStore.read_confined, threading.Semaphore(0)
+
+    def signalling_read(store, folder, name):
+        try:
+            return read_confined(store, folder, name)
+        finally:
+            read.release()
+
+    monkeypatch.setattr(LakeStore, "read_confined", signalling_read)
+    runs = []
+    with day_locks(store, ["2024-01-15"], holder="another run"):  # the old version's day: both wait for it
+        for order_id, day in (("B1", "2024-01-16"), ("C1", "2024-01-17")):
+            land(lake_dir, "one.jsonl", jsonl(landed_order(order_id, f"{day}T10:00:00Z")))
+            runs.append(threading.Thread(target=ingest, args=(defs, dg.DagsterInstance.ephemeral()), kwargs={"files": ["one.jsonl"]}))
+            runs[-1].start()
+            assert read.acquire(timeout=60)
+        time.sleep(1)  # both have read the manifest and wait for the day
+    for run in runs:
+        run.join(timeout=120)
+    manifest = [json.loads(p.read_text()) for p in (lake_dir / "raw/_landing_manifest").iterdir()]
+    [current] = [entry for entry in manifest if "superseded_by" not in entry]
+    raw = sorted(p.name for p in (lake_dir / "raw/orders").glob("*/*.jsonl"))
+    assert raw == [landing_raw_name(datetime.fromisoformat(current["landed_at"]), current["file_id"])]
 
 
 def test_an_ingest_stopped_while_superseding_is_repaired_by_the_next_one(lake_dir, instance, monkeypatch):

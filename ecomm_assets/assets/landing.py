@@ -335,7 +335,8 @@ def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefin
         name="ingest_landing_files",
         description="Reads landed order files (JSON array or JSON Lines, .gz too) and writes each day's "
         "orders to raw/orders/dt=D/landing-<landed at>-<file id>.jsonl; unreadable records and files go "
-        "to quarantine/landing/<file id>/ with reasons. One file's failure never stops the others. Logs "
+        "to quarantine/landing/<file id>/ with reasons. One file's failure never stops the others; a file not "
+        "ingested (unreadable, vanished, a day locked too long) fails the run after them, to be retried. Logs "
         "a materialization of orders_raw per day touched and of landed_files.",
     )
     def ingest_landing_files(

@@ -110,18 +110,21 @@ def run_duckdb_bare(src: str, out: str) -> None:
 def run_duckdb_same_columns(src: str, out: str) -> None:
     import duckdb
 
-    from ecomm_assets.core.flatten import _DECLARED_COLUMNS, PARQUET_COPY_OPTIONS, _line_columns, _order_ts
+    from ecomm_assets.core.flatten import (
+        _DECLARED_COLUMNS, PARQUET_COPY_OPTIONS, _line_columns, _order_ts, _typed_amount, _typed_product,
+    )
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(
         f"COPY (SELECT {_line_columns('line_number')} FROM (SELECT *, make_timestamp(epoch_us(order_ts)) AS utc_wall FROM ("
-        f"SELECT order_id, {_order_ts('order_date')} AS order_ts, total_amount, "
+        f"SELECT * REPLACE ({_typed_product('p')} AS p) FROM ("
+        f"SELECT order_id, {_order_ts('order_date')} AS order_ts, total_amount, {_typed_amount('total_amount')}, "
         "customer.customer_id, customer.name AS customer_name, customer.email AS customer_email, "
         "customer.address.address AS customer_address, customer.address.city AS customer_city, "
         "customer.address.state AS customer_state, customer.address.country AS customer_country, 'bench' AS source, "
         "UNNEST(products) AS p, generate_subscripts(products, 1) AS line_number "
-        "FROM read_json($src, format='newline_delimited', columns=$columns)))) "
+        "FROM read_json($src, format='newline_delimited', columns=$columns))))) "
         f"TO $out ({PARQUET_COPY_OPTIONS})",
         {"src": src, "columns": _DECLARED_COLUMNS, "out": os.path.join(out, "order_lines.parquet")},
     )

@@ -137,17 +137,25 @@ def _trimmed(text: str) -> str:
 
 # Each amount's text is converted once, to its exact value and to a double (for the checks);
 # casts from text ignore surrounding spaces by themselves.
+def _as_number(value: str, text: str) -> str:
+    """The amount as a double, for the checks: from its exact value when the text was one (a cheap
+    cast), parsed again only when it was not (to tell NaN and 1e30 from "abc")."""
+    return f"CASE WHEN {value} IS NOT NULL THEN {value}::DOUBLE ELSE TRY_CAST({text} AS DOUBLE) END"
+
+
 def _typed_amount(column: str) -> str:
-    return f"TRY_CAST({column} AS {_EXACT_MONEY}) AS {column}_value, TRY_CAST({column} AS DOUBLE) AS {column}_number"
+    value = f"TRY_CAST({column} AS {_EXACT_MONEY})"
+    return f"{value} AS {column}_value, {_as_number(value, column)} AS {column}_number"
 
 
-def _typed_products(products: str) -> str:
-    """The list of product structs with their amounts converted: `price_value`, `price_number`, ..."""
+def _typed_product(p: str) -> str:
+    """The product struct `p` with its amounts converted: `price_value`, `price_number`, ... (NULL stays NULL)."""
     fields = ", ".join(
-        f"{name}_value := TRY_CAST(p.{name} AS {_EXACT_MONEY}), {name}_number := TRY_CAST(p.{name} AS DOUBLE)"
+        f"{name}_value := TRY_CAST({p}.{name} AS {_EXACT_MONEY}), "
+        f"{name}_number := {_as_number(f'TRY_CAST({p}.{name} AS {_EXACT_MONEY})', f'{p}.{name}')}"
         for name in ("price", "discount_percent")
     )
-    return f"list_transform({products}, lambda p: struct_insert(p, {fields}, quantity_number := TRY_CAST(p.quantity AS DOUBLE)))"
+    return f"CASE WHEN {p} IS NOT NULL THEN struct_insert({p}, {fields}, quantity_number := TRY_CAST({p}.quantity AS DOUBLE)) END"
 
 
 def _number_problem(text: str, label: str, bound: str, stored_as: str | None = None) -> str:
@@ -249,7 +257,7 @@ SELECT file_index, record_number, line AS record,
     CASE WHEN json_type(c -> 'customer_id') IN {_SCALAR_TYPES} THEN {_canonical_id("c ->> 'customer_id'")} END AS customer_id,
     c ->> 'name' AS customer_name, c ->> 'email' AS customer_email, c -> 'address' AS address_json,
     c ->> 'city' AS customer_city, c ->> 'state' AS customer_state, c ->> 'country' AS customer_country,
-    {_typed_products(_PRECISE_PRODUCTS)} AS products,
+    list_transform({_PRECISE_PRODUCTS}, lambda p: {_typed_product("p")}) AS products,
     list_filter([
         coalesce({_repeated_key("j")}, {_repeated_key("c")}, {_repeated_key("c -> 'address'")}),
         {_type_problem("j -> 'order_id'", _SCALAR_TYPES, "order_id")},
@@ -340,8 +348,7 @@ COPY (
         JOIN files f ON f.path = r.filename
     ), shaped AS (
         SELECT {_canonical_id("order_id")} AS order_id, order_date AS order_date_text, order_ts,
-            {_UTC_WALL} AS utc_wall, file_day, total_amount, {_typed_amount("total_amount")}, source,
-            {_typed_products("products")} AS products,
+            {_UTC_WALL} AS utc_wall, file_day, total_amount, {_typed_amount("total_amount")}, source, products,
             {_canonical_id("customer.customer_id")} AS customer_id, customer.name AS customer_name, customer.email AS customer_email,
             customer.address.address AS customer_address,
             coalesce(customer.city, customer.address.city) AS customer_city,
@@ -355,12 +362,14 @@ COPY (
             UNNEST(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END) AS p,
             generate_subscripts(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END, 1) AS line_number
         FROM shaped
+    ), typed AS (  -- amounts converted after UNNEST: cheaper than inside the lists
+        SELECT * REPLACE ({_typed_product("p")} AS p) FROM flagged
     )
     SELECT {_line_columns(
         f"CASE WHEN order_broken OR p IS NULL OR {_any_rule_broken(_LINE_RULES)} "
         f"OR {_suspicious_id('p.product_id')} THEN 0 ELSE line_number END"
     )}{", file_day" if several_days else ""}
-    FROM flagged
+    FROM typed
 ) TO $out ({PARQUET_COPY_OPTIONS}{", PARTITION_BY (file_day)" if several_days else ""}, RETURN_STATS)
 """
 

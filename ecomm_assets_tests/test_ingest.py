@@ -75,8 +75,12 @@ def raw_path_taken_by_a_folder(lake_dir) -> str:
     return "b_fault.jsonl"
 
 
-@pytest.mark.parametrize("make_fault", [nested_10000_deep, raw_path_taken_by_a_folder])
-def test_one_file_failing_never_stops_the_others(lake_dir, instance, make_fault):
+@pytest.mark.parametrize(
+    "make_fault, quarantined_whole",
+    [(nested_10000_deep, False), (raw_path_taken_by_a_folder, True)],
+    ids=["a record nested 10,000 deep (once a RecursionError)", "a raw day file that cannot be written"],
+)
+def test_one_file_failing_never_stops_the_others(lake_dir, instance, make_fault, quarantined_whole):
     defs = make_definitions(lake_dir, orders_per_day=0)
     land(lake_dir, "a_before.jsonl", jsonl(landed_order("A1", "2024-01-15T09:00:00Z")))
     fault = make_fault(lake_dir)
@@ -96,17 +100,16 @@ def test_one_file_failing_never_stops_the_others(lake_dir, instance, make_fault)
     metadata = landed_files_metadata(instance)
     reports = {json.loads(p.read_text())["file"]: p.parent for p in (lake_dir / "quarantine/landing").glob("*/reason.json")}
     assert metadata["files_ingested"] == 3 and metadata["conservation_holds"] is True
-    if fault not in reports:  # the parser read the deep record: order_lines quarantined it, with its reason
-        quarantined = (lake_dir / "quarantine/order_lines/dt=2024-01-15/part-00000.jsonl").read_text()
-        assert [json.loads(line)["source"].endswith(file_id(DEEP)) for line in quarantined.splitlines()] == [True]
-        return
     report = json.loads((reports[fault] / "reason.json").read_text())
-    if not report["file_error"]:  # the parser quarantined the deep record by itself: the file went through
-        assert [r["record_number"] for r in report["records"]] == [1] and metadata["records_quarantined"] == 1
+    if not quarantined_whole:  # the record with its reason; the file itself went through
+        assert report["file_error"] is None and metadata["files_quarantined_whole"] == 0
+        assert [(r["record_number"], r["reason"]) for r in report["records"]] == [(1, "JSON nested too deeply")]
+        assert metadata["records_quarantined"] == 1
         return
+    # The file as it landed, byte for byte, with the error.
     original = (lake_dir / "landing/orders" / fault).read_bytes()
+    assert report["file_error"] and metadata["files_quarantined_whole"] == 1
     assert (reports[fault] / f"file-{fault}").read_bytes() == original
-    assert metadata["files_quarantined_whole"] == 1
     assert [fault in alert["error"] and alert["run_id"] == result.run_id for alert in alerts(lake_dir)] == [True]
     # Nothing of a file quarantined whole stays in raw: its records are never counted twice.
     assert not [p for p in (lake_dir / "raw/orders").glob(f"*/*{file_id(original)}.jsonl") if p.is_file()]

@@ -149,10 +149,7 @@ class LakeStore:
         target = self.full_path(rel)
         self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
         if not self.is_local:
-            self._sweep_once()
-            # compression=None: pyarrow would otherwise gzip a `.gz` name (a landed file's quarantined copy) again.
-            with self.filesystem.open_output_stream(target, compression=None) as out:
-                out.write(data)
+            self._upload(target, io.BytesIO(data))
             return len(data)
         temporary = os.path.join(self._staging_root(), f"{owner()}~{uuid.uuid4().hex}.tmp")
         try:
@@ -172,9 +169,16 @@ class LakeStore:
         if self.is_local:
             os.replace(local, target)  # staging is inside the lake root: same filesystem
             return size
-        with open(local, "rb") as source, self.filesystem.open_output_stream(target) as out:
-            shutil.copyfileobj(source, out, 8 << 20)
+        with open(local, "rb") as source:
+            self._upload(target, source)
         return size
+
+    def _upload(self, target: str, source) -> None:
+        """One object written from a stream (S3 shows it only once complete)."""
+        self._sweep_once()
+        # compression=None: pyarrow would otherwise gzip a `.gz` name (a landed file's quarantined copy) again.
+        with self.filesystem.open_output_stream(target, compression=None) as out:
+            shutil.copyfileobj(source, out, 8 << 20)
 
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[str]:
@@ -186,10 +190,13 @@ class LakeStore:
     def _staging_root(self) -> str:
         """The folder of temporary files (swept on first use): in the lake root for a local lake,
         in the system's temporary folder for S3."""
-        root = self.full_path(STAGING) if self.is_local else os.path.join(tempfile.gettempdir(), "ecomm-staging")
-        os.makedirs(root, exist_ok=True)
+        os.makedirs(self._staging_path, exist_ok=True)
         self._sweep_once()
-        return root
+        return self._staging_path
+
+    @property
+    def _staging_path(self) -> str:
+        return self.full_path(STAGING) if self.is_local else os.path.join(tempfile.gettempdir(), "ecomm-staging")
 
     def _sweep_once(self) -> None:
         if not self._swept:
@@ -200,9 +207,8 @@ class LakeStore:
         """Remove what killed writers left behind: temporary files and folders of dead processes
         of this host or older than LEFTOVER_MAX_AGE, and on S3 incomplete multipart uploads older
         than that. Returns what was removed."""
-        root = self.full_path(STAGING) if self.is_local else os.path.join(tempfile.gettempdir(), "ecomm-staging")
         removed, now = [], time.time()
-        with contextlib.suppress(FileNotFoundError), os.scandir(root) as entries:
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._staging_path) as entries:
             for entry in entries:
                 with contextlib.suppress(FileNotFoundError):  # another sweeper got there first
                     if is_leftover(entry.name, entry.stat(follow_symlinks=False).st_mtime, now):

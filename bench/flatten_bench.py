@@ -95,7 +95,9 @@ BARE_COLUMNS = {
 def run_duckdb_bare(src: str, out: str) -> None:
     import duckdb
 
-    from ecomm_assets.core.flatten import PARQUET_COPY_OPTIONS  # the same codec and level as (a)
+    from ecomm_assets.core.flatten import (
+        PARQUET_COPY_OPTIONS,  # the same codec and level as (a)
+    )
 
     con = duckdb.connect()
     con.execute(
@@ -111,7 +113,12 @@ def run_duckdb_same_columns(src: str, out: str) -> None:
     import duckdb
 
     from ecomm_assets.core.flatten import (
-        _DECLARED_COLUMNS, PARQUET_COPY_OPTIONS, _line_columns, _order_ts, _typed_amount, _typed_product,
+        _DECLARED_COLUMNS,
+        PARQUET_COPY_OPTIONS,
+        _line_columns,
+        _order_ts,
+        _typed_amount,
+        _typed_product,
     )
 
     con = duckdb.connect()

@@ -2,13 +2,18 @@
 every day they touched, and write an alert when a run fails."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from ecomm_assets.assets.landing import LANDING_DIR, build_ingest_op, list_landing, skip_reason
+from ecomm_assets.assets.landing import (
+    LANDING_DIR,
+    build_ingest_op,
+    list_landing,
+    skip_reason,
+)
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
 # S3 lists LastModified to the second and a sensor tick can fall inside that second: each tick
@@ -108,7 +113,7 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertSinkRes
     ]
     alerts.send(
         {
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
             "run_id": run.run_id,
             "job": run.job_name,
             "assets": _failed_assets(context),
@@ -198,7 +203,7 @@ def build_automation(
             context.log.warning(message)
             alerts.send(
                 {
-                    "at": datetime.now(timezone.utc).isoformat(),
+                    "at": datetime.now(UTC).isoformat(),
                     "run_id": run_id,
                     "job": lake_job.name,
                     "assets": ["order_lines"],

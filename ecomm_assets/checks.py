@@ -12,7 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.assets.catalog import CATALOG_TABLES
-from ecomm_assets.assets.lake import counts_path, quarantine_path, raw_order_files, read_table, run_days, table_path
+from ecomm_assets.assets.lake import (
+    counts_path,
+    quarantine_path,
+    raw_order_files,
+    read_table,
+    run_days,
+    table_path,
+)
 from ecomm_assets.core import quality
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
 from ecomm_assets.resources import LakeResource

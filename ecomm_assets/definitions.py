@@ -3,6 +3,7 @@
 import os
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from ecomm_assets.assets.analytics import build_analytics_assets
 from ecomm_assets.assets.catalog import build_catalog_assets
@@ -12,9 +13,12 @@ from ecomm_assets.assets.sources import build_source_assets
 from ecomm_assets.automation import build_automation
 from ecomm_assets.checks import build_checks
 from ecomm_assets.partitions import DEFAULT_START_DATE, daily_partitions
-from dagster_aws.s3 import S3Resource
-
-from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
+from ecomm_assets.resources import (
+    AlertSinkResource,
+    CatalogResource,
+    LakeResource,
+    OrderSourceResource,
+)
 
 
 def build_definitions(

@@ -17,7 +17,12 @@ import pytest
 import requests
 
 from ecomm_assets.definitions import build_definitions
-from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
+from ecomm_assets.resources import (
+    AlertSinkResource,
+    CatalogResource,
+    LakeResource,
+    OrderSourceResource,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 DUMMYJSON_DATA = PROJECT.parent / "shared" / "data" / "dummyjson"

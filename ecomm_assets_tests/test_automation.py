@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import dagster as dg
@@ -14,7 +14,11 @@ from dagster_aws.s3 import S3Resource
 
 from ecomm_assets.automation import INGEST_MAX_RETRIES, landing_file_tag
 from ecomm_assets.resources import AlertSinkResource, LakeResource
-from ecomm_assets_tests.conftest import local_instance_home, make_definitions, materialize_day
+from ecomm_assets_tests.conftest import (
+    local_instance_home,
+    make_definitions,
+    materialize_day,
+)
 from ecomm_assets_tests.test_definitions import land
 
 DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
@@ -29,7 +33,7 @@ def test_the_daily_schedule_materializes_the_day_that_just_ended(lake_dir):
     schedule = defs.resolve_schedule_def("daily_job_schedule")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedule.cron_schedule == "30 0 * * *" and schedule.execution_timezone in (None, "UTC")
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 3, 5, 0, 30, tzinfo=timezone.utc))
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 3, 5, 0, 30, tzinfo=UTC))
     [request] = list(schedule.evaluate_tick(context).run_requests)
     assert request.partition_key == "2024-03-04"
     assert dg.AssetKey("catalog") in defs.resolve_job_def("daily_job").asset_layer.asset_graph.get_all_asset_keys()

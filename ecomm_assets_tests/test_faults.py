@@ -10,8 +10,8 @@ import time
 from datetime import date, timedelta
 
 import dagster as dg
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from ecomm_assets.assets import lake
 from ecomm_assets.assets.catalog import CATALOG_TABLES

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import dagster as dg
@@ -18,12 +18,22 @@ from ecomm_assets.core.landing import file_id
 from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.definitions import build_definitions
-from ecomm_assets.resources import AlertSinkResource, CatalogResource, LakeResource, OrderSourceResource
+from ecomm_assets.resources import (
+    AlertSinkResource,
+    CatalogResource,
+    LakeResource,
+    OrderSourceResource,
+)
 from ecomm_assets_tests.conftest import make_definitions
-from ecomm_assets_tests.test_definitions import land, landed_order, recompute_tick, run_requests
+from ecomm_assets_tests.test_definitions import (
+    land,
+    landed_order,
+    recompute_tick,
+    run_requests,
+)
 from lambda_bridge.handler import unsafe_key_reason
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 
 
 def jsonl(*orders) -> bytes:
@@ -56,7 +66,7 @@ def set_landed_at(lake_dir, name: str, moment: datetime) -> None:
     os.utime(lake_dir / "landing" / "orders" / name, (moment.timestamp(), moment.timestamp()))
 
 
-LANDED_AT = datetime(2024, 2, 1, 9, 0, tzinfo=timezone.utc)
+LANDED_AT = datetime(2024, 2, 1, 9, 0, tzinfo=UTC)
 DEEP = b'{"order_id": "B1", "order_date": "2024-01-15T10:00:00Z", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}\n"
 
 
@@ -504,7 +514,7 @@ def test_landed_files_are_a_table_in_the_lake_and_in_sql(lake_dir, instance):
         ("empty.json", file_id(b""), LANDED_AT, 0, 0, 0, 0, True, "{}", "2024-02-01"),
     ]
     lake_rows = duckdb.sql(query.format(landed_files=f"read_parquet('{lake_dir}/processed/landed_files/*/*.parquet', hive_partitioning=true)")).fetchall()
-    assert [row[:2] + (row[2].astimezone(timezone.utc),) + row[3:] for row in lake_rows] == expected
+    assert [row[:2] + (row[2].astimezone(UTC),) + row[3:] for row in lake_rows] == expected
     with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as catalog:
         catalog_rows = catalog.sql(query.format(landed_files="landed_files")).fetchall()
-    assert [row[:2] + (row[2].astimezone(timezone.utc),) + row[3:] for row in catalog_rows] == expected
+    assert [row[:2] + (row[2].astimezone(UTC),) + row[3:] for row in catalog_rows] == expected

@@ -7,8 +7,8 @@ import boto3
 import dagster as dg
 import pyarrow.parquet as pq
 
-from ecomm_assets.resources import CatalogResource, LakeResource, OrderSourceResource
 from ecomm_assets.definitions import build_definitions
+from ecomm_assets.resources import CatalogResource, LakeResource, OrderSourceResource
 from ecomm_assets_tests.conftest import materialize_day
 
 TABLES = ["order_lines", "orders", "dim_products", "dim_customers",

@@ -396,7 +396,7 @@ def handler(event, context=None):
             except DeadlineReached as error:
                 LOG.warning("message %s returns to the queue: %s", message.get("messageId"), error)
                 failures.append({"itemIdentifier": message["messageId"]})
-            except Exception:  # noqa: BLE001  (any failure: this message is retried, the others are not)
+            except Exception:  # any failure: this message is retried, the others are not
                 LOG.exception("message %s failed", message.get("messageId"))
                 failures.append({"itemIdentifier": message["messageId"]})
         return {"batchItemFailures": failures, "results": results}

@@ -4,7 +4,15 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ecomm_assets.assets.lake import BACKFILL, read_days, read_table, run_days, split_by_day, write_days, writing_days
+from ecomm_assets.assets.lake import (
+    BACKFILL,
+    read_days,
+    read_table,
+    run_days,
+    split_by_day,
+    write_days,
+    writing_days,
+)
 from ecomm_assets.core.analytics import ANALYTICS, build_analytics
 from ecomm_assets.core.dashboard import data_uri, html_report, render_charts
 from ecomm_assets.core.storage import partition_dir

@@ -20,11 +20,25 @@ from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import preview, reasons_table
 from ecomm_assets.assets.sources import read_raw_catalog
 from ecomm_assets.core import quality
-from ecomm_assets.core.flatten import DayCounts, FlattenResult, RawOrderFile, flatten_orders
+from ecomm_assets.core.flatten import (
+    DayCounts,
+    FlattenResult,
+    RawOrderFile,
+    flatten_orders,
+)
 from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.schemas import CONTRACTS, ORDER_LINES, conform
-from ecomm_assets.core.storage import LakeFile, LakeStore, conform_parquet_file, partition_dir
-from ecomm_assets.core.tables import build_dim_customers, build_dim_products, build_orders
+from ecomm_assets.core.storage import (
+    LakeFile,
+    LakeStore,
+    conform_parquet_file,
+    partition_dir,
+)
+from ecomm_assets.core.tables import (
+    build_dim_customers,
+    build_dim_products,
+    build_orders,
+)
 from ecomm_assets.resources import LakeResource
 
 PART_FILE = "part-00000.parquet"

@@ -12,15 +12,27 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ecomm_assets.core.landing import DayWindow, LandedFile, file_id, is_hidden_name, is_landing_file, split_landing_file
+from ecomm_assets.core.landing import (
+    DayWindow,
+    LandedFile,
+    file_id,
+    is_hidden_name,
+    is_landing_file,
+    split_landing_file,
+)
 from ecomm_assets.core.locks import day_locks
-from ecomm_assets.core.storage import LakeFile, LakeStore, NotARegularFile, partition_dir
+from ecomm_assets.core.storage import (
+    LakeFile,
+    LakeStore,
+    NotARegularFile,
+    partition_dir,
+)
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
 LANDING_DIR = "landing/orders"
@@ -92,7 +104,7 @@ def list_landing(store: LakeStore) -> list[LandingFile]:
         selector = pafs.FileSelector(store.full_path(LANDING_DIR), allow_not_found=True, recursive=True)
         skip = len(selector.base_dir.rstrip("/")) + 1
         files = [
-            LandingFile(info.path[skip:], info.size, info.mtime.astimezone(timezone.utc))
+            LandingFile(info.path[skip:], info.size, info.mtime.astimezone(UTC))
             for info in store.filesystem.get_file_info(selector)
             if info.type == pafs.FileType.File
         ]
@@ -105,7 +117,7 @@ def list_landing(store: LakeStore) -> list[LandingFile]:
             with contextlib.suppress(FileNotFoundError):  # moved away while listed
                 status = os.lstat(path)
                 if not stat.S_ISDIR(status.st_mode):
-                    landed_at = datetime.fromtimestamp(status.st_mtime, timezone.utc)
+                    landed_at = datetime.fromtimestamp(status.st_mtime, UTC)
                     files.append(LandingFile(os.path.relpath(path, root), status.st_size, landed_at, _refusal(status.st_mode)))
     return sorted(files, key=lambda f: f.name)
 
@@ -120,7 +132,7 @@ def read_landing(store: LakeStore, name: str) -> tuple[LandingFile, bytes]:
     """A landed file's bytes and its size and landing time, from one open of it (NotARegularFile:
     a symlink or no regular file, refused unread)."""
     data, info = store.read_confined(LANDING_DIR, name)
-    return LandingFile(name, info.size, info.mtime.astimezone(timezone.utc)), data
+    return LandingFile(name, info.size, info.mtime.astimezone(UTC)), data
 
 
 def manifest_entries(store: LakeStore) -> list[dict]:
@@ -133,7 +145,7 @@ def ingested_file_ids(store: LakeStore) -> set[str]:
 
 
 def landing_raw_name(landed_at: datetime, landed_file_id: str) -> str:
-    return f"landing-{landed_at.astimezone(timezone.utc).strftime(LANDED_STAMP)}-{landed_file_id}.jsonl"
+    return f"landing-{landed_at.astimezone(UTC).strftime(LANDED_STAMP)}-{landed_file_id}.jsonl"
 
 
 def raw_file_age(f: LakeFile) -> datetime:
@@ -141,13 +153,13 @@ def raw_file_age(f: LakeFile) -> datetime:
     the file's mtime (a generated file such as synthetic.jsonl)."""
     landed = LANDING_RAW_NAME.fullmatch(f.name)
     if landed:
-        return datetime.strptime(landed.group(1), LANDED_STAMP).replace(tzinfo=timezone.utc)
+        return datetime.strptime(landed.group(1), LANDED_STAMP).replace(tzinfo=UTC)
     return f.mtime
 
 
 def landed_files_path(landed_at: datetime, landed_file_id: str) -> str:
     """One Parquet file per landed file version, in the dt= folder of the day it landed."""
-    day = landed_at.astimezone(timezone.utc).date()
+    day = landed_at.astimezone(UTC).date()
     return f"{partition_dir('processed', LANDED_FILES, day)}/{landing_raw_name(landed_at, landed_file_id).removesuffix('.jsonl')}.parquet"
 
 
@@ -280,7 +292,7 @@ def _write_version(store: LakeStore, landing: LandingFile, data: bytes, landed: 
             for stale in _raw_files_of(store, day, old_id):
                 store.delete(stale.path)
     _quarantine(store, landed, data)
-    ingested_at = datetime.now(timezone.utc).isoformat()
+    ingested_at = datetime.now(UTC).isoformat()
     for old in earlier:
         superseded = old | {"superseded_by": landed.file_id, "superseded_at": ingested_at}
         store.write_bytes(f"{MANIFEST_DIR}/{old['file_id']}.json", json.dumps(superseded, indent=1).encode())
@@ -376,7 +388,7 @@ def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefin
             context.log.error("; ".join(problems))
             alerts.send(
                 {
-                    "at": datetime.now(timezone.utc).isoformat(),
+                    "at": datetime.now(UTC).isoformat(),
                     "run_id": context.run_id,
                     "job": context.job_name,
                     "assets": [LANDED_FILES],

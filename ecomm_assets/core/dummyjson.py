@@ -8,7 +8,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import numpy as np
@@ -193,12 +193,12 @@ def _retry_after(response: requests.Response) -> tuple[str, float] | None:
     try:
         now = _utc(parsedate_to_datetime(response.headers.get("Date", "")))
     except ValueError:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     return asked, max((until - now).total_seconds(), 0.0)
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def carts_to_orders(carts: list[dict], users: list[dict], products: list[dict], day: date, seed: int) -> list[dict]:
@@ -209,7 +209,7 @@ def carts_to_orders(carts: list[dict], users: list[dict], products: list[dict], 
     brands = {p["id"]: p.get("brand") for p in products}
     rng = np.random.default_rng([seed, 4, day.toordinal()])
     seconds = np.sort(rng.integers(0, 86400, len(carts)))
-    midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
     orders = []
     for cart, second in zip(carts, seconds):
         user = users_by_id.get(cart.get("userId"), {})

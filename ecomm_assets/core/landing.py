@@ -16,9 +16,16 @@ import re
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
-from ecomm_assets.core.records import MALFORMED, MAX_RECORD_BYTES, decode_at, order_day, parse_record, size_problem
+from ecomm_assets.core.records import (
+    MALFORMED,
+    MAX_RECORD_BYTES,
+    decode_at,
+    order_day,
+    parse_record,
+    size_problem,
+)
 
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 # A part of a landed name (below the landing folder) starting with one of these hides the file: a
@@ -40,7 +47,7 @@ class DayWindow:
 
     @classmethod
     def for_lake(cls, start_date: date | str, today: date | None = None) -> DayWindow:
-        today = today or datetime.now(timezone.utc).date()
+        today = today or datetime.now(UTC).date()
         return cls(date.fromisoformat(str(start_date)), today + timedelta(days=FUTURE_HORIZON_DAYS))
 
     def problem(self, day: date) -> str | None:

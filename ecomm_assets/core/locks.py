@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -48,7 +48,7 @@ class DayLockLost(RuntimeError):
 
 def _holder_record(holder: str) -> dict:
     return {"holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "since": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def describe_holder(record: dict | None) -> str:

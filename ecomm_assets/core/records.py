@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 # Years 1000-9998: every timestamp these admit, with any offset, is a valid date in Python and in DuckDB.
 _YEAR = "([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
@@ -124,5 +124,5 @@ def order_day(value: object) -> date | None:
     except ValueError:  # a day the calendar does not have (2024-02-30)
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return moment.date()

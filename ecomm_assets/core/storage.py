@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -218,7 +218,7 @@ class LakeStore:
                             os.unlink(entry.path)
                         removed.append(entry.path)
         if not self.is_local:
-            removed += self._abort_stale_uploads(datetime.now(timezone.utc) - LEFTOVER_MAX_AGE)
+            removed += self._abort_stale_uploads(datetime.now(UTC) - LEFTOVER_MAX_AGE)
         return removed
 
     def _abort_stale_uploads(self, started_before: datetime) -> list[str]:
@@ -298,7 +298,7 @@ class LakeStore:
             if not stat.S_ISREG(status.st_mode):
                 raise NotARegularFile(f"{rel}: not a regular file")
             data = file.read()
-        return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, timezone.utc))
+        return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC))
 
     def exists(self, rel: str) -> bool:
         return self.filesystem.get_file_info(self.full_path(rel)).type == pafs.FileType.File

@@ -7,7 +7,7 @@ numpy's PCG64 seeded with (seed, day ordinal), and serialization keeps the field
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -153,7 +153,7 @@ def generate_orders(
     lines = lines.append_column("discount_percent", discounts)
     offsets = np.concatenate([[0], np.cumsum(line_counts)]).astype(np.int32)
     items_cents = np.add.reduceat(cents[product_picks] * quantities, offsets[:-1]) if n else np.zeros(0, np.int64)
-    midnight = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+    midnight = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
     return pa.table(
         {
             "order_id": pc.binary_join_element_wise(

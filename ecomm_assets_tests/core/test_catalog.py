@@ -12,7 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.core.catalog import (
-    PARQUET_INPUT, PARQUET_SERDE, BreakingSchemaChange, CatalogTable, DuckDBCatalog, GlueCatalog, glue_columns,
+    PARQUET_INPUT,
+    PARQUET_SERDE,
+    BreakingSchemaChange,
+    CatalogTable,
+    DuckDBCatalog,
+    GlueCatalog,
+    glue_columns,
 )
 from ecomm_assets.core.schemas import CONTRACTS, ORDER_LINES
 

@@ -3,7 +3,12 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ecomm_assets.core.schemas import ORDERS, ContractViolation, conform, schema_differences
+from ecomm_assets.core.schemas import (
+    ORDERS,
+    ContractViolation,
+    conform,
+    schema_differences,
+)
 
 CONTRACT = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("price", pa.decimal128(18, 2))])
 

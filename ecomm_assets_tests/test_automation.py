@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import boto3
 import dagster as dg
 import duckdb
+import pytest
 from dagster_aws.s3 import S3Resource
 
 from ecomm_assets.automation import INGEST_MAX_RETRIES, landing_file_tag
@@ -112,14 +113,20 @@ def test_the_landing_sensor_finds_a_local_file_whatever_its_mtime(lake_dir):
     assert {r.run_key for r in first} <= {r.run_key for r in second}  # run keys keep the first from running again
 
 
-def test_the_landing_sensor_on_s3_misses_nothing_in_the_same_second(lake_dir, aws):
+@pytest.fixture
+def s3_landing(lake_dir, aws):
+    """An S3 client, the definitions, and the sensor's resources for a lake at s3://lake/prefix."""
     s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
     s3.create_bucket(Bucket="lake")
-    defs = make_definitions(lake_dir)
     resources = {
         "lake": LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1"),
         "s3": S3Resource(endpoint_url=aws, region_name="us-east-1"),
     }
+    return s3, make_definitions(lake_dir), resources
+
+
+def test_the_landing_sensor_on_s3_misses_nothing_in_the_same_second(s3_landing):
+    s3, defs, resources = s3_landing
     s3.put_object(Bucket="lake", Key="prefix/landing/orders/first.json", Body=b"[]")
     s3.put_object(Bucket="lake", Key="prefix/landing/orders/skip.csv", Body=b"a,b")
     first, cursor = sensor_requests(defs, "landing_files_sensor", **resources)
@@ -137,15 +144,9 @@ def test_the_landing_sensor_on_s3_misses_nothing_in_the_same_second(lake_dir, aw
     assert first[0].run_key == "first.json:2:" + head["ETag"].strip('"') + ":" + head["LastModified"].isoformat()
 
 
-def test_the_landing_sensor_on_s3_ingests_an_old_version_put_back(lake_dir, aws):
+def test_the_landing_sensor_on_s3_ingests_an_old_version_put_back(s3_landing):
     """A -> B -> A: the second A has the first's name, size and ETag; only its LastModified differs."""
-    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
-    s3.create_bucket(Bucket="lake")
-    defs = make_definitions(lake_dir)
-    resources = {
-        "lake": LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1"),
-        "s3": S3Resource(endpoint_url=aws, region_name="us-east-1"),
-    }
+    s3, defs, resources = s3_landing
     run_keys, cursor = [], None
     for body in (b'[{"v": "A"}]', b'[{"v": "B"}]', b'[{"v": "A"}]'):
         s3.put_object(Bucket="lake", Key="prefix/landing/orders/drop.json", Body=body)

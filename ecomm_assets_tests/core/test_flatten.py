@@ -225,19 +225,28 @@ def test_a_record_with_a_repeated_key_is_quarantined(tmp_path):
     assert result.lines().column("order_id").unique().to_pylist() == ["GOOD"]
 
 
-def test_a_bad_value_on_one_day_of_a_range_leaves_the_other_days_loaded(tmp_path):
-    """A quantity of 2^31 or more once failed the whole range with a conversion error."""
-    days = [date(2024, 1, d) for d in (14, 15, 16)]
-    bad = order("BIG", when="2024-01-15T08:00:00Z", products=[{"product_id": 1, "price": 3, "quantity": 3000000000}])
+RANGE = [date(2024, 1, d) for d in (14, 15, 16)]
+
+
+def flatten_range_with_a_bad_record(tmp_path, bad):
+    """Three days of one good order each, `bad` added to the middle day (DAY); asserts that only
+    that day took the precise pass and every good order loaded."""
     files = [
         on_day(tmp_path, f"{day}.jsonl", day, [order(f"O-{day}", when=f"{day}T09:00:00Z"), *([bad] if day == DAY else [])])
-        for day in days
+        for day in RANGE
     ]
     result = flatten_orders(files, str(tmp_path))
-    assert result.read_modes == {days[0]: "optimistic", DAY: "precise", days[2]: "optimistic"}
-    assert sorted(result.lines().column("order_id").unique().to_pylist()) == [f"O-{day}" for day in days]
+    assert result.read_modes == {RANGE[0]: "optimistic", DAY: "precise", RANGE[2]: "optimistic"}
+    assert sorted(result.lines().column("order_id").unique().to_pylist()) == [f"O-{day}" for day in RANGE]
+    return result
+
+
+def test_a_bad_value_on_one_day_of_a_range_leaves_the_other_days_loaded(tmp_path):
+    """A quantity of 2^31 or more once failed the whole range with a conversion error."""
+    bad = order("BIG", when="2024-01-15T08:00:00Z", products=[{"product_id": 1, "price": 3, "quantity": 3000000000}])
+    result = flatten_range_with_a_bad_record(tmp_path, bad)
     assert [q["order_id"] for q in result.quarantined.to_pylist()] == ["BIG"]
-    assert all(result.counts[day].conserved for day in days)
+    assert all(result.counts[day].conserved for day in RANGE)
 
 
 SAME_ORDER_IDS = [1, "1", 1.0, " 1", "1.0", 1e0, "1 "]
@@ -322,15 +331,8 @@ UNREADABLE_LINES = [
 @pytest.mark.parametrize("label, line", UNREADABLE_LINES, ids=[case[0] for case in UNREADABLE_LINES])
 def test_a_line_the_json_reader_refuses_is_quarantined_and_its_neighbours_load(tmp_path, label, line):
     """A raw line DuckDB cannot read once failed the whole range, on every run."""
-    days = [date(2024, 1, d) for d in (14, 15, 16)]
-    files = [
-        on_day(tmp_path, f"{day}.jsonl", day, [order(f"O-{day}", when=f"{day}T09:00:00Z"), *([line] if day == DAY else [])])
-        for day in days
-    ]
-    result = flatten_orders(files, str(tmp_path))
-    assert result.read_modes == {days[0]: "optimistic", DAY: "precise", days[2]: "optimistic"}
-    assert sorted(result.lines().column("order_id").unique().to_pylist()) == [f"O-{day}" for day in days]
+    result = flatten_range_with_a_bad_record(tmp_path, line)
     [rejected] = result.quarantined.to_pylist()
     assert rejected["record"] == line and rejected["record_number"] == 2
     assert rejected["reason"] == ("record is not a JSON object" if label == "not an object" else "malformed JSON")
-    assert all(result.counts[day].conserved for day in days)
+    assert all(result.counts[day].conserved for day in RANGE)

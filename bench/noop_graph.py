@@ -4,18 +4,19 @@ own bookkeeping costs for that graph and range."""
 
 import dagster as dg
 
-from ecomm_assets.definitions import build_definitions
-from ecomm_assets.partitions import DEFAULT_START_DATE, daily_partitions
+from ecomm_assets.definitions import defs as project
 
-_graph = build_definitions().resolve_asset_graph()
-_partitions = daily_partitions(DEFAULT_START_DATE)
+_graph = project.resolve_asset_graph()
 
 
 def _noop(key: dg.AssetKey) -> dg.AssetsDefinition:
-    @dg.asset(key=key, deps=list(_graph.get(key).parent_keys), partitions_def=_partitions,
-              backfill_policy=dg.BackfillPolicy.single_run())
+    node = _graph.get(key)
+    partitioned = node.partitions_def is not None
+
+    @dg.asset(key=key, deps=list(node.parent_keys), partitions_def=node.partitions_def,
+              backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None)
     def noop(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+        return dg.MaterializeResult(metadata={"days": len(context.partition_keys) if partitioned else 0})
 
     return noop
 

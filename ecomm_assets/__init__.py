@@ -4,6 +4,19 @@
 without loading Dagster: scripts, benchmarks and the Lambda bridge's tests stay light.
 """
 
+import warnings
+
+# Dagster features this project chose on purpose, whose every use prints a Beta or Preview warning
+# (24 blocks per command): silenced by message, so any other warning still shows.
+KNOWN_DAGSTER_WARNINGS = (
+    r"Parameter `backfill_policy` of (function|initializer) `[\w.]+` is currently in beta",
+    r"Parameter `owners` of (function|initializer) `[\w.]+` is currently in beta",
+    r"Parameter `include_sources` of function `AssetSelection.all` is currently in beta",  # the CLI's --select
+    r"Specifying a partitions_def on an AssetCheckSpec is currently in preview",
+)
+for message in KNOWN_DAGSTER_WARNINGS:
+    warnings.filterwarnings("ignore", message=message)
+
 
 def __getattr__(name: str):
     if name == "defs":

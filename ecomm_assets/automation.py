@@ -8,13 +8,11 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from ecomm_assets.assets.landing import (
-    LANDING_DIR,
-    build_ingest_op,
-    list_landing,
-    skip_reason,
-)
+from ecomm_assets.assets.landing import ingest_landing_files, list_landing, skip_reason
+from ecomm_assets.core.layout import LANDING_DIR
+from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import AlertSinkResource, LakeResource
+from ecomm_assets.settings import SETTINGS, Switch
 
 # S3 lists LastModified to the second and a sensor tick can fall inside that second: each tick
 # looks back this far, and run keys (key + size + etag + LastModified) keep a file from being
@@ -43,33 +41,6 @@ def landing_run_request(name: str, size: int, version: str) -> dg.RunRequest:
         run_config={"ops": {"ingest_landing_files": {"config": {"files": [name]}}}},
         tags={LANDING_FILE_TAG: landing_file_tag(name), "dagster/max_retries": str(INGEST_MAX_RETRIES)},
     )
-
-
-def landing_files(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource):
-    store = lake.store()
-    if store.is_local:
-        # Every file on every tick: a local mtime is the producer's (cp -p, rsync -a, unzip keep old
-        # ones), so no cursor could tell a new file by it. Run keys (name, size, mtime) make each
-        # version run once; listing a folder and looking its run keys up is cheap.
-        seen = [(f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.refused) for f in list_landing(store)]
-    else:
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        since = datetime.fromisoformat(cursor["last_modified"]) - LISTING_OVERLAP if cursor else None
-        bucket, _, root = store.root.partition("/")
-        prefix = f"{root}/{LANDING_DIR}/" if root else f"{LANDING_DIR}/"
-        objects = list(get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client()))
-        # LastModified too: a version put back (A -> B -> A) has the first A's size and etag.
-        seen = [(o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"') + ":" + o["LastModified"].isoformat(), None)
-                for o in objects]
-        newest = max((o["LastModified"] for o in objects), default=None)
-        if newest and (not cursor or newest.isoformat() > cursor["last_modified"]):
-            context.update_cursor(json.dumps({"last_modified": newest.isoformat()}))
-    for name, size, version, refused in seen:
-        reason = refused or skip_reason(name)
-        if reason:
-            context.log.info(f"skipped {name!r}: {reason}")
-        else:
-            yield landing_run_request(name, size, version)
 
 
 def _failed_assets(context: dg.RunFailureSensorContext) -> list[str]:
@@ -145,93 +116,117 @@ def recompute_request(run_id: str, first: date, last: date) -> dg.RunRequest:
     )
 
 
-def build_automation(
-    partitions: dg.TimeWindowPartitionsDefinition, landing_sensor_running: bool = True
-) -> tuple[list, list, list]:
-    """Jobs, schedules, sensors. With the Lambda bridge delivering S3 events, the polling landing
-    sensor is redundant: start it stopped (ECOMM_LANDING_SENSOR=off)."""
-    ingest = build_ingest_op(partitions)
+@dg.job(description="Ingest landed order files into raw day partitions; a sensor then recomputes those days.")
+def ingest_landing_job():
+    ingest_landing_files()
 
-    @dg.job(description="Ingest landed order files into raw day partitions; a sensor then recomputes those days.")
-    def ingest_landing_job():
-        ingest()
 
-    landing_files_sensor = dg.sensor(
-        name="landing_files_sensor",
-        job=ingest_landing_job,
-        minimum_interval_seconds=15,
-        default_status=dg.DefaultSensorStatus.RUNNING if landing_sensor_running else dg.DefaultSensorStatus.STOPPED,
-        description="Finds new or changed .json/.jsonl(.gz) files in landing/orders/ (a local folder, or "
-        "S3 through dagster-aws get_objects) and requests one ingest run per file version.",
-    )(landing_files)
-    lake_job = dg.define_asset_job(
-        "lake_job",
-        selection=dg.AssetSelection.assets("order_lines").downstream(),
-        description="Recompute order_lines and everything downstream for one day or a range of days.",
-    )
-    daily_job = dg.define_asset_job(
-        "daily_job",
-        selection=dg.AssetSelection.all(),
-        description="Everything for one UTC day: sources, lake, checks, analytics, dashboard, catalog.",
-    )
-    daily_schedule = dg.build_schedule_from_partitioned_job(
-        daily_job,
-        hour_of_day=0,
-        minute_of_hour=30,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="At 00:30 UTC, materializes the day that just ended.",
-    )
+@dg.sensor(
+    job=ingest_landing_job,
+    minimum_interval_seconds=15,
+    # With the Lambda bridge delivering S3 events, polling is redundant: ECOMM_LANDING_SENSOR=off.
+    default_status=dg.DefaultSensorStatus.RUNNING if SETTINGS.landing_sensor is Switch.ON else dg.DefaultSensorStatus.STOPPED,
+    description="Finds new or changed .json/.jsonl(.gz) files in landing/orders/ (a local folder, or "
+    "S3 through dagster-aws get_objects) and requests one ingest run per file version.",
+)
+def landing_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource):
+    store = lake.store()
+    if store.is_local:
+        # Every file on every tick: a local mtime is the producer's (cp -p, rsync -a, unzip keep old
+        # ones), so no cursor could tell a new file by it. Run keys (name, size, mtime) make each
+        # version run once; listing a folder and looking its run keys up is cheap.
+        seen = [(f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.refused) for f in list_landing(store)]
+    else:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        since = datetime.fromisoformat(cursor["last_modified"]) - LISTING_OVERLAP if cursor else None
+        bucket, _, root = store.root.partition("/")
+        prefix = f"{root}/{LANDING_DIR}/" if root else f"{LANDING_DIR}/"
+        objects = list(get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client()))
+        # LastModified too: a version put back (A -> B -> A) has the first A's size and etag.
+        seen = [(o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"') + ":" + o["LastModified"].isoformat(), None)
+                for o in objects]
+        newest = max((o["LastModified"] for o in objects), default=None)
+        if newest and (not cursor or newest.isoformat() > cursor["last_modified"]):
+            context.update_cursor(json.dumps({"last_modified": newest.isoformat()}))
+    for name, size, version, refused in seen:
+        reason = refused or skip_reason(name)
+        if reason:
+            context.log.info(f"skipped {name!r}: {reason}")
+        else:
+            yield landing_run_request(name, size, version)
 
-    def recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
-        run_id = context.dagster_run.run_id
-        records = context.instance.get_records_for_run(
-            run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
-        ).records
-        days = {
-            date.fromisoformat(r.event_log_entry.dagster_event.partition)
-            for r in records
-            if r.event_log_entry.dagster_event.asset_key == dg.AssetKey("orders_raw")
-        }
-        runnable = sorted(day for day in days if partitions.has_partition_key(str(day)))
-        first = partitions.start.date()
-        deferred = sorted(day for day in days - set(runnable) if day >= first)
-        impossible = sorted(day for day in days if day < first)
-        if deferred:
-            context.log.info(f"not partitions yet, left to the daily schedule: {', '.join(map(str, deferred))}")
-        if impossible:
-            message = f"days before the first partition ({first}) cannot be recomputed: {', '.join(map(str, impossible))}"
-            context.log.warning(message)
-            alerts.send(
-                {
-                    "at": datetime.now(UTC).isoformat(),
-                    "run_id": run_id,
-                    "job": lake_job.name,
-                    "assets": ["order_lines"],
-                    "partition": f"{impossible[0]}...{impossible[-1]}",
-                    "error": message,
-                }
-            )
-        for start, end in contiguous_ranges(runnable):
-            yield recompute_request(run_id, start, end)
+lake_job = dg.define_asset_job(
+    "lake_job",
+    selection=dg.AssetSelection.assets("order_lines").downstream(),
+    description="Recompute order_lines and everything downstream for one day or a range of days.",
+)
+daily_job = dg.define_asset_job(
+    "daily_job",
+    selection=dg.AssetSelection.all(),
+    description="Everything for one UTC day: sources, lake, checks, analytics, dashboard, catalog.",
+)
+@dg.schedule(
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    job=daily_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="At 00:30 UTC, materializes the day that just ended.",
+)
+def daily_job_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date()
+    return dg.RunRequest(run_key=str(day), partition_key=str(day))
 
-    # A failed ingest run (a file not ingested, a killed worker) wrote the other files' days: those
-    # are recomputed too. Run keys hold the ingest run's id, so the two sensors never share one.
-    recompute_sensors = [
-        dg.run_status_sensor(
-            name=name,
-            run_status=status,
-            monitored_jobs=[ingest_landing_job],
-            request_job=lake_job,
-            minimum_interval_seconds=5,
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            description=f"After an ingest run that {outcome}, requests one lake_job run per range of consecutive "
-            "days it touched. Days that are not partitions yet (today, tomorrow) are left to the daily schedule; "
-            "days it can never run (before the first partition) are logged and alerted, never retried.",
-        )(recompute_landed_days)
-        for name, status, outcome in [
-            ("recompute_landed_days", dg.DagsterRunStatus.SUCCESS, "succeeded"),
-            ("recompute_landed_days_after_failure", dg.DagsterRunStatus.FAILURE, "failed"),
-        ]
-    ]
-    jobs = [ingest_landing_job, lake_job, daily_job]
-    return jobs, [daily_schedule], [*recompute_sensors, landing_files_sensor, run_failure_alerts]
+
+def _recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
+    run_id = context.dagster_run.run_id
+    records = context.instance.get_records_for_run(
+        run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+    ).records
+    days = {
+        date.fromisoformat(r.event_log_entry.dagster_event.partition)
+        for r in records
+        if r.event_log_entry.dagster_event.asset_key == dg.AssetKey("orders_raw")
+    }
+    runnable = sorted(day for day in days if DAILY_PARTITIONS.has_partition_key(str(day)))
+    first = DAILY_PARTITIONS.start.date()
+    deferred = sorted(day for day in days - set(runnable) if day >= first)
+    impossible = sorted(day for day in days if day < first)
+    if deferred:
+        context.log.info(f"not partitions yet, left to the daily schedule: {', '.join(map(str, deferred))}")
+    if impossible:
+        message = f"days before the first partition ({first}) cannot be recomputed: {', '.join(map(str, impossible))}"
+        context.log.warning(message)
+        alerts.send(
+            {
+                "at": datetime.now(UTC).isoformat(),
+                "run_id": run_id,
+                "job": lake_job.name,
+                "assets": ["order_lines"],
+                "partition": f"{impossible[0]}...{impossible[-1]}",
+                "error": message,
+            }
+        )
+    for start, end in contiguous_ranges(runnable):
+        yield recompute_request(run_id, start, end)
+
+
+def _after_ingest(name: str, status: dg.DagsterRunStatus, outcome: str) -> dg.SensorDefinition:
+    return dg.run_status_sensor(
+        name=name,
+        run_status=status,
+        monitored_jobs=[ingest_landing_job],
+        request_job=lake_job,
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"After an ingest run that {outcome}, requests one lake_job run per range of consecutive days "
+        "it touched. Days that are not partitions yet (today, tomorrow) are left to the daily schedule; days it can "
+        "never run (before the first partition) are logged and alerted, never retried.",
+    )(_recompute_landed_days)
+
+
+recompute_landed_days = _after_ingest("recompute_landed_days", dg.DagsterRunStatus.SUCCESS, "succeeded")
+# A failed ingest run (a file not ingested, a killed worker) wrote the other files' days: those are
+# recomputed too. Run keys hold the ingest run's id, so the two sensors never share one.
+recompute_landed_days_after_failure = _after_ingest(
+    "recompute_landed_days_after_failure", dg.DagsterRunStatus.FAILURE, "failed"
+)

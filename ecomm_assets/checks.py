@@ -11,17 +11,13 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomm_assets.assets.catalog import CATALOG_TABLES
-from ecomm_assets.assets.lake import (
-    counts_path,
-    quarantine_path,
-    raw_order_files,
-    read_table,
-    run_days,
-    table_path,
-)
+from ecomm_assets.assets.catalog import LAKE_TABLES
+from ecomm_assets.assets.days import read_table, run_days
+from ecomm_assets.assets.lake import raw_order_files
 from ecomm_assets.core import quality
+from ecomm_assets.core.layout import counts_path, quarantine_path, table_path
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
+from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
 TRAILING_DAYS = 7
@@ -47,7 +43,7 @@ Rule = Callable[[TableDays, date], quality.CheckOutcome]
 
 
 def _schema(days: TableDays, day: date) -> quality.CheckOutcome:
-    return quality.schema_matches(days.rows[day], CATALOG_TABLES[days.table])
+    return quality.schema_matches(days.rows[day], LAKE_TABLES[days.table])
 
 
 def _keys(keys: list[str]) -> Rule:
@@ -111,37 +107,34 @@ def _result(check: Check, table: str, outcomes: dict[date, quality.CheckOutcome]
     )
 
 
-def _table_checks(partitions: dg.PartitionsDefinition, table: str, checks: list[Check]) -> dg.AssetChecksDefinition:
-    """All of a table's checks in one step, so that a run reads the table's files once."""
+def _specs(table: str, checks: list[Check]) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(c.name, asset=table, description=c.description, blocking=c.blocking, partitions_def=DAILY_PARTITIONS)
+        for c in checks
+    ]
+
+
+def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table: str, checks: list[Check]) -> Iterator[dg.AssetCheckResult]:
+    """The selected checks of a table, on one read of its partitions of the run."""
     by_name = {check.name: check for check in checks}
-
-    @dg.multi_asset_check(
-        name=f"{table}_checks",
-        description=f"The checks of {table}, evaluated on one read of its partitions.",
-        specs=[
-            dg.AssetCheckSpec(c.name, asset=table, description=c.description, blocking=c.blocking, partitions_def=partitions)
-            for c in checks
-        ],
-        can_subset=True,
-    )
-    def table_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-        store = lake.store()
-        days = run_days(context)
-        table_days = TableDays(store, table, {day: read_table(store, table, day) for day in days})
-        for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
-            check = by_name[key.name]
-            yield _result(check, table, {day: check.rule(table_days, day) for day in days})
-
-    return table_checks
+    store = lake.store()
+    days = run_days(context)
+    table_days = TableDays(store, table, {day: read_table(store, table, day) for day in days})
+    for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+        check = by_name[key.name]
+        yield _result(check, table, {day: check.rule(table_days, day) for day in days})
 
 
-def build_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    checks: dict[str, list[Check]] = {
-        table: [Check("schema_matches_contract", _schema, f"{table} has exactly the contract's columns and types.", True)]
-        for table in CATALOG_TABLES
-    }
-    row_count = f"Row count within 0.5x-2x of the median of the trailing {TRAILING_DAYS} days."
-    checks["order_lines"] += [
+def _schema_check(table: str) -> Check:
+    return Check("schema_matches_contract", _schema, f"{table} has exactly the contract's columns and types.", True)
+
+
+ROW_COUNT = Check("row_count_not_anomalous", _row_count,
+                  f"Row count within 0.5x-2x of the median of the trailing {TRAILING_DAYS} days.", False)
+# Each table's checks, evaluated in one step (`<table>_checks`) that reads the table's files once.
+CHECKS: dict[str, list[Check]] = {
+    "order_lines": [
+        _schema_check("order_lines"),
         Check("keys_not_null_and_unique", _keys(["order_id", "line_number"]),
               "order_id and line_number are never null, and unique together.", True),
         Check("quantities_positive_prices_non_negative",
@@ -149,16 +142,71 @@ def build_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefi
               "Every quantity is > 0 and every unit price >= 0.", True),
         Check("records_conserved", _order_lines_conservation,
               "records read = orders loaded + records quarantined + duplicates dropped.", True),
-        Check("row_count_not_anomalous", _row_count, row_count, False),
-    ]
-    checks["orders"] += [
+        ROW_COUNT,
+    ],
+    "orders": [
+        _schema_check("orders"),
         Check("keys_not_null_and_unique", _keys(["order_id"]), "order_id is never null and unique.", True),
         Check("orders_match_lines", _orders_match_lines,
               "Every order of order_lines is here once, with the same units and line totals.", True),
         Check("totals_reconcile", lambda orders, day: quality.totals_reconcile(orders.rows[day]),
               "Reported order totals equal the sum of their lines (WARN: feeds add shipping and tax).", False),
-        Check("row_count_not_anomalous", _row_count, row_count, False),
-    ]
-    checks["dim_products"].append(Check("keys_not_null_and_unique", _keys(["product_id"]), "product_id is unique.", True))
-    checks["dim_customers"].append(Check("keys_not_null_and_unique", _keys(["customer_id"]), "customer_id is unique.", True))
-    return [_table_checks(partitions, table, table_checks) for table, table_checks in checks.items()]
+        ROW_COUNT,
+    ],
+    "dim_products": [
+        _schema_check("dim_products"),
+        Check("keys_not_null_and_unique", _keys(["product_id"]), "product_id is unique.", True),
+    ],
+    "dim_customers": [
+        _schema_check("dim_customers"),
+        Check("keys_not_null_and_unique", _keys(["customer_id"]), "customer_id is unique.", True),
+    ],
+    **{table: [_schema_check(table)] for table in ("sales_by_category", "product_performance", "top_customers",
+                                                   "daily_order_summary")},
+}
+@dg.multi_asset_check(specs=_specs("order_lines", CHECKS["order_lines"]), can_subset=True,
+                       description="The checks of order_lines, evaluated on one read of its partitions.")
+def order_lines_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "order_lines", CHECKS["order_lines"])
+
+
+@dg.multi_asset_check(specs=_specs("orders", CHECKS["orders"]), can_subset=True,
+                       description="The checks of orders, evaluated on one read of its partitions.")
+def orders_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "orders", CHECKS["orders"])
+
+
+@dg.multi_asset_check(specs=_specs("dim_products", CHECKS["dim_products"]), can_subset=True,
+                       description="The checks of dim_products, evaluated on one read of its partitions.")
+def dim_products_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "dim_products", CHECKS["dim_products"])
+
+
+@dg.multi_asset_check(specs=_specs("dim_customers", CHECKS["dim_customers"]), can_subset=True,
+                       description="The checks of dim_customers, evaluated on one read of its partitions.")
+def dim_customers_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "dim_customers", CHECKS["dim_customers"])
+
+
+@dg.multi_asset_check(specs=_specs("sales_by_category", CHECKS["sales_by_category"]), can_subset=True,
+                       description="The checks of sales_by_category, evaluated on one read of its partitions.")
+def sales_by_category_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "sales_by_category", CHECKS["sales_by_category"])
+
+
+@dg.multi_asset_check(specs=_specs("product_performance", CHECKS["product_performance"]), can_subset=True,
+                       description="The checks of product_performance, evaluated on one read of its partitions.")
+def product_performance_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "product_performance", CHECKS["product_performance"])
+
+
+@dg.multi_asset_check(specs=_specs("top_customers", CHECKS["top_customers"]), can_subset=True,
+                       description="The checks of top_customers, evaluated on one read of its partitions.")
+def top_customers_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "top_customers", CHECKS["top_customers"])
+
+
+@dg.multi_asset_check(specs=_specs("daily_order_summary", CHECKS["daily_order_summary"]), can_subset=True,
+                       description="The checks of daily_order_summary, evaluated on one read of its partitions.")
+def daily_order_summary_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "daily_order_summary", CHECKS["daily_order_summary"])

@@ -1,10 +1,13 @@
+import contextlib
 import glob
+import importlib
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,13 +19,7 @@ import dagster as dg
 import pytest
 import requests
 
-from ecomm_assets.definitions import build_definitions
-from ecomm_assets.resources import (
-    AlertSinkResource,
-    CatalogResource,
-    LakeResource,
-    OrderSourceResource,
-)
+from ecomm_assets.resources import SqlCatalogResource
 
 PROJECT = Path(__file__).resolve().parents[1]
 DUMMYJSON_DATA = PROJECT.parent / "shared" / "data" / "dummyjson"
@@ -119,15 +116,39 @@ def local_instance_home(home: Path) -> Path:
     return home
 
 
-def make_definitions(lake_dir, sql_catalog: CatalogResource | None = None, start_date: str = "2024-01-01", **source) -> dg.Definitions:
-    """The project's definitions on a temporary lake; the DuckDB catalog file sits next to it."""
-    return build_definitions(
-        start_date=start_date,
-        lake=LakeResource(uri=str(lake_dir)),
-        order_source=OrderSourceResource(**({"orders_per_day": 200} | source)),
-        sql_catalog=sql_catalog or CatalogResource(duckdb_path=str(lake_dir.parent / "catalog.duckdb")),
-        alerts=AlertSinkResource(path=str(lake_dir.parent / "alerts.jsonl")),
+def make_definitions(lake_dir, sql_catalog: SqlCatalogResource | None = None, **source) -> dg.Definitions:
+    """The project's definitions (as imported now: see `project_loaded_with`) on a temporary lake;
+    the DuckDB catalog file and the alerts sit next to it."""
+    definitions = importlib.import_module("ecomm_assets.definitions")
+    resources = importlib.import_module("ecomm_assets.resources")
+    return definitions.definitions_with(
+        {
+            "lake": resources.LakeResource(uri=str(lake_dir)),
+            "order_source": resources.OrderSourceResource(**({"orders_per_day": 200} | source)),
+            "sql_catalog": sql_catalog or resources.SqlCatalogResource(duckdb_path=str(lake_dir.parent / "catalog.duckdb")),
+            "s3": definitions.S3Resource(),
+            "alerts": resources.AlertSinkResource(path=str(lake_dir.parent / "alerts.jsonl")),
+        }
     )
+
+
+@contextlib.contextmanager
+def project_loaded_with(**environment: str):
+    """Inside, `ecomm_assets` is imported afresh with `environment` set, as a code location started
+    with those settings loads it (settings such as ECOMM_START_DATE are read once, at import);
+    afterwards the modules imported before are back. Definitions made inside stay usable."""
+    saved = {name: module for name, module in sys.modules.items() if name.partition(".")[0] == "ecomm_assets"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        for name in saved:
+            del sys.modules[name]
+        try:
+            yield
+        finally:
+            for name in [n for n in sys.modules if n.partition(".")[0] == "ecomm_assets"]:
+                del sys.modules[name]
+            sys.modules.update(saved)
 
 
 def materialize_day(defs: dg.Definitions, day: str, instance) -> dg.ExecuteInProcessResult:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.assets import lake
-from ecomm_assets.assets.catalog import CATALOG_TABLES
+from ecomm_assets.assets.catalog import LAKE_TABLES
 from ecomm_assets_tests.conftest import PROJECT, make_definitions
 
 RANGE_TAGS = {"dagster/asset_partition_range_start": "2024-01-10", "dagster/asset_partition_range_end": "2024-01-22"}
@@ -48,7 +48,7 @@ def test_a_range_over_days_without_orders_writes_every_file_with_its_contract(la
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, tags=RANGE_TAGS, raise_on_error=False)
 
     assert result.success, [e.message for e in result.all_events if e.is_failure]
-    for table, contract in CATALOG_TABLES.items():
+    for table, contract in LAKE_TABLES.items():
         files = sorted((lake_dir / "processed" / table).glob("dt=*/part-00000.parquet"))
         assert [f.parent.name for f in files] == [f"dt={day}" for day in RANGE_DAYS], table
         for path in files:
@@ -154,7 +154,7 @@ FAULT_DAYS = ("2024-01-10", "2024-01-12")
 
 def lake_rows(lake_dir) -> dict:
     """Every table's rows, read the way a reader does (every file must be readable)."""
-    return {table: sorted(map(str, pq.read_table(lake_dir / "processed" / table).to_pylist())) for table in CATALOG_TABLES}
+    return {table: sorted(map(str, pq.read_table(lake_dir / "processed" / table).to_pylist())) for table in LAKE_TABLES}
 
 
 def leftovers(folder) -> list[str]:

@@ -13,18 +13,15 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecomm_assets.assets.landing import landing_raw_name, unsafe_name_problem
+from ecomm_assets.assets.landing import unsafe_name_problem
 from ecomm_assets.core.landing import file_id
+from ecomm_assets.core.layout import landing_raw_name
 from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.storage import LakeStore
-from ecomm_assets.definitions import build_definitions
-from ecomm_assets.resources import (
-    AlertSinkResource,
-    CatalogResource,
-    LakeResource,
-    OrderSourceResource,
-)
-from ecomm_assets_tests.conftest import make_definitions
+from ecomm_assets.definitions import definitions_with, resources_from
+from ecomm_assets.resources import LakeResource
+from ecomm_assets.settings import CatalogBackend, Settings
+from ecomm_assets_tests.conftest import make_definitions, project_loaded_with
 from ecomm_assets_tests.test_definitions import (
     land,
     landed_order,
@@ -180,7 +177,8 @@ def test_a_file_not_ingested_fails_the_run_after_the_others_went_in(lake_dir, in
 def test_recompute_runs_what_it_can_and_never_stalls(lake_dir, instance, recompute_start, expected_runs, alerted):
     days = ["2024-01-14", "2024-01-15", "2024-01-17", str(TODAY), str(TODAY + timedelta(days=1))]
     land(lake_dir, "drop.jsonl", jsonl(*(landed_order(f"D{n}", f"{day}T10:00:00Z") for n, day in enumerate(days))))
-    defs = make_definitions(lake_dir, orders_per_day=0, start_date=recompute_start)
+    with project_loaded_with(ECOMM_START_DATE=recompute_start):
+        defs = make_definitions(lake_dir, orders_per_day=0)
 
     def run_ingest():
         assert ingest(make_definitions(lake_dir, orders_per_day=0), instance).success
@@ -314,12 +312,13 @@ def test_an_ingest_stopped_while_superseding_is_repaired_by_the_next_one(lake_di
 def test_moving_the_start_date_earlier_and_reingesting_routes_what_was_before_it(lake_dir, instance):
     data = jsonl(landed_order("E1", "2024-01-05T10:00:00Z"), landed_order("E2", "2024-01-12T10:00:00Z"))
     land(lake_dir, "early.jsonl", data)
-    assert ingest(make_definitions(lake_dir, orders_per_day=0, start_date="2024-01-10"), instance).success
+    with project_loaded_with(ECOMM_START_DATE="2024-01-10"):
+        assert ingest(make_definitions(lake_dir, orders_per_day=0), instance).success
     reason = lake_dir / "quarantine/landing" / file_id(data) / "reason.json"
     [record] = json.loads(reason.read_text())["records"]
     assert record["reason"] == "before the first partition: 2024-01-05 < 2024-01-10"
 
-    earlier = make_definitions(lake_dir, orders_per_day=0, start_date="2024-01-01")
+    earlier = make_definitions(lake_dir, orders_per_day=0)
     assert ingest(earlier, instance).success and not list((lake_dir / "raw/orders").glob("dt=2024-01-05/*"))  # content already ingested
     tick = recompute_tick(earlier, instance, lambda: ingest(earlier, instance, reingest=True))
     assert sorted(r.partition_key for r in tick.run_requests) == ["2024-01-05", "2024-01-12"]
@@ -465,11 +464,9 @@ def local_lake(lake_dir, aws):
 def s3_lake(lake_dir, aws):
     boto3.client("s3", endpoint_url=aws, region_name="us-east-1").create_bucket(Bucket="lake")
     lake = LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1")
-    defs = build_definitions(
-        lake=lake, order_source=OrderSourceResource(orders_per_day=0),
-        sql_catalog=CatalogResource(backend="glue", glue_endpoint_url=aws, region="us-east-1"),
-        alerts=AlertSinkResource(path=str(lake_dir.parent / "alerts.jsonl")),
-    )
+    defs = definitions_with(resources_from(Settings(lake_uri="s3://lake/prefix", s3_endpoint_url=aws, aws_region="us-east-1",
+                                                    orders_per_day=0, catalog=CatalogBackend.GLUE, glue_endpoint_url=aws,
+                                                    alerts_path=str(lake_dir.parent / "alerts.jsonl"))))
     return defs, lake.store()
 
 

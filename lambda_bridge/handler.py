@@ -51,8 +51,8 @@ from dataclasses import dataclass
 LOG = logging.getLogger("ecomm_lambda_bridge")
 LOG.setLevel(logging.INFO)
 
-# Copies (this file ships alone; a test keeps them equal) of ecomm_assets.assets.landing.LANDING_DIR,
-# ecomm_assets.core.landing.LANDING_SUFFIXES and HIDDEN_NAME_STARTS, and
+# Copies (this file ships alone; a test keeps them equal) of ecomm_assets.core.layout.LANDING_DIR,
+# LANDING_SUFFIXES and HIDDEN_NAME_STARTS, and
 # ecomm_assets.automation.LANDING_FILE_TAG, INGEST_MAX_RETRIES and landing_file_tag.
 LANDING_DIR = "landing/orders"
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")

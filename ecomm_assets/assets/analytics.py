@@ -1,11 +1,11 @@
 """Analytics tables (DuckDB over the lake, one Parquet partition per day) and the dashboard."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
+import pyarrow as pa
 
-from ecomm_assets.assets.lake import (
-    BACKFILL,
+from ecomm_assets.assets.days import (
     read_days,
     read_table,
     run_days,
@@ -13,79 +13,125 @@ from ecomm_assets.assets.lake import (
     write_days,
     writing_days,
 )
+from ecomm_assets.assets.lake import order_lines, orders
+from ecomm_assets.assets.metadata import column_schema
 from ecomm_assets.core.analytics import ANALYTICS, build_analytics
-from ecomm_assets.core.dashboard import data_uri, html_report, render_charts
-from ecomm_assets.core.storage import partition_dir
+from ecomm_assets.core.dashboard import headline_figures, html_report, render_charts
+from ecomm_assets.core.layout import DASHBOARD_DIR, PART_FILE, partition_day, table_dir
+from ecomm_assets.core.storage import LakeStore
+from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
 DASHBOARD_DAYS = 30
-
-DESCRIPTIONS = {
-    "sales_by_category": "Orders, units and revenue per category, with each category's share of the day's revenue.",
-    "product_performance": "Per product: orders, units, revenue and average unit price.",
-    "top_customers": "The day's top customers by revenue, ranked.",
-    "daily_order_summary": "Orders, customers, units, revenue, average order value, and the share of "
-    "orders whose reported total does not match their lines.",
-}
+ANALYTICS_ASSET = dict(partitions_def=DAILY_PARTITIONS, backfill_policy=BACKFILL_POLICY, freshness_policy=DAILY_FRESHNESS,
+                       group_name="analytics",
+                       owners=["team:analytics"], kinds={"duckdb", "parquet"}, deps=[order_lines, orders])
 
 
-def _analytics_asset(name: str, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=name,
-        partitions_def=partitions,
-        backfill_policy=BACKFILL,
-        group_name="analytics",
-        owners=["team:analytics"],
-        kinds={"duckdb", "parquet"},
-        deps=["order_lines", "orders"],
-        description=DESCRIPTIONS[name] + f" (processed/{name}/dt=YYYY-MM-DD/)",
+def _analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> tuple[dict, pa.Table]:
+    """Computes and writes the days of an analytics table; its metadata and the table."""
+    days = run_days(context)
+    store = lake.store()
+    reads = {table_dir("order_lines"): days, table_dir("orders"): days}
+    with writing_days(context, store, days, reads) as ensure_inputs_unchanged:
+        table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
+        ensure_inputs_unchanged()
+        metadata = write_days(store, name, ANALYTICS[name], split_by_day(table, "order_date", days))
+    return metadata, table
+
+
+def _analytics_description(text: str, name: str) -> str:
+    return f"{text} ({table_dir(name)}/dt=YYYY-MM-DD/)"
+
+
+@dg.asset(
+    **ANALYTICS_ASSET,
+    metadata={"dagster/column_schema": column_schema(ANALYTICS["sales_by_category"])},
+    description=_analytics_description(
+        "Orders, units and revenue per category, with each category's share of the day's revenue.", "sales_by_category"
+    ),
+)
+def sales_by_category(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_analytics(context, lake, "sales_by_category")[0])
+
+
+@dg.asset(
+    **ANALYTICS_ASSET,
+    metadata={"dagster/column_schema": column_schema(ANALYTICS["product_performance"])},
+    description=_analytics_description(
+        "Per product: orders, units, revenue and average unit price.", "product_performance"
+    ),
+)
+def product_performance(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_analytics(context, lake, "product_performance")[0])
+
+
+@dg.asset(
+    **ANALYTICS_ASSET,
+    metadata={"dagster/column_schema": column_schema(ANALYTICS["top_customers"])},
+    description=_analytics_description("The day's top customers by revenue, ranked.", "top_customers"),
+)
+def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_analytics(context, lake, "top_customers")[0])
+
+
+@dg.asset(
+    **ANALYTICS_ASSET,
+    metadata={"dagster/column_schema": column_schema(ANALYTICS["daily_order_summary"])},
+    description=_analytics_description(
+        "Orders, customers, units, revenue, average order value, and the share of orders whose reported "
+        "total does not match their lines. Each day's figures are also recorded as an observation of the "
+        "day's partition, so the asset's Plots tab draws them over time.",
+        "daily_order_summary",
+    ),
+)
+def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    metadata, table = _analytics(context, lake, "daily_order_summary")
+    figures = headline_figures(table)
+    # A materialization's metadata is shared by every day of a range run: each day's own figures go
+    # in an observation of its partition, which Dagster plots like materialization metadata.
+    for day, day_figures in figures.items():
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(day), metadata=day_figures))
+    if len(figures) == 1:
+        metadata.update(next(iter(figures.values())))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name="analytics",
+    owners=["team:analytics"],
+    kinds={"matplotlib", "html"},
+    # Not partitioned, but it runs in a range's single run (the CLI's --partition-range asks every asset for this).
+    backfill_policy=BACKFILL_POLICY,
+    deps=[sales_by_category, product_performance, top_customers, daily_order_summary],
+    description=f"A self-contained HTML report of the {DASHBOARD_DAYS} days up to the newest day of "
+    "daily_order_summary: revenue per day, revenue by category and top products of the newest day, and the daily "
+    f"figures ({DASHBOARD_DIR}/dashboard.html). Not partitioned: it describes the lake as it is, and "
+    "runs once after the analytics of any day or range.",
+)
+def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    store = lake.store()
+    newest = _newest_day(store)
+    if newest is None:
+        raise dg.Failure("no daily_order_summary partition in the lake yet: materialize a day first")
+    trailing = [newest - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
+    daily = read_days(store, "daily_order_summary", trailing)
+    categories = read_table(store, "sales_by_category", newest)
+    products = read_table(store, "product_performance", newest)
+    charts = render_charts(daily, categories, products)
+    report = html_report(newest, charts, daily, categories, products).encode()
+    store.replace_partition(DASHBOARD_DIR, {**charts, "dashboard.html": report})
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.path(store.full_uri(f"{DASHBOARD_DIR}/dashboard.html")),
+            "newest_day": str(newest),
+            "days_charted": daily.num_rows,
+            "report_bytes": len(report),
+        }
     )
-    def analytics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        days = run_days(context)
-        store = lake.store()
-        with writing_days(context, store, days, {"processed/order_lines": days, "processed/orders": days}) as ensure_inputs_unchanged:
-            table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
-            ensure_inputs_unchanged()
-            metadata = write_days(store, name, ANALYTICS[name], split_by_day(table, "order_date", days))
-        return dg.MaterializeResult(metadata=metadata)
-
-    return analytics
 
 
-def build_analytics_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    @dg.asset(
-        partitions_def=partitions,
-        backfill_policy=BACKFILL,
-        group_name="analytics",
-        owners=["team:analytics"],
-        kinds={"matplotlib", "html"},
-        deps=list(ANALYTICS),
-        description=f"Charts of revenue per day (trailing {DASHBOARD_DAYS} days), revenue by category "
-        "and top products, shown here and written with a self-contained HTML report to "
-        "reports/dashboard/dt=YYYY-MM-DD/. A backfill renders the report of its last day only.",
-    )
-    def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        day = run_days(context)[-1]
-        store = lake.store()
-        trailing = [day - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
-        reads = {"processed/daily_order_summary": trailing, "processed/sales_by_category": [day],
-                 "processed/product_performance": [day]}
-        with writing_days(context, store, [day], reads) as ensure_inputs_unchanged:
-            daily = read_days(store, "daily_order_summary", trailing)
-            categories = read_table(store, "sales_by_category", day)
-            products = read_table(store, "product_performance", day)
-            charts = render_charts(daily, categories, products)
-            folder = partition_dir("reports", "dashboard", day)
-            report = html_report(day, charts, daily, categories, products).encode()
-            ensure_inputs_unchanged()
-            store.replace_partition(folder, {**charts, "dashboard.html": report})
-        markdown = "\n\n".join(f"![{name}]({data_uri(png)})" for name, png in charts.items())
-        return dg.MaterializeResult(
-            metadata={
-                "charts": dg.MetadataValue.md(markdown),
-                "report": dg.MetadataValue.path(store.full_uri(f"{folder}/dashboard.html")),
-                "days_charted": daily.num_rows,
-            }
-        )
-
-    return [*(_analytics_asset(name, partitions) for name in ANALYTICS), dashboard]
+def _newest_day(store: LakeStore) -> date | None:
+    """The newest day daily_order_summary holds."""
+    days = [partition_day(f.path) for f in store.list_files(table_dir("daily_order_summary"), recursive=True) if f.name == PART_FILE]
+    return max(filter(None, days), default=None)

@@ -22,25 +22,27 @@ from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
     file_id,
-    is_hidden_name,
-    is_landing_file,
     split_landing_file,
 )
-from ecomm_assets.core.locks import day_locks
-from ecomm_assets.core.storage import (
-    LakeFile,
-    LakeStore,
-    NotARegularFile,
-    partition_dir,
+from ecomm_assets.core.layout import (
+    LANDING_DIR,
+    MANIFEST_DIR,
+    is_hidden_name,
+    is_landing_file,
+    landed_at_of_raw_name,
+    landed_files_path,
+    landing_quarantine_dir,
+    landing_raw_name,
+    manifest_path,
+    raw_orders_dir,
+    table_dir,
 )
+from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.storage import LakeFile, LakeStore, NotARegularFile
+from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
-LANDING_DIR = "landing/orders"
-MANIFEST_DIR = "raw/_landing_manifest"
 LANDED_FILES = "landed_files"
-# Sortable, fixed width, UTC: raw file names order by it exactly as the times do.
-LANDED_STAMP = "%Y%m%dT%H%M%S.%fZ"
-LANDING_RAW_NAME = re.compile(r"landing-(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+\.jsonl")
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: they forge log lines and
 # are no part of a producer's file name. The Lambda bridge has the same rule (a test keeps them equal).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -144,27 +146,10 @@ def ingested_file_ids(store: LakeStore) -> set[str]:
     return {e["file_id"] for e in manifest_entries(store) if "superseded_by" not in e}
 
 
-def landing_raw_name(landed_at: datetime, landed_file_id: str) -> str:
-    return f"landing-{landed_at.astimezone(UTC).strftime(LANDED_STAMP)}-{landed_file_id}.jsonl"
-
-
 def raw_file_age(f: LakeFile) -> datetime:
     """When a raw order file's content arrived: a landed file's landing time (in its name), else
     the file's mtime (a generated file such as synthetic.jsonl)."""
-    landed = LANDING_RAW_NAME.fullmatch(f.name)
-    if landed:
-        return datetime.strptime(landed.group(1), LANDED_STAMP).replace(tzinfo=UTC)
-    return f.mtime
-
-
-def landed_files_path(landed_at: datetime, landed_file_id: str) -> str:
-    """One Parquet file per landed file version, in the dt= folder of the day it landed."""
-    day = landed_at.astimezone(UTC).date()
-    return f"{partition_dir('processed', LANDED_FILES, day)}/{landing_raw_name(landed_at, landed_file_id).removesuffix('.jsonl')}.parquet"
-
-
-def quarantine_dir(landed_file_id: str) -> str:
-    return f"quarantine/landing/{landed_file_id}"
+    return landed_at_of_raw_name(f.name) or f.mtime
 
 
 class ConservationError(Exception):
@@ -190,7 +175,7 @@ def _quarantined_whole(name: str, landed_file_id: str, window: DayWindow, error:
 
 
 def _raw_files_of(store: LakeStore, day: date | str, landed_file_id: str) -> list[LakeFile]:
-    return [f for f in store.list_files(partition_dir("raw", "orders", day)) if f.name.endswith(f"-{landed_file_id}.jsonl")]
+    return [f for f in store.list_files(raw_orders_dir(day)) if f.name.endswith(f"-{landed_file_id}.jsonl")]
 
 
 def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -> None:
@@ -200,7 +185,7 @@ def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -
     written: list[str] = []
     try:
         for day in sorted(landed.days):
-            folder = partition_dir("raw", "orders", day)
+            folder = raw_orders_dir(day)
             written.append(f"{folder}/{name}")
             store.write_bytes(f"{folder}/{name}", landed.day_bytes(day))
             for older in _raw_files_of(store, day, landed.file_id):
@@ -213,7 +198,7 @@ def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -
 
 
 def _quarantine(store: LakeStore, landed: LandedFile, data: bytes) -> None:
-    folder = quarantine_dir(landed.file_id)
+    folder = landing_quarantine_dir(landed.file_id)
     if landed.file_error:  # the original bytes, as they landed
         store.write_bytes(f"{folder}/file-{landed.name.replace('/', '_')}", data)
     if landed.file_error or landed.quarantined:
@@ -246,8 +231,8 @@ def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: in
         "days": json.dumps(entry["days"]),
         "ingested_at": datetime.fromisoformat(entry["ingested_at"]),
     }
-    store.write_parquet(landed_files_path(landing.landed_at, landed.file_id), pa.Table.from_pylist([row], LANDED_FILES_SCHEMA))
-    store.write_bytes(f"{MANIFEST_DIR}/{landed.file_id}.json", json.dumps(entry, indent=1).encode())
+    store.write_parquet(landed_files_path(LANDED_FILES, landing.landed_at, landed.file_id), pa.Table.from_pylist([row], LANDED_FILES_SCHEMA))
+    store.write_bytes(manifest_path(landed.file_id), json.dumps(entry, indent=1).encode())
     return entry
 
 
@@ -295,7 +280,7 @@ def _write_version(store: LakeStore, landing: LandingFile, data: bytes, landed: 
     ingested_at = datetime.now(UTC).isoformat()
     for old in earlier:
         superseded = old | {"superseded_by": landed.file_id, "superseded_at": ingested_at}
-        store.write_bytes(f"{MANIFEST_DIR}/{old['file_id']}.json", json.dumps(superseded, indent=1).encode())
+        store.write_bytes(manifest_path(old['file_id']), json.dumps(superseded, indent=1).encode())
     return _record(store, landed, landing, len(data), run_id, supersedes, ingested_at)
 
 
@@ -305,8 +290,8 @@ def conservation_outcome(store: LakeStore, entries: list[dict]) -> tuple[bool, d
     unbalanced = {}
     for entry in entries:
         name = landing_raw_name(datetime.fromisoformat(entry["landed_at"]), entry["file_id"])
-        routed = sum(_count_lines(store, f"{partition_dir('raw', 'orders', day)}/{name}") for day in entry["days"])
-        reason = f"{quarantine_dir(entry['file_id'])}/reason.json"
+        routed = sum(_count_lines(store, f"{raw_orders_dir(day)}/{name}") for day in entry["days"])
+        reason = f"{landing_quarantine_dir(entry['file_id'])}/reason.json"
         quarantined = len(json.loads(store.read_bytes(reason))["records"]) if store.exists(reason) else 0
         if entry["records_read"] != routed + quarantined or routed != entry["records_routed"]:
             unbalanced[entry["file"]] = {"records_read": entry["records_read"], "routed": routed, "quarantined": quarantined}
@@ -340,87 +325,82 @@ class IngestConfig(dg.Config):
     reingest: bool = False
 
 
-def build_ingest_op(partitions: dg.TimeWindowPartitionsDefinition) -> dg.OpDefinition:
-    """The ingest op; its day window starts at the lake's first partition (one source of truth)."""
-
-    @dg.op(
-        name="ingest_landing_files",
-        description="Reads landed order files (JSON array or JSON Lines, .gz too) and writes each day's "
-        "orders to raw/orders/dt=D/landing-<landed at>-<file id>.jsonl; unreadable records and files go "
-        "to quarantine/landing/<file id>/ with reasons. One file's failure never stops the others; a file not "
-        "ingested (unreadable, vanished, a day locked too long) fails the run after them, to be retried. Logs "
-        "a materialization of orders_raw per day touched and of landed_files.",
-    )
-    def ingest_landing_files(
-        context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
-    ) -> list[str]:
-        refused = {name: reason for name in config.files if (reason := skip_reason(name))}
-        if refused:
-            raise dg.Failure(
-                description="refused landed file names (each must be a relative path inside "
-                f"{LANDING_DIR}/ that the ingest takes): " + "; ".join(f"{name!r}: {reason}" for name, reason in refused.items()),
-            )
-        store = lake.store()
-        window = DayWindow.for_lake(partitions.start.date())
-        ingested = set() if config.files or config.reingest else ingested_file_ids(store)
-        entries, refused_files, not_ingested = [], {}, {}
-        for name in config.files or _listed(context, store):
-            try:
-                landing, data = read_landing(store, name)
-                if file_id(data) in ingested:
-                    continue
-                entry = ingest_file(store, landing, data, window, context.run_id)
-            except NotARegularFile as error:  # never read, so never quarantined: a verdict, alerted below
-                refused_files[name] = str(error)
-                continue
-            except Exception as error:  # noqa: BLE001 - vanished, unreadable, a day lock timeout: pending for a retry
-                not_ingested[name] = f"{type(error).__name__}: {error}"
-                context.log.error(f"{name!r}: not ingested: {not_ingested[name]}")
-                continue
-            entries.append(entry)
-            _log_file(context, entry)
-        whole = [e for e in entries if e["file_error"]]
-        conserved, recount = conservation_outcome(store, entries)
-        problems = [f"{n}: refused: {e}" for n, e in refused_files.items()]
-        problems += [f"{e['file']}: quarantined whole: {e['file_error']}" for e in whole]
-        problems += [f"{n}: records not conserved: {c}" for n, c in recount["files_unbalanced"].items()]
-        if problems:  # verdicts about files: the run may succeed (the other files are in), so it alerts by itself
-            context.log.error("; ".join(problems))
-            alerts.send(
-                {
-                    "at": datetime.now(UTC).isoformat(),
-                    "run_id": context.run_id,
-                    "job": context.job_name,
-                    "assets": [LANDED_FILES],
-                    "partition": None,
-                    "error": "; ".join(problems),
-                }
-            )
-        days = sorted({day for e in entries for day in [*e["days"], *_superseded_days(e)]})
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=LANDED_FILES,
-                metadata={
-                    "files_ingested": len(entries),
-                    "files_quarantined_whole": len(whole),
-                    "files_not_ingested": len(not_ingested),
-                    "records_read": recount["records_read"],
-                    "records_routed": sum(e["records_routed"] for e in entries),
-                    "records_quarantined": recount["records_quarantined"],
-                    "conservation_holds": conserved,
-                    "days": dg.MetadataValue.json(days),
-                    "path": dg.MetadataValue.path(store.full_uri(f"processed/{LANDED_FILES}")),
-                },
-            )
+@dg.op(
+    name="ingest_landing_files",
+    description="Reads landed order files (JSON array or JSON Lines, .gz too) and writes each day's "
+    "orders to raw/orders/dt=D/landing-<landed at>-<file id>.jsonl; unreadable records and files go "
+    "to quarantine/landing/<file id>/ with reasons. One file's failure never stops the others; a file not "
+    "ingested (unreadable, vanished, a day locked too long) fails the run after them, to be retried. Logs "
+    "a materialization of orders_raw per day touched and of landed_files.",
+)
+def ingest_landing_files(
+    context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
+) -> list[str]:
+    refused = {name: reason for name in config.files if (reason := skip_reason(name))}
+    if refused:
+        raise dg.Failure(
+            description="refused landed file names (each must be a relative path inside "
+            f"{LANDING_DIR}/ that the ingest takes): " + "; ".join(f"{name!r}: {reason}" for name, reason in refused.items()),
         )
-        if not_ingested:  # after every other file: the run fails, so it alerts and is retried (dagster/max_retries)
-            raise dg.Failure(
-                description="; ".join(f"{name}: not ingested: {error}" for name, error in not_ingested.items()),
-                metadata={"files_not_ingested": dg.MetadataValue.json(sorted(not_ingested))},
-            )
-        return days
-
-    return ingest_landing_files
+    store = lake.store()
+    window = DayWindow.for_lake(DAILY_PARTITIONS.start.date())
+    ingested = set() if config.files or config.reingest else ingested_file_ids(store)
+    entries, refused_files, not_ingested = [], {}, {}
+    for name in config.files or _listed(context, store):
+        try:
+            landing, data = read_landing(store, name)
+            if file_id(data) in ingested:
+                continue
+            entry = ingest_file(store, landing, data, window, context.run_id)
+        except NotARegularFile as error:  # never read, so never quarantined: a verdict, alerted below
+            refused_files[name] = str(error)
+            continue
+        except Exception as error:  # noqa: BLE001 - vanished, unreadable, a day lock timeout: pending for a retry
+            not_ingested[name] = f"{type(error).__name__}: {error}"
+            context.log.error(f"{name!r}: not ingested: {not_ingested[name]}")
+            continue
+        entries.append(entry)
+        _log_file(context, entry)
+    whole = [e for e in entries if e["file_error"]]
+    conserved, recount = conservation_outcome(store, entries)
+    problems = [f"{n}: refused: {e}" for n, e in refused_files.items()]
+    problems += [f"{e['file']}: quarantined whole: {e['file_error']}" for e in whole]
+    problems += [f"{n}: records not conserved: {c}" for n, c in recount["files_unbalanced"].items()]
+    if problems:  # verdicts about files: the run may succeed (the other files are in), so it alerts by itself
+        context.log.error("; ".join(problems))
+        alerts.send(
+            {
+                "at": datetime.now(UTC).isoformat(),
+                "run_id": context.run_id,
+                "job": context.job_name,
+                "assets": [LANDED_FILES],
+                "partition": None,
+                "error": "; ".join(problems),
+            }
+        )
+    days = sorted({day for e in entries for day in [*e["days"], *_superseded_days(e)]})
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=LANDED_FILES,
+            metadata={
+                "files_ingested": len(entries),
+                "files_quarantined_whole": len(whole),
+                "files_not_ingested": len(not_ingested),
+                "records_read": recount["records_read"],
+                "records_routed": sum(e["records_routed"] for e in entries),
+                "records_quarantined": recount["records_quarantined"],
+                "conservation_holds": conserved,
+                "days": dg.MetadataValue.json(days),
+                "path": dg.MetadataValue.path(store.full_uri(table_dir(LANDED_FILES))),
+            },
+        )
+    )
+    if not_ingested:  # after every other file: the run fails, so it alerts and is retried (dagster/max_retries)
+        raise dg.Failure(
+            description="; ".join(f"{name}: not ingested: {error}" for name, error in not_ingested.items()),
+            metadata={"files_not_ingested": dg.MetadataValue.json(sorted(not_ingested))},
+        )
+    return days
 
 
 def _listed(context: dg.OpExecutionContext, store: LakeStore) -> list[str]:

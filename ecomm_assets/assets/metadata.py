@@ -23,3 +23,18 @@ def reasons_table(reasons: dict[str, int]) -> dg.MetadataValue:
         return dg.MetadataValue.md("_nothing rejected_")
     rows = "\n".join(f"| {reason} | {count} |" for reason, count in reasons.items())
     return dg.MetadataValue.md(f"| reason | records |\n|---|---|\n{rows}")
+
+
+def column_schema(contract: pa.Schema) -> dg.TableSchema:
+    """A contract's columns (name, Arrow type, description, nullability) for the asset page."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=field.name,
+                type=str(field.type),
+                description=(field.metadata or {}).get(b"description", b"").decode() or None,
+                constraints=dg.TableColumnConstraints(nullable=field.nullable),
+            )
+            for field in contract
+        ]
+    )

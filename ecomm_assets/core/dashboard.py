@@ -1,4 +1,5 @@
-"""The dashboard: PNG charts (matplotlib, headless) and a self-contained HTML report."""
+"""What users look at: the day's headline figures, PNG charts (matplotlib, headless) and a
+self-contained HTML report."""
 
 from __future__ import annotations
 
@@ -11,12 +12,26 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers and in CI
 
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-from matplotlib.ticker import StrMethodFormatter  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import matplotlib.pyplot as plt
+import pyarrow as pa
+from matplotlib.ticker import StrMethodFormatter
 
 TOP_PRODUCTS = 10
 MONEY_TICKS = StrMethodFormatter("{x:,.0f}")
+
+
+def headline_figures(daily_order_summary: pa.Table) -> dict[date, dict[str, float | int]]:
+    """Each day's orders, revenue, average order value and percent of orders not reconciling, as
+    plain numbers (Dagster plots numeric metadata over time)."""
+    return {
+        row["order_date"]: {
+            "orders": row["orders"],
+            "revenue": float(row["revenue"]),
+            "average_order_value": float(row["average_order_value"]),
+            "percent_not_reconciling": round(100 * row["share_not_reconciling"], 2),
+        }
+        for row in daily_order_summary.to_pylist()
+    }
 
 
 def _png(figure) -> bytes:
@@ -28,10 +43,13 @@ def _png(figure) -> bytes:
 
 
 def revenue_per_day_chart(daily: pa.Table) -> bytes:
-    days = daily["order_date"].to_pylist()
+    # One labelled bar per day (a date axis would draw a single day as one wide bar over hours).
+    days = [day.strftime("%b %d") for day in daily["order_date"].to_pylist()]
     revenue = [float(v) for v in daily["revenue"].to_pylist()]
     figure, axis = plt.subplots(figsize=(8, 3.2))
-    axis.bar(days, revenue, color="#2f6db5")
+    axis.bar(range(len(days)), revenue, color="#2f6db5", width=0.8)
+    axis.set_xticks(range(len(days)), days)
+    axis.set_xlim(-0.75, max(len(days), 7) - 0.25)
     axis.set_title("Revenue per day (sum of line totals)")
     axis.set_ylabel("revenue")
     axis.yaxis.set_major_formatter(MONEY_TICKS)
@@ -76,10 +94,19 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def _cell(column: str, value) -> str:
+    """Shares (fractions) as percentages, other floats to two places, the rest as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{100 * value:.1f} %" if column.endswith("share") or column.startswith("share") else f"{value:,.2f}"
+    return str(value)
+
+
 def _html_table(table: pa.Table, rows: int = 20) -> str:
     header = "".join(f"<th>{html.escape(c)}</th>" for c in table.column_names)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row.values()) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_cell(c, v))}</td>" for c, v in row.items()) + "</tr>"
         for row in table.slice(0, rows).to_pylist()
     )
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
@@ -94,6 +121,7 @@ def html_report(day: date, charts: dict[str, bytes], daily: pa.Table, categories
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:right}}</style>
 </head><body>
 <h1>Orders dashboard, up to {day}</h1>
+<p>The {daily.num_rows} days up to {day}; categories and products of {day}.</p>
 {images}
 <h2>Daily orders</h2>{_html_table(daily, rows=60)}
 <h2>Sales by category, {day}</h2>{_html_table(categories)}

@@ -129,7 +129,7 @@ class DummyJSONClient:
             )
         self._sleep(wait)
 
-    def get_all(self, resource: str) -> list[dict]:
+    def get_all(self, collection: str) -> list[dict]:
         """Every record of a collection, page by page with limit/skip.
 
         The first page's `total` is the number of records read, never more (the last page asks
@@ -139,14 +139,14 @@ class DummyJSONClient:
         page before the total, a count that is not the total, or an id seen twice (records that
         shifted between pages, so others were missed).
         """
-        url = f"{self.base_url}/{resource}"
+        url = f"{self.base_url}/{collection}"
         records: list[dict] = []
         total = page_total = None
         for _ in range(self.max_pages):
             skip = len(records)
             limit = self.page_size if total is None else min(self.page_size, total - skip)
             previous_total = page_total
-            page_total, items = self._page(resource, skip, limit)
+            page_total, items = self._page(collection, skip, limit)
             if total is None:
                 total, pages_needed = page_total, math.ceil(page_total / self.page_size)
                 if pages_needed > self.max_pages:  # fail now, not after max_pages pages
@@ -173,11 +173,11 @@ class DummyJSONClient:
             raise DummyJSONError(f"GET {url} answered duplicate ids {duplicates[:10]}: records shifted between pages")
         return records
 
-    def _page(self, resource: str, skip: int, limit: int) -> tuple[int, list]:
-        page = self.get_json(resource, {"limit": limit, "skip": skip})
-        if not isinstance(page, dict) or not isinstance(page.get(resource), list) or not isinstance(page.get("total"), int):
-            raise DummyJSONError(f"GET {self.base_url}/{resource} answered no '{resource}' list with a total")
-        return page["total"], page[resource]
+    def _page(self, collection: str, skip: int, limit: int) -> tuple[int, list]:
+        page = self.get_json(collection, {"limit": limit, "skip": skip})
+        if not isinstance(page, dict) or not isinstance(page.get(collection), list) or not isinstance(page.get("total"), int):
+            raise DummyJSONError(f"GET {self.base_url}/{collection} answered no '{collection}' list with a total")
+        return page["total"], page[collection]
 
 
 def _retry_after(response: requests.Response) -> tuple[str, float] | None:

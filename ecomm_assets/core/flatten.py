@@ -337,8 +337,7 @@ PARQUET_COPY_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 # A record without products still yields one row (p NULL), so no record can vanish in UNNEST.
 # Several days are written one file per day (PARTITION_BY); a single day goes to one plain file,
-# because the partitioned writer is much slower for one large day (0.83 s against 0.55 s for
-# 100,000 orders, bench/flatten_bench.py).
+# because the partitioned writer is much slower for one large day (README, Performance).
 def _optimistic_copy(several_days: bool) -> str:
     return f"""
 COPY (

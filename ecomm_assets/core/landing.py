@@ -27,12 +27,6 @@ from ecomm_assets.core.records import (
     size_problem,
 )
 
-LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
-# A part of a landed name (below the landing folder) starting with one of these hides the file: a
-# file being written (.part, _tmp/), a tool's own (_SUCCESS, .DS_Store). The Lambda bridge has a copy.
-HIDDEN_NAME_STARTS = (".", "_")
-
-
 # Producers' clocks run a little ahead and a day's orders arrive while it is still going on: a
 # record dated up to this many days after today (UTC) is kept for its day; a later one is "in the future".
 FUTURE_HORIZON_DAYS = 1
@@ -74,16 +68,6 @@ class LandedFile:
 
     def day_bytes(self, day: date) -> bytes:
         return "".join(line + "\n" for line in self.days[day]).encode()
-
-
-def is_hidden_name(name: str) -> bool:
-    """Whether a landed name (relative to the landing folder) is hidden: any of its parts is."""
-    return any(part.startswith(HIDDEN_NAME_STARTS) for part in name.split("/"))
-
-
-def is_landing_file(name: str) -> bool:
-    """Whether the ingest takes a landed name: one of its suffixes, and not hidden."""
-    return name.lower().endswith(LANDING_SUFFIXES) and not is_hidden_name(name)
 
 
 def file_id(data: bytes) -> str:

@@ -30,9 +30,9 @@ from datetime import UTC, date, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ecomm_assets.core.layout import LOCKS
 from ecomm_assets.core.storage import LakeStore
 
-LOCKS = ".locks"
 DEFAULT_TIMEOUT_SECONDS = 900.0  # a year's backfill holds its days for minutes
 LEASE_SECONDS = 60.0  # how long a killed run's S3 lease blocks its days
 POLL_SECONDS = (0.05, 1.0)  # first and longest wait between attempts

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -32,12 +32,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ecomm_assets.core.layout import STAGING, is_hidden_name
 from ecomm_assets.core.schemas import conform
 
 PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 1  # as DuckDB's staged files: compact enough, fast to write
 CONFORM_BATCH_ROWS = 128 * 1024  # rows per batch when a staged file is rewritten to its contract
-STAGING = ".staging"
 # No write of ours takes this long: an older temporary file or multipart upload is a dead writer's
 # even when its process id was reused or it ran on another host.
 LEFTOVER_MAX_AGE = timedelta(hours=6)
@@ -87,11 +87,6 @@ class LakeFile:
 
 class NotARegularFile(Exception):
     """A local path that is a symlink, passes through one, or is not a regular file."""
-
-
-def partition_dir(area: str, table: str, day: date | str) -> str:
-    """`<area>/<table>/dt=YYYY-MM-DD`, the layout Hive, Glue and Athena understand."""
-    return f"{area}/{table}/dt={day}"
 
 
 class LakeStore:
@@ -251,7 +246,7 @@ class LakeStore:
                 written += self.write_bytes(rel, content)
         selector = pafs.FileSelector(self.full_path(rel_dir), allow_not_found=True)
         for info in self.filesystem.get_file_info(selector):
-            stale = (info.base_name not in files and not _hidden(info.base_name)) or info.base_name.endswith(".tmp")
+            stale = (info.base_name not in files and not is_hidden_name(info.base_name)) or info.base_name.endswith(".tmp")
             if info.type == pafs.FileType.File and stale:
                 self.delete(f"{rel_dir}/{info.base_name}")
         return written
@@ -310,7 +305,7 @@ class LakeStore:
         files = [
             LakeFile(info.path[prefix_len:], info.size, info.mtime)
             for info in self.filesystem.get_file_info(selector)
-            if info.type == pafs.FileType.File and not _hidden(info.path[len(selector.base_dir) + 1 :])
+            if info.type == pafs.FileType.File and not is_hidden_name(info.path[len(selector.base_dir) + 1 :])
         ]
         return sorted(files, key=lambda f: f.path)
 
@@ -350,11 +345,6 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
         for batch in source.iter_batches(batch_size=CONFORM_BATCH_ROWS):
             writer.write_batch(conform(batch, contract, where))
     return conformed
-
-
-def _hidden(below: str) -> bool:
-    """Whether a file or a folder it sits in (below the listed folder) is hidden."""
-    return any(part.startswith((".", "_")) for part in below.split("/"))
 
 
 def parquet_row_count(store: LakeStore, rel: str) -> int:

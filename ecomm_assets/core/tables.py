@@ -1,4 +1,4 @@
-"""Tables derived from order lines and catalog snapshots: orders and the two dimensions.
+"""Tables derived from order lines and collection snapshots: orders and the two dimensions.
 
 Each builder takes any number of days at once (a backfill is one query, not one per day) and
 returns rows carrying their day (order_date or snapshot_date), ready to split into partitions."""
@@ -41,11 +41,11 @@ def build_orders(order_lines: pa.Table) -> pa.Table:
     ).cast(ORDERS)
 
 
-def build_dim_products(catalogs: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
-    """Each day's catalog snapshot, plus products seen only in that day's orders (landed files may
-    sell products the catalog does not list yet), with the attributes of their latest order line."""
-    catalog_table = _snapshots(
-        catalogs,
+def build_dim_products(products: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
+    """Each day's products snapshot, plus products seen only in that day's orders (landed files may
+    sell products the snapshot does not list yet), with the attributes of their latest order line."""
+    products_table = _snapshots(
+        products,
         {"id": pa.string(), "title": pa.string(), "category": pa.string(), "brand": pa.string(),
          "price": pa.float64(), "discountPercentage": pa.float64(), "rating": pa.float64(), "stock": pa.int64()},
     )
@@ -53,18 +53,18 @@ def build_dim_products(catalogs: dict[date, list[dict]], order_lines: pa.Table) 
         """
         SELECT id AS product_id, title AS name, category, brand, price::DECIMAL(18,2) AS price,
                "discountPercentage"::DECIMAL(9,2) AS discount_percent, rating, stock,
-               'catalog' AS origin, snapshot_date
-        FROM catalog
+               'snapshot' AS origin, snapshot_date
+        FROM products
         UNION ALL
         SELECT product_id, arg_max(product_name, order_ts), arg_max(category, order_ts), arg_max(brand, order_ts),
                arg_max(unit_price, order_ts)::DECIMAL(18,2), arg_max(discount_percent, order_ts), NULL, NULL,
                'orders', order_date
         FROM order_lines l
-        WHERE NOT EXISTS (SELECT 1 FROM catalog c WHERE c.id = l.product_id AND c.snapshot_date = l.order_date)
+        WHERE NOT EXISTS (SELECT 1 FROM products c WHERE c.id = l.product_id AND c.snapshot_date = l.order_date)
         GROUP BY order_date, product_id
         ORDER BY snapshot_date, origin, product_id
         """,
-        catalog=catalog_table,
+        products=products_table,
         order_lines=order_lines,
     ).cast(DIM_PRODUCTS)
 
@@ -82,7 +82,7 @@ def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) ->
         """
         SELECT id AS customer_id, concat_ws(' ', "firstName", "lastName") AS name, email,
                address.address AS address, address.city, address.state, address."postalCode" AS postal_code,
-               address.country, 'catalog' AS origin, snapshot_date
+               address.country, 'snapshot' AS origin, snapshot_date
         FROM users
         UNION ALL
         SELECT customer_id, arg_max(customer_name, order_ts), arg_max(customer_email, order_ts),
@@ -101,11 +101,11 @@ def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) ->
 
 
 def _snapshots(snapshots: dict[date, list[dict]], fields: dict[str, pa.DataType]) -> pa.Table:
-    """Days of catalog records as one typed table with a snapshot_date column. A snapshot equal to
+    """Days of collection records as one typed table with a snapshot_date column. A snapshot equal to
     the previous day's (the usual case) is converted once and repeated."""
     tables, previous, previous_table = [], None, None
     for day, records in sorted(snapshots.items()):
-        table = previous_table if records == previous else _catalog_table(records, fields)
+        table = previous_table if records == previous else _collection_table(records, fields)
         previous, previous_table = records, table
         tables.append(table.append_column("snapshot_date", pa.array([day] * table.num_rows, pa.date32())))
     if not tables:
@@ -113,8 +113,8 @@ def _snapshots(snapshots: dict[date, list[dict]], fields: dict[str, pa.DataType]
     return pa.concat_tables(tables)
 
 
-def _catalog_table(records: list[dict], fields: dict[str, pa.DataType]) -> pa.Table:
-    """Catalog records (JSON-shaped dicts) as a typed table of the fields the dimension uses;
+def _collection_table(records: list[dict], fields: dict[str, pa.DataType]) -> pa.Table:
+    """Collection records (JSON-shaped dicts) as a typed table of the fields the dimension uses;
     ids become strings, as in the order lines, and absent keys become nulls."""
     columns = {}
     for name, dtype in fields.items():

@@ -1,4 +1,4 @@
-"""Settings live here, as resource fields with local defaults; definitions.py binds the environment."""
+"""Resources: the settings (ecomm_assets/settings.py, whose defaults they take) bound to what uses them."""
 
 import json
 import os
@@ -11,12 +11,13 @@ from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core.storage import LakeStore
+from ecomm_assets.settings import CatalogBackend, OrderSource, Settings, Switch
 
 
 class LakeResource(dg.ConfigurableResource):
     """Where the lake lives: a local folder (default) or an `s3://bucket/prefix` URI."""
 
-    uri: str = "data/lake"
+    uri: str = Settings.lake_uri
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
 
@@ -25,63 +26,60 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class OrderSourceResource(dg.ConfigurableResource):
-    """Where catalogs and orders come from: `synthetic` (offline, deterministic) or `dummyjson`."""
+    """Where collections and generated orders come from: `synthetic` (offline, deterministic) or `dummyjson`."""
 
-    source: str = "synthetic"
-    dummyjson_url: str = "https://dummyjson.com"
-    orders_per_day: int = 1000
-    seed: int = 42
+    source: OrderSource = Settings.source
+    dummyjson_url: str = Settings.dummyjson_url
+    orders_per_day: int = Settings.orders_per_day
+    seed: int = Settings.seed
     timeout_seconds: float = 10.0
     max_retries: int = 5
 
     def client(self) -> DummyJSONClient:
         return DummyJSONClient(self.dummyjson_url, self.timeout_seconds, self.max_retries)
 
-    def catalog(self, resource: str) -> list[dict]:
-        """`products`, `users` or `carts`, DummyJSON-shaped."""
-        if self.source == "dummyjson":
-            return self.client().get_all(resource)
-        if self.source != "synthetic":
-            raise ValueError(f"unknown order source {self.source!r}: use 'synthetic' or 'dummyjson'")
-        if resource == "products":
+    def collection(self, name: str) -> list[dict]:
+        """The `products`, `users` or `carts` collection, DummyJSON-shaped."""
+        if self.source is OrderSource.DUMMYJSON:
+            return self.client().get_all(name)
+        if name == "products":
             return synthetic.generate_products(self.seed)
-        if resource == "users":
+        if name == "users":
             return synthetic.generate_users(self.seed)
-        if resource == "carts":
+        if name == "carts":
             return synthetic.generate_carts(self.seed, synthetic.generate_products(self.seed))
-        raise ValueError(f"unknown catalog resource {resource!r}")
+        raise ValueError(f"unknown collection {name!r}")
 
     def orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
         """The day's orders in the canonical nested form, as JSON Lines."""
-        if self.source == "dummyjson":
+        if self.source is OrderSource.DUMMYJSON:
             return synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))
         return synthetic.orders_json_lines(synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users))
 
 
-class CatalogResource(dg.ConfigurableResource):
+class SqlCatalogResource(dg.ConfigurableResource):
     """The SQL catalog kept in step with the lake: `duckdb` (default, a local file of views) or
     `glue` (the AWS Glue Data Catalog, for Athena; region and credentials from the AWS chain)."""
 
-    backend: str = "duckdb"
-    duckdb_path: str = "data/catalog.duckdb"
-    glue_database: str = "ecomm"
+    backend: CatalogBackend = Settings.catalog
+    duckdb_path: str = Settings.duckdb_catalog
+    glue_database: str = Settings.glue_database
     glue_endpoint_url: str | None = None
     region: str | None = None
-    partition_projection: bool = True
+    partition_projection: Switch = Settings.glue_partition_projection
 
     def catalog(self, projection_start: date) -> Catalog:
-        if self.backend == "duckdb":
+        if self.backend is CatalogBackend.DUCKDB:
             return DuckDBCatalog(self.duckdb_path)
-        if self.backend == "glue":
-            glue = boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None)
-            return GlueCatalog(glue, self.glue_database, projection_start if self.partition_projection else None)
-        raise ValueError(f"unknown catalog backend {self.backend!r}: use 'duckdb' or 'glue'")
+        glue = boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None)
+        projection = projection_start if self.partition_projection is Switch.ON else None
+        return GlueCatalog(glue, self.glue_database, projection)
 
 
 class AlertSinkResource(dg.ConfigurableResource):
     """Where run-failure alerts go: JSON lines appended to a local file, and an SNS topic if set."""
 
-    path: str = "data/alerts.jsonl"
+    path: str = Settings.alerts_path
     sns_topic_arn: str | None = None
     region: str | None = None
 

@@ -4,7 +4,8 @@ from datetime import date
 
 import pytest
 
-from ecomm_assets.core.landing import DayWindow, is_landing_file, split_landing_file
+from ecomm_assets.core.landing import DayWindow, split_landing_file
+from ecomm_assets.core.layout import is_landing_file
 
 WINDOW = DayWindow(date(2024, 1, 1), date(2099, 12, 31))
 

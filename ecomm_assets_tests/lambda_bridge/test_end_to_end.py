@@ -155,7 +155,7 @@ def test_an_s3_event_becomes_order_lines_and_a_glue_partition(aws, dagster_dev, 
 
 def test_a_ui_backfill_of_a_range_is_one_run(tmp_path):
     """What the UI's "Launch backfill" sends (launchPartitionBackfill), handled by the daemon: one
-    run for the whole range, a file per day."""
+    run for the whole range, a file per day (and one for the dashboard, which is not partitioned)."""
     lake = tmp_path / "lake"
     settings = {"ECOMM_LAKE_URI": str(lake), "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"), "ECOMM_ORDERS_PER_DAY": "50"}
     with running_dagster_dev(tmp_path, settings) as url:
@@ -173,8 +173,16 @@ def test_a_ui_backfill_of_a_range_is_one_run(tmp_path):
                  .json()["data"]["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED"))
         assert requests.post(url, json={"query": status_query, "variables": {"id": backfill_id}}, timeout=10).json()["data"][
             "partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS")
-        runs_query = "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { runId status } } } }"
+        runs_query = """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results {
+            status tags { key value } assetSelection { path } } } } }"""
         backfill_runs = requests.post(url, json={"query": runs_query, "variables": {"f": {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}}}, timeout=10).json()
-        assert [r["status"] for r in backfill_runs["data"]["runsOrError"]["results"]] == ["SUCCESS"]
+        runs = backfill_runs["data"]["runsOrError"]["results"]
+        # One run for the whole range of every daily asset; the dashboard, not partitioned, in a run after it.
+        assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
+        ranges = [{t["key"]: t["value"] for t in r["tags"] if "partition_range" in t["key"]} for r in runs]
+        assert sorted(map(len, ranges)) == [0, 2]
+        assert {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]} in ranges
+        dashboard_runs = [r for r, tags in zip(runs, ranges) if not tags]
+        assert [[a["path"] for a in r["assetSelection"]] for r in dashboard_runs] == [[["dashboard"]]]
     assert sorted(p.name for p in (lake / "processed" / "order_lines").iterdir()) == [f"dt={d}" for d in days]
     assert sorted(p.name for p in (lake / "processed" / "top_customers").iterdir()) == [f"dt={d}" for d in days]

@@ -307,7 +307,7 @@ def test_hostile_keys_are_skipped_with_their_reason_and_never_reach_dagster(grap
     ],
 )
 def test_the_bridge_ingests_exactly_the_files_the_package_ingests(graphql, caplog, name, outcome):
-    from ecomm_assets.core.landing import is_hidden_name, is_landing_file
+    from ecomm_assets.core.layout import is_hidden_name, is_landing_file
 
     with caplog.at_level(logging.WARNING, logger="ecomm_lambda_bridge"):
         [result] = bridge.handler({"Records": [s3_record(key=f"lake-prefix/landing/orders/{name}")]})["results"]
@@ -318,9 +318,12 @@ def test_the_bridge_ingests_exactly_the_files_the_package_ingests(graphql, caplo
 
 
 def test_the_bridge_copies_of_the_package_constants_are_equal():
-    from ecomm_assets.assets.landing import LANDING_DIR
     from ecomm_assets.automation import INGEST_MAX_RETRIES, LANDING_FILE_TAG
-    from ecomm_assets.core.landing import HIDDEN_NAME_STARTS, LANDING_SUFFIXES
+    from ecomm_assets.core.layout import (
+        HIDDEN_NAME_STARTS,
+        LANDING_DIR,
+        LANDING_SUFFIXES,
+    )
 
     assert bridge.LANDING_SUFFIXES == LANDING_SUFFIXES
     assert bridge.HIDDEN_NAME_STARTS == HIDDEN_NAME_STARTS

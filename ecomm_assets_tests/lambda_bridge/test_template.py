@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecomm_assets.assets.landing import LANDING_DIR
-from ecomm_assets.core.landing import LANDING_SUFFIXES
+from ecomm_assets.core.layout import LANDING_DIR, LANDING_SUFFIXES
 
 TEMPLATE = Path(__file__).parents[2] / "lambda_bridge" / "template.yaml"
 

@@ -1,0 +1,113 @@
+"""The project's settings: each one's name, default and meaning, read from the environment here
+and nowhere else, and validated when the definitions load, so a typo fails at once with a clear
+error instead of silently leaving a default in place."""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import date
+from enum import StrEnum
+
+
+class OrderSource(StrEnum):
+    """Where collections (products, users, carts) and generated orders come from."""
+
+    SYNTHETIC = "synthetic"  # offline and deterministic
+    DUMMYJSON = "dummyjson"
+
+
+class CatalogBackend(StrEnum):
+    """The SQL catalog kept in step with the lake."""
+
+    DUCKDB = "duckdb"  # a local file of views
+    GLUE = "glue"  # the AWS Glue Data Catalog, for Athena
+
+
+class Switch(StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
+class SettingError(ValueError):
+    """An environment variable holds a value its setting does not accept."""
+
+
+def _choice(kind: type[StrEnum]) -> Callable[[str], StrEnum]:
+    def parse(text: str) -> StrEnum:
+        try:
+            return kind(text.strip().lower())
+        except ValueError:
+            raise ValueError(f"use one of {', '.join(repr(m.value) for m in kind)}") from None
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _uri(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One field per environment variable (`ECOMM_<FIELD>`, or as `ENVIRONMENT` names it). The
+    defaults here are the only ones: resources take theirs from this class."""
+
+    lake_uri: str = "data/lake"
+    source: OrderSource = OrderSource.SYNTHETIC
+    dummyjson_url: str = "https://dummyjson.com"
+    orders_per_day: int = 1000
+    seed: int = 42
+    start_date: date = date(2024, 1, 1)
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    catalog: CatalogBackend = CatalogBackend.DUCKDB
+    duckdb_catalog: str = "data/catalog.duckdb"
+    glue_database: str = "ecomm"
+    glue_endpoint_url: str | None = None
+    glue_partition_projection: Switch = Switch.ON
+    landing_sensor: Switch = Switch.ON
+    alerts_path: str = "data/alerts.jsonl"
+    alerts_sns_topic_arn: str | None = None
+
+    @classmethod
+    def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":
+        values, problems = {}, []
+        for field in fields(cls):
+            name = environment_name(field.name)
+            if name not in environment:
+                continue
+            try:
+                values[field.name] = PARSERS.get(field.name, _uri)(environment[name])
+            except ValueError as error:
+                problems.append(f"{name}={environment[name]!r}: {error}")
+        if problems:
+            raise SettingError("invalid settings: " + "; ".join(problems))
+        return cls(**values)
+
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    "source": _choice(OrderSource),
+    "catalog": _choice(CatalogBackend),
+    "glue_partition_projection": _choice(Switch),
+    "landing_sensor": _choice(Switch),
+    "orders_per_day": _positive_int,
+    "seed": _positive_int,
+    "start_date": date.fromisoformat,
+}
+# Settings whose variable is not ECOMM_<FIELD>: AWS's own.
+ENVIRONMENT = {"aws_region": "AWS_REGION"}
+
+
+def environment_name(field: str) -> str:
+    return ENVIRONMENT.get(field, f"ECOMM_{field.upper()}")
+
+
+SETTINGS = Settings.from_environment()

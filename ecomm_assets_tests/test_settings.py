@@ -1,0 +1,80 @@
+"""Settings: read from the environment once, validated when the definitions load, one default each."""
+
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from ecomm_assets.settings import CatalogBackend, OrderSource, SettingError, Settings, Switch, environment_name
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "environment, expected",
+    [
+        ({}, Settings()),
+        ({"ECOMM_SOURCE": "DummyJSON"}, Settings(source=OrderSource.DUMMYJSON)),
+        ({"ECOMM_CATALOG": " glue "}, Settings(catalog=CatalogBackend.GLUE)),
+        ({"ECOMM_LANDING_SENSOR": "OFF"}, Settings(landing_sensor=Switch.OFF)),
+        ({"ECOMM_GLUE_PARTITION_PROJECTION": "off"}, Settings(glue_partition_projection=Switch.OFF)),
+        ({"ECOMM_ORDERS_PER_DAY": "0", "ECOMM_SEED": "7"}, Settings(orders_per_day=0, seed=7)),
+        ({"ECOMM_START_DATE": "2023-10-01"}, Settings(start_date=Settings.start_date.replace(2023, 10, 1))),
+        ({"AWS_REGION": "eu-west-1", "ECOMM_LAKE_URI": "s3://b/p"}, Settings(aws_region="eu-west-1", lake_uri="s3://b/p")),
+    ],
+    ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws"],
+)
+def test_valid_settings_are_read(environment, expected):
+    assert Settings.from_environment(environment) == expected
+
+
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        # `false` and `no` used to leave a switch on silently: now they are refused.
+        ({"ECOMM_LANDING_SENSOR": "false"}, "ECOMM_LANDING_SENSOR='false': use one of 'on', 'off'"),
+        ({"ECOMM_GLUE_PARTITION_PROJECTION": "no"}, "ECOMM_GLUE_PARTITION_PROJECTION='no': use one of 'on', 'off'"),
+        ({"ECOMM_SOURCE": "dummy"}, "ECOMM_SOURCE='dummy': use one of 'synthetic', 'dummyjson'"),
+        ({"ECOMM_CATALOG": "athena"}, "ECOMM_CATALOG='athena': use one of 'duckdb', 'glue'"),
+        ({"ECOMM_ORDERS_PER_DAY": "1e3"}, "ECOMM_ORDERS_PER_DAY='1e3'"),
+        ({"ECOMM_SEED": "-1"}, "ECOMM_SEED='-1': must not be negative"),
+        ({"ECOMM_START_DATE": "2024/01/01"}, "ECOMM_START_DATE='2024/01/01'"),
+        ({"ECOMM_LAKE_URI": " "}, "ECOMM_LAKE_URI=' ': must not be empty"),
+    ],
+    ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "date", "empty"],
+)
+def test_invalid_settings_fail_with_the_variable_and_the_choices(environment, message):
+    with pytest.raises(SettingError) as raised:
+        Settings.from_environment(environment)
+    assert message in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(SettingError) as raised:
+        Settings.from_environment({"ECOMM_SOURCE": "x", "ECOMM_CATALOG": "y"})
+    assert "ECOMM_SOURCE='x'" in str(raised.value) and "ECOMM_CATALOG='y'" in str(raised.value)
+
+
+def test_a_bad_setting_stops_the_definitions_from_loading():
+    """As `dagster dev` or the CLI would load them: the error names the variable, not a stack of Dagster's."""
+    check = subprocess.run(
+        [sys.executable, "-c", "import ecomm_assets; ecomm_assets.defs"],
+        cwd=PROJECT, env={"PATH": "/usr/bin:/bin", "ECOMM_LANDING_SENSOR": "false"}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert check.returncode != 0
+    assert "SettingError: invalid settings: ECOMM_LANDING_SENSOR='false': use one of 'on', 'off'" in check.stderr
+
+
+def test_the_readme_documents_every_setting_with_its_default():
+    readme = (PROJECT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+) \|", readme, re.MULTILINE))
+    for field in fields(Settings):
+        name = environment_name(field.name)
+        assert name in rows, f"{name} is not in the README's settings table"
+        default = field.default
+        if default is not None:
+            assert rows[name].strip() == f"`{default}`", (name, rows[name])

@@ -98,8 +98,32 @@ def orders_for_day(day: date, mean_orders: int) -> int:
     return int(round(mean_orders * WEEKDAY_FACTORS[day.weekday()]))
 
 
-# Probability of an order having 1, 2, 3, 4 or 5 product lines (mean 2.23).
-LINES_PER_ORDER = (0.35, 0.3, 0.18, 0.11, 0.06)
+# Probability of an order having 1, 2, 3, 4 or 5 product lines: roughly geometric, each further
+# line a little over half as likely as the one before (mean 1.98).
+LINES_PER_ORDER = (0.47, 0.26, 0.14, 0.08, 0.05)
+# Demand falls with price. A line picks a product with weight (price + DEMAND_PRICE_OFFSET) ** -1.5:
+# below about 10.00 the price hardly matters, above it a product at ten times the price sells about
+# 30 times less, so revenue peaks at items of 20 to 100 and a car sells on 5 to 11 days a year. Each
+# unit beyond the first is added with probability EXTRA_UNIT_CHANCE, shrinking as 1/sqrt(price)
+# above EXTRA_UNIT_FULL_PRICE, up to MAX_QUANTITY units a line.
+DEMAND_PRICE_OFFSET = 10.0
+EXTRA_UNIT_CHANCE = 0.45
+EXTRA_UNIT_FULL_PRICE = 20.0
+MAX_QUANTITY = 4
+
+# What a day of about 1,000 orders looks like (money: items only, no shipping). Tested on every day
+# of January 2024 for seeds 42 and 7 (ecomm_assets_tests/core/test_synthetic_shop.py); over 2024,
+# 363 to 364 days of 366 meet them all for seeds 42, 7, 1 and 3: the others are days a car sells,
+# when it alone can be more than a quarter of the day's revenue and lift its average order value.
+TARGET_AVERAGE_ORDER_VALUE = (40, 150)  # and the median order below the mean: a few large orders
+TARGET_MAX_CATEGORY_SHARE = 0.25  # of a day's revenue
+TARGET_CATEGORIES_OVER_2_PERCENT = 10  # categories with at least 2 % of a day's revenue
+BIG_TICKET_CATEGORIES = ("vehicle", "motorcycle")
+TARGET_MAX_BIG_TICKET_IN_TOP_10 = 2  # of a day's ten products with the most revenue
+TARGET_MAX_BIG_TICKET_SHARE = 0.05  # of a month's revenue (a day's can be more, when a car sells)
+TARGET_MIN_LINES_UNDER_50 = 0.6  # share of order lines with a unit price below 50.00
+TARGET_LINES_PER_ORDER = (1.5, 4)  # mean products per order
+TARGET_UNITS_PER_LINE = (1, 2)  # mean quantity per line
 
 
 def _catalog_columns(products: list[dict], users: list[dict]) -> tuple[pa.Table, np.ndarray, pa.Table]:
@@ -142,12 +166,19 @@ def generate_orders(
     customer_picks = rng.integers(0, len(users), n)
     line_counts = rng.choice(np.arange(1, len(lines_per_order) + 1), size=n, p=lines_per_order)
     total_lines = int(line_counts.sum())
-    product_picks = rng.integers(0, len(products), total_lines)
-    quantities = rng.choice([1, 2, 3, 4], size=total_lines, p=[0.6, 0.25, 0.1, 0.05])
+    product_lines, cents, customers = _catalog_columns(products, users)
+    # Demand (price + offset) ** -1.5 written with sqrt, which IEEE 754 rounds exactly: the same
+    # weights, hence the same picks, on any machine.
+    offset_prices = cents / 100 + DEMAND_PRICE_OFFSET
+    demand = 1 / (offset_prices * np.sqrt(offset_prices))
+    product_picks = rng.choice(len(products), size=total_lines, p=demand / demand.sum())
+    line_prices = np.maximum(cents[product_picks] / 100, 0.01)
+    extra_unit_chance = EXTRA_UNIT_CHANCE * np.minimum(1.0, np.sqrt(EXTRA_UNIT_FULL_PRICE / line_prices))
+    extra_units = rng.random((total_lines, MAX_QUANTITY - 1)) < extra_unit_chance[:, None]
+    quantities = 1 + np.cumprod(extra_units, axis=1).sum(axis=1)  # stops at the first unit not added
     # A few percent of orders carry shipping on top, so reported totals do not always reconcile.
     shipping_cents = np.where(rng.random(n) < 0.03, 499, 0)
 
-    product_lines, cents, customers = _catalog_columns(products, users)
     lines = product_lines.take(product_picks).append_column("quantity", pa.array(quantities, pa.int64()))
     discounts = pa.array([p.get("discountPercentage") for p in products], pa.float64()).take(product_picks)
     lines = lines.append_column("discount_percent", discounts)

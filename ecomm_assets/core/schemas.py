@@ -13,83 +13,110 @@ UNIT_PRICE = pa.decimal128(18, 4)
 PERCENT = pa.decimal128(9, 2)
 UTC_TS = pa.timestamp("us", tz="UTC")
 
+# A column's description is its field's metadata {"description": ...}: it travels into every Parquet
+# file written with the contract, and onto the table's asset page (dagster/column_schema).
+DESCRIPTION = "description"
+
+
+def described(name: str, type_: pa.DataType, description: str, *, nullable: bool = True) -> pa.Field:
+    """A contract column with its description (one short sentence, with units)."""
+    return pa.field(name, type_, nullable=nullable, metadata={DESCRIPTION: description})
+
+
+_ID = "trimmed; a number with an integral value is written in plain digits"
+_SOURCE = "The raw file the order came from: synthetic, dummyjson, or landing-<landed at>-<file id>."
+_ORIGIN = (
+    "Where the row comes from: 'snapshot' (the day's collection snapshot) or 'orders' "
+    "(an id seen only in the day's orders, described by its latest order line)."
+)
+_SNAPSHOT_DATE = "The UTC day of the snapshot, or of the orders the id was seen in (the partition)."
+
 ORDER_LINES = pa.schema(
     [
-        pa.field("order_id", pa.string(), nullable=False),
-        pa.field("line_number", pa.int32(), nullable=False),
-        pa.field("order_ts", UTC_TS, nullable=False),
-        pa.field("order_date", pa.date32(), nullable=False),
-        pa.field("customer_id", pa.string()),
-        pa.field("customer_name", pa.string()),
-        pa.field("customer_email", pa.string()),
-        pa.field("customer_address", pa.string()),
-        pa.field("customer_city", pa.string()),
-        pa.field("customer_state", pa.string()),
-        pa.field("customer_country", pa.string()),
-        pa.field("product_id", pa.string(), nullable=False),
-        pa.field("product_name", pa.string()),
-        pa.field("category", pa.string()),
-        pa.field("brand", pa.string()),
-        pa.field("unit_price", UNIT_PRICE, nullable=False),
-        pa.field("quantity", pa.int32(), nullable=False),
-        pa.field("line_total", MONEY, nullable=False),
-        pa.field("discount_percent", PERCENT),
-        pa.field("order_total", MONEY),
-        pa.field("year", pa.int16(), nullable=False),
-        pa.field("month", pa.int8(), nullable=False),
-        pa.field("day", pa.int8(), nullable=False),
-        pa.field("hour", pa.int8(), nullable=False),
-        pa.field("day_of_week", pa.int8(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
+        described("order_id", pa.string(), f"The order's id ({_ID}); unique per UTC day.", nullable=False),
+        described("line_number", pa.int32(), "The line's 1-based position in the order's products.", nullable=False),
+        described("order_ts", UTC_TS, "When the order was placed (its order_date), in UTC.", nullable=False),
+        described("order_date", pa.date32(), "The UTC day of order_ts (the partition).", nullable=False),
+        described("customer_id", pa.string(), f"The customer's id ({_ID})."),
+        described("customer_name", pa.string(), "The customer's name, as the order gives it."),
+        described("customer_email", pa.string(), "The customer's email address, as the order gives it."),
+        described("customer_address", pa.string(), "The customer's street address, as the order gives it."),
+        described("customer_city", pa.string(), "The customer's city (its own, else its address's)."),
+        described("customer_state", pa.string(), "The customer's state (its own, else its address's)."),
+        described("customer_country", pa.string(), "The customer's country (its own, else its address's)."),
+        described("product_id", pa.string(), f"The product's id ({_ID}).", nullable=False),
+        described("product_name", pa.string(), "The product's name, as the order line gives it."),
+        described("category", pa.string(), "The product's category, as the order line gives it."),
+        described("brand", pa.string(), "The product's brand, as the order line gives it."),
+        described("unit_price", UNIT_PRICE, "Price of one unit, in currency units, to 4 decimals.", nullable=False),
+        described("quantity", pa.int32(), "Units bought on the line, from 1 to 2^31 - 1.", nullable=False),
+        described("line_total", MONEY,
+                  "unit_price x quantity, in currency units, rounded once to the cent (half away from zero).",
+                  nullable=False),
+        described("discount_percent", PERCENT,
+                  "The line's discount as the source gives it, in percent (12.50 = 12.5 %), rounded to 2 decimals."),
+        described("order_total", MONEY,
+                  "The order's total as the source reports it (on each line), in currency units, rounded to the cent."),
+        described("year", pa.int16(), "Year of order_ts, in UTC.", nullable=False),
+        described("month", pa.int8(), "Month of order_ts, in UTC: 1-12.", nullable=False),
+        described("day", pa.int8(), "Day of the month of order_ts, in UTC: 1-31.", nullable=False),
+        described("hour", pa.int8(), "Hour of order_ts, in UTC: 0-23.", nullable=False),
+        described("day_of_week", pa.int8(), "Day of the week of order_ts, in UTC: 0 = Monday to 6 = Sunday.",
+                  nullable=False),
+        described("source", pa.string(), _SOURCE, nullable=False),
     ]
 )
 
 ORDERS = pa.schema(
     [
-        pa.field("order_id", pa.string(), nullable=False),
-        pa.field("order_ts", UTC_TS, nullable=False),
-        pa.field("order_date", pa.date32(), nullable=False),
-        pa.field("customer_id", pa.string()),
-        pa.field("customer_name", pa.string()),
-        pa.field("customer_email", pa.string()),
-        pa.field("customer_country", pa.string()),
-        pa.field("items", pa.int32(), nullable=False),
-        pa.field("units", pa.int64(), nullable=False),
-        pa.field("items_total", MONEY, nullable=False),
-        pa.field("reported_total", MONEY),
-        pa.field("total_difference", MONEY),
-        pa.field("reconciles", pa.bool_()),
-        pa.field("source", pa.string(), nullable=False),
+        described("order_id", pa.string(), "The order's id; unique per UTC day.", nullable=False),
+        described("order_ts", UTC_TS, "When the order was placed, in UTC.", nullable=False),
+        described("order_date", pa.date32(), "The UTC day of order_ts (the partition).", nullable=False),
+        described("customer_id", pa.string(), "The customer's id, from the order's lines."),
+        described("customer_name", pa.string(), "The customer's name, from the order's lines."),
+        described("customer_email", pa.string(), "The customer's email address, from the order's lines."),
+        described("customer_country", pa.string(), "The customer's country, from the order's lines."),
+        described("items", pa.int32(), "Number of lines (products) in the order.", nullable=False),
+        described("units", pa.int64(), "Units bought: the sum of the lines' quantities.", nullable=False),
+        described("items_total", MONEY, "Sum of the lines' line_total, in currency units.", nullable=False),
+        described("reported_total", MONEY,
+                  "The order's total as the source reports it, in currency units, to the cent; null if absent."),
+        described("total_difference", MONEY,
+                  "reported_total - items_total, in currency units; null when no total is reported."),
+        described("reconciles", pa.bool_(),
+                  "Whether reported_total equals items_total; null when no total is reported."),
+        described("source", pa.string(), _SOURCE, nullable=False),
     ]
 )
 
 DIM_PRODUCTS = pa.schema(
     [
-        pa.field("product_id", pa.string(), nullable=False),
-        pa.field("name", pa.string()),
-        pa.field("category", pa.string()),
-        pa.field("brand", pa.string()),
-        pa.field("price", MONEY),
-        pa.field("discount_percent", PERCENT),
-        pa.field("rating", pa.float64()),
-        pa.field("stock", pa.int64()),
-        pa.field("origin", pa.string(), nullable=False),
-        pa.field("snapshot_date", pa.date32(), nullable=False),
+        described("product_id", pa.string(), "The product's id; unique per snapshot_date.", nullable=False),
+        described("name", pa.string(), "The product's name (its catalog title, or its latest order line's name)."),
+        described("category", pa.string(), "The product's category."),
+        described("brand", pa.string(), "The product's brand."),
+        described("price", MONEY,
+                  "Price of one unit (the catalog's, or the latest order line's), in currency units, to the cent."),
+        described("discount_percent", PERCENT, "The product's discount, in percent (12.50 = 12.5 %)."),
+        described("rating", pa.float64(), "The catalog's average customer rating, 0-5; null for origin 'orders'."),
+        described("stock", pa.int64(), "Units in stock in the snapshot; null for origin 'orders'."),
+        described("origin", pa.string(), _ORIGIN, nullable=False),
+        described("snapshot_date", pa.date32(), _SNAPSHOT_DATE, nullable=False),
     ]
 )
 
 DIM_CUSTOMERS = pa.schema(
     [
-        pa.field("customer_id", pa.string(), nullable=False),
-        pa.field("name", pa.string()),
-        pa.field("email", pa.string()),
-        pa.field("address", pa.string()),
-        pa.field("city", pa.string()),
-        pa.field("state", pa.string()),
-        pa.field("postal_code", pa.string()),
-        pa.field("country", pa.string()),
-        pa.field("origin", pa.string(), nullable=False),
-        pa.field("snapshot_date", pa.date32(), nullable=False),
+        described("customer_id", pa.string(), "The customer's id; unique per snapshot_date.", nullable=False),
+        described("name", pa.string(), "The customer's full name (first and last name, or the latest order line's)."),
+        described("email", pa.string(), "The customer's email address."),
+        described("address", pa.string(), "The customer's street address."),
+        described("city", pa.string(), "The customer's city."),
+        described("state", pa.string(), "The customer's state."),
+        described("postal_code", pa.string(), "The customer's postal code; null for origin 'orders'."),
+        described("country", pa.string(), "The customer's country."),
+        described("origin", pa.string(), _ORIGIN, nullable=False),
+        described("snapshot_date", pa.date32(), _SNAPSHOT_DATE, nullable=False),
     ]
 )
 
@@ -99,6 +126,47 @@ CONTRACTS: dict[str, pa.Schema] = {
     "dim_products": DIM_PRODUCTS,
     "dim_customers": DIM_CUSTOMERS,
 }
+
+# landed_files: one row per landed file version, written by the ingest (not a daily lake table).
+LANDED_FILES = pa.schema(
+    [
+        described("file", pa.string(), "The landed file's name, relative to landing/orders/.", nullable=False),
+        described("file_id", pa.string(),
+                  "The content's identity: the first 16 hex digits of the SHA-256 of the file's bytes.",
+                  nullable=False),
+        described("landed_at", UTC_TS, "When the file landed (S3 LastModified, or the file's mtime), in UTC.",
+                  nullable=False),
+        described("bytes", pa.int64(), "Size of the file as landed (compressed, for .gz), in bytes.", nullable=False),
+        described("records_read", pa.int64(), "Records read from the file: routed + quarantined.", nullable=False),
+        described("records_routed", pa.int64(), "Records written to raw day files (raw/orders/dt=D/).",
+                  nullable=False),
+        described("records_quarantined", pa.int64(),
+                  "Records quarantined, with reasons, in quarantine/landing/<file id>/.", nullable=False),
+        described("file_error", pa.string(),
+                  "Why the whole file was quarantined (unreadable, or its days not writable); null otherwise."),
+        # JSON, not a map: Glue has no map type here.
+        described("days", pa.string(), 'Records routed per UTC day, as a JSON object {"YYYY-MM-DD": records}.',
+                  nullable=False),
+        described("ingested_at", UTC_TS, "When the ingest recorded the file, in UTC.", nullable=False),
+        described("run_id", pa.string(), "The id of the Dagster run that ingested the file.", nullable=False),
+    ]
+)
+
+
+class MissingDescription(ValueError):
+    """A contract column without a description."""
+
+
+def column_descriptions(schema: pa.Schema) -> dict[str, str]:
+    """Each column's description (name -> text), from its field's metadata. MissingDescription,
+    naming the column, when one has none or an empty one."""
+    descriptions = {}
+    for field in schema:
+        text = (field.metadata or {}).get(DESCRIPTION.encode(), b"").decode().strip()
+        if not text:
+            raise MissingDescription(f"column {field.name} has no description")
+        descriptions[field.name] = text
+    return descriptions
 
 
 def schema_differences(actual: pa.Schema, expected: pa.Schema) -> list[str]:

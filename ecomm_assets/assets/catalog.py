@@ -10,11 +10,10 @@ from ecomm_assets.assets.analytics import (
 )
 from ecomm_assets.assets.days import run_days
 from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, orders
-from ecomm_assets.assets.landing import LANDED_FILES, LANDED_FILES_SCHEMA
 from ecomm_assets.core.analytics import ANALYTICS
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.layout import table_dir
-from ecomm_assets.core.schemas import CONTRACTS
+from ecomm_assets.core.schemas import CONTRACTS, LANDED_FILES
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource, SqlCatalogResource
 
@@ -39,7 +38,7 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: 
     store = lake.store()
     tables = [
         CatalogTable(name, schema, store.full_uri(table_dir(name)))
-        for name, schema in {**LAKE_TABLES, LANDED_FILES: LANDED_FILES_SCHEMA}.items()
+        for name, schema in {**LAKE_TABLES, "landed_files": LANDED_FILES}.items()
     ]
     backend = sql_catalog.catalog(projection_start=DAILY_PARTITIONS.start.date())
     report = backend.sync(tables, run_days(context))

@@ -18,6 +18,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from ecomm_assets.assets.metadata import column_schema
 from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
@@ -38,31 +39,14 @@ from ecomm_assets.core.layout import (
     table_dir,
 )
 from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.schemas import LANDED_FILES
 from ecomm_assets.core.storage import LakeFile, LakeStore, NotARegularFile
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
-LANDED_FILES = "landed_files"
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: they forge log lines and
 # are no part of a producer's file name. The Lambda bridge has the same rule (a test keeps them equal).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-LANDED_FILES_SCHEMA = pa.schema(
-    [
-        pa.field("file", pa.string(), nullable=False),
-        pa.field("file_id", pa.string(), nullable=False),
-        pa.field("landed_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("bytes", pa.int64(), nullable=False),
-        pa.field("records_read", pa.int64(), nullable=False),
-        pa.field("records_routed", pa.int64(), nullable=False),
-        pa.field("records_quarantined", pa.int64(), nullable=False),
-        pa.field("file_error", pa.string()),
-        pa.field("days", pa.string(), nullable=False),  # JSON {"YYYY-MM-DD": records}: Glue has no map type here
-        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("run_id", pa.string(), nullable=False),
-    ]
-)
-
 
 @dataclass(frozen=True)
 class LandingFile:
@@ -231,7 +215,7 @@ def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: in
         "days": json.dumps(entry["days"]),
         "ingested_at": datetime.fromisoformat(entry["ingested_at"]),
     }
-    store.write_parquet(landed_files_path(LANDED_FILES, landing.landed_at, landed.file_id), pa.Table.from_pylist([row], LANDED_FILES_SCHEMA))
+    store.write_parquet(landed_files_path("landed_files", landing.landed_at, landed.file_id), pa.Table.from_pylist([row], LANDED_FILES))
     store.write_bytes(manifest_path(landed.file_id), json.dumps(entry, indent=1).encode())
     return entry
 
@@ -308,7 +292,8 @@ def _count_lines(store: LakeStore, rel: str) -> int:
 
 
 landed_files = dg.AssetSpec(
-    LANDED_FILES,
+    "landed_files",
+    metadata={"dagster/column_schema": column_schema(LANDED_FILES)},
     group_name="sources",
     kinds={"parquet"},
     owners=["team:data-platform"],
@@ -373,7 +358,7 @@ def ingest_landing_files(
                 "at": datetime.now(UTC).isoformat(),
                 "run_id": context.run_id,
                 "job": context.job_name,
-                "assets": [LANDED_FILES],
+                "assets": ["landed_files"],
                 "partition": None,
                 "error": "; ".join(problems),
             }
@@ -381,7 +366,7 @@ def ingest_landing_files(
     days = sorted({day for e in entries for day in [*e["days"], *_superseded_days(e)]})
     context.log_event(
         dg.AssetMaterialization(
-            asset_key=LANDED_FILES,
+            asset_key="landed_files",
             metadata={
                 "files_ingested": len(entries),
                 "files_quarantined_whole": len(whole),
@@ -391,7 +376,7 @@ def ingest_landing_files(
                 "records_quarantined": recount["records_quarantined"],
                 "conservation_holds": conserved,
                 "days": dg.MetadataValue.json(days),
-                "path": dg.MetadataValue.path(store.full_uri(table_dir(LANDED_FILES))),
+                "path": dg.MetadataValue.path(store.full_uri(table_dir("landed_files"))),
             },
         )
     )

@@ -5,7 +5,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ecomm_assets.assets import landing
 from ecomm_assets.core.analytics import ANALYTICS
 from ecomm_assets.core.schemas import (
     CONTRACTS,
@@ -84,16 +83,6 @@ def test_a_column_without_a_description_is_named():
         column_descriptions(schema)
     with pytest.raises(MissingDescription, match="column id has no description"):
         column_descriptions(pa.schema([described("id", pa.string(), " ")]))
-
-
-def test_landed_files_contract_has_the_landing_assets_columns():
-    """Until landing.py imports LANDED_FILES, its own schema must stay the same (names, types,
-    nullability, order)."""
-    current = getattr(landing, "LANDED_FILES_SCHEMA", None)
-    if current is None:
-        pytest.skip("landing.py has no LANDED_FILES_SCHEMA of its own any more")
-    assert schema_differences(current, LANDED_FILES) == []
-    assert current.equals(LANDED_FILES)  # metadata aside
 
 
 def _row(contract: pa.Schema) -> dict:

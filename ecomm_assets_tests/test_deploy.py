@@ -2,10 +2,12 @@
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
@@ -39,10 +41,120 @@ def test_each_configured_class_accepts_its_config(monkeypatch):
         assert result.success, (section["class"], [e.message for e in result.errors])
 
 
-def test_no_secret_is_written_in_the_yaml():
-    text = (DEPLOY / "dagster.yaml").read_text()
-    assert "password:\n        env: DAGSTER_PG_PASSWORD" in text
-    assert all(value not in text for value in SECRETS.values() if value != "dagster")
+# A key names a credential when one of its words (split on _, - and camelCase) is one of these,
+# or when "key" is one of several words (access_key_id, apiKey, private_key); a bare "key" (a
+# tag's key in tag_concurrency_limits) does not.
+CREDENTIAL_WORDS = {"password", "passwd", "pwd", "username", "user", "hostname", "host", "secret", "token", "credential",
+                    "credentials", "passphrase"}
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+URL_WITH_USERINFO = re.compile(r"\w+://[^/@\s]+@")
+
+
+def key_words(key: str) -> list[str]:
+    return [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", key)]
+
+
+def names_a_credential(key: str) -> bool:
+    words = key_words(key)
+    return bool(CREDENTIAL_WORDS.intersection(words)) or (len(words) > 1 and "key" in words) or "apikey" in words
+
+
+def walk(node, path=()):
+    """Every (path, key, value) of a parsed YAML document, depth first."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, key, value
+            yield from walk(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from walk(item, (*path, str(index)))
+
+
+def env_name(value) -> str | None:
+    """NAME when `value` is Dagster's `{env: NAME}`, else None."""
+    if isinstance(value, dict) and list(value) == ["env"] and isinstance(value["env"], str) and ENV_NAME.fullmatch(value["env"]):
+        return value["env"]
+    return None
+
+
+def secret_problems(config: dict, readme: str) -> list[str]:
+    """What an instance YAML gets wrong about secrets: a credential-like key given anything but
+    `{env: NAME}`, a URL carrying user:password@, or an `env:` variable deploy/README.md never names."""
+    problems = []
+    for path, key, value in walk(config):
+        where = ".".join((*path, str(key)))
+        if names_a_credential(str(key)) and env_name(value) is None:
+            problems.append(f"{where} is not given as {{env: NAME}}")
+        if isinstance(value, str) and URL_WITH_USERINFO.search(value):
+            problems.append(f"{where} holds a URL with credentials")
+        if key == "env" and isinstance(value, str) and not re.search(rf"\b{re.escape(value)}\b", readme):
+            problems.append(f"{where}: {value} is not documented in deploy/README.md")
+    return problems
+
+
+def deploy_config() -> dict:
+    return yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+
+
+def deploy_readme() -> str:
+    return (DEPLOY / "README.md").read_text()
+
+
+def test_every_credential_of_the_yaml_comes_from_a_documented_environment_variable():
+    config = deploy_config()
+    assert secret_problems(config, deploy_readme()) == []
+    # The rule sees the credentials that are there: a walk that missed them would pass anything.
+    credentials = {".".join((*path, key)): env_name(value) for path, key, value in walk(config) if names_a_credential(str(key))}
+    assert credentials == {
+        "storage.postgres.postgres_db.hostname": "DAGSTER_PG_HOST",
+        "storage.postgres.postgres_db.username": "DAGSTER_PG_USERNAME",
+        "storage.postgres.postgres_db.password": "DAGSTER_PG_PASSWORD",
+    }
+
+
+def mutated(change):
+    config = deploy_config()
+    change(config)
+    return config
+
+
+def postgres_db(config):
+    return config["storage"]["postgres"]["postgres_db"]
+
+
+MUTATIONS = [
+    ("literal password", lambda c: postgres_db(c).update(password="hunter2"),
+     ["storage.postgres.postgres_db.password is not given as {env: NAME}"]),
+    ("empty password", lambda c: postgres_db(c).update(password=""),
+     ["storage.postgres.postgres_db.password is not given as {env: NAME}"]),
+    ("literal database host", lambda c: postgres_db(c).update(hostname="db.internal"),
+     ["storage.postgres.postgres_db.hostname is not given as {env: NAME}"]),
+    ("literal username", lambda c: postgres_db(c).update(username="dagster"),
+     ["storage.postgres.postgres_db.username is not given as {env: NAME}"]),
+    ("env with a default", lambda c: postgres_db(c).update(password={"env": "DAGSTER_PG_PASSWORD", "default": "x"}),
+     ["storage.postgres.postgres_db.password is not given as {env: NAME}"]),
+    ("undocumented variable", lambda c: postgres_db(c).update(password={"env": "PG_SECRET_PASSWORD"}),
+     ["storage.postgres.postgres_db.password.env: PG_SECRET_PASSWORD is not documented in deploy/README.md"]),
+    ("a documented name's prefix", lambda c: postgres_db(c).update(db_name={"env": "DAGSTER_PG"}),
+     ["storage.postgres.postgres_db.db_name.env: DAGSTER_PG is not documented in deploy/README.md"]),
+    ("URL with a password", lambda c: c["storage"]["postgres"].update(postgres_url="postgresql://dagster:hunter2@db:5432/d"),
+     ["storage.postgres.postgres_url holds a URL with credentials"]),
+    ("AWS key in the compute logs", lambda c: c["compute_logs"]["config"].update(aws_secret_access_key="abc"),
+     ["compute_logs.config.aws_secret_access_key is not given as {env: NAME}"]),
+    ("token in a list", lambda c: c["run_launcher"]["config"].update(env_vars=[{"apiToken": "t0k"}]),
+     ["run_launcher.config.env_vars.0.apiToken is not given as {env: NAME}"]),
+    ("camelCase access key", lambda c: c["run_launcher"]["config"].update(accessKeyId="AKIA"),
+     ["run_launcher.config.accessKeyId is not given as {env: NAME}"]),
+]
+
+
+@pytest.mark.parametrize("label, change, problems", MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_a_secret_written_into_the_yaml_is_caught(label, change, problems):
+    assert secret_problems(mutated(change), deploy_readme()) == problems
+
+
+def test_a_tags_key_and_the_secrets_tag_are_not_credentials():
+    assert [k for k in ("key", "secrets_tag", "tag_concurrency_limits", "db_name", "port") if names_a_credential(k)] == []
 
 
 def test_a_backfill_runs_on_the_production_storage(tmp_path, postgres):
@@ -60,6 +172,7 @@ def test_a_backfill_runs_on_the_production_storage(tmp_path, postgres):
     storage = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["storage"]
     (home / "dagster.yaml").write_text(yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}}))
     env = os.environ | {
+        "PYTHONPATH": str(DEPLOY.parent),  # this checkout's code, whatever the virtualenv installed
         "DAGSTER_HOME": str(home), "DAGSTER_PG_HOST": postgres["host"], "DAGSTER_PG_USERNAME": postgres["user"],
         "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "ecomm_deploy", "DAGSTER_EVENT_BATCH_SIZE": "1000",
         "ECOMM_LAKE_URI": str(tmp_path / "lake"), "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"),

@@ -62,16 +62,49 @@ def test_one_day_creates_database_table_and_partition(glue):
     assert {k: v["Location"] for k, v in partitions(glue).items()} == {"2024-01-15": LOCATION + "/dt=2024-01-15/"}
 
 
+# The most entries one Glue call takes (AWS Glue API reference); moto takes any number, so the
+# calls themselves are recorded and measured.
+GLUE_LIMITS = {"BatchCreatePartition": ("PartitionInputList", 100), "BatchUpdatePartition": ("Entries", 100),
+               "BatchGetPartition": ("PartitionsToGet", 1000)}
+
+
+def record_batches(glue) -> dict[str, list[int]]:
+    """The number of entries of every batch call the client makes from now on, by operation."""
+    sizes = {operation: [] for operation in GLUE_LIMITS}
+    for operation, (entries, _) in GLUE_LIMITS.items():
+        def record(params, operation=operation, entries=entries, **_):
+            sizes[operation].append(len(params[entries]))
+        glue.meta.events.register(f"provide-client-params.glue.{operation}", record)
+    return sizes
+
+
+def assert_within_glue_limits(sizes: dict[str, list[int]]) -> None:
+    for operation, (_, limit) in GLUE_LIMITS.items():
+        assert all(size <= limit for size in sizes[operation]), (operation, sizes[operation])
+
+
 def test_a_backfill_registers_in_batches_and_a_rerun_adds_nothing(glue):
+    sizes = record_batches(glue)
     catalog = GlueCatalog(glue, "ecomm", START)
-    days = [START + timedelta(days=n) for n in range(250)]  # three BatchCreatePartition calls
+    days = [START + timedelta(days=n) for n in range(250)]
     table = CatalogTable("order_lines", ORDER_LINES, LOCATION)
     assert catalog.sync([table], days).partitions_added == 250
-    again = catalog.sync([table], days)
-    assert (again.partitions_added, again.partitions_updated, again.tables_updated) == (0, 0, [])
+    assert_within_glue_limits(sizes)
+    assert sizes["BatchCreatePartition"] == [100, 100, 50] and sum(sizes["BatchGetPartition"]) == 250
+    assert sizes["BatchUpdatePartition"] == []
     found = partitions(glue)
     assert len(found) == 250
     assert all(found[str(d)]["Location"] == f"{LOCATION}/dt={d}/" for d in days)
+
+    again = catalog.sync([table], days)
+    assert (again.partitions_added, again.partitions_updated, again.tables_updated) == (0, 0, [])
+    assert sizes["BatchCreatePartition"] == [100, 100, 50] and sizes["BatchUpdatePartition"] == []
+
+    wider = CatalogTable("order_lines", ORDER_LINES.append(pa.field("coupon", pa.string())), LOCATION)
+    assert catalog.sync([wider], days).partitions_updated == 250
+    assert_within_glue_limits(sizes)
+    assert sizes["BatchUpdatePartition"] == [100, 100, 50]
+    assert all(p["Columns"][-1] == {"Name": "coupon", "Type": "string"} for p in partitions(glue).values())
 
 
 def test_an_added_column_updates_the_table_and_its_partitions(glue):

@@ -67,6 +67,9 @@ BAD_RECORDS = [
     (order(products=[]), "no products"),
     (order(products=None), "missing products"),
     (order(products="pen"), "products has wrong type"),
+    (order(products=[{"product_id": 1, "quantity": 1}]), "line 1: missing price"),
+    (order(products=[{"product_id": 1, "price": None, "quantity": 1}]), "line 1: missing price"),
+    (order(products=[{"product_id": 1, "price": 3, "quantity": 1}, {"product_id": 2, "quantity": 1}]), "line 2: missing price"),
     (order(products=[{"product_id": 1, "price": "cheap", "quantity": 1}]), "non-numeric price"),
     (order(products=[{"product_id": 1, "price": -3, "quantity": 1}]), "negative price"),
     (order(products=[{"product_id": 1, "price": 3, "quantity": 0}]), "quantity <= 0"),
@@ -247,6 +250,27 @@ def test_a_bad_value_on_one_day_of_a_range_leaves_the_other_days_loaded(tmp_path
     result = flatten_range_with_a_bad_record(tmp_path, bad)
     assert [q["order_id"] for q in result.quarantined.to_pylist()] == ["BIG"]
     assert all(result.counts[day].conserved for day in RANGE)
+
+
+MISSING_PRICES = [
+    ("price absent", [{"product_id": 1, "quantity": 1}], "line 1: missing price"),
+    ("price null", [{"product_id": 1, "price": None, "quantity": 1}], "line 1: missing price"),
+    ("second line without a price", [{"product_id": 1, "price": 3, "quantity": 1}, {"product_id": 2, "quantity": 2}],
+     "line 2: missing price"),
+]
+
+
+@pytest.mark.parametrize("label, products, reason", MISSING_PRICES, ids=[m[0] for m in MISSING_PRICES])
+def test_a_line_without_a_price_sends_its_day_to_the_precise_pass_and_its_order_to_quarantine(tmp_path, label, products, reason):
+    """The optimistic pass over several days flags the day (never loads a line without a price),
+    and the precise pass quarantines the whole order with the reason, naming the line."""
+    bad = order("NO-PRICE", when="2024-01-15T08:00:00Z", products=products)
+    result = flatten_range_with_a_bad_record(tmp_path, bad)
+    assert result.quarantined.to_pylist() == [
+        {"day": DAY, "source": str(DAY), "record_number": 2, "order_id": "NO-PRICE", "reason": reason, "record": json.dumps(bad)}
+    ]
+    assert result.counts[DAY].reasons == {"missing price": 1}
+    assert result.lines().column("unit_price").null_count == 0
 
 
 SAME_ORDER_IDS = [1, "1", 1.0, " 1", "1.0", 1e0, "1 "]

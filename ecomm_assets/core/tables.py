@@ -62,7 +62,7 @@ def build_dim_products(products: dict[date, list[dict]], order_lines: pa.Table) 
         FROM order_lines l
         WHERE NOT EXISTS (SELECT 1 FROM products c WHERE c.id = l.product_id AND c.snapshot_date = l.order_date)
         GROUP BY order_date, product_id
-        ORDER BY snapshot_date, origin, product_id
+        ORDER BY snapshot_date, origin = 'orders', product_id
         """,
         products=products_table,
         order_lines=order_lines,
@@ -93,7 +93,7 @@ def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) ->
         WHERE customer_id IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = l.customer_id AND u.snapshot_date = l.order_date)
         GROUP BY order_date, customer_id
-        ORDER BY snapshot_date, origin, customer_id
+        ORDER BY snapshot_date, origin = 'orders', customer_id
         """,
         users=users_table,
         order_lines=order_lines,

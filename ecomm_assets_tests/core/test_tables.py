@@ -85,21 +85,21 @@ def product_rows(table: pa.Table) -> list[tuple]:
 
 PRODUCT_CASES = [
     ("catalog only", {DAY: [product(1), product(2, brand=None)]}, [],
-     [(DAY, "catalog", "1", "T1", "Acme", Decimal("9.99")), (DAY, "catalog", "2", "T2", None, Decimal("9.99"))]),
+     [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99")), (DAY, "snapshot", "2", "T2", None, Decimal("9.99"))]),
     ("a catalog record without a key gets nulls", {DAY: [{"id": 3, "title": "bare"}]}, [],
-     [(DAY, "catalog", "3", "bare", None, None)]),
+     [(DAY, "snapshot", "3", "bare", None, None)]),
     ("a sold product the catalog lists is not added again", {DAY: [product(1)]}, [line(product="1", price="5")],
-     [(DAY, "catalog", "1", "T1", "Acme", Decimal("9.99"))]),
+     [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99"))]),
     ("a product seen only in orders, from its latest line",
      {DAY: [product(1)]},
      [line("O1", at=(DAY, 9), product="P9", price="3.50", brand="Old"),
       line("O2", at=(DAY, 11), product="P9", price="4.125", brand="New")],
-     [(DAY, "catalog", "1", "T1", "Acme", Decimal("9.99")), (DAY, "orders", "P9", "name of P9", "New", Decimal("4.13"))]),
+     [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99")), (DAY, "orders", "P9", "name of P9", "New", Decimal("4.13"))]),
     ("listed yesterday, sold today without a catalog of today",
      {DAY: [product(1)]}, [line(at=(NEXT, 9), product="1", price="5")],
-     [(DAY, "catalog", "1", "T1", "Acme", Decimal("9.99")), (NEXT, "orders", "1", "name of 1", "Acme", Decimal("5.00"))]),
+     [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99")), (NEXT, "orders", "1", "name of 1", "Acme", Decimal("5.00"))]),
     ("the same snapshot on two days gives rows on each", {DAY: [product(1)], NEXT: [product(1)]}, [],
-     [(DAY, "catalog", "1", "T1", "Acme", Decimal("9.99")), (NEXT, "catalog", "1", "T1", "Acme", Decimal("9.99"))]),
+     [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99")), (NEXT, "snapshot", "1", "T1", "Acme", Decimal("9.99"))]),
     ("nothing at all", {}, [], []),
 ]
 
@@ -128,15 +128,15 @@ def customer_rows(table: pa.Table) -> list[tuple]:
 
 CUSTOMER_CASES = [
     ("users with their address flattened", {DAY: [user(1), user(2, lastName=None)]}, [],
-     [(DAY, "catalog", "1", "Ann Lee", "1@x", "Lyon", "69001"), (DAY, "catalog", "2", "Ann", "2@x", "Lyon", "69001")]),
-    ("a user without an address", {DAY: [{"id": 5, "firstName": "Bo"}]}, [], [(DAY, "catalog", "5", "Bo", None, None, None)]),
+     [(DAY, "snapshot", "1", "Ann Lee", "1@x", "Lyon", "69001"), (DAY, "snapshot", "2", "Ann", "2@x", "Lyon", "69001")]),
+    ("a user without an address", {DAY: [{"id": 5, "firstName": "Bo"}]}, [], [(DAY, "snapshot", "5", "Bo", None, None, None)]),
     ("a buyer the users list is not added again", {DAY: [user(1)]}, [line(customer_id="1")],
-     [(DAY, "catalog", "1", "Ann Lee", "1@x", "Lyon", "69001")]),
+     [(DAY, "snapshot", "1", "Ann Lee", "1@x", "Lyon", "69001")]),
     ("a customer seen only in orders, from the latest line",
      {DAY: [user(1)]},
      [line("O1", at=(DAY, 8), customer_id="C7", customer_email="old@x", customer_city="Nice"),
       line("O2", at=(DAY, 12), customer_id="C7", customer_email="new@x", customer_city="Metz")],
-     [(DAY, "catalog", "1", "Ann Lee", "1@x", "Lyon", "69001"), (DAY, "orders", "C7", "Ann", "new@x", "Metz", None)]),
+     [(DAY, "snapshot", "1", "Ann Lee", "1@x", "Lyon", "69001"), (DAY, "orders", "C7", "Ann", "new@x", "Metz", None)]),
     ("an order without a customer adds no customer", {}, [line(customer_id=None)], []),
     ("nothing at all", {}, [], []),
 ]

@@ -11,11 +11,11 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomm_assets.assets.catalog import LAKE_TABLES
 from ecomm_assets.assets.days import read_table, run_days
 from ecomm_assets.assets.lake import raw_order_files
 from ecomm_assets.core import quality
 from ecomm_assets.core.layout import counts_path, quarantine_path, table_path
+from ecomm_assets.core.schemas import LAKE_TABLES
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.assets import lake
-from ecomm_assets.assets.catalog import LAKE_TABLES
+from ecomm_assets.core.schemas import LAKE_TABLES
 from ecomm_assets_tests.conftest import PROJECT, make_definitions
 
 RANGE_TAGS = {"dagster/asset_partition_range_start": "2024-01-10", "dagster/asset_partition_range_end": "2024-01-22"}

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from ecomm_assets.settings import CatalogBackend, OrderSource, SettingError, Settings, Switch, environment_name
+from ecomm_assets.settings import (
+    CatalogBackend,
+    OrderSource,
+    SettingError,
+    Settings,
+    Switch,
+    environment_name,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 

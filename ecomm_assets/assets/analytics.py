@@ -15,9 +15,10 @@ from ecomm_assets.assets.days import (
 )
 from ecomm_assets.assets.lake import order_lines, orders
 from ecomm_assets.assets.metadata import column_schema
-from ecomm_assets.core.analytics import ANALYTICS, build_analytics
+from ecomm_assets.core.analytics import build_analytics
 from ecomm_assets.core.dashboard import headline_figures, html_report, render_charts
 from ecomm_assets.core.layout import DASHBOARD_DIR, PART_FILE, partition_day, table_dir
+from ecomm_assets.core.schemas import ANALYTICS
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource

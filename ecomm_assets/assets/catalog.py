@@ -10,15 +10,11 @@ from ecomm_assets.assets.analytics import (
 )
 from ecomm_assets.assets.days import run_days
 from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, orders
-from ecomm_assets.core.analytics import ANALYTICS
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.layout import table_dir
-from ecomm_assets.core.schemas import CONTRACTS, LANDED_FILES
+from ecomm_assets.core.schemas import LAKE_TABLES, LANDED_FILES
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource, SqlCatalogResource
-
-# The day-partitioned tables, each with its contract: what the catalog registers and the checks check.
-LAKE_TABLES = {**CONTRACTS, **ANALYTICS}
 
 
 @dg.asset(

@@ -1,7 +1,7 @@
 """Daily analytics from order lines and orders: what the tutorials' QuickSight dashboards show.
 
 Pure functions over Arrow tables of any number of days, computed in DuckDB in one query; each
-row carries its order_date, and each result has a contract in ANALYTICS.
+row carries its order_date, and each result has a contract in core/schemas.py (ANALYTICS).
 """
 
 from __future__ import annotations
@@ -11,67 +11,7 @@ from datetime import date
 import pyarrow as pa
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.schemas import MONEY, described
-
-TOP_CUSTOMERS = 20
-
-_DAY = "The UTC day of the orders (the partition)."
-
-ANALYTICS: dict[str, pa.Schema] = {
-    "sales_by_category": pa.schema(
-        [
-            described("order_date", pa.date32(), _DAY),
-            described("category", pa.string(), "The product category (null for lines without one)."),
-            described("orders", pa.int64(), "Orders with at least one line in the category."),
-            described("units", pa.int64(), "Units sold in the category."),
-            described("revenue", MONEY, "Sum of the category's line totals, in currency units."),
-            described("revenue_share", pa.float64(),
-                      "The category's fraction (0..1) of the day's revenue; null when the day's revenue is 0."),
-        ]
-    ),
-    "product_performance": pa.schema(
-        [
-            described("order_date", pa.date32(), _DAY),
-            described("product_id", pa.string(), "The product's id."),
-            described("product_name", pa.string(), "The product's name, from one of its order lines."),
-            described("category", pa.string(), "The product's category, from one of its order lines."),
-            described("orders", pa.int64(), "Orders with at least one line of the product."),
-            described("units", pa.int64(), "Units of the product sold."),
-            described("revenue", MONEY, "Sum of the product's line totals, in currency units."),
-            described("average_unit_price", MONEY,
-                      "revenue / units, in currency units, rounded to the cent (half away from zero)."),
-        ]
-    ),
-    "top_customers": pa.schema(
-        [
-            described("order_date", pa.date32(), _DAY),
-            described("rank", pa.int32(),
-                      f"The customer's place by the day's revenue, 1 (highest) to {TOP_CUSTOMERS}; "
-                      "ties go to the lower customer_id."),
-            described("customer_id", pa.string(), "The customer's id."),
-            described("customer_name", pa.string(), "The customer's name, from one of the customer's order lines."),
-            described("orders", pa.int64(), "The customer's orders of the day."),
-            described("units", pa.int64(), "Units the customer bought."),
-            described("revenue", MONEY, "Sum of the customer's line totals, in currency units."),
-        ]
-    ),
-    "daily_order_summary": pa.schema(
-        [
-            described("order_date", pa.date32(), "The UTC day (the partition); a day without orders has zeros."),
-            described("orders", pa.int64(), "Orders of the day."),
-            described("customers", pa.int64(), "Distinct customers (by customer_id) who ordered."),
-            described("units", pa.int64(), "Units sold."),
-            described("revenue", MONEY, "Sum of the orders' items_total (their line totals), in currency units."),
-            described("average_order_value", MONEY,
-                      "revenue / orders, in currency units, rounded to the cent (half away from zero); "
-                      "0 without orders."),
-            described("orders_not_reconciling", pa.int64(),
-                      "Orders whose reported total differs from their items_total."),
-            described("share_not_reconciling", pa.float64(),
-                      "orders_not_reconciling / orders, a fraction 0..1; 0 without orders."),
-        ]
-    ),
-}
+from ecomm_assets.core.schemas import ANALYTICS, TOP_CUSTOMERS
 
 _SQL = {
     "sales_by_category": """

@@ -127,6 +127,70 @@ CONTRACTS: dict[str, pa.Schema] = {
     "dim_customers": DIM_CUSTOMERS,
 }
 
+_DAY = "The UTC day of the orders (the partition)."
+
+TOP_CUSTOMERS = 20  # rows of top_customers per day
+
+# The analytics tables (core/analytics.py computes them).
+ANALYTICS: dict[str, pa.Schema] = {
+    "sales_by_category": pa.schema(
+        [
+            described("order_date", pa.date32(), _DAY),
+            described("category", pa.string(), "The product category (null for lines without one)."),
+            described("orders", pa.int64(), "Orders with at least one line in the category."),
+            described("units", pa.int64(), "Units sold in the category."),
+            described("revenue", MONEY, "Sum of the category's line totals, in currency units."),
+            described("revenue_share", pa.float64(),
+                      "The category's fraction (0..1) of the day's revenue; null when the day's revenue is 0."),
+        ]
+    ),
+    "product_performance": pa.schema(
+        [
+            described("order_date", pa.date32(), _DAY),
+            described("product_id", pa.string(), "The product's id."),
+            described("product_name", pa.string(), "The product's name, from one of its order lines."),
+            described("category", pa.string(), "The product's category, from one of its order lines."),
+            described("orders", pa.int64(), "Orders with at least one line of the product."),
+            described("units", pa.int64(), "Units of the product sold."),
+            described("revenue", MONEY, "Sum of the product's line totals, in currency units."),
+            described("average_unit_price", MONEY,
+                      "revenue / units, in currency units, rounded to the cent (half away from zero)."),
+        ]
+    ),
+    "top_customers": pa.schema(
+        [
+            described("order_date", pa.date32(), _DAY),
+            described("rank", pa.int32(),
+                      f"The customer's place by the day's revenue, 1 (highest) to {TOP_CUSTOMERS}; "
+                      "ties go to the lower customer_id."),
+            described("customer_id", pa.string(), "The customer's id."),
+            described("customer_name", pa.string(), "The customer's name, from one of the customer's order lines."),
+            described("orders", pa.int64(), "The customer's orders of the day."),
+            described("units", pa.int64(), "Units the customer bought."),
+            described("revenue", MONEY, "Sum of the customer's line totals, in currency units."),
+        ]
+    ),
+    "daily_order_summary": pa.schema(
+        [
+            described("order_date", pa.date32(), "The UTC day (the partition); a day without orders has zeros."),
+            described("orders", pa.int64(), "Orders of the day."),
+            described("customers", pa.int64(), "Distinct customers (by customer_id) who ordered."),
+            described("units", pa.int64(), "Units sold."),
+            described("revenue", MONEY, "Sum of the orders' items_total (their line totals), in currency units."),
+            described("average_order_value", MONEY,
+                      "revenue / orders, in currency units, rounded to the cent (half away from zero); "
+                      "0 without orders."),
+            described("orders_not_reconciling", pa.int64(),
+                      "Orders whose reported total differs from their items_total."),
+            described("share_not_reconciling", pa.float64(),
+                      "orders_not_reconciling / orders, a fraction 0..1; 0 without orders."),
+        ]
+    ),
+}
+
+# Every day-partitioned table of the lake: what the SQL catalog registers and the checks check.
+LAKE_TABLES: dict[str, pa.Schema] = {**CONTRACTS, **ANALYTICS}
+
 # landed_files: one row per landed file version, written by the ingest (not a daily lake table).
 LANDED_FILES = pa.schema(
     [

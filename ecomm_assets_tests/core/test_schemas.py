@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ecomm_assets.core.analytics import ANALYTICS
 from ecomm_assets.core.schemas import (
+    ANALYTICS,
     CONTRACTS,
     LANDED_FILES,
     ORDERS,

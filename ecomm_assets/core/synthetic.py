@@ -1,4 +1,4 @@
-"""A deterministic generator of DummyJSON-shaped catalogs and canonical nested orders.
+"""A deterministic generator of DummyJSON-shaped collections and canonical nested orders.
 
 Same (seed, day) -> same records -> same bytes, on any machine: all randomness comes from
 numpy's PCG64 seeded with (seed, day ordinal), and serialization keeps the fields' order.
@@ -126,8 +126,8 @@ TARGET_LINES_PER_ORDER = (1.5, 4)  # mean products per order
 TARGET_UNITS_PER_LINE = (1, 2)  # mean quantity per line
 
 
-def _catalog_columns(products: list[dict], users: list[dict]) -> tuple[pa.Table, np.ndarray, pa.Table]:
-    """The catalogs as tables an order takes rows from, and each product's price in cents."""
+def _collection_columns(products: list[dict], users: list[dict]) -> tuple[pa.Table, np.ndarray, pa.Table]:
+    """The collections as tables an order takes rows from, and each product's price in cents."""
     product_lines = pa.table(
         {
             "product_id": [str(p["id"]) for p in products],
@@ -166,7 +166,7 @@ def generate_orders(
     customer_picks = rng.integers(0, len(users), n)
     line_counts = rng.choice(np.arange(1, len(lines_per_order) + 1), size=n, p=lines_per_order)
     total_lines = int(line_counts.sum())
-    product_lines, cents, customers = _catalog_columns(products, users)
+    product_lines, cents, customers = _collection_columns(products, users)
     # Demand (price + offset) ** -1.5 written with sqrt, which IEEE 754 rounds exactly: the same
     # weights, hence the same picks, on any machine.
     offset_prices = cents / 100 + DEMAND_PRICE_OFFSET

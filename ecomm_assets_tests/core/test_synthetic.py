@@ -26,7 +26,7 @@ def test_orders_follow_weekday_and_hour_patterns():
     assert len({o["order_id"] for o in monday}) == len(monday)
 
 
-def test_catalog_is_dummyjson_shaped():
+def test_collections_are_dummyjson_shaped():
     product = synthetic.generate_products(1)[0]
     assert {"id", "title", "category", "price", "discountPercentage", "rating", "stock"} <= product.keys()
     user = synthetic.generate_users(1)[0]

@@ -35,13 +35,13 @@ class Day:
 
 
 @cache
-def catalog(seed: int) -> tuple[list[dict], list[dict]]:
+def collections(seed: int) -> tuple[list[dict], list[dict]]:
     return synthetic.generate_products(seed), synthetic.generate_users(seed)
 
 
 @cache
 def shop_day(seed: int, day: date) -> Day:
-    products, users = catalog(seed)
+    products, users = collections(seed)
     orders = synthetic.generate_orders(seed, day, ORDERS_PER_DAY, products, users)
     lines = orders["products"].combine_chunks()
     flat = lines.flatten()
@@ -95,7 +95,7 @@ def test_no_category_dominates_revenue(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_cars_and_motorcycles_are_rare_sales(seed):
-    products, _ = catalog(seed)
+    products, _ = collections(seed)
     category = {str(p["id"]): p["category"] for p in products}
     big_ticket = set(synthetic.BIG_TICKET_CATEGORIES)
     month_revenue = month_big_ticket = 0
@@ -122,11 +122,11 @@ def test_demand_and_quantity_fall_with_price(seed):
     prices = np.concatenate([d.unit_prices for d in shop_days(seed)])
     quantities = np.concatenate([d.quantities for d in shop_days(seed)])
     # Lines per product, by price band: each band of ten times the price sells fewer lines a product.
-    products, _ = catalog(seed)
-    catalog_prices = np.array([p["price"] for p in products])
+    products, _ = collections(seed)
+    offered_prices = np.array([p["price"] for p in products])
     bands = [(1, 10), (10, 100), (100, 1000), (1000, 100000)]
     lines_per_product = [
-        ((low <= prices) & (prices < high)).sum() / ((low <= catalog_prices) & (catalog_prices < high)).sum()
+        ((low <= prices) & (prices < high)).sum() / ((low <= offered_prices) & (offered_prices < high)).sum()
         for low, high in bands
     ]
     assert lines_per_product == sorted(lines_per_product, reverse=True), lines_per_product

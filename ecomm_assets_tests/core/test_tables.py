@@ -84,18 +84,18 @@ def product_rows(table: pa.Table) -> list[tuple]:
 
 
 PRODUCT_CASES = [
-    ("catalog only", {DAY: [product(1), product(2, brand=None)]}, [],
+    ("snapshot only", {DAY: [product(1), product(2, brand=None)]}, [],
      [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99")), (DAY, "snapshot", "2", "T2", None, Decimal("9.99"))]),
-    ("a catalog record without a key gets nulls", {DAY: [{"id": 3, "title": "bare"}]}, [],
+    ("a snapshot record without a key gets nulls", {DAY: [{"id": 3, "title": "bare"}]}, [],
      [(DAY, "snapshot", "3", "bare", None, None)]),
-    ("a sold product the catalog lists is not added again", {DAY: [product(1)]}, [line(product="1", price="5")],
+    ("a sold product the snapshot lists is not added again", {DAY: [product(1)]}, [line(product="1", price="5")],
      [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99"))]),
     ("a product seen only in orders, from its latest line",
      {DAY: [product(1)]},
      [line("O1", at=(DAY, 9), product="P9", price="3.50", brand="Old"),
       line("O2", at=(DAY, 11), product="P9", price="4.125", brand="New")],
      [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99")), (DAY, "orders", "P9", "name of P9", "New", Decimal("4.13"))]),
-    ("listed yesterday, sold today without a catalog of today",
+    ("listed yesterday, sold today without a snapshot of today",
      {DAY: [product(1)]}, [line(at=(NEXT, 9), product="1", price="5")],
      [(DAY, "snapshot", "1", "T1", "Acme", Decimal("9.99")), (NEXT, "orders", "1", "name of 1", "Acme", Decimal("5.00"))]),
     ("the same snapshot on two days gives rows on each", {DAY: [product(1)], NEXT: [product(1)]}, [],
@@ -104,14 +104,14 @@ PRODUCT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("label, catalogs, rows, expected", PRODUCT_CASES, ids=[c[0] for c in PRODUCT_CASES])
-def test_build_dim_products(label, catalogs, rows, expected):
-    dim = build_dim_products(catalogs, lines_table(rows))
+@pytest.mark.parametrize("label, snapshots, rows, expected", PRODUCT_CASES, ids=[c[0] for c in PRODUCT_CASES])
+def test_build_dim_products(label, snapshots, rows, expected):
+    dim = build_dim_products(snapshots, lines_table(rows))
     assert dim.schema == DIM_PRODUCTS
     assert product_rows(dim) == expected
 
 
-def test_a_catalog_product_keeps_its_typed_attributes():
+def test_a_snapshot_product_keeps_its_typed_attributes():
     [row] = build_dim_products({DAY: [product(1, discountPercentage=7.255)]}, lines_table([])).to_pylist()
     assert (row["discount_percent"], row["rating"], row["stock"]) == (Decimal("7.26"), 4.5, 3)
 

@@ -67,6 +67,9 @@ def _root_cause(error) -> str:
 @dg.run_failure_sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
+    # Every run of the instance: also those of `dagster asset materialize` and `dagster job execute`,
+    # which have no code location (a sensor matches only runs of its own location by default).
+    monitor_all_code_locations=True,
     description="Writes a JSON line per failed run (run id, job, assets, partition, error) to the "
     "alert sink: a local file by default, an SNS topic as well when configured.",
 )

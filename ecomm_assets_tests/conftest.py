@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import dagster as dg
 import pytest
 import requests
+import yaml
 
 from ecomm_assets.resources import SqlCatalogResource
 
@@ -110,9 +111,12 @@ def instance():
 
 
 def local_instance_home(home: Path) -> Path:
-    """A DAGSTER_HOME holding the project's dagster.yaml (the local instance), telemetry off."""
+    """A DAGSTER_HOME holding the project's dagster.yaml (the local instance), telemetry off, with
+    its storage in `home` itself rather than in the working directory's .dagster/."""
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text() + "telemetry:\n  enabled: false\n")
+    config = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
+    config["storage"] = {"sqlite": {"base_dir": str(home)}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config | {"telemetry": {"enabled": False}}))
     return home
 
 

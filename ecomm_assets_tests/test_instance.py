@@ -1,47 +1,222 @@
-"""The project's local instance (dagster.yaml, ecomm_assets/instance.py): what the CLI records
-there is what Dagster's own SQLite storage reads from the same files, and a run's events reach a
-watcher (the UI's live run view) although the writer keeps its connection open."""
+"""The project's local Dagster instance (dagster.yaml at the project root), as a user meets it in
+their clone with no settings: `dagster asset materialize` and `dagster dev`, each run from the
+project folder with DAGSTER_HOME unset, record into the same `.dagster/` folder. Then the opt-in
+fast event log (ecomm_assets/opt_in_fast_sqlite.py, deploy/dagster-fast-local.yaml)."""
 
+import contextlib
+import json
 import logging
 import os
+import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
+import requests
+import yaml
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from ecomm_assets.definitions import defs
-from ecomm_assets.instance import LocalEventLogStorage, LocalInstance
-from ecomm_assets_tests.conftest import PROJECT, local_instance_home
+from ecomm_assets.opt_in_fast_sqlite import FastSqliteEventLogStorage
+from ecomm_assets_tests.conftest import PROJECT
 
 DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
-DAYS = {"2024-02-28", "2024-02-29"}
+FAST_LOCAL_YAML = PROJECT / "deploy" / "dagster-fast-local.yaml"
+LOCATION = {"repositoryLocationName": "ecomm_assets", "repositoryName": "__repository__"}
 
 
-def test_without_dagster_home_dagster_dev_and_the_cli_use_the_local_instance(tmp_path):
-    # What `dagster dev` and `dagster asset materialize` do when DAGSTER_HOME is unset: a
-    # temporary storage folder, configured by the dagster.yaml of the working directory.
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(PROJECT))) as instance:
-        assert type(instance) is LocalInstance
-        assert type(instance.event_log_storage) is LocalEventLogStorage
-        assert instance.event_log_storage._base_dir == str(tmp_path / "history" / "runs")
+# --- the default: one persistent instance for the CLI and `dagster dev` ---------------------------
 
 
-def test_a_range_run_on_the_local_instance_reads_the_same_with_dagster_s_own_storage(tmp_path):
-    home = local_instance_home(tmp_path / "home")
-    env = os.environ | {
-        "DAGSTER_HOME": str(home), "ECOMM_LAKE_URI": str(tmp_path / "lake"), "ECOMM_ORDERS_PER_DAY": "20",
-        "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"), "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl"),
+def clone_of_the_project(folder: Path, config: Path = PROJECT / "dagster.yaml") -> tuple[Path, dict]:
+    """What Dagster sees of a user's clone: the project folder with its dagster.yaml and
+    workspace.yaml (telemetry off), and an environment without DAGSTER_HOME. The package itself is
+    imported from this worktree (PYTHONPATH); the lake and the alerts go to `folder`."""
+    clone = folder / "clone"
+    clone.mkdir(parents=True)
+    shutil.copy(PROJECT / "workspace.yaml", clone)
+    (clone / "dagster.yaml").write_text(config.read_text() + "\ntelemetry:\n  enabled: false\n")
+    env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"} | {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+        "ECOMM_LAKE_URI": str(folder / "lake"), "ECOMM_DUCKDB_CATALOG": str(folder / "catalog.duckdb"),
+        "ECOMM_ALERTS_PATH": str(folder / "alerts.jsonl"), "ECOMM_ORDERS_PER_DAY": "20",
+        "ECOMM_LANDING_SENSOR": "off",
     }
-    cli = subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "ecomm_assets", "--select", "*", "--partition-range", "2024-02-28...2024-02-29"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )
+    return clone, env
+
+
+def materialize(clone: Path, env: dict, select: str, partitions: str) -> subprocess.CompletedProcess:
+    option = "--partition-range" if "..." in partitions else "--partition"
+    return subprocess.run([DAGSTER, "asset", "materialize", "-m", "ecomm_assets", "--select", select, option, partitions],
+                          cwd=clone, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def run_id_of(cli: subprocess.CompletedProcess) -> str:
+    return re.search(r"__ASSET_JOB - ([0-9a-f-]{36}) - ", cli.stderr).group(1)
+
+
+def wait_for(what: str, condition, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def dagster_dev(clone: Path, env: dict):
+    """`dagster dev` as a user starts it in the project folder (no -w, no DAGSTER_HOME), in its own
+    session so that it can be stopped whole; yields a GraphQL client."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/graphql"
+
+    def graphql(query: str, **variables) -> dict:
+        answer = requests.post(url, json={"query": query, "variables": variables}, timeout=10).json()
+        assert "errors" not in answer, answer
+        return answer["data"]
+
+    def loaded() -> bool:
+        try:
+            return bool(graphql("{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")["repositoriesOrError"]["nodes"])
+        except (requests.ConnectionError, ValueError):
+            return False
+
+    with open(clone.parent / "dagster-dev.log", "wb") as log:
+        process = subprocess.Popen([DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=clone, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for("dagster dev's webserver and code location", loaded)
+            yield graphql
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)  # the session this test started, and only it
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
+PARTITION_STATS = "query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode { partitionStats { numMaterialized } } } }"
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+SENSOR_TICKS = """query($sensor: SensorSelector!) { sensorOrError(sensorSelector: $sensor) {
+  ... on Sensor { sensorState { ticks(limit: 1) { status } } } } }"""
+
+
+def test_a_cli_backfill_is_what_dagster_dev_shows_and_both_keep_it_in_the_project(tmp_path):
+    clone, env = clone_of_the_project(tmp_path)
+    cli = materialize(clone, env, "*", "2024-01-01...2024-01-02")
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    backfill = run_id_of(cli)
+
+    with dagster_dev(clone, env) as graphql:
+        # The UI, started after the CLI has exited, shows its run and its days.
+        assert {"runId": backfill, "status": "SUCCESS"} in graphql(RUNS)["runsOrError"]["results"]
+        stats = graphql(PARTITION_STATS, path=["orders"])["assetNodeOrError"]["partitionStats"]
+        assert stats["numMaterialized"] == 2
+        # A run launched from the UI: the code server's run worker records into the same folder.
+        launched = graphql(LAUNCH, params={
+            "selector": LOCATION | {"jobName": "__ASSET_JOB", "assetSelection": [{"path": ["products_raw"]}]},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2024-01-03"}]},
+        })["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        wait_for("the launched run", lambda: {"runId": run_id, "status": "SUCCESS"} in graphql(RUNS)["runsOrError"]["results"])
+
+    # Everything is in the clone's .dagster/ (Dagster's usual layout: a DAGSTER_HOME opens it too),
+    # nothing was left in temporary folders.
+    assert not list(clone.glob(".tmp_dagster_home_*"))
+    with dg.DagsterInstance.from_config(str(clone / ".dagster")) as instance:
+        assert {run.run_id for run in instance.get_runs()} == {backfill, run_id}
+        assert instance.get_materialized_partitions(dg.AssetKey("products_raw")) == {"2024-01-01", "2024-01-02", "2024-01-03"}
+
+
+def test_run_failure_alerts_under_dagster_dev_reports_a_failed_cli_run(tmp_path):
+    clone, env = clone_of_the_project(tmp_path)
+    alerts = tmp_path / "alerts.jsonl"
+    with dagster_dev(clone, env) as graphql:
+        # The sensor's first tick only sets its cursor: failures before it are not reported.
+        sensor = LOCATION | {"sensorName": "run_failure_alerts"}
+        wait_for("run_failure_alerts' first tick", lambda: graphql(SENSOR_TICKS, sensor=sensor)["sensorOrError"]["sensorState"]["ticks"])
+        (tmp_path / "a-file").write_text("")
+        cli = materialize(clone, env | {"ECOMM_LAKE_URI": str(tmp_path / "a-file" / "lake")}, "products_raw", "2024-01-05")
+        assert cli.returncode != 0 and "RUN_FAILURE" in cli.stderr, cli.stderr[-3000:]
+        failed = run_id_of(cli)
+
+        def alerted() -> list:
+            lines = alerts.read_text().splitlines() if alerts.exists() else []
+            return [alert for alert in map(json.loads, lines) if alert["run_id"] == failed]
+
+        # The sensor evaluates at most every 10 s.
+        [alert] = wait_for("the alert of the CLI's failed run", alerted, timeout=30)
+    assert (alert["job"], alert["assets"], alert["partition"]) == ("__ASSET_JOB", ["products_raw"], "2024-01-05")
+    assert "NotADirectoryError" in alert["error"]
+
+
+def _modules(config) -> list[str]:
+    if isinstance(config, dict):
+        return [*([config["module"]] if "module" in config else []), *(m for value in config.values() for m in _modules(value))]
+    if isinstance(config, list):
+        return [m for value in config for m in _modules(value)]
+    return []
+
+
+def test_the_default_instance_is_dagster_s_public_settings_only():
+    config = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
+    assert "instance_class" not in config
+    # Only classes Dagster exports (`dagster.QueuedRunCoordinator`): none of the project's, none
+    # of Dagster's private modules (`dagster._core...`), which can change in any release.
+    assert all(module == "dagster" for module in _modules(config)), _modules(config)
+    assert "custom" not in config.get("storage", {})
+    # Dagster's own SQLite storage, in a folder of the project that git ignores.
+    base_dir = config["storage"]["sqlite"]["base_dir"]
+    assert base_dir == ".dagster"
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"{base_dir}/history/runs.db"], cwd=PROJECT, check=False)
+    assert ignored.returncode == 0, f"{base_dir}/ is not in .gitignore"
+
+
+def test_the_local_instance_queues_one_run_per_day_and_monitors_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its storage, .dagster/, is relative to the working directory
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(PROJECT))) as instance:
+        limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
+        assert limits == [
+            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+            {"key": "ecomm/landing-file", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        ]
+        assert instance.run_monitoring_enabled and instance.run_monitoring_start_timeout_seconds == 180
+        # Only runs tagged dagster/max_retries (the requested ingest runs) are retried by the daemon.
+        assert (instance.run_retries_enabled, instance.run_retries_max_retries) == (True, 0)
+        # What dagster.yaml says: the local launcher cannot see a killed run worker.
+        assert not instance.run_launcher.supports_check_run_worker_health
+
+
+# --- the opt-in: deploy/dagster-fast-local.yaml, ecomm_assets/opt_in_fast_sqlite.py ------------
+
+
+def test_the_opt_in_is_the_default_with_another_storage_in_the_same_folder():
+    default, opt_in = (yaml.safe_load(path.read_text()) for path in (PROJECT / "dagster.yaml", FAST_LOCAL_YAML))
+    assert {k: v for k, v in opt_in.items() if k != "storage"} == {k: v for k, v in default.items() if k != "storage"}
+    assert opt_in["storage"] == {"custom": {"module": "ecomm_assets.opt_in_fast_sqlite", "class": "FastSqliteStorage",
+                                            "config": {"base_dir": default["storage"]["sqlite"]["base_dir"]}}}
+
+
+def test_a_range_run_on_the_opt_in_reads_the_same_with_dagster_s_own_storage(tmp_path, monkeypatch):
+    clone, env = clone_of_the_project(tmp_path, config=FAST_LOCAL_YAML)
+    cli = materialize(clone, env, "*", "2024-02-28...2024-02-29")
     assert cli.returncode == 0, cli.stderr[-3000:]
     # Closing the instance checkpointed every write-ahead log into its database file.
-    assert not list((home / "history" / "runs").glob("*.db-wal"))
+    assert not list((clone / ".dagster" / "history" / "runs").glob("*.db-wal"))
 
     def recorded(instance: dg.DagsterInstance) -> dict:
         [run] = instance.get_runs()
@@ -53,20 +228,21 @@ def test_a_range_run_on_the_local_instance_reads_the_same_with_dagster_s_own_sto
             "checks": {key: [(r.status, r.partition) for r in checks(key, limit=100)] for key in _check_keys()},
         }
 
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        assert type(instance.event_log_storage) is LocalEventLogStorage
+    monkeypatch.chdir(clone)  # the instance the CLI opens there: the opt-in's storage
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(clone))) as instance:
+        assert type(instance.event_log_storage) is FastSqliteEventLogStorage
         ours = recorded(instance)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # Dagster's default instance
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with dg.DagsterInstance.from_config(str(clone / ".dagster")) as instance:  # Dagster's default storage
         assert type(instance.event_log_storage) is SqliteEventLogStorage
         assert recorded(instance) == ours
 
     status, events = ours["run"]
+    days = {"2024-02-28", "2024-02-29"}
     assert status == dg.DagsterRunStatus.SUCCESS
     # 13 daily assets, each day; the dashboard (not partitioned) once.
-    assert sum(event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for event_type, _ in events) == 13 * len(DAYS) + 1
-    partitions = {key.to_user_string(): days for key, days in ours["partitions"].items()}
-    assert partitions.pop("dashboard") == set() and len(partitions) == 13 and all(days == DAYS for days in partitions.values())
+    assert sum(event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for event_type, _ in events) == 13 * len(days) + 1
+    partitions = {key.to_user_string(): found for key, found in ours["partitions"].items()}
+    assert partitions.pop("dashboard") == set() and len(partitions) == 13 and all(found == days for found in partitions.values())
     assert len(ours["checks"]) == 18 and all(ours["checks"].values())
 
 
@@ -81,7 +257,7 @@ def _message(run_id: str, text: str) -> dg.EventLogEntry:
 
 def test_a_watcher_sees_each_event_of_a_writer_that_keeps_its_connection_open(tmp_path):
     runs = tmp_path / "runs"
-    reader, writer = LocalEventLogStorage(str(runs)), LocalEventLogStorage(str(runs))
+    reader, writer = FastSqliteEventLogStorage(str(runs)), FastSqliteEventLogStorage(str(runs))
     seen = []
 
     def on_event(event, cursor):
@@ -102,17 +278,3 @@ def test_a_watcher_sees_each_event_of_a_writer_that_keeps_its_connection_open(tm
         reader.dispose()
         writer.dispose()
     assert seen == ["event 0", "event 1", "event 2"]
-
-
-def test_the_local_instance_queues_one_run_per_day_and_monitors_runs(tmp_path):
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(PROJECT))) as instance:
-        limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
-        assert limits == [
-            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
-            {"key": "ecomm/landing-file", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
-        ]
-        assert instance.run_monitoring_enabled and instance.run_monitoring_start_timeout_seconds == 180
-        # Only runs tagged dagster/max_retries (the requested ingest runs) are retried by the daemon.
-        assert (instance.run_retries_enabled, instance.run_retries_max_retries) == (True, 0)
-        # What dagster.yaml says: the local launcher cannot see a killed run worker.
-        assert not instance.run_launcher.supports_check_run_worker_health

@@ -1,33 +1,55 @@
-"""The project's local Dagster instance, named by `dagster.yaml` at the project root: Dagster's
-default SQLite storage (same files, schema and migrations) with an event log that stops redoing
-per-event work.
+"""OPT-IN, NOT THE DEFAULT: a faster SQLite event log that depends on Dagster's private internals.
+
+The project's dagster.yaml uses Dagster's own SQLite storage (public settings only). This module is
+used only by an instance configured with deploy/dagster-fast-local.yaml, which names it as a
+custom storage:
+
+    storage:
+      custom:
+        module: ecomm_assets.opt_in_fast_sqlite
+        class: FastSqliteStorage
+        config:
+          base_dir: .dagster
+
+Same folder, files, schema and migrations as the default (`storage: sqlite: base_dir: .dagster`),
+so switching either way keeps the history; Dagster's own storage reads what this one writes (a test
+checks that, event for event).
 
 Why: Dagster's `SqliteEventLogStorage` creates a SQLAlchemy engine, opens, fsyncs and closes a
 connection, and re-inspects the schema for every event it stores. A one-run backfill of a year
 records about 10,000 events (a planned event and a materialization per asset and day), so that
-bookkeeping took longer than the data work. `LocalEventLogStorage`
-keeps one engine and one open connection per database file (so SQLAlchemy's compiled-statement
-cache is used), remembers which tables and columns exist (migrations only add them), and commits
-with `synchronous=NORMAL`, the usual setting for SQLite's write-ahead log. A power loss can undo
-the last commits but cannot corrupt the file.
+bookkeeping takes longer than the data work. `FastSqliteEventLogStorage` keeps one engine and one
+open connection per database file (so SQLAlchemy's compiled-statement cache is used), remembers
+which tables and columns exist (migrations only add them), and commits with `synchronous=NORMAL`,
+the usual setting for SQLite's write-ahead log: a power loss can undo the last commits but cannot
+corrupt the file. A writer that keeps its connection open leaves its commits in `<run>.db-wal`
+instead of checkpointing them into `<run>.db` on every close, so the watcher that streams a run's
+events to the UI listens to both files.
 
-A writer that keeps its connection open leaves its commits in `<run>.db-wal` instead of
-checkpointing them into `<run>.db` on every close, so the watcher that streams a run's events to
-the UI listens to both files.
+The cost: it subclasses Dagster's private classes (`dagster._core...`) and overrides about ten of
+their underscored members, which Dagster can change in any release without notice. Check its tests
+(ecomm_assets_tests/test_instance.py) after every Dagster upgrade; if they fail, go back to the
+default dagster.yaml (same files: nothing is lost).
 """
 
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import dagster as dg
 import sqlalchemy as sa
-import yaml
-from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
     SqliteEventLogStorageWatchdog,
+)
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
 )
 from dagster._serdes import ConfigurableClassData
 from watchdog.observers import Observer
@@ -41,7 +63,7 @@ def _commit_without_fsync(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
-class LocalEventLogStorage(SqliteEventLogStorage):
+class FastSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` with engines and connections kept open and schema checks
     remembered. Configured like it: `base_dir`, the folder of the run shards and the index."""
 
@@ -52,7 +74,7 @@ class LocalEventLogStorage(SqliteEventLogStorage):
         super().__init__(base_dir, inst_data)
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> "LocalEventLogStorage":
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value) -> "FastSqliteEventLogStorage":
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> sa.Engine:
@@ -123,23 +145,18 @@ class _RunEventsWatchdog(SqliteEventLogStorageWatchdog):
         self._process_log()
 
 
-class LocalInstance(dg.DagsterInstance):
-    """Dagster's default local instance (SQLite files under the instance's folder), with
-    `LocalEventLogStorage` as its event log. Chosen by `instance_class` in dagster.yaml; any
-    storage the file sets explicitly (e.g. `storage: postgres`) still wins."""
+class FastSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage (`storage: sqlite: base_dir: ...`: runs, schedules and the event
+    log in the same files under `base_dir`) with `FastSqliteEventLogStorage` as its event log."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        self.base_dir = base_dir
+        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = FastSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._inst_data = inst_data
+        DagsterStorage.__init__(self)
 
     @classmethod
-    def config_schema(cls) -> dict:
-        return {}
-
-    @staticmethod
-    def config_defaults(base_dir: str) -> dict:
-        defaults = dict(InstanceRef.config_defaults(base_dir))
-        event_log = defaults["event_log_storage"]._replace(module_name=__name__, class_name=LocalEventLogStorage.__name__)
-        parts = {"run_storage": defaults["run_storage"], "event_log_storage": event_log,
-                 "schedule_storage": defaults["schedule_storage"]}
-        storage = ConfigurableClassData(
-            "dagster._core.storage.legacy_storage", "CompositeStorage",
-            yaml.dump({name: data._asdict() for name, data in parts.items()}, default_flow_style=False),
-        )
-        return defaults | {"event_log_storage": event_log, "storage": storage}
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value) -> "FastSqliteStorage":
+        return cls.from_local(inst_data=inst_data, **config_value)

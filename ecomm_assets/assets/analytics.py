@@ -82,7 +82,7 @@ def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     description=_analytics_description(
         "Orders, customers, units, revenue, average order value, and the share of orders whose reported "
         "total does not match their lines. Each day's figures are also recorded as an observation of the "
-        "day's partition, so the asset's Plots tab draws them over time.",
+        "day's partition, which Dagster plots over time (Overview, Metadata, Plots).",
         "daily_order_summary",
     ),
 )

@@ -130,14 +130,16 @@ def ingest_landing_job():
     # With the Lambda bridge delivering S3 events, polling is redundant: ECOMM_LANDING_SENSOR=off.
     default_status=dg.DefaultSensorStatus.RUNNING if SETTINGS.landing_sensor is Switch.ON else dg.DefaultSensorStatus.STOPPED,
     description="Finds new or changed .json/.jsonl(.gz) files in landing/orders/ (a local folder, or "
-    "S3 through dagster-aws get_objects) and requests one ingest run per file version.",
+    "S3 through dagster-aws get_objects) and requests one ingest run per file version. The ingest moves "
+    "the files it handled to landing/_ingested/orders/, out of this sensor's sight.",
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource):
     store = lake.store()
     if store.is_local:
         # Every file on every tick: a local mtime is the producer's (cp -p, rsync -a, unzip keep old
         # ones), so no cursor could tell a new file by it. Run keys (name, size, mtime) make each
-        # version run once; listing a folder and looking its run keys up is cheap.
+        # version run once; the ingest moves each file it handled to landing/_ingested/orders/, so
+        # the folder holds only files not ingested yet (and skipped ones).
         seen = [(f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.refused) for f in list_landing(store)]
     else:
         cursor = json.loads(context.cursor) if context.cursor else {}

@@ -1,7 +1,9 @@
 """The landing ingest end to end: a file's failure never stops the others, the lake's day window,
-the newest landed version wins, hostile names and symlinks are refused, hidden names are logged, gzip."""
+the newest landed version wins, hostile names and symlinks are refused, hidden names are logged, gzip,
+and each handled file moves to landing/_ingested/orders/ without ever losing a version written meanwhile."""
 
 import gzip
+import importlib
 import json
 import os
 import threading
@@ -13,7 +15,9 @@ import dagster as dg
 import duckdb
 import pytest
 
+from ecomm_assets.assets import landing as landing_module
 from ecomm_assets.assets.landing import unsafe_name_problem
+from ecomm_assets.core import storage
 from ecomm_assets.core.landing import file_id
 from ecomm_assets.core.layout import landing_raw_name
 from ecomm_assets.core.locks import day_locks
@@ -22,6 +26,8 @@ from ecomm_assets.definitions import definitions_with, resources_from
 from ecomm_assets.resources import LakeResource
 from ecomm_assets.settings import CatalogBackend, Settings
 from ecomm_assets_tests.conftest import make_definitions, project_loaded_with
+from ecomm_assets_tests.core.test_storage import RacingClient, RacingOs
+from ecomm_assets_tests.test_automation import sensor_requests
 from ecomm_assets_tests.test_definitions import (
     land,
     landed_order,
@@ -113,8 +119,9 @@ def test_one_file_failing_never_stops_the_others(lake_dir, instance, make_fault,
         assert [(r["record_number"], r["reason"]) for r in report["records"]] == [(1, "JSON nested too deeply")]
         assert metadata["records_quarantined"] == 1
         return
-    # The file as it landed, byte for byte, with the error.
-    original = (lake_dir / "landing/orders" / fault).read_bytes()
+    # The file as it landed, byte for byte, with the error; the file itself is handled: moved to the archive.
+    original = (lake_dir / "landing/_ingested/orders" / fault).read_bytes()
+    assert not (lake_dir / "landing/orders" / fault).exists()
     assert report["file_error"] and metadata["files_quarantined_whole"] == 1
     assert (reports[fault] / f"file-{fault}").read_bytes() == original
     assert [fault in alert["error"] and alert["run_id"] == result.run_id for alert in alerts(lake_dir)] == [True]
@@ -455,6 +462,10 @@ def test_symlinks_in_the_landing_zone_are_refused_before_anything_is_read(lake_d
     assert sorted(p.name for p in (lake_dir / "raw/_landing_manifest").iterdir()) == [f"{file_id(visible)}.json"]
     assert not (lake_dir / "quarantine").exists()
     assert files_holding(lake_dir, secrets) == []
+    # The ingested file moved to the archive; the refused link, never read, stays where it is.
+    assert (lake_dir / "landing/_ingested/orders/visible.jsonl").read_bytes() == visible
+    assert os.path.islink(lake_dir / "landing/orders" / listed) and not (lake_dir / "landing/orders/visible.jsonl").exists()
+    assert not os.path.lexists(lake_dir / "landing/_ingested/orders" / listed)
 
 
 def local_lake(lake_dir, aws):
@@ -515,3 +526,235 @@ def test_landed_files_are_a_table_in_the_lake_and_in_sql(lake_dir, instance):
     with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as catalog:
         catalog_rows = catalog.sql(query.format(landed_files="landed_files")).fetchall()
     assert [row[:2] + (row[2].astimezone(UTC),) + row[3:] for row in catalog_rows] == expected
+
+
+# --- handled files move to landing/_ingested/orders/ -----------------------------------------------
+
+class Lake:
+    """A lake on a local folder or on S3 (moto) seen the same way by the tests below. Definitions are
+    made afresh from the modules imported now, so that `project_loaded_with` settings apply."""
+
+    def __init__(self, lake_dir, aws, kind: str):
+        self.lake_dir, self.aws, self.kind = lake_dir, aws, kind
+        if kind == "local":
+            self.store = LakeResource(uri=str(lake_dir)).store()
+            return
+        self.s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+        self.s3.create_bucket(Bucket="lake")
+        self.store = LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1").store()
+
+    def defs(self) -> dg.Definitions:
+        if self.kind == "local":
+            return make_definitions(self.lake_dir, orders_per_day=0)
+        definitions, settings = importlib.import_module("ecomm_assets.definitions"), importlib.import_module("ecomm_assets.settings")
+        return definitions.definitions_with(definitions.resources_from(settings.Settings(
+            lake_uri="s3://lake/prefix", s3_endpoint_url=self.aws, aws_region="us-east-1", orders_per_day=0,
+            catalog=settings.CatalogBackend.GLUE, glue_endpoint_url=self.aws, alerts_path=str(self.lake_dir.parent / "alerts.jsonl"))))
+
+    def land(self, name: str, data: bytes, at: datetime | None = None) -> datetime:
+        """Writes a version (a new file renamed into place, a new PUT); returns when it landed."""
+        self.store.write_bytes(f"landing/orders/{name}", data)
+        if self.kind == "local":
+            at = at or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+            os.utime(self.store.full_path(f"landing/orders/{name}"), (at.timestamp(), at.timestamp()))
+            return at
+        return self.s3.head_object(Bucket="lake", Key=f"prefix/landing/orders/{name}")["LastModified"]
+
+    def read(self, rel: str) -> bytes | None:
+        return self.store.read_bytes(rel) if self.store.exists(rel) else None
+
+    def landing(self, name: str) -> bytes | None:
+        return self.read(f"landing/orders/{name}")
+
+    def archived(self, name: str) -> bytes | None:
+        return self.read(f"landing/_ingested/orders/{name}")
+
+    def archived_landed_at(self, name: str) -> datetime:
+        if self.kind == "local":
+            return datetime.fromtimestamp(os.stat(self.store.full_path(f"landing/_ingested/orders/{name}")).st_mtime, UTC)
+        head = self.s3.head_object(Bucket="lake", Key=f"prefix/landing/_ingested/orders/{name}")
+        return datetime.fromisoformat(head["Metadata"]["landed-at"])
+
+    def raw(self) -> list[str]:
+        return [f.path for f in self.store.list_files("raw/orders", recursive=True)]
+
+    def manifest(self, data: bytes) -> dict:
+        return json.loads(self.store.read_bytes(f"raw/_landing_manifest/{file_id(data)}.json"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request, lake_dir):
+    return Lake(lake_dir, request.getfixturevalue("aws") if request.param == "s3" else None, request.param)
+
+
+def requested(requests) -> list[str]:
+    return sorted(r.run_config["ops"]["ingest_landing_files"]["config"]["files"][0] for r in requests)
+
+
+def test_a_handled_file_moves_to_the_archive_and_the_sensor_sees_it_no_more(lake, instance):
+    defs = lake.defs()
+    files = {
+        "a.jsonl": jsonl(landed_order("A1", "2024-01-15T10:00:00Z")),
+        "sub/b.json": json.dumps([landed_order("B1", "2024-01-16T10:00:00Z")]).encode(),  # the relative name is kept
+        "empty.json": b"",  # quarantined whole: handled too
+    }
+    landed = {name: lake.land(name, data, LANDED_AT) for name, data in files.items()}
+    first, cursor = sensor_requests(defs, "landing_files_sensor", **defs.resources)
+    assert requested(first) == sorted(files)
+
+    assert ingest(defs, instance).success
+    metadata = landed_files_metadata(instance)
+    assert (metadata["files_ingested"], metadata["files_quarantined_whole"], metadata["files_moved_to_ingested"]) == (3, 1, 3)
+    for name, data in files.items():
+        assert (lake.landing(name), lake.archived(name)) == (None, data)
+        assert lake.archived_landed_at(name) == landed[name]  # kept: the rename keeps the mtime, the copy its metadata
+    again, _ = sensor_requests(defs, "landing_files_sensor", cursor=cursor, **defs.resources)
+    assert again == []
+
+    # A run for a moved name (a duplicate S3 event; the sensor's run after another run took the file)
+    # reads it from the archive: the same raw files, and it stays there.
+    raw = lake.raw()
+    assert ingest(defs, instance, files=["a.jsonl"]).success
+    assert (lake.raw(), lake.landing("a.jsonl"), lake.archived("a.jsonl")) == (raw, None, files["a.jsonl"])
+
+
+def test_a_file_not_ingested_stays_in_landing_for_its_retry(lake, instance, monkeypatch):
+    defs = lake.defs()
+    lake.land("a.jsonl", jsonl(landed_order("A1", "2024-01-15T10:00:00Z")))
+    pending = jsonl(landed_order("B1", "2024-01-15T11:00:00Z"))
+    lake.land("b_pending.jsonl", pending)
+    ingest_file = landing_module.ingest_file
+
+    def day_locked_too_long(store, landing, *args):
+        if landing.name == "b_pending.jsonl":
+            raise TimeoutError("day 2024-01-15 is locked by another run")
+        return ingest_file(store, landing, *args)
+
+    monkeypatch.setattr(landing_module, "ingest_file", day_locked_too_long)
+    assert not ingest(defs, instance).success
+    assert (lake.landing("b_pending.jsonl"), lake.archived("b_pending.jsonl")) == (pending, None)
+    assert lake.landing("a.jsonl") is None and lake.archived("a.jsonl") is not None
+    left, _ = sensor_requests(defs, "landing_files_sensor", **defs.resources)
+    assert requested(left) == ["b_pending.jsonl"]
+
+
+def read_then_overwritten(lake, monkeypatch, new_versions):
+    """The producer writes a new version right after the op read the file."""
+    read_confined = LakeStore.read_confined
+
+    def producer_writes_after_the_read(store, folder, name):
+        read = read_confined(store, folder, name)
+        if new_versions and folder == "landing/orders":
+            lake.land("one.jsonl", new_versions.pop(0), LANDED_AT + timedelta(hours=1))
+        return read
+
+    monkeypatch.setattr(LakeStore, "read_confined", producer_writes_after_the_read)
+
+
+def overwritten_between_the_check_and_the_rename(lake, monkeypatch, new_versions):
+    monkeypatch.setattr(storage, "os", RacingOs(before=lambda: lake.land("one.jsonl", new_versions.pop(0), LANDED_AT + timedelta(hours=1))))
+
+
+def overwritten_before_and_after_the_rename(lake, monkeypatch, new_versions):
+    """Two versions: one renamed in before the move's rename, one after it (so it cannot be put back)."""
+    monkeypatch.setattr(storage, "os", RacingOs(
+        before=lambda: lake.land("one.jsonl", new_versions.pop(0), LANDED_AT + timedelta(hours=1)),
+        after=lambda: lake.land("one.jsonl", new_versions.pop(0), LANDED_AT + timedelta(hours=2))))
+
+
+def overwritten_between_the_copy_and_the_delete(lake, monkeypatch, new_versions):
+    client = LakeStore._client
+
+    def racing(store):
+        return RacingClient(client(store), after_copy=lambda: new_versions and lake.land("one.jsonl", new_versions.pop(0)))
+
+    monkeypatch.setattr(LakeStore, "_client", racing)
+
+
+@pytest.mark.parametrize(
+    "kind, race, stranded",
+    [
+        ("local", read_then_overwritten, False),
+        ("local", overwritten_between_the_check_and_the_rename, False),  # the rename takes it: put back
+        ("local", overwritten_before_and_after_the_rename, True),  # cannot be put back: alerted
+        ("s3", read_then_overwritten, False),
+        ("s3", overwritten_between_the_copy_and_the_delete, False),
+    ],
+)
+def test_a_version_written_while_a_file_is_ingested_is_never_lost(lake_dir, instance, aws, monkeypatch, kind, race, stranded):
+    lake = Lake(lake_dir, aws, kind)
+    defs = lake.defs()
+    v1 = jsonl(landed_order("W1", "2024-01-15T10:00:00Z", price=10.0))
+    v2 = jsonl(landed_order("W1", "2024-01-15T10:00:00Z", price=12.0))
+    v3 = jsonl(landed_order("W1", "2024-01-15T10:00:00Z", price=14.0))
+    lake.land("one.jsonl", v1, LANDED_AT)
+    with monkeypatch.context() as patch:
+        race(lake, patch, [v2, v3] if stranded else [v2])
+        first = ingest(defs, instance)
+    assert first.success and lake.manifest(v1)["file"] == "one.jsonl"
+    newest = v3 if stranded else v2
+    assert lake.landing("one.jsonl") == newest  # the new version stays, pending
+    if stranded:  # the version renamed in before the move stays, unread, in the archive, and is alerted
+        assert lake.archived("one.jsonl") == v2
+        [alert] = alerts(lake_dir)
+        assert alert["run_id"] == first.run_id and "one.jsonl" in alert["error"] and "left unread" in alert["error"]
+    else:
+        assert alerts(lake_dir) == []
+
+    assert ingest(defs, instance).success  # the new version's own ingest
+    assert (lake.landing("one.jsonl"), lake.archived("one.jsonl")) == (None, newest)
+    assert lake.manifest(v1)["superseded_by"] == file_id(newest) and "superseded_by" not in lake.manifest(newest)
+
+
+def test_a_run_stopped_between_recording_and_moving_a_file_heals_on_the_next(lake, instance, monkeypatch):
+    defs = lake.defs()
+    data = jsonl(landed_order("S1", "2024-01-15T10:00:00Z"))
+    lake.land("stopped.jsonl", data)
+
+    def the_worker_dies_here(*args, **kwargs):
+        raise OSError("the run worker died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LakeStore, "move_confined", the_worker_dies_here, raising=False)
+        first = ingest(defs, instance)
+    assert first.success and lake.landing("stopped.jsonl") == data and lake.archived("stopped.jsonl") is None
+    recorded = lake.manifest(data)
+    assert ["stopped.jsonl" in alert["error"] and "not moved" in alert["error"] for alert in alerts(lake.lake_dir)] == [True]
+
+    second = ingest(defs, instance)  # finds its content ingested: moves it, ingests nothing
+    assert second.success and (lake.landing("stopped.jsonl"), lake.archived("stopped.jsonl")) == (None, data)
+    assert lake.manifest(data) == recorded
+    metadata = landed_files_metadata(instance)
+    assert (metadata["files_ingested"], metadata["files_moved_to_ingested"]) == (0, 1)
+    assert sensor_requests(defs, "landing_files_sensor", **defs.resources)[0] == []
+    assert len(alerts(lake.lake_dir)) == 1
+
+
+@pytest.mark.parametrize("kind, landed_at_metadata", [("local", None), ("s3", True), ("s3", False)],
+                         ids=["local", "s3", "s3 archived without landed-at metadata"])
+def test_reingesting_takes_the_archived_files_with_their_original_landing_time(lake_dir, instance, aws, kind, landed_at_metadata):
+    lake = Lake(lake_dir, aws, kind)
+    early = jsonl(landed_order("E1", "2024-01-05T10:00:00Z"), landed_order("E2", "2024-01-12T10:00:00Z"))
+    v1, v2 = jsonl(landed_order("B1", "2024-01-12T11:00:00Z")), jsonl(landed_order("B2", "2024-01-13T11:00:00Z"))
+    landed = lake.land("early.jsonl", early, LANDED_AT)
+    lake.land("both.jsonl", v1, LANDED_AT)
+    with project_loaded_with(ECOMM_START_DATE="2024-01-10"):
+        assert ingest(lake.defs(), instance).success
+    assert (lake.landing("early.jsonl"), lake.archived("early.jsonl")) == (None, early)
+    lake.land("both.jsonl", v2, LANDED_AT + timedelta(hours=1))  # a newer version, not ingested yet
+    if landed_at_metadata is False:  # e.g. archived by hand: the manifest entry's landed_at is the fallback
+        time.sleep(1.1)  # a LastModified other than the landing's
+        lake.s3.copy_object(Bucket="lake", Key="prefix/landing/_ingested/orders/early.jsonl", MetadataDirective="REPLACE",
+                            CopySource={"Bucket": "lake", "Key": "prefix/landing/_ingested/orders/early.jsonl"}, Metadata={})
+
+    earlier = lake.defs()
+    tick = recompute_tick(earlier, instance, lambda: ingest(earlier, instance, reingest=True))
+    runs = sorted((r.partition_key, r.partition_key) if r.partition_key
+                  else (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in tick.run_requests)
+    assert runs == [("2024-01-05", "2024-01-05"), ("2024-01-12", "2024-01-13")]  # the newly allowed day, both.jsonl's days
+    assert [p for p in lake.raw() if "dt=2024-01-05" in p] == [f"raw/orders/dt=2024-01-05/{landing_raw_name(landed, file_id(early))}"]
+    assert lake.manifest(early)["landed_at"] == landed.isoformat()
+    assert (lake.landing("early.jsonl"), lake.archived("early.jsonl")) == (None, early)  # it stays archived
+    # A name in both folders: the one in landing/orders/ is the newer; it is ingested and moved.
+    assert (lake.landing("both.jsonl"), lake.archived("both.jsonl")) == (None, v2)
+    assert lake.manifest(v1)["superseded_by"] == file_id(v2) and "superseded_by" not in lake.manifest(v2)

@@ -4,6 +4,11 @@ the table with one row per landed file version (what was read, routed and quaran
 A landed file's identity is its content hash (ingesting it again is idempotent); its age is when it
 landed (the object's LastModified, the file's mtime), carried into the raw day file's name, so that
 "the newest version wins" means the file that landed last, whatever order an ingest run takes.
+
+Once handled (its manifest entry recorded, a file quarantined whole included), the version read is
+moved from landing/orders/<name> to landing/_ingested/orders/<name> (LakeStore.move_confined: never
+a version written meanwhile), so that the sensor's listing holds only new files. A later version of
+the name replaces the archived one there; the raw files and the manifest keep the history.
 """
 
 import contextlib
@@ -11,7 +16,7 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -26,8 +31,10 @@ from ecomm_assets.core.landing import (
     split_landing_file,
 )
 from ecomm_assets.core.layout import (
+    INGESTED_DIR,
     LANDING_DIR,
     MANIFEST_DIR,
+    ingested_path,
     is_hidden_name,
     is_landing_file,
     landed_at_of_raw_name,
@@ -40,20 +47,32 @@ from ecomm_assets.core.layout import (
 )
 from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.schemas import LANDED_FILES
-from ecomm_assets.core.storage import LakeFile, LakeStore, NotARegularFile
+from ecomm_assets.core.storage import (
+    FileVersion,
+    LakeFile,
+    LakeStore,
+    Moved,
+    NotARegularFile,
+)
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: they forge log lines and
 # are no part of a producer's file name. The Lambda bridge has the same rule (a test keeps them equal).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# On S3 an archived file's copy is a new object (a new LastModified): the copy keeps the time the
+# original landed in this user metadata (an ISO 8601 timestamp).
+LANDED_AT_METADATA = "landed-at"
+
 
 @dataclass(frozen=True)
 class LandingFile:
-    name: str  # relative to landing/orders/
+    name: str  # relative to landing/orders/ (and to landing/_ingested/orders/ once archived)
     size: int
     landed_at: datetime  # UTC
     refused: str | None = None  # locally: why it is never read (a symlink, not a regular file)
+    folder: str = LANDING_DIR  # where it is: LANDING_DIR, or INGESTED_DIR once ingested
+    version: FileVersion | None = field(default=None, compare=False)  # the version read (read_landing)
 
 
 def unsafe_name_problem(name: str) -> str | None:
@@ -83,28 +102,29 @@ def skip_reason(name: str) -> str | None:
     return None
 
 
-def list_landing(store: LakeStore) -> list[LandingFile]:
-    """Every file under landing/orders/, hidden names included (so that skipping one is logged).
-    Locally symlinks are listed, never followed, and refused with anything but a regular file."""
+def list_landing(store: LakeStore, folder: str = LANDING_DIR) -> list[LandingFile]:
+    """Every file under landing/orders/ (or `folder`: INGESTED_DIR), hidden names included (so that
+    skipping one is logged). Locally symlinks are listed, never followed, and refused with anything
+    but a regular file."""
     if not store.is_local:
-        selector = pafs.FileSelector(store.full_path(LANDING_DIR), allow_not_found=True, recursive=True)
+        selector = pafs.FileSelector(store.full_path(folder), allow_not_found=True, recursive=True)
         skip = len(selector.base_dir.rstrip("/")) + 1
         files = [
-            LandingFile(info.path[skip:], info.size, info.mtime.astimezone(UTC))
+            LandingFile(info.path[skip:], info.size, info.mtime.astimezone(UTC), folder=folder)
             for info in store.filesystem.get_file_info(selector)
             if info.type == pafs.FileType.File
         ]
         return sorted(files, key=lambda f: f.name)
-    root = store.full_path(LANDING_DIR)
+    root = store.full_path(folder)
     files = []
-    for folder, subfolders, names in os.walk(root):  # a symlinked folder is listed, not entered
+    for below, subfolders, names in os.walk(root):  # a symlinked folder is listed, not entered
         for name in subfolders + names:
-            path = os.path.join(folder, name)
+            path = os.path.join(below, name)
             with contextlib.suppress(FileNotFoundError):  # moved away while listed
                 status = os.lstat(path)
                 if not stat.S_ISDIR(status.st_mode):
                     landed_at = datetime.fromtimestamp(status.st_mtime, UTC)
-                    files.append(LandingFile(os.path.relpath(path, root), status.st_size, landed_at, _refusal(status.st_mode)))
+                    files.append(LandingFile(os.path.relpath(path, root), status.st_size, landed_at, _refusal(status.st_mode), folder))
     return sorted(files, key=lambda f: f.name)
 
 
@@ -114,11 +134,34 @@ def _refusal(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def read_landing(store: LakeStore, name: str) -> tuple[LandingFile, bytes]:
-    """A landed file's bytes and its size and landing time, from one open of it (NotARegularFile:
-    a symlink or no regular file, refused unread)."""
-    data, info = store.read_confined(LANDING_DIR, name)
-    return LandingFile(name, info.size, info.mtime.astimezone(UTC)), data
+def read_landing(store: LakeStore, name: str, folder: str | None = None) -> tuple[LandingFile, bytes]:
+    """A landed file's bytes, its size, landing time and the version read, from one open of it
+    (NotARegularFile: a symlink or no regular file, refused unread), in `folder`. With `folder`
+    None: in landing/orders/, or, if it is not there (ingested and moved already), in
+    landing/_ingested/orders/ (FileNotFoundError: in neither)."""
+    if folder is None:
+        try:
+            return read_landing(store, name, LANDING_DIR)
+        except FileNotFoundError as not_landed:
+            try:
+                return read_landing(store, name, INGESTED_DIR)
+            except FileNotFoundError:
+                raise not_landed from None
+    data, info = store.read_confined(folder, name)
+    landed_at = info.mtime.astimezone(UTC)  # locally the rename into the archive kept the mtime
+    if folder == INGESTED_DIR and not store.is_local:
+        landed_at = _archived_landed_at(store, info, data)
+    return LandingFile(name, info.size, landed_at, folder=folder, version=info.version), data
+
+
+def _archived_landed_at(store: LakeStore, info: LakeFile, data: bytes) -> datetime:
+    """When an archived S3 object first landed: its `landed-at` metadata, else its manifest entry's
+    landed_at, else (neither: copied there by hand) the copy's LastModified."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return datetime.fromisoformat(info.version.metadata[LANDED_AT_METADATA]).astimezone(UTC)
+    with contextlib.suppress(OSError, KeyError, ValueError):
+        return datetime.fromisoformat(json.loads(store.read_bytes(manifest_path(file_id(data))))["landed_at"]).astimezone(UTC)
+    return info.mtime.astimezone(UTC)
 
 
 def manifest_entries(store: LakeStore) -> list[dict]:
@@ -304,9 +347,14 @@ landed_files = dg.AssetSpec(
 
 
 class IngestConfig(dg.Config):
-    files: list[str] = []  # names under landing/orders/; empty: every file not ingested yet
-    # With `files` empty, ingest every landed file again, even those already ingested (after
-    # moving ECOMM_START_DATE earlier, to route records once quarantined "before the first partition").
+    # Names under landing/orders/ (a name no longer there, already ingested and moved, is read from
+    # landing/_ingested/orders/); each is ingested even if its content was. Empty: every file in
+    # landing/orders/ not ingested yet (one whose content was is only moved to the archive).
+    files: list[str] = []
+    # With `files` empty, ingest every landed file again, even those already ingested: those in
+    # landing/orders/ and those in landing/_ingested/orders/ (a name in both: the one in landing/orders/,
+    # the newer), after moving ECOMM_START_DATE earlier, to route records once quarantined "before
+    # the first partition". Archived files keep their landing time and stay in the archive.
     reingest: bool = False
 
 
@@ -314,9 +362,10 @@ class IngestConfig(dg.Config):
     name="ingest_landing_files",
     description="Reads landed order files (JSON array or JSON Lines, .gz too) and writes each day's "
     "orders to raw/orders/dt=D/landing-<landed at>-<file id>.jsonl; unreadable records and files go "
-    "to quarantine/landing/<file id>/ with reasons. One file's failure never stops the others; a file not "
-    "ingested (unreadable, vanished, a day locked too long) fails the run after them, to be retried. Logs "
-    "a materialization of orders_raw per day touched and of landed_files.",
+    "to quarantine/landing/<file id>/ with reasons. Each file handled (quarantined whole too) is then "
+    "moved to landing/_ingested/orders/. One file's failure never stops the others; a file not "
+    "ingested (unreadable, vanished, a day locked too long) stays in landing/orders/ and fails the run "
+    "after them, to be retried. Logs a materialization of orders_raw per day touched and of landed_files.",
 )
 def ingest_landing_files(
     context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
@@ -330,13 +379,12 @@ def ingest_landing_files(
     store = lake.store()
     window = DayWindow.for_lake(DAILY_PARTITIONS.start.date())
     ingested = set() if config.files or config.reingest else ingested_file_ids(store)
-    entries, refused_files, not_ingested = [], {}, {}
-    for name in config.files or _listed(context, store):
+    entries, refused_files, not_ingested, not_archived, archived = [], {}, {}, [], 0
+    for name, folder in [(name, None) for name in config.files] or _listed(context, store, config.reingest):
         try:
-            landing, data = read_landing(store, name)
-            if file_id(data) in ingested:
-                continue
-            entry = ingest_file(store, landing, data, window, context.run_id)
+            landing, data = read_landing(store, name, folder)
+            content = file_id(data)
+            entry = None if content in ingested else ingest_file(store, landing, data, window, context.run_id)
         except NotARegularFile as error:  # never read, so never quarantined: a verdict, alerted below
             refused_files[name] = str(error)
             continue
@@ -344,13 +392,21 @@ def ingest_landing_files(
             not_ingested[name] = f"{type(error).__name__}: {error}"
             context.log.error(f"{name!r}: not ingested: {not_ingested[name]}")
             continue
-        entries.append(entry)
-        _log_file(context, entry)
+        if entry:
+            entries.append(entry)
+            _log_file(context, entry)
+        else:  # recorded by a run that stopped before moving it (or the same content under another name)
+            context.log.info(f"{name!r}: its content {content} is ingested already")
+        moved, problem = archive_landed(context, store, landing)
+        archived += moved
+        if problem:
+            not_archived.append(problem)
     whole = [e for e in entries if e["file_error"]]
     conserved, recount = conservation_outcome(store, entries)
     problems = [f"{n}: refused: {e}" for n, e in refused_files.items()]
     problems += [f"{e['file']}: quarantined whole: {e['file_error']}" for e in whole]
     problems += [f"{n}: records not conserved: {c}" for n, c in recount["files_unbalanced"].items()]
+    problems += not_archived
     if problems:  # verdicts about files: the run may succeed (the other files are in), so it alerts by itself
         context.log.error("; ".join(problems))
         alerts.send(
@@ -371,6 +427,7 @@ def ingest_landing_files(
                 "files_ingested": len(entries),
                 "files_quarantined_whole": len(whole),
                 "files_not_ingested": len(not_ingested),
+                "files_moved_to_ingested": archived,
                 "records_read": recount["records_read"],
                 "records_routed": sum(e["records_routed"] for e in entries),
                 "records_quarantined": recount["records_quarantined"],
@@ -388,17 +445,51 @@ def ingest_landing_files(
     return days
 
 
-def _listed(context: dg.OpExecutionContext, store: LakeStore) -> list[str]:
-    """The landing files the ingest takes (each skip logged); whether one was ingested already is
-    decided when it is read, file by file."""
-    names = []
-    for landing in list_landing(store):
+def _listed(context: dg.OpExecutionContext, store: LakeStore, reingest: bool) -> list[tuple[str, str]]:
+    """The landing files the ingest takes, as (name, folder), each skip logged; whether one was
+    ingested already is decided when it is read, file by file. To re-ingest, the archived files
+    too, but for a name also in landing/orders/ (a newer version, not ingested yet)."""
+    names, landed = [], set()
+    for landing in list_landing(store) + (list_landing(store, INGESTED_DIR) if reingest else []):
         reason = landing.refused or skip_reason(landing.name)
+        shown = landing.name if landing.folder == LANDING_DIR else f"{landing.folder}/{landing.name}"
         if reason:  # %r: a name's control characters are shown escaped, never forge a log line
-            context.log.info(f"skipped {landing.name!r}: {reason}")
-        else:
-            names.append(landing.name)
+            context.log.info(f"skipped {shown!r}: {reason}")
+        elif landing.folder == LANDING_DIR or landing.name not in landed:
+            names.append((landing.name, landing.folder))
+            landed.add(landing.name)
     return names
+
+
+def archive_landed(context: dg.OpExecutionContext, store: LakeStore, landing: LandingFile) -> tuple[bool, str | None]:
+    """After a file read from landing/orders/ was handled (its manifest entry recorded): move the
+    version read to landing/_ingested/orders/<name>, so that the sensor no longer lists it. A version
+    the producer wrote meanwhile stays (it is pending: it gets its own ingest). Returns whether it
+    moved, and a problem to alert: a new version left unread in the archive (STRANDED), or a move
+    that failed (the file stays; the next run that takes every pending file moves it)."""
+    if landing.folder != LANDING_DIR:  # read from the archive (re-ingested): it stays there
+        return False, None
+    metadata = {} if store.is_local else {LANDED_AT_METADATA: landing.landed_at.isoformat()}
+    try:
+        outcome = store.move_confined(LANDING_DIR, landing.name, INGESTED_DIR, landing.version, metadata)
+    except Exception as error:  # noqa: BLE001 - ingested all the same: never undo that
+        problem = (f"{landing.name}: ingested, but not moved to {INGESTED_DIR}/: {type(error).__name__}: {error}; "
+                   f"it stays in {LANDING_DIR}/ until a run that takes every pending file moves it")
+        context.log.error(problem)
+        return False, problem
+    if outcome is Moved.MOVED:
+        context.log.info(f"{landing.name!r}: moved to {ingested_path(landing.name)!r}")
+    elif outcome is Moved.CHANGED:
+        context.log.warning(f"{landing.name!r}: a new version landed while it was ingested: left in {LANDING_DIR}/ for its own ingest")
+    elif outcome is Moved.GONE:
+        context.log.info(f"{landing.name!r}: no longer in {LANDING_DIR}/: nothing to move")
+    else:
+        problem = (f"{landing.name}: a version written while it was moved to {INGESTED_DIR}/ could not be put back (another "
+                   f"version took its name) and is left unread in {ingested_path(landing.name)}: copy it into {LANDING_DIR}/ "
+                   "under another name to ingest it")
+        context.log.error(problem)
+        return False, problem
+    return outcome is Moved.MOVED, None
 
 
 def _log_file(context: dg.OpExecutionContext, entry: dict) -> None:

@@ -2,7 +2,7 @@
 is made here; the Lambda bridge (which ships alone) keeps copies that a test holds equal.
 
     landing/orders/<name>                      files producers drop (LANDING_SUFFIXES)
-    landing/_ingested/orders/<name>            landed files once ingested
+    landing/_ingested/orders/<name>            landed files once ingested (the last version moved)
     raw/<collection>/dt=D/<collection>.json    the day's snapshot of a DummyJSON-shaped collection
     raw/orders/dt=D/<source>.jsonl             the generator's orders of the day
     raw/orders/dt=D/landing-<at>-<id>.jsonl    a landed file's orders of the day
@@ -120,6 +120,12 @@ def landed_files_path(table: str, landed_at: datetime, landed_file_id: str) -> s
     """One Parquet file per landed file version, in the dt= folder of the day it landed."""
     day = landed_at.astimezone(UTC).date()
     return f"{partition_dir(PROCESSED, table, day)}/{source_label(landing_raw_name(landed_at, landed_file_id))}.parquet"
+
+
+def ingested_path(name: str) -> str:
+    """Where the ingest moves a landed file (`name` relative to landing/orders/) once it is handled:
+    the same relative name below landing/_ingested/orders/ (outside the folder the sensor lists)."""
+    return f"{INGESTED_DIR}/{name}"
 
 
 def landing_quarantine_dir(landed_file_id: str) -> str:

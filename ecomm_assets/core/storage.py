@@ -13,6 +13,7 @@ uploads under the lake's prefix.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import io
 import os
@@ -22,8 +23,8 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import boto3
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
 
 from ecomm_assets.core.layout import STAGING, is_hidden_name
 from ecomm_assets.core.schemas import conform
@@ -73,12 +75,29 @@ def _process_alive(pid: int) -> bool:
 
 
 @dataclass(frozen=True)
+class FileVersion:
+    """Which version of a file was read, so that acting on it later (moving it) acts on that version
+    only. Locally: its inode (device, number), size, and mtime and ctime in nanoseconds; on S3: its
+    ETag, user metadata and content type."""
+
+    size: int
+    inode: tuple[int, int] | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
+    etag: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
 class LakeFile:
-    """A file in the lake: its path relative to the lake root, size and modification time."""
+    """A file in the lake: its path relative to the lake root, size and modification time (and,
+    from read_confined, the version read)."""
 
     path: str
     size: int
     mtime: datetime | None
+    version: FileVersion | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -87,6 +106,29 @@ class LakeFile:
 
 class NotARegularFile(Exception):
     """A local path that is a symlink, passes through one, or is not a regular file."""
+
+
+class Moved(enum.Enum):
+    """What `LakeStore.move_confined` did with the version it was given."""
+
+    MOVED = "moved"  # that version is at the new place, and no longer at the old one
+    CHANGED = "changed"  # another version is at the old place now: left there (nothing lost)
+    GONE = "gone"  # nothing is at the old place any more
+    # Locally: a version written after the check was moved, and could not be put back because yet
+    # another version took the old place meanwhile: it stays, unread, at the new place.
+    STRANDED = "stranded"
+
+
+def _identity(status: os.stat_result) -> tuple:
+    return ((status.st_dev, status.st_ino), status.st_size, status.st_mtime_ns)
+
+
+def _version_identity(version: FileVersion) -> tuple:
+    return (version.inode, version.size, version.mtime_ns)
+
+
+def _error_code(error: ClientError) -> tuple[str, int]:
+    return str(error.response.get("Error", {}).get("Code", "")), error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
 
 
 class LakeStore:
@@ -102,6 +144,7 @@ class LakeStore:
         self.s3_endpoint_url = s3_endpoint_url
         self.s3_region = s3_region
         self._swept = False
+        self._s3 = None
 
     @classmethod
     def from_uri(cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> LakeStore:
@@ -137,6 +180,12 @@ class LakeStore:
         """A boto3 S3 client for what pyarrow's filesystem cannot do (conditional writes, multipart
         uploads), on the same endpoint and region."""
         return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region)
+
+    def _client(self):
+        """One S3 client per store, made on first use (boto3 clients are thread-safe)."""
+        if self._s3 is None:
+            self._s3 = self.s3_client()
+        return self._s3
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -263,23 +312,30 @@ class LakeStore:
             return stream.read()
 
     def read_confined(self, folder: str, name: str) -> tuple[bytes, LakeFile]:
-        """A file below `folder` with its size and mtime. Locally each part of `name` is opened
-        without following symlinks (the file through the descriptor it was checked on), so nothing
-        outside `folder`'s real path is ever read: a symlink anywhere below `folder`, or anything
-        but a regular file, raises NotARegularFile before a byte is read. On S3 a key is only a key."""
+        """A file below `folder` with its size, mtime and the version read (see FileVersion). Locally
+        each part of `name` is opened without following symlinks (the file through the descriptor it
+        was checked on), so nothing outside `folder`'s real path is ever read: a symlink anywhere
+        below `folder`, or anything but a regular file, raises NotARegularFile before a byte is read.
+        On S3 a key is only a key: one GetObject gives the bytes, size, LastModified and ETag of the
+        same object version. A missing file raises FileNotFoundError."""
         rel = f"{folder}/{name}"
         if not self.is_local:
-            info = self.filesystem.get_file_info(self.full_path(rel))
-            if info.type != pafs.FileType.File:
-                raise FileNotFoundError(f"no file {rel}")
-            return self.read_bytes(rel), LakeFile(rel, info.size, info.mtime)
+            try:
+                response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel))
+            except ClientError as error:
+                if _error_code(error)[0] in ("NoSuchKey", "404") or _error_code(error)[1] == 404:
+                    raise FileNotFoundError(f"no file {rel}") from None
+                raise
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read()
+            version = FileVersion(
+                size=response["ContentLength"], etag=response["ETag"],
+                metadata=dict(response.get("Metadata") or {}), content_type=response.get("ContentType"),
+            )
+            return data, LakeFile(rel, response["ContentLength"], response["LastModified"].astimezone(UTC), version)
         *folders, leaf = name.split("/")
-        descriptor = os.open(self.full_path(folder), os.O_RDONLY | os.O_DIRECTORY)
+        descriptor = self._open_below(self.full_path(folder), folders, rel)
         try:
-            for part in folders:
-                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
-                os.close(descriptor)
-                descriptor = below
             # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
             below = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor)
         except OSError as error:
@@ -293,7 +349,112 @@ class LakeStore:
             if not stat.S_ISREG(status.st_mode):
                 raise NotARegularFile(f"{rel}: not a regular file")
             data = file.read()
-        return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC))
+        version = FileVersion(
+            size=status.st_size, inode=(status.st_dev, status.st_ino), mtime_ns=status.st_mtime_ns, ctime_ns=status.st_ctime_ns,
+        )
+        return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC), version)
+
+    @staticmethod
+    def _open_below(path: str, parts: Sequence[str], rel: str, create: bool = False) -> int:
+        """A descriptor of the folder `path` (followed, as the lake root is) / `parts` (each opened
+        without following a symlink; made first when `create`). NotARegularFile: a part is a symlink
+        or a file."""
+        if create:
+            os.makedirs(path, exist_ok=True)
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in parts:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, dir_fd=descriptor)
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+                os.close(descriptor)
+                descriptor = below
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise NotARegularFile(f"{rel}: a symbolic link, or a path through one (or through a file)") from None
+            raise
+        return descriptor
+
+    def move_confined(self, folder: str, name: str, to_folder: str, version: FileVersion,
+                      metadata: Mapping[str, str] | None = None) -> Moved:
+        """Move the version of `folder/name` that read_confined read (`version`) to `to_folder/name`
+        (replacing what is there), never another version a writer put at `folder/name` meanwhile.
+
+        Locally (both folders on one filesystem): the name's inode, size, mtime and ctime are checked
+        against `version` (CHANGED if they differ: a write since the read, even one that restored
+        the mtime, changes the ctime), then it is renamed (which keeps its mtime) and checked again,
+        by inode, size and mtime. If a writer replaced it between the two (so the rename took the
+        new version), the new version is put back with a hard link (which never replaces a file) and
+        CHANGED is returned; if yet another version took the name meanwhile, the link fails and the
+        moved version stays, unread, at `to_folder/name` (STRANDED). Folders below `folder` and
+        below the first part of `to_folder` are opened without following symlinks (NotARegularFile).
+        What remains: a write into the same inode (not a new file renamed into place) that keeps
+        its size and mtime between the first check and the rename, or that continues after it.
+
+        On S3: a copy conditional on the ETag read (CopySourceIfMatch; the copy's user metadata is
+        the original's plus `metadata`), then a delete conditional on it (DeleteObject IfMatch).
+        Either failing its condition means a writer put a new version at the name: CHANGED, and the
+        new version stays (after a failed delete the copy holds the version read)."""
+        if not self.is_local:
+            return self._move_s3(folder, name, to_folder, version, metadata or {})
+        *folders, leaf = name.split("/")
+        rel = f"{folder}/{name}"
+        try:
+            source = self._open_below(self.full_path(folder), folders, rel)
+        except FileNotFoundError:
+            return Moved.GONE
+        try:
+            top, _, below = to_folder.partition("/")
+            target = self._open_below(self.full_path(top), [*below.split("/"), *folders] if below else folders,
+                                      f"{to_folder}/{name}", create=True)
+            try:
+                return self._rename_checked(source, target, leaf, version)
+            finally:
+                os.close(target)
+        finally:
+            os.close(source)
+
+    @staticmethod
+    def _rename_checked(source: int, target: int, leaf: str, version: FileVersion) -> Moved:
+        try:
+            before = os.stat(leaf, dir_fd=source, follow_symlinks=False)
+        except FileNotFoundError:
+            return Moved.GONE
+        if _identity(before) != _version_identity(version) or before.st_ctime_ns != version.ctime_ns:
+            return Moved.CHANGED
+        try:
+            os.rename(leaf, leaf, src_dir_fd=source, dst_dir_fd=target)
+        except FileNotFoundError:
+            return Moved.GONE
+        # The rename sets the ctime: from here the inode, size and mtime tell the version.
+        if _identity(os.stat(leaf, dir_fd=target, follow_symlinks=False)) == _version_identity(version):
+            return Moved.MOVED
+        try:
+            os.link(leaf, leaf, src_dir_fd=target, dst_dir_fd=source, follow_symlinks=False)
+        except FileExistsError:
+            return Moved.STRANDED
+        os.unlink(leaf, dir_fd=target)
+        return Moved.CHANGED
+
+    def _move_s3(self, folder: str, name: str, to_folder: str, version: FileVersion, metadata: Mapping[str, str]) -> Moved:
+        s3, source = self._client(), self.key(f"{folder}/{name}")
+        extra = {"ContentType": version.content_type} if version.content_type else {}
+        try:
+            s3.copy_object(
+                Bucket=self.bucket, Key=self.key(f"{to_folder}/{name}"), CopySource={"Bucket": self.bucket, "Key": source},
+                CopySourceIfMatch=version.etag, MetadataDirective="REPLACE", Metadata={**version.metadata, **metadata}, **extra,
+            )
+            s3.delete_object(Bucket=self.bucket, Key=source, IfMatch=version.etag)
+        except ClientError as error:
+            code, status = _error_code(error)
+            if code == "PreconditionFailed" or status == 412:
+                return Moved.CHANGED
+            if code in ("NoSuchKey", "404") or status == 404:
+                return Moved.GONE
+            raise
+        return Moved.MOVED
 
     def exists(self, rel: str) -> bool:
         return self.filesystem.get_file_info(self.full_path(rel)).type == pafs.FileType.File

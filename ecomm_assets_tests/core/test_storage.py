@@ -1,4 +1,5 @@
-"""What killed writers leave behind is swept by the next writer; staged files get their contract."""
+"""What killed writers leave behind is swept by the next writer; staged files get their contract; a
+landed file is read once with its version, and moved only if it is still that version."""
 
 import os
 import socket
@@ -6,6 +7,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import boto3
 import pyarrow as pa
@@ -97,3 +99,173 @@ def test_a_staged_file_with_a_null_key_fails_naming_table_day_and_column(tmp_pat
     pq.write_table(pa.table({"id": ["a", None], "price": pa.array([1, 2], pa.decimal128(18, 2))}), staged)
     with pytest.raises(ContractViolation, match=r"order_lines of 2024-01-15: null values .*: id \(1 nulls\)"):
         conform_parquet_file(staged, CONTRACT, "order_lines of 2024-01-15")
+
+
+# --- moving the version read, never another --------------------------------------------------------
+
+V1, V2, V3 = b'{"v": 1}\n', b'{"v": 22}\n', b'{"v": 333}\n'
+LANDED = "landing/orders"
+ARCHIVE = "landing/_ingested/orders"
+NAME = "sub/a.jsonl"
+
+
+def replaced(store: LakeStore, data: bytes) -> None:
+    """A producer's new version: a new file renamed into place (locally), a new PUT (S3)."""
+    store.write_bytes(f"{LANDED}/{NAME}", data)
+
+
+def rewritten_in_place_keeping_size_and_mtime(store: LakeStore) -> None:
+    path = store.full_path(f"{LANDED}/{NAME}")
+    before = os.stat(path)
+    with open(path, "r+b") as file:
+        file.write(b'{"v": 9}\n')  # as long as V1
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+class RacingOs:
+    """The storage module's `os`, with a producer acting around the move's rename."""
+
+    def __init__(self, before=None, after=None):
+        self.before, self.after = before, after
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def rename(self, source, target, **dir_fds):
+        if self.before:
+            self.before()
+        os.rename(source, target, **dir_fds)
+        if self.after:
+            self.after()
+
+
+# (what the producer does, the outcome, what is left at the landed name, what is in the archive)
+LOCAL_RACES = [
+    ("none", "moved", None, V1),
+    ("replaced after the read", "changed", V2, None),
+    # The design's size and mtime would not tell this one: the ctime does.
+    ("rewritten in place keeping size and mtime", "changed", b'{"v": 9}\n', None),
+    ("replaced between the check and the rename", "changed", V2, None),  # put back
+    ("replaced before and after the rename", "stranded", V3, V2),
+    ("deleted", "gone", None, None),
+]
+
+
+@pytest.mark.parametrize(("race", "outcome", "left", "archived"), LOCAL_RACES, ids=[race for race, *_ in LOCAL_RACES])
+def test_a_local_move_takes_the_version_read_and_never_another(tmp_path, monkeypatch, race, outcome, left, archived):
+    store = LakeStore.from_uri(str(tmp_path / "lake"))
+    store.write_bytes(f"{LANDED}/{NAME}", V1)
+    landed_at = time.time() - 3600
+    os.utime(store.full_path(f"{LANDED}/{NAME}"), (landed_at, landed_at))
+    data, info = store.read_confined(LANDED, NAME)
+    assert data == V1
+    if race == "replaced after the read":
+        replaced(store, V2)
+    elif race == "rewritten in place keeping size and mtime":
+        rewritten_in_place_keeping_size_and_mtime(store)
+    elif race == "replaced between the check and the rename":
+        monkeypatch.setattr(storage, "os", RacingOs(before=lambda: replaced(store, V2)))
+    elif race == "replaced before and after the rename":
+        monkeypatch.setattr(storage, "os", RacingOs(before=lambda: replaced(store, V2), after=lambda: replaced(store, V3)))
+    elif race == "deleted":
+        os.unlink(store.full_path(f"{LANDED}/{NAME}"))
+
+    assert store.move_confined(LANDED, NAME, ARCHIVE, info.version).value == outcome
+    monkeypatch.undo()
+    source, target = Path(store.full_path(f"{LANDED}/{NAME}")), Path(store.full_path(f"{ARCHIVE}/{NAME}"))
+    assert (source.read_bytes() if source.exists() else None) == left
+    assert (target.read_bytes() if target.exists() else None) == archived
+    if outcome == "moved":
+        assert target.stat().st_mtime == landed_at  # the rename keeps the landing time
+
+
+def test_a_local_move_never_follows_a_symlinked_archive_folder(tmp_path):
+    store = LakeStore.from_uri(str(tmp_path / "lake"))
+    store.write_bytes(f"{LANDED}/a.jsonl", V1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "lake/landing/_ingested").symlink_to(elsewhere)
+    _, info = store.read_confined(LANDED, "a.jsonl")
+    with pytest.raises(storage.NotARegularFile):
+        store.move_confined(LANDED, "a.jsonl", ARCHIVE, info.version)
+    assert (tmp_path / "lake/landing/orders/a.jsonl").read_bytes() == V1 and not list(elsewhere.iterdir())
+
+
+class RacingClient:
+    """The store's S3 client, recording the move's requests, with a producer acting after the copy."""
+
+    def __init__(self, client, after_copy=None):
+        self.client, self.after_copy, self.calls = client, after_copy, []
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def copy_object(self, **request):
+        self.calls.append(("copy_object", request))
+        response = self.client.copy_object(**request)
+        if self.after_copy:
+            self.after_copy()
+        return response
+
+    def delete_object(self, **request):
+        self.calls.append(("delete_object", request))
+        return self.client.delete_object(**request)
+
+
+S3_RACES = [
+    ("none", "moved", None, V1),
+    # Real S3 refuses the copy (CopySourceIfMatch); moto ignores that condition, not the delete's.
+    ("replaced after the read", "changed", V2, "any"),
+    ("replaced between the copy and the delete", "changed", V2, V1),
+    ("deleted", "gone", None, None),
+]
+
+
+@pytest.mark.parametrize(("race", "outcome", "left", "archived"), S3_RACES, ids=[race for race, *_ in S3_RACES])
+def test_an_s3_move_takes_the_version_read_and_never_another(aws, race, outcome, left, archived):
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
+    s3.put_object(Bucket="lake", Key=f"prefix/{LANDED}/{NAME}", Body=V1, ContentType="application/x-ndjson", Metadata={"producer": "p1"})
+    head = s3.head_object(Bucket="lake", Key=f"prefix/{LANDED}/{NAME}")
+    data, info = store.read_confined(LANDED, NAME)
+    assert (data, info.size, info.mtime, info.version.etag) == (V1, len(V1), head["LastModified"], head["ETag"])
+    client = store._s3 = RacingClient(store.s3_client(), after_copy=(lambda: replaced(store, V2)) if "copy" in race else None)
+    if race == "replaced after the read":
+        replaced(store, V2)
+    elif race == "deleted":
+        s3.delete_object(Bucket="lake", Key=f"prefix/{LANDED}/{NAME}")
+
+    assert store.move_confined(LANDED, NAME, ARCHIVE, info.version, {"landed-at": "2024-02-01T09:00:00+00:00"}).value == outcome
+
+    def body(key):
+        try:
+            return s3.get_object(Bucket="lake", Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+
+    assert body(f"prefix/{LANDED}/{NAME}") == left
+    if archived != "any":
+        assert body(f"prefix/{ARCHIVE}/{NAME}") == archived
+    [(_, copy)] = [call for call in client.calls if call[0] == "copy_object"]
+    assert copy["CopySourceIfMatch"] == head["ETag"] and copy["MetadataDirective"] == "REPLACE"
+    assert all(request["IfMatch"] == head["ETag"] for name, request in client.calls if name == "delete_object")
+    if outcome == "moved":
+        moved = s3.head_object(Bucket="lake", Key=f"prefix/{ARCHIVE}/{NAME}")
+        assert moved["Metadata"] == {"producer": "p1", "landed-at": "2024-02-01T09:00:00+00:00"}
+        assert moved["ContentType"] == "application/x-ndjson"
+
+
+def test_an_s3_read_is_one_get_that_gives_the_version_read(aws):
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    s3.put_object(Bucket="lake", Key="prefix/landing/orders/a.json.gz", Body=b"\x1f\x8b not really gzip")
+    store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
+    requests = []
+    store._client().meta.events.register("before-call.s3.*", lambda model, **_: requests.append(model.name))
+    data, info = store.read_confined("landing/orders", "a.json.gz")
+    assert data == b"\x1f\x8b not really gzip"  # as stored, never decompressed
+    assert info.version.etag == s3.head_object(Bucket="lake", Key="prefix/landing/orders/a.json.gz")["ETag"]
+    assert requests == ["GetObject"]
+    with pytest.raises(FileNotFoundError):
+        store.read_confined("landing/orders", "missing.json")

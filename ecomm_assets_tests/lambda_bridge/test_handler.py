@@ -184,9 +184,10 @@ def test_what_is_not_a_landed_order_file_is_skipped_not_raised(graphql):
         s3_record(key="lake-prefix/raw/orders/dt%3D2024-01-15/x.jsonl"),
         s3_record(bucket="someone-else"),
         s3_record(event="ObjectRemoved:Delete"),
+        s3_record(key="lake-prefix/landing/_ingested/orders/day.json"),  # the ingest's move of a handled file
         s3_record(key="lake-prefix/landing/orders/day.json.gz"),
     ]}
-    assert [r["outcome"] for r in bridge.handler(event)["results"]] == ["skipped", "skipped", "skipped", "launched"]
+    assert [r["outcome"] for r in bridge.handler(event)["results"]] == ["skipped", "skipped", "skipped", "skipped", "launched"]
     assert bridge.handler(TEST_EVENT) == {"results": []}
     assert bridge.handler({"Records": [sqs_message(TEST_EVENT)]}) == {"batchItemFailures": [], "results": []}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecomm_assets.core.layout import LANDING_DIR, LANDING_SUFFIXES
+from ecomm_assets.core.layout import INGESTED_DIR, LANDING_DIR, LANDING_SUFFIXES
 
 TEMPLATE = Path(__file__).parents[2] / "lambda_bridge" / "template.yaml"
 
@@ -55,6 +55,17 @@ def test_every_landing_suffix_notifies_the_landing_queue(resources, suffix):
         if configuration["Event"] == "s3:ObjectCreated:*" and key.startswith(prefix) and key.endswith(rules.get("suffix", "")):
             matching.append(configuration["Queue"])
     assert matching == [{"Fn::GetAtt": ["LandingQueue", "Arn"]}]
+
+
+def test_the_ingest_s_move_of_a_handled_file_notifies_nothing(resources):
+    """The ingest moves each handled file below landing/_ingested/orders/ (a copy, then a delete):
+    that copy must not start another ingest."""
+    [bucket] = of_type(resources, "AWS::S3::Bucket").values()
+    key = f"ecomm/{INGESTED_DIR}/2024/day.json"
+    for configuration in bucket["NotificationConfiguration"]["QueueConfigurations"]:
+        rules = key_rules(configuration)
+        prefix = rules.get("prefix", {"Fn::Sub": ""})["Fn::Sub"].replace("${LakePrefix}", "ecomm")
+        assert not key.startswith(prefix) and prefix, configuration
 
 
 def test_dead_letters_are_kept_14_days_and_raise_an_alarm(resources):

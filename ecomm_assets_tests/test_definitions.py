@@ -146,7 +146,9 @@ def test_a_landed_multi_day_file_feeds_each_day_once(lake_dir, instance):
     assert request.tags["dagster/asset_partition_range_end"] == "2024-01-16"
     where = sql(lake_dir, "SELECT order_id, order_date::VARCHAR FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%' ORDER BY 1")
     assert where == [("L1", "2024-01-14"), ("L2", "2024-01-15"), ("L3", "2024-01-15"), ("L4", "2024-01-16")]
-    landed_at = datetime.fromtimestamp((lake_dir / "landing/orders/drop/orders_etl.json").stat().st_mtime, UTC)
+    archived = lake_dir / "landing/_ingested/orders/drop/orders_etl.json"  # moved once ingested, its mtime kept
+    landed_at = datetime.fromtimestamp(archived.stat().st_mtime, UTC)
+    assert not (lake_dir / "landing/orders/drop/orders_etl.json").exists()
     source = landing_raw_name(landed_at, file_id(data)).removesuffix(".jsonl")
     assert sql(lake_dir, "SELECT DISTINCT source FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%'") == [(source,)]
     snapshot = sql(lake_dir, "SELECT order_date, count(*), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")

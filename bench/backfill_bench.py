@@ -36,6 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from ecomm_assets.core.layout import table_dir
+
 FIRST = date(2024, 1, 1)
 BENCH = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(BENCH)
@@ -117,7 +119,7 @@ def measure(name: str, folder: str, last: date, orders_per_day: int, new_instanc
         with new_instance() as instance:
             results[label] = run(target, run_folder, last, orders_per_day, instance, env_extra)
         if label == "ours":
-            lake = os.path.join(run_folder, "lake", "processed", "order_lines")
+            lake = os.path.join(run_folder, "lake", table_dir("order_lines"))
             results["partitions"] = sum(1 for _ in os.scandir(lake))
     return results
 

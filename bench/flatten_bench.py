@@ -44,12 +44,13 @@ def run_ours(src: str, out: str) -> None:
     from pathlib import Path
 
     from ecomm_assets.core.flatten import RawOrderFile, flatten_orders
+    from ecomm_assets.core.layout import PART_FILE, PROCESSED, partition_dir
     from ecomm_assets.core.storage import LakeStore
 
     store = LakeStore.from_uri(out)
     with store.staging_dir() as staging:
         result = flatten_orders([RawOrderFile(src, DAY, "bench")], staging)
-        store.replace_partition("processed/order_lines/dt=2024-01-15", {"part-00000.parquet": Path(result.line_files[DAY])})
+        store.replace_partition(partition_dir(PROCESSED, "order_lines", DAY), {PART_FILE: Path(result.line_files[DAY])})
     assert result.read_modes[DAY] == "optimistic" and result.counts[DAY].conserved
 
 

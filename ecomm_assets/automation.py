@@ -170,16 +170,13 @@ daily_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     description="Everything for one UTC day: sources, lake, checks, analytics, dashboard, catalog.",
 )
-@dg.schedule(
-    cron_schedule="30 0 * * *",
-    execution_timezone="UTC",
-    job=daily_job,
+daily_job_schedule = dg.build_schedule_from_partitioned_job(
+    daily_job,
+    hour_of_day=0,
+    minute_of_hour=30,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="At 00:30 UTC, materializes the day that just ended.",
 )
-def daily_job_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date()
-    return dg.RunRequest(run_key=str(day), partition_key=str(day))
 
 
 def _recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
@@ -215,23 +212,28 @@ def _recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSink
         yield recompute_request(run_id, start, end)
 
 
-def _after_ingest(name: str, status: dg.DagsterRunStatus, outcome: str) -> dg.SensorDefinition:
-    return dg.run_status_sensor(
-        name=name,
-        run_status=status,
-        monitored_jobs=[ingest_landing_job],
-        request_job=lake_job,
-        minimum_interval_seconds=5,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"After an ingest run that {outcome}, requests one lake_job run per range of consecutive days "
-        "it touched. Days that are not partitions yet (today, tomorrow) are left to the daily schedule; days it can "
-        "never run (before the first partition) are logged and alerted, never retried.",
-    )(_recompute_landed_days)
+RECOMPUTE = {
+    "monitored_jobs": [ingest_landing_job],
+    "request_job": lake_job,
+    "minimum_interval_seconds": 5,
+    "default_status": dg.DefaultSensorStatus.RUNNING,
+}
+RECOMPUTE_DESCRIPTION = (
+    "requests one lake_job run per range of consecutive days it touched. Days that are not partitions yet (today, "
+    "tomorrow) are left to the daily schedule; days it can never run (before the first partition) are logged and "
+    "alerted, never retried."
+)
 
 
-recompute_landed_days = _after_ingest("recompute_landed_days", dg.DagsterRunStatus.SUCCESS, "succeeded")
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, **RECOMPUTE,
+                      description=f"After an ingest run that succeeded, {RECOMPUTE_DESCRIPTION}")
+def recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
+    yield from _recompute_landed_days(context, alerts)
+
+
 # A failed ingest run (a file not ingested, a killed worker) wrote the other files' days: those are
 # recomputed too. Run keys hold the ingest run's id, so the two sensors never share one.
-recompute_landed_days_after_failure = _after_ingest(
-    "recompute_landed_days_after_failure", dg.DagsterRunStatus.FAILURE, "failed"
-)
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.FAILURE, **RECOMPUTE,
+                      description=f"After an ingest run that failed, {RECOMPUTE_DESCRIPTION}")
+def recompute_landed_days_after_failure(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
+    yield from _recompute_landed_days(context, alerts)

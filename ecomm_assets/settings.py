@@ -35,24 +35,18 @@ class SettingError(ValueError):
 def _choice(kind: type[StrEnum]) -> Callable[[str], StrEnum]:
     def parse(text: str) -> StrEnum:
         try:
-            return kind(text.strip().lower())
+            return kind(text.lower())
         except ValueError:
             raise ValueError(f"use one of {', '.join(repr(m.value) for m in kind)}") from None
 
     return parse
 
 
-def _positive_int(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise ValueError("must not be negative")
     return value
-
-
-def _uri(text: str) -> str:
-    if not text.strip():
-        raise ValueError("must not be empty")
-    return text.strip()
 
 
 @dataclass(frozen=True)
@@ -82,10 +76,12 @@ class Settings:
         values, problems = {}, []
         for field in fields(cls):
             name = environment_name(field.name)
-            if name not in environment:
+            text = environment.get(name, "").strip()
+            # An empty variable (`FOO=` in compose files and CI) is unset: the default applies.
+            if not text:
                 continue
             try:
-                values[field.name] = PARSERS.get(field.name, _uri)(environment[name])
+                values[field.name] = PARSERS.get(field.name, str)(text)
             except ValueError as error:
                 problems.append(f"{name}={environment[name]!r}: {error}")
         if problems:
@@ -98,8 +94,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "catalog": _choice(CatalogBackend),
     "glue_partition_projection": _choice(Switch),
     "landing_sensor": _choice(Switch),
-    "orders_per_day": _positive_int,
-    "seed": _positive_int,
+    "orders_per_day": _non_negative_int,
+    "seed": _non_negative_int,
     "start_date": date.fromisoformat,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.

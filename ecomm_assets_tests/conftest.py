@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +93,61 @@ class DummyJSONStandIn:
         self.server.server_close()
 
 
+DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(what: str, condition, timeout: float = 240, every: float = 0.5):
+    """`condition()`'s first truthy value, polled until `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def graphql(url: str, query: str, **variables) -> dict:
+    answer = requests.post(url, json={"query": query, "variables": variables}, timeout=10).json()
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+def _location_loaded(url: str) -> bool:
+    try:
+        nodes = graphql(url, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")
+    except (requests.ConnectionError, ValueError):
+        return False
+    return bool(nodes["repositoriesOrError"]["nodes"])
+
+
+@contextlib.contextmanager
+def running_dagster_dev(cwd: Path, env: dict, *args: str, log: Path):
+    """`dagster dev` (webserver, daemon, code server) started in `cwd` with `args`, in a session of
+    its own so that it is stopped whole; yields its GraphQL URL once the code location loaded."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/graphql"
+    with open(log, "wb") as output:
+        process = subprocess.Popen([DAGSTER, "dev", *args, "-h", "127.0.0.1", "-p", str(port)], cwd=cwd, env=env,
+                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for("dagster dev's webserver and code location", lambda: _location_loaded(url), timeout=120)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)  # the session this test started, and only it
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 @pytest.fixture
 def dummyjson():
     stand_in = DummyJSONStandIn()
@@ -140,7 +196,9 @@ def make_definitions(lake_dir, sql_catalog: SqlCatalogResource | None = None, **
 def project_loaded_with(**environment: str):
     """Inside, `ecomm_assets` is imported afresh with `environment` set, as a code location started
     with those settings loads it (settings such as ECOMM_START_DATE are read once, at import);
-    afterwards the modules imported before are back. Definitions made inside stay usable."""
+    afterwards the modules imported before are back. Definitions made inside stay usable. Names a
+    test module imported before (e.g. a class it monkeypatches) are the earlier copies: patch
+    through `sys.modules` inside the block to reach the fresh ones."""
     saved = {name: module for name, module in sys.modules.items() if name.partition(".")[0] == "ecomm_assets"}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():
@@ -200,9 +258,7 @@ def postgres():
     initdb = subprocess.run([*as_owner, _postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
                             capture_output=True, text=True)
     assert initdb.returncode == 0, initdb.stderr
-    with socket.socket() as probe:  # a free port for the server
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [*as_owner, _postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
          "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],

@@ -45,12 +45,12 @@ def test_whole_graph_for_one_day(lake_dir, instance):
     summary = sql(lake_dir, "SELECT orders, revenue, average_order_value, orders_not_reconciling FROM '{lake}/processed/daily_order_summary/*/*.parquet'")
     not_reconciling = sql(lake_dir, "SELECT count(*) FILTER (WHERE NOT reconciles) FROM '{lake}/processed/orders/*/*.parquet'")[0][0]
     assert summary == [(180, line_total, round(line_total / 180, 2), not_reconciling)]
-    # The day's headline figures are numbers on its partition, for Dagster's plots.
-    [observation] = instance.fetch_observations(dg.AssetKey("daily_order_summary"), limit=10).records
-    assert observation.partition_key == "2024-01-15"
-    figures = {k: v.value for k, v in observation.asset_observation.metadata.items()}
+    # The day's headline figures are numbers on its materialization, for Dagster's plots.
+    summary_event = instance.get_latest_materialization_event(dg.AssetKey("daily_order_summary")).asset_materialization
+    figures = {k: summary_event.metadata[k].value for k in ("orders", "revenue", "average_order_value", "percent_not_reconciling")}
     assert figures == {"orders": 180, "revenue": float(line_total), "average_order_value": float(round(line_total / 180, 2)),
                        "percent_not_reconciling": round(100 * not_reconciling / 180, 2)}
+    assert instance.fetch_observations(dg.AssetKey("daily_order_summary"), limit=10).records == []  # not twice
     # The dashboard's charts are PNG files, and its report is one self-contained HTML file.
     report = lake_dir / "reports" / "dashboard"
     assert sorted(p.name for p in report.iterdir()) == ["dashboard.html", "revenue_by_category.png", "revenue_per_day.png", "top_products.png"]
@@ -243,3 +243,24 @@ def test_every_asset_and_check_is_declared_at_module_level():
     check_steps = {name: value for name, value in vars(checks).items() if isinstance(value, dg.AssetChecksDefinition)}
     assert set(check_steps) == {f"{table}_checks" for table in LAKE_TABLES}
     assert {key for step in check_steps.values() for key in step.check_keys} == set(graph.asset_check_keys)
+
+
+def test_a_range_run_gives_each_day_its_own_figures_and_no_shared_row_count(lake_dir, instance):
+    """One materialization metadata serves every day of a range run, so what differs per day (row
+    counts, headline figures) is not in it: the figures go on an observation of each day."""
+    defs = make_definitions(lake_dir)
+    job = defs.resolve_implicit_global_asset_job_def()
+    tags = {"dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-16"}
+    assert job.execute_in_process(instance=instance, tags=tags).success
+    rows = sql(lake_dir, "SELECT order_date::VARCHAR, orders, revenue FROM '{lake}/processed/daily_order_summary/*/*.parquet' ORDER BY 1")
+    observed = {r.partition_key: r.asset_observation.metadata
+                for r in instance.fetch_observations(dg.AssetKey("daily_order_summary"), limit=10).records}
+    assert {day: (meta["orders"].value, meta["revenue"].value) for day, meta in observed.items()} == {
+        day: (orders, float(revenue)) for day, orders, revenue in rows}
+    assert len({orders for _, orders, _ in rows}) == 3  # three different days, three different figures
+    for key in ("order_lines", "orders_raw", "daily_order_summary"):
+        for record in instance.fetch_materializations(dg.AssetKey(key), limit=10).records:
+            metadata = record.asset_materialization.metadata
+            assert "dagster/row_count" not in metadata and "orders" not in metadata, key
+    lines = instance.get_latest_materialization_event(dg.AssetKey("order_lines")).asset_materialization.metadata
+    assert lines["rows"].value == sum(lines["rows_per_day"].value.values())

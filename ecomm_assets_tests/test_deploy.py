@@ -4,7 +4,6 @@ import importlib
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,8 @@ import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
 
-DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
+from ecomm_assets_tests.conftest import DAGSTER
+
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SECRETS = {
     "DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": "from-secrets-manager",

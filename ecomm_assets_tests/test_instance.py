@@ -4,29 +4,31 @@ project folder with DAGSTER_HOME unset, record into the same `.dagster/` folder.
 fast event log (ecomm_assets/opt_in_fast_sqlite.py, deploy/dagster-fast-local.yaml)."""
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import dagster as dg
-import requests
 import yaml
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from ecomm_assets.definitions import defs
 from ecomm_assets.opt_in_fast_sqlite import FastSqliteEventLogStorage
-from ecomm_assets_tests.conftest import PROJECT
+from ecomm_assets_tests.conftest import (
+    DAGSTER,
+    PROJECT,
+    graphql,
+    running_dagster_dev,
+    wait_for,
+)
 
-DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
 FAST_LOCAL_YAML = PROJECT / "deploy" / "dagster-fast-local.yaml"
 LOCATION = {"repositoryLocationName": "ecomm_assets", "repositoryName": "__repository__"}
 
@@ -61,49 +63,12 @@ def run_id_of(cli: subprocess.CompletedProcess) -> str:
     return re.search(r"__ASSET_JOB - ([0-9a-f-]{36}) - ", cli.stderr).group(1)
 
 
-def wait_for(what: str, condition, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @contextlib.contextmanager
 def dagster_dev(clone: Path, env: dict):
-    """`dagster dev` as a user starts it in the project folder (no -w, no DAGSTER_HOME), in its own
-    session so that it can be stopped whole; yields a GraphQL client."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/graphql"
-
-    def graphql(query: str, **variables) -> dict:
-        answer = requests.post(url, json={"query": query, "variables": variables}, timeout=10).json()
-        assert "errors" not in answer, answer
-        return answer["data"]
-
-    def loaded() -> bool:
-        try:
-            return bool(graphql("{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }")["repositoriesOrError"]["nodes"])
-        except (requests.ConnectionError, ValueError):
-            return False
-
-    with open(clone.parent / "dagster-dev.log", "wb") as log:
-        process = subprocess.Popen([DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=clone, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for("dagster dev's webserver and code location", loaded)
-            yield graphql
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)  # the session this test started, and only it
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    """`dagster dev` as a user starts it in the project folder (no -w, no DAGSTER_HOME); yields a
+    GraphQL client."""
+    with running_dagster_dev(clone, env, log=clone.parent / "dagster-dev.log") as url:
+        yield functools.partial(graphql, url)
 
 
 RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"

@@ -24,9 +24,9 @@ from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PART
 from ecomm_assets.resources import LakeResource
 
 DASHBOARD_DAYS = 30
-ANALYTICS_ASSET = dict(partitions_def=DAILY_PARTITIONS, backfill_policy=BACKFILL_POLICY, freshness_policy=DAILY_FRESHNESS,
-                       group_name="analytics",
-                       owners=["team:analytics"], kinds={"duckdb", "parquet"}, deps=[order_lines, orders])
+ANALYTICS_ASSET = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
+                       "group_name": "analytics",
+                       "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}, "deps": [order_lines, orders]}
 
 
 def _analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> tuple[dict, pa.Table]:
@@ -81,20 +81,22 @@ def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     metadata={"dagster/column_schema": column_schema(ANALYTICS["daily_order_summary"])},
     description=_analytics_description(
         "Orders, customers, units, revenue, average order value, and the share of orders whose reported "
-        "total does not match their lines. Each day's figures are also recorded as an observation of the "
-        "day's partition, which Dagster plots over time (Overview, Metadata, Plots).",
+        "total does not match their lines. A day's orders, revenue, average order value and percent not "
+        "reconciling are numbers on its materialization (a range run records them on an observation of each "
+        "day instead), which Dagster plots (Overview, Metadata, Plots).",
         "daily_order_summary",
     ),
 )
 def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     metadata, table = _analytics(context, lake, "daily_order_summary")
     figures = headline_figures(table)
-    # A materialization's metadata is shared by every day of a range run: each day's own figures go
-    # in an observation of its partition, which Dagster plots like materialization metadata.
-    for day, day_figures in figures.items():
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(day), metadata=day_figures))
-    if len(figures) == 1:
+    if len(figures) == 1:  # the day's own materialization: plotted per partition
         metadata.update(next(iter(figures.values())))
+    else:
+        # A range run's materialization metadata is shared by all its days: each day's figures go in
+        # an observation of its own partition instead (plotted by the time they were recorded).
+        for day, day_figures in figures.items():
+            context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(day), metadata=day_figures))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -77,15 +77,17 @@ def write_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day: d
     days = sorted(by_day)
     single = len(days) == 1
     metadata = {
-        "dagster/row_count": sum(rows.values()),
         "bytes_written": size,
         "path": dg.MetadataValue.path(
             store.full_uri(table_path(table_name, days[0]) if single else table_dir(table_name))
         ),
         "preview": preview(head if head is not None else pa.table({})),
     }
-    if not single:
+    if single:
+        metadata["dagster/row_count"] = rows[days[0]]
+    else:  # one metadata for every day of a range: a day's own row count would be false for the others
         metadata["days"] = len(days)
+        metadata["rows"] = sum(rows.values())
         metadata["rows_per_day"] = dg.MetadataValue.json({str(day): n for day, n in rows.items()})
     return metadata
 

@@ -38,6 +38,7 @@ from ecomm_assets.core.layout import (
     quarantine_dir,
     quarantine_path,
     raw_orders_dir,
+    raw_orders_root,
     source_label,
     table_dir,
 )
@@ -57,8 +58,8 @@ from ecomm_assets.core.tables import (
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
-LAKE = dict(partitions_def=DAILY_PARTITIONS, backfill_policy=BACKFILL_POLICY, freshness_policy=DAILY_FRESHNESS,
-            group_name="lake", owners=["team:data-platform"], kinds={"duckdb", "parquet"})
+LAKE = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
+            "group_name": "lake", "owners": ["team:data-platform"], "kinds": {"duckdb", "parquet"}}
 
 
 def raw_order_files(store: LakeStore, day: date | str) -> list[LakeFile]:
@@ -95,7 +96,7 @@ def _write_order_lines(store: LakeStore, days: list[date], result: FlattenResult
 def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     days = run_days(context)
     store = lake.store()
-    with writing_days(context, store, days, {collection_dir("orders"): days}) as ensure_inputs_unchanged:
+    with writing_days(context, store, days, {raw_orders_root(): days}) as ensure_inputs_unchanged:
         raw = {day: raw_order_files(store, day) for day in days}
         for day in (d for d, files in raw.items() if not files):
             context.log.warning(f"no raw order files for {day}: writing an empty partition")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
+from ecomm_assets.core.schemas import column_descriptions
+
 PREVIEW_ROWS = 10
 
 
@@ -26,13 +28,15 @@ def reasons_table(reasons: dict[str, int]) -> dg.MetadataValue:
 
 
 def column_schema(contract: pa.Schema) -> dg.TableSchema:
-    """A contract's columns (name, Arrow type, description, nullability) for the asset page."""
+    """A contract's columns (name, Arrow type, description, nullability) for the asset page; a
+    column without a description fails the definitions' load."""
+    descriptions = column_descriptions(contract)
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=field.name,
                 type=str(field.type),
-                description=(field.metadata or {}).get(b"description", b"").decode() or None,
+                description=descriptions[field.name],
                 constraints=dg.TableColumnConstraints(nullable=field.nullable),
             )
             for field in contract

@@ -17,8 +17,8 @@ from ecomm_assets.resources import LakeResource, OrderSourceResource
 from ecomm_assets.settings import OrderSource
 
 COLLECTIONS = ("products", "users", "carts")
-SOURCES = dict(group_name="sources", owners=["team:data-platform"], partitions_def=DAILY_PARTITIONS,
-               backfill_policy=BACKFILL_POLICY)
+SOURCES = {"group_name": "sources", "owners": ["team:data-platform"], "partitions_def": DAILY_PARTITIONS,
+               "backfill_policy": BACKFILL_POLICY}
 
 
 def read_collection(lake: LakeResource, collection: str, day: date | str) -> list[dict] | None:
@@ -93,9 +93,11 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
                     store.delete(f"{folder}/{generated_orders_name(other)}")
         rows += orders.count(b"\n")
         files = {f.name: f.size for f in store.list_files(folder)}
+    # A range run's metadata is every day's: a row count only for a single day.
+    counted = {"dagster/row_count": rows} if len(context.partition_keys) == 1 else {"rows": rows}
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            **counted,
             "source": order_source.source.value,
             "bytes_written": size,
             "files_in_partition": dg.MetadataValue.json(files),  # of the last day

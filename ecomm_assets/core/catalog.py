@@ -20,6 +20,11 @@ from typing import Protocol
 import duckdb
 import pyarrow as pa
 
+from ecomm_assets.core.layout import (
+    PARTITION_FILES_GLOB,
+    PARTITION_KEY,
+    partition_folder,
+)
 from ecomm_assets.core.storage import is_leftover, owner
 
 GLUE_BATCH = 100  # BatchCreatePartition / BatchGetPartition / BatchUpdatePartition take at most 100
@@ -122,18 +127,18 @@ class GlueCatalog:
         if self.projection_start:
             parameters |= {
                 "projection.enabled": "true",
-                "projection.dt.type": "date",
-                "projection.dt.format": "yyyy-MM-dd",
-                "projection.dt.range": f"{self.projection_start},NOW",
-                "projection.dt.interval": "1",
-                "projection.dt.interval.unit": "DAYS",
-                "storage.location.template": f"{table.location}/dt=${{dt}}/",
+                f"projection.{PARTITION_KEY}.type": "date",
+                f"projection.{PARTITION_KEY}.format": "yyyy-MM-dd",
+                f"projection.{PARTITION_KEY}.range": f"{self.projection_start},NOW",
+                f"projection.{PARTITION_KEY}.interval": "1",
+                f"projection.{PARTITION_KEY}.interval.unit": "DAYS",
+                "storage.location.template": f"{table.location}/{partition_folder('${' + PARTITION_KEY + '}')}/",
             }
         return {
             "Name": table.name,
             "TableType": "EXTERNAL_TABLE",
             "Parameters": parameters,
-            "PartitionKeys": [{"Name": "dt", "Type": "date"}],
+            "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "date"}],
             "StorageDescriptor": self._storage(columns, f"{table.location}/"),
         }
 
@@ -176,7 +181,7 @@ class GlueCatalog:
 
     def _register_partitions(self, table: CatalogTable, days: Sequence[date], report: SyncReport) -> None:
         columns = self.glue.get_table(DatabaseName=self.database, Name=table.name)["Table"]["StorageDescriptor"]["Columns"]
-        wanted = {str(day): self._storage(columns, f"{table.location}/dt={day}/") for day in sorted(set(days))}
+        wanted = {str(day): self._storage(columns, f"{table.location}/{partition_folder(day)}/") for day in sorted(set(days))}
         existing = {}
         keys = list(wanted)
         for start in range(0, len(keys), GLUE_BATCH):
@@ -261,7 +266,7 @@ class DuckDBCatalog:
     def _update_views(con: duckdb.DuckDBPyConnection, tables: Sequence[CatalogTable], report: SyncReport) -> None:
         existing = {row[0]: row[1] for row in con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
         for table in tables:
-            glob = f"{table.location}/dt=*/*.parquet"
+            glob = f"{table.location}/{PARTITION_FILES_GLOB}"
             if table.name not in existing and not con.execute("SELECT count(*) FROM glob(?)", [glob]).fetchone()[0]:
                 continue  # no partition yet, and DuckDB binds a view to files: it comes with the first one
             if table.name not in existing:
@@ -272,7 +277,7 @@ class DuckDBCatalog:
                 continue
             con.execute(
                 f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM "
-                f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'dt': DATE}}, union_by_name = true)"
+                f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}}, union_by_name = true)"
             )
 
     def query_hint(self, table: str) -> str:

@@ -490,8 +490,7 @@ def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult
 
 _WRONG_JSON_TYPE = (duckdb.ConversionException, duckdb.InvalidInputException)
 
-# The partitioned writer buffers every open day: bounding a query's input bounds its memory
-# (a year of 1,000 orders a day, 230 MB of JSON, peaks at 650 MiB in one query, 310 MiB in batches).
+# The partitioned writer buffers every open day: bounding a query's input bounds its memory.
 BATCH_INPUT_BYTES = 64 << 20
 
 

@@ -45,17 +45,26 @@ LANDING_RAW_NAME = re.compile(r"landing-(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+\.jsonl")
 DASHBOARD_DIR = f"{REPORTS}/dashboard"
 
 
+PARTITION_KEY = "dt"  # the folder level Hive, Glue and Athena read as the day: dt=YYYY-MM-DD
+PARTITION_FILES_GLOB = f"{PARTITION_KEY}=*/*.parquet"  # every day's files, below a table's folder
+
+
+def partition_folder(day: date | str) -> str:
+    """`dt=YYYY-MM-DD`; Glue's location template passes `${dt}` for the day."""
+    return f"{PARTITION_KEY}={day}"
+
+
 def partition_dir(area: str, table: str, day: date | str) -> str:
     """`<area>/<table>/dt=YYYY-MM-DD`, the layout Hive, Glue and Athena understand."""
-    return f"{area}/{table}/dt={day}"
+    return f"{area}/{table}/{partition_folder(day)}"
 
 
 def partition_day(rel: str) -> date | None:
     """The day of a path inside a day partition (`<area>/<table>/dt=YYYY-MM-DD/...`), else None."""
     parts = rel.split("/")
-    if len(parts) > 2 and parts[2].startswith("dt="):
+    if len(parts) > 2 and parts[2].startswith(f"{PARTITION_KEY}="):
         try:
-            return date.fromisoformat(parts[2].removeprefix("dt="))
+            return date.fromisoformat(parts[2].removeprefix(f"{PARTITION_KEY}="))
         except ValueError:
             return None
     return None
@@ -87,6 +96,10 @@ def collection_path(collection: str, day: date | str) -> str:
 
 def collection_dir(collection: str) -> str:
     return f"{RAW}/{collection}"
+
+
+def raw_orders_root() -> str:
+    return f"{RAW}/{ORDERS}"
 
 
 def raw_orders_dir(day: date | str) -> str:
@@ -133,7 +146,9 @@ def landing_quarantine_dir(landed_file_id: str) -> str:
 
 
 def is_hidden_name(name: str) -> bool:
-    """Whether a name (relative to the folder listed) is hidden: any of its parts is."""
+    """Whether a name (relative to the folder listed) is hidden: any of its parts starts with '.' or
+    '_'. One rule for the lake and the landing zone, the Hive and Spark convention that every reader
+    of the tables follows: `_counts.json`, `.staging/` and a producer's `_tmp/` are not data."""
     return any(part.startswith(HIDDEN_NAME_STARTS) for part in name.split("/"))
 
 

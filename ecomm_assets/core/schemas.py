@@ -92,13 +92,13 @@ ORDERS = pa.schema(
 DIM_PRODUCTS = pa.schema(
     [
         described("product_id", pa.string(), "The product's id; unique per snapshot_date.", nullable=False),
-        described("name", pa.string(), "The product's name (its catalog title, or its latest order line's name)."),
+        described("name", pa.string(), "The product's name (its title in the day's snapshot, or its latest order line's name)."),
         described("category", pa.string(), "The product's category."),
         described("brand", pa.string(), "The product's brand."),
         described("price", MONEY,
-                  "Price of one unit (the catalog's, or the latest order line's), in currency units, to the cent."),
+                  "Price of one unit (the snapshot's, or the latest order line's), in currency units, to the cent."),
         described("discount_percent", PERCENT, "The product's discount, in percent (12.50 = 12.5 %)."),
-        described("rating", pa.float64(), "The catalog's average customer rating, 0-5; null for origin 'orders'."),
+        described("rating", pa.float64(), "The snapshot's average customer rating, 0-5; null for origin 'orders'."),
         described("stock", pa.int64(), "Units in stock in the snapshot; null for origin 'orders'."),
         described("origin", pa.string(), _ORIGIN, nullable=False),
         described("snapshot_date", pa.date32(), _SNAPSHOT_DATE, nullable=False),

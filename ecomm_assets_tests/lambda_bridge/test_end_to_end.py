@@ -7,10 +7,6 @@ import contextlib
 import io
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -20,54 +16,25 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from ecomm_assets_tests.conftest import local_instance_home
+from ecomm_assets_tests.conftest import (
+    local_instance_home,
+    running_dagster_dev,
+    wait_for,
+)
 from lambda_bridge import handler as bridge
 
 ROOT = Path(__file__).resolve().parents[2]
-DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
 DAY = "2024-01-15"
 KEY = "prefix/landing/orders/drop 1.json"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, condition, timeout=240, every=2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @contextlib.contextmanager
-def running_dagster_dev(tmp_path, settings: dict):
-    """`dagster dev` (webserver + daemon) in its own session, so that it can be stopped whole."""
+def running_project(tmp_path, settings: dict):
+    """`dagster dev` on this project's workspace, with its local instance in a folder of the test."""
     home = local_instance_home(tmp_path / "home")
-    port = free_port()
     env = os.environ | {"DAGSTER_HOME": str(home), "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl")} | settings
-    log = open(tmp_path / "dagster-dev.log", "wb")
-    process = subprocess.Popen(
-        [DAGSTER, "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        wait_for("the webserver", lambda: _location_loaded(url), timeout=120)
+    with running_dagster_dev(tmp_path, env, "-w", str(ROOT / "workspace.yaml"), log=tmp_path / "dagster-dev.log") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the session this test started, and only it
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -76,16 +43,8 @@ def dagster_dev(aws, tmp_path):
         "ECOMM_LAKE_URI": "s3://lake/prefix", "ECOMM_S3_ENDPOINT_URL": aws, "ECOMM_CATALOG": "glue",
         "ECOMM_GLUE_ENDPOINT_URL": aws, "ECOMM_ORDERS_PER_DAY": "50", "ECOMM_LANDING_SENSOR": "off",
     }
-    with running_dagster_dev(tmp_path, settings) as url:
+    with running_project(tmp_path, settings) as url:
         yield url
-
-
-def _location_loaded(url) -> bool:
-    try:
-        answer = requests.post(url, json={"query": "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name } } } }"}, timeout=5).json()
-    except (requests.ConnectionError, ValueError):
-        return False
-    return bool(answer.get("data", {}).get("repositoriesOrError", {}).get("nodes"))
 
 
 def s3_event(s3, key):
@@ -158,7 +117,7 @@ def test_a_ui_backfill_of_a_range_is_one_run(tmp_path):
     run for the whole range, a file per day (and one for the dashboard, which is not partitioned)."""
     lake = tmp_path / "lake"
     settings = {"ECOMM_LAKE_URI": str(lake), "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"), "ECOMM_ORDERS_PER_DAY": "50"}
-    with running_dagster_dev(tmp_path, settings) as url:
+    with running_project(tmp_path, settings) as url:
         # What "Materialize all" takes: landed_files is recorded by the ingest, not materialized.
         keys_query = "{ assetNodes { assetKey { path } isMaterializable } }"
         nodes = requests.post(url, json={"query": keys_query}, timeout=10).json()["data"]["assetNodes"]

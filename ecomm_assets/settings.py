@@ -3,6 +3,7 @@ and nowhere else, and validated when the definitions load, so a typo fails at on
 error instead of silently leaving a default in place."""
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
@@ -43,10 +44,15 @@ def _choice(kind: type[StrEnum]) -> Callable[[str], StrEnum]:
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+    if not re.fullmatch(r"[0-9]+", text):
+        raise ValueError("must be a whole number of ASCII digits, not negative")
+    return int(text)
+
+
+def _day(text: str) -> date:
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return date.fromisoformat(text)
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "landing_sensor": _choice(Switch),
     "orders_per_day": _non_negative_int,
     "seed": _non_negative_int,
-    "start_date": date.fromisoformat,
+    "start_date": _day,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.
 ENVIRONMENT = {"aws_region": "AWS_REGION"}

@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import duckdb
+import pytest
 
 from ecomm_assets.core.landing import file_id
 from ecomm_assets.core.layout import landing_raw_name
@@ -264,3 +265,35 @@ def test_a_range_run_gives_each_day_its_own_figures_and_no_shared_row_count(lake
             assert "dagster/row_count" not in metadata and "orders" not in metadata, key
     lines = instance.get_latest_materialization_event(dg.AssetKey("order_lines")).asset_materialization.metadata
     assert lines["rows"].value == sum(lines["rows_per_day"].value.values())
+
+
+def run_assets(defs, keys: list[str], instance, day: str | None = None):
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey(k) for k in keys})
+    return job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+
+
+def test_the_dashboard_reports_the_newest_day_all_its_tables_hold(lake_dir, instance):
+    defs = make_definitions(lake_dir)
+    assert materialize_day(defs, "2024-01-15", instance).success
+    upstream = ["products_raw", "users_raw", "carts_raw", "orders_raw", "order_lines", "orders", "daily_order_summary"]
+    assert run_assets(defs, upstream, instance, "2024-01-16").success  # no sales_by_category, product_performance
+    assert run_assets(defs, ["dashboard"], instance).success
+    dashboard = instance.get_latest_materialization_event(dg.AssetKey("dashboard")).asset_materialization
+    assert dashboard.metadata["newest_day"].value == "2024-01-15"
+    assert dashboard.metadata["days_charted"].value == 1  # 2024-01-16 is after the newest day
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        (["daily_order_summary"], "order_lines has no partition for 2024-06-05: materialize order_lines for that day first"),
+        (["orders"], "order_lines has no partition for 2024-06-05"),
+        (["dashboard"], "no day of the lake has all of daily_order_summary, sales_by_category, product_performance yet"),
+    ],
+    ids=["analytics", "lake", "dashboard"],
+)
+def test_a_step_without_its_inputs_fails_saying_which(lake_dir, instance, keys, message):
+    defs = make_definitions(lake_dir)
+    result = run_assets(defs, keys, instance, None if keys == ["dashboard"] else "2024-06-05")
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert message in str(failure.event_specific_data.error)

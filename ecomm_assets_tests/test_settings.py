@@ -50,11 +50,15 @@ def test_valid_settings_are_read(environment, expected):
         ({"ECOMM_SOURCE": "dummy"}, "ECOMM_SOURCE='dummy': use one of 'synthetic', 'dummyjson'"),
         ({"ECOMM_CATALOG": "athena"}, "ECOMM_CATALOG='athena': use one of 'duckdb', 'glue'"),
         ({"ECOMM_ORDERS_PER_DAY": "1e3"}, "ECOMM_ORDERS_PER_DAY='1e3'"),
-        ({"ECOMM_SEED": "-1"}, "ECOMM_SEED='-1': must not be negative"),
+        ({"ECOMM_SEED": "-1"}, "ECOMM_SEED='-1': must be a whole number of ASCII digits, not negative"),
+        ({"ECOMM_ORDERS_PER_DAY": "1_000"}, "ECOMM_ORDERS_PER_DAY='1_000'"),
+        ({"ECOMM_ORDERS_PER_DAY": "\u0661\u0660"}, "ECOMM_ORDERS_PER_DAY="),  # Arabic-Indic digits
+        ({"ECOMM_START_DATE": "20240201"}, "ECOMM_START_DATE='20240201': must be a date written YYYY-MM-DD"),
         ({"ECOMM_START_DATE": "2024/01/01"}, "ECOMM_START_DATE='2024/01/01'"),
         ({"ECOMM_SEED": "4 2"}, "ECOMM_SEED='4 2'"),
     ],
-    ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "date", "inner-space"],
+    ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "underscore", "non-ascii", "basic-date",
+         "date", "inner-space"],
 )
 def test_invalid_settings_fail_with_the_variable_and_the_choices(environment, message):
     with pytest.raises(SettingError) as raised:

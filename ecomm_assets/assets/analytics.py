@@ -24,6 +24,7 @@ from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PART
 from ecomm_assets.resources import LakeResource
 
 DASHBOARD_DAYS = 30
+DASHBOARD_INPUTS = ("daily_order_summary", "sales_by_category", "product_performance")
 ANALYTICS_ASSET = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
                        "group_name": "analytics",
                        "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}, "deps": [order_lines, orders]}
@@ -107,8 +108,8 @@ def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -
     # Not partitioned, but it runs in a range's single run (the CLI's --partition-range asks every asset for this).
     backfill_policy=BACKFILL_POLICY,
     deps=[sales_by_category, product_performance, top_customers, daily_order_summary],
-    description=f"A self-contained HTML report of the {DASHBOARD_DAYS} days up to the newest day of "
-    "daily_order_summary: revenue per day, revenue by category and top products of the newest day, and the daily "
+    description=f"A self-contained HTML report of the {DASHBOARD_DAYS} days up to the newest day the "
+    "analytics tables all hold: revenue per day, revenue by category and top products of the newest day, and the daily "
     f"figures ({DASHBOARD_DIR}/dashboard.html). Not partitioned: it describes the lake as it is, and "
     "runs once after the analytics of any day or range.",
 )
@@ -116,9 +117,9 @@ def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     store = lake.store()
     newest = _newest_day(store)
     if newest is None:
-        raise dg.Failure("no daily_order_summary partition in the lake yet: materialize a day first")
+        raise dg.Failure(f"no day of the lake has all of {', '.join(DASHBOARD_INPUTS)} yet: materialize a day first")
     trailing = [newest - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
-    daily = read_days(store, "daily_order_summary", trailing)
+    daily = read_days(store, "daily_order_summary", trailing, missing_ok=True)
     categories = read_table(store, "sales_by_category", newest)
     products = read_table(store, "product_performance", newest)
     charts = render_charts(daily, categories, products)
@@ -135,6 +136,9 @@ def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
 
 
 def _newest_day(store: LakeStore) -> date | None:
-    """The newest day daily_order_summary holds."""
-    days = [partition_day(f.path) for f in store.list_files(table_dir("daily_order_summary"), recursive=True) if f.name == PART_FILE]
-    return max(filter(None, days), default=None)
+    """The newest day that every table the report reads holds."""
+    held = [
+        {partition_day(f.path) for f in store.list_files(table_dir(table), recursive=True) if f.name == PART_FILE}
+        for table in DASHBOARD_INPUTS
+    ]
+    return max(set.intersection(*held) - {None}, default=None)

@@ -7,6 +7,7 @@ from datetime import date
 import dagster as dg
 
 from ecomm_assets.core.layout import (
+    collection_dir,
     collection_path,
     generated_orders_name,
     raw_orders_dir,
@@ -38,12 +39,14 @@ def _snapshot(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
     keys = context.partition_keys
     for key in keys:
         store.write_bytes(collection_path(collection, key), data)
+    # A range run's metadata is every day's: the path of its day only for a single day.
+    where = collection_path(collection, keys[0]) if len(keys) == 1 else collection_dir(collection)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(records),
+            "dagster/row_count": len(records),  # the same snapshot in every day of the run
             "source": order_source.source.value,
             "bytes_written": len(data) * len(keys),
-            "path": dg.MetadataValue.path(store.full_uri(collection_path(collection, keys[-1]))),
+            "path": dg.MetadataValue.path(store.full_uri(where)),
         }
     )
 

@@ -121,7 +121,7 @@ def html_report(day: date, charts: dict[str, bytes], daily: pa.Table, categories
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:right}}</style>
 </head><body>
 <h1>Orders dashboard, up to {day}</h1>
-<p>The {daily.num_rows} days up to {day}; categories and products of {day}.</p>
+<p>{daily.num_rows} {"day" if daily.num_rows == 1 else "days"} up to {day}; categories and products of {day}.</p>
 {images}
 <h2>Daily orders</h2>{_html_table(daily, rows=60)}
 <h2>Sales by category, {day}</h2>{_html_table(categories)}

@@ -107,16 +107,18 @@ def _result(check: Check, table: str, outcomes: dict[date, quality.CheckOutcome]
     )
 
 
-def _specs(table: str, checks: list[Check]) -> list[dg.AssetCheckSpec]:
-    return [
+def _step(table: str) -> dict:
+    """The decorator arguments of a table's checks step: one spec per check, each runnable alone."""
+    specs = [
         dg.AssetCheckSpec(c.name, asset=table, description=c.description, blocking=c.blocking, partitions_def=DAILY_PARTITIONS)
-        for c in checks
+        for c in CHECKS[table]
     ]
+    return {"specs": specs, "can_subset": True, "description": f"The checks of {table}, evaluated on one read of its partitions."}
 
 
-def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table: str, checks: list[Check]) -> Iterator[dg.AssetCheckResult]:
+def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table: str) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of a table, on one read of its partitions of the run."""
-    by_name = {check.name: check for check in checks}
+    by_name = {check.name: check for check in CHECKS[table]}
     store = lake.store()
     days = run_days(context)
     table_days = TableDays(store, table, {day: read_table(store, table, day) for day in days})
@@ -164,49 +166,43 @@ CHECKS: dict[str, list[Check]] = {
     **{table: [_schema_check(table)] for table in ("sales_by_category", "product_performance", "top_customers",
                                                    "daily_order_summary")},
 }
-@dg.multi_asset_check(specs=_specs("order_lines", CHECKS["order_lines"]), can_subset=True,
-                       description="The checks of order_lines, evaluated on one read of its partitions.")
+
+
+@dg.multi_asset_check(**_step("order_lines"))
 def order_lines_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "order_lines", CHECKS["order_lines"])
+    yield from _evaluate(context, lake, "order_lines")
 
 
-@dg.multi_asset_check(specs=_specs("orders", CHECKS["orders"]), can_subset=True,
-                       description="The checks of orders, evaluated on one read of its partitions.")
+@dg.multi_asset_check(**_step("orders"))
 def orders_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "orders", CHECKS["orders"])
+    yield from _evaluate(context, lake, "orders")
 
 
-@dg.multi_asset_check(specs=_specs("dim_products", CHECKS["dim_products"]), can_subset=True,
-                       description="The checks of dim_products, evaluated on one read of its partitions.")
+@dg.multi_asset_check(**_step("dim_products"))
 def dim_products_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "dim_products", CHECKS["dim_products"])
+    yield from _evaluate(context, lake, "dim_products")
 
 
-@dg.multi_asset_check(specs=_specs("dim_customers", CHECKS["dim_customers"]), can_subset=True,
-                       description="The checks of dim_customers, evaluated on one read of its partitions.")
+@dg.multi_asset_check(**_step("dim_customers"))
 def dim_customers_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "dim_customers", CHECKS["dim_customers"])
+    yield from _evaluate(context, lake, "dim_customers")
 
 
-@dg.multi_asset_check(specs=_specs("sales_by_category", CHECKS["sales_by_category"]), can_subset=True,
-                       description="The checks of sales_by_category, evaluated on one read of its partitions.")
+@dg.multi_asset_check(**_step("sales_by_category"))
 def sales_by_category_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "sales_by_category", CHECKS["sales_by_category"])
+    yield from _evaluate(context, lake, "sales_by_category")
 
 
-@dg.multi_asset_check(specs=_specs("product_performance", CHECKS["product_performance"]), can_subset=True,
-                       description="The checks of product_performance, evaluated on one read of its partitions.")
+@dg.multi_asset_check(**_step("product_performance"))
 def product_performance_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "product_performance", CHECKS["product_performance"])
+    yield from _evaluate(context, lake, "product_performance")
 
 
-@dg.multi_asset_check(specs=_specs("top_customers", CHECKS["top_customers"]), can_subset=True,
-                       description="The checks of top_customers, evaluated on one read of its partitions.")
+@dg.multi_asset_check(**_step("top_customers"))
 def top_customers_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "top_customers", CHECKS["top_customers"])
+    yield from _evaluate(context, lake, "top_customers")
 
 
-@dg.multi_asset_check(specs=_specs("daily_order_summary", CHECKS["daily_order_summary"]), can_subset=True,
-                       description="The checks of daily_order_summary, evaluated on one read of its partitions.")
+@dg.multi_asset_check(**_step("daily_order_summary"))
 def daily_order_summary_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
-    yield from _evaluate(context, lake, "daily_order_summary", CHECKS["daily_order_summary"])
+    yield from _evaluate(context, lake, "daily_order_summary")

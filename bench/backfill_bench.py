@@ -15,7 +15,7 @@ Instances measured:
   folder: Dagster's own SQLite storage; default+subset: the same with
   DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (below);
 - fast-local (opt-in): deploy/dagster-fast-local.yaml, the same with the event log of
-  ecomm_assets/opt_in_fast_sqlite.py (Dagster's private classes, see there); fast-local+subset;
+  deploy/opt_in/fast_sqlite_storage.py (Dagster's private classes, see there), on PYTHONPATH; fast-local+subset;
 - with --postgres-url (a server you run; each measured run gets a new database, dropped after):
   postgres: deploy/dagster.yaml's storage with DAGSTER_EVENT_BATCH_SIZE=1000, as deploy/README.md
   recommends; postgres+subset: also DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (one planned
@@ -51,6 +51,7 @@ def instance_config(path: str) -> dict:
 
 DEFAULT_INSTANCE = instance_config("dagster.yaml")
 FAST_LOCAL_INSTANCE = instance_config("deploy/dagster-fast-local.yaml")
+OPT_IN = os.path.join(PROJECT, "deploy", "opt_in")
 BATCHED = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
 SUBSET_PLANNED = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
 
@@ -60,7 +61,8 @@ def run(target: list[str], folder: str, last: date, orders_per_day: int, instanc
     instance's dagster.yaml, with DAGSTER_HOME unset: what a user's clone gets."""
     os.makedirs(folder)
     env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"} | env_extra | {
-        "PYTHONPATH": os.pathsep.join(filter(None, [PROJECT, os.environ.get("PYTHONPATH")])),  # this checkout's code
+        # this checkout's code, and the opt-in storage (imported only by the fast-local instance)
+        "PYTHONPATH": os.pathsep.join(filter(None, [PROJECT, OPT_IN, os.environ.get("PYTHONPATH")])),
         "ECOMM_LAKE_URI": os.path.join(folder, "lake"),
         "ECOMM_DUCKDB_CATALOG": os.path.join(folder, "catalog.duckdb"),
         "ECOMM_ALERTS_PATH": os.path.join(folder, "alerts.jsonl"),

@@ -1,16 +1,18 @@
 """The project's local Dagster instance (dagster.yaml at the project root), as a user meets it in
 their clone with no settings: `dagster asset materialize` and `dagster dev`, each run from the
 project folder with DAGSTER_HOME unset, record into the same `.dagster/` folder. Then the opt-in
-fast event log (ecomm_assets/opt_in_fast_sqlite.py, deploy/dagster-fast-local.yaml)."""
+fast event log (deploy/opt_in/fast_sqlite_storage.py, deploy/dagster-fast-local.yaml)."""
 
 import contextlib
 import functools
+import importlib
 import json
 import logging
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,6 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from ecomm_assets.definitions import defs
-from ecomm_assets.opt_in_fast_sqlite import FastSqliteEventLogStorage
 from ecomm_assets_tests.conftest import (
     DAGSTER,
     PROJECT,
@@ -30,6 +31,9 @@ from ecomm_assets_tests.conftest import (
 )
 
 FAST_LOCAL_YAML = PROJECT / "deploy" / "dagster-fast-local.yaml"
+OPT_IN = PROJECT / "deploy" / "opt_in"  # outside the package: the opt-in's users put it on PYTHONPATH
+sys.path.insert(0, str(OPT_IN))
+FastSqliteEventLogStorage = importlib.import_module("fast_sqlite_storage").FastSqliteEventLogStorage
 LOCATION = {"repositoryLocationName": "ecomm_assets", "repositoryName": "__repository__"}
 
 
@@ -45,7 +49,7 @@ def clone_of_the_project(folder: Path, config: Path = PROJECT / "dagster.yaml") 
     shutil.copy(PROJECT / "workspace.yaml", clone)
     (clone / "dagster.yaml").write_text(config.read_text() + "\ntelemetry:\n  enabled: false\n")
     env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"} | {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), str(OPT_IN), os.environ.get("PYTHONPATH")])),
         "ECOMM_LAKE_URI": str(folder / "lake"), "ECOMM_DUCKDB_CATALOG": str(folder / "catalog.duckdb"),
         "ECOMM_ALERTS_PATH": str(folder / "alerts.jsonl"), "ECOMM_ORDERS_PER_DAY": "20",
         "ECOMM_LANDING_SENSOR": "off",
@@ -166,13 +170,13 @@ def test_the_local_instance_queues_one_run_per_day_and_monitors_runs(tmp_path, m
         assert not instance.run_launcher.supports_check_run_worker_health
 
 
-# --- the opt-in: deploy/dagster-fast-local.yaml, ecomm_assets/opt_in_fast_sqlite.py ------------
+# --- the opt-in: deploy/dagster-fast-local.yaml, deploy/opt_in/fast_sqlite_storage.py -----------
 
 
 def test_the_opt_in_is_the_default_with_another_storage_in_the_same_folder():
     default, opt_in = (yaml.safe_load(path.read_text()) for path in (PROJECT / "dagster.yaml", FAST_LOCAL_YAML))
     assert {k: v for k, v in opt_in.items() if k != "storage"} == {k: v for k, v in default.items() if k != "storage"}
-    assert opt_in["storage"] == {"custom": {"module": "ecomm_assets.opt_in_fast_sqlite", "class": "FastSqliteStorage",
+    assert opt_in["storage"] == {"custom": {"module": "fast_sqlite_storage", "class": "FastSqliteStorage",
                                             "config": {"base_dir": default["storage"]["sqlite"]["base_dir"]}}}
 
 

@@ -84,7 +84,7 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
     rows, size, files = 0, 0, {}
     for day in (date.fromisoformat(key) for key in context.partition_keys):
         products, users, carts = (read_collection(lake, c, day) or [] for c in COLLECTIONS)
-        orders = order_source.orders(day, products, users, carts)
+        orders = order_source.day_orders(day, products, users, carts)
         folder = raw_orders_dir(day)
         # One day at a time: a run computing the day from its raw files never sees them change.
         with day_locks(store, [day], holder=context.run.run_id, on_wait=context.log.info) as held:

@@ -50,7 +50,7 @@ class OrderSourceResource(dg.ConfigurableResource):
             return synthetic.generate_carts(self.seed, synthetic.generate_products(self.seed))
         raise ValueError(f"unknown collection {name!r}")
 
-    def orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
+    def day_orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
         """The day's orders in the canonical nested form, as JSON Lines."""
         if self.source is OrderSource.DUMMYJSON:
             return synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))

@@ -1,12 +1,13 @@
 """OPT-IN, NOT THE DEFAULT: a faster SQLite event log that depends on Dagster's private internals.
 
-The project's dagster.yaml uses Dagster's own SQLite storage (public settings only). This module is
-used only by an instance configured with deploy/dagster-fast-local.yaml, which names it as a
-custom storage:
+The project's dagster.yaml uses Dagster's own SQLite storage (public settings only), and the
+package (ecomm_assets) imports nothing private from Dagster. This module lives outside the package,
+in deploy/opt_in/, and is used only by an instance configured with deploy/dagster-fast-local.yaml,
+with deploy/opt_in on PYTHONPATH, which names it as a custom storage:
 
     storage:
       custom:
-        module: ecomm_assets.opt_in_fast_sqlite
+        module: fast_sqlite_storage
         class: FastSqliteStorage
         config:
           base_dir: .dagster

@@ -10,6 +10,7 @@ import dagster as dg
 from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
+from ecomm_assets.core.privacy import extracted
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.settings import CatalogBackend, OrderSource, Settings, Switch
 
@@ -39,7 +40,11 @@ class OrderSourceResource(dg.ConfigurableResource):
         return DummyJSONClient(self.dummyjson_url, self.timeout_seconds, self.max_retries)
 
     def collection(self, name: str) -> list[dict]:
-        """The `products`, `users` or `carts` collection, DummyJSON-shaped."""
+        """The `products`, `users` or `carts` collection, DummyJSON-shaped, as the lake may hold it
+        (core/privacy.py: secrets dropped at extraction, whatever the source)."""
+        return extracted(name, self._source_records(name))
+
+    def _source_records(self, name: str) -> list[dict]:
         if self.source is OrderSource.DUMMYJSON:
             return self.client().get_all(name)
         if name == "products":

@@ -15,6 +15,11 @@ class OrderSource(StrEnum):
 
     SYNTHETIC = "synthetic"  # offline and deterministic
     DUMMYJSON = "dummyjson"
+    LANDING = "landing"  # nothing generated: the days hold only producers' landed files
+
+    @property
+    def generates_orders(self) -> bool:
+        return self is not OrderSource.LANDING
 
 
 class CatalogBackend(StrEnum):

@@ -328,3 +328,19 @@ def test_no_file_of_the_lake_holds_a_secret_of_the_source(lake_dir, instance, du
         text = str(pq.read_table(path).to_pylist()) if path.suffix == ".parquet" else path.read_bytes().decode("latin-1")
         found = [secret for secret in secrets if secret in text]
         assert found == [], (path, found[:3])
+
+
+def test_a_landing_only_lake_holds_only_the_landed_orders(lake_dir, instance):
+    """ECOMM_SOURCE=landing: the daily run generates nothing, so a day holds exactly what producers
+    landed; a day first run with a generator loses the generated file when run again."""
+    synthetic = make_definitions(lake_dir)
+    assert materialize_day(synthetic, "2024-01-15", instance).success
+    landing_only = make_definitions(lake_dir, source="landing")
+    land(lake_dir, "drop.jsonl", "".join(json.dumps(landed_order(f"L{n}", "2024-01-15T10:00:00Z")) + "\n" for n in range(3)).encode())
+    ingest_and_recompute(landing_only, instance)
+    result = materialize_day(landing_only, "2024-01-15", instance)
+    assert result.success and all(passed for (table, _), passed in check_results(result).items() if table != "orders")
+    assert [p.name.split("-")[0] for p in (lake_dir / "raw/orders/dt=2024-01-15").iterdir()] == ["landing"]
+    assert sql(lake_dir, "SELECT order_id FROM '{lake}/processed/order_lines/*/*.parquet' ORDER BY 1") == [("L0",), ("L1",), ("L2",)]
+    assert sql(lake_dir, "SELECT origin, count(*) FROM '{lake}/processed/dim_products/*/*.parquet' GROUP BY 1") == [("orders", 1)]
+    assert (lake_dir / "raw/users/dt=2024-01-15/users.json").read_text() == "[]"

@@ -47,7 +47,7 @@ def test_valid_settings_are_read(environment, expected):
         # `false` and `no` used to leave a switch on silently: now they are refused.
         ({"ECOMM_LANDING_SENSOR": "false"}, "ECOMM_LANDING_SENSOR='false': use one of 'on', 'off'"),
         ({"ECOMM_GLUE_PARTITION_PROJECTION": "no"}, "ECOMM_GLUE_PARTITION_PROJECTION='no': use one of 'on', 'off'"),
-        ({"ECOMM_SOURCE": "dummy"}, "ECOMM_SOURCE='dummy': use one of 'synthetic', 'dummyjson'"),
+        ({"ECOMM_SOURCE": "dummy"}, "ECOMM_SOURCE='dummy': use one of 'synthetic', 'dummyjson', 'landing'"),
         ({"ECOMM_CATALOG": "athena"}, "ECOMM_CATALOG='athena': use one of 'duckdb', 'glue'"),
         ({"ECOMM_ORDERS_PER_DAY": "1e3"}, "ECOMM_ORDERS_PER_DAY='1e3'"),
         ({"ECOMM_SEED": "-1"}, "ECOMM_SEED='-1': must be a whole number of ASCII digits, not negative"),

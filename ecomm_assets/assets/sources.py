@@ -77,7 +77,7 @@ def carts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
     deps=[products_raw, users_raw, carts_raw],
     description="The day's orders in the canonical nested form, as JSON Lines under "
     "raw/orders/dt=YYYY-MM-DD/: one file from the configured generator (synthetic orders or "
-    "DummyJSON carts) beside the day's share of every landed producer file.",
+    "DummyJSON carts; none with ECOMM_SOURCE=landing) beside the day's share of every landed producer file.",
 )
 def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     store = lake.store()
@@ -89,10 +89,11 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
         # One day at a time: a run computing the day from its raw files never sees them change.
         with day_locks(store, [day], holder=context.run.run_id, on_wait=context.log.info) as held:
             held.ensure_held()
-            size += store.write_bytes(f"{folder}/{generated_orders_name(order_source.source)}", orders)
-            # Re-running a day with another generator replaces that generator's file; landed files stay.
+            if order_source.source.generates_orders:
+                size += store.write_bytes(f"{folder}/{generated_orders_name(order_source.source)}", orders)
+            # Re-running a day with another generator (or none) replaces its file; landed files stay.
             for other in OrderSource:
-                if other != order_source.source:
+                if other.generates_orders and other != order_source.source:
                     store.delete(f"{folder}/{generated_orders_name(other)}")
         rows += orders.count(b"\n")
         files = {f.name: f.size for f in store.list_files(folder)}

@@ -27,7 +27,8 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class OrderSourceResource(dg.ConfigurableResource):
-    """Where collections and generated orders come from: `synthetic` (offline, deterministic) or `dummyjson`."""
+    """Where collections and generated orders come from: `synthetic` (offline, deterministic),
+    `dummyjson`, or `landing` (none: a lake fed only by producers' landed files)."""
 
     source: OrderSource = Settings.source
     dummyjson_url: str = Settings.dummyjson_url
@@ -45,6 +46,8 @@ class OrderSourceResource(dg.ConfigurableResource):
         return extracted(name, self._source_records(name))
 
     def _source_records(self, name: str) -> list[dict]:
+        if self.source is OrderSource.LANDING:
+            return []  # no snapshot: the dimensions hold what the landed orders say
         if self.source is OrderSource.DUMMYJSON:
             return self.client().get_all(name)
         if name == "products":
@@ -56,7 +59,9 @@ class OrderSourceResource(dg.ConfigurableResource):
         raise ValueError(f"unknown collection {name!r}")
 
     def day_orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
-        """The day's orders in the canonical nested form, as JSON Lines."""
+        """The day's generated orders in the canonical nested form, as JSON Lines (none for `landing`)."""
+        if not self.source.generates_orders:
+            return b""
         if self.source is OrderSource.DUMMYJSON:
             return synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))
         return synthetic.orders_json_lines(synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users))

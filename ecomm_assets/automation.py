@@ -179,23 +179,35 @@ daily_job_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 
-def _recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
-    run_id = context.dagster_run.run_id
-    records = context.instance.get_records_for_run(
-        run_id=run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+def landed_days(instance: dg.DagsterInstance, ingest_run_id: str) -> set[date]:
+    """The days an ingest run touched: its materializations of orders_raw."""
+    records = instance.get_records_for_run(
+        run_id=ingest_run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
     ).records
-    days = {
+    return {
         date.fromisoformat(r.event_log_entry.dagster_event.partition)
         for r in records
         if r.event_log_entry.dagster_event.asset_key == dg.AssetKey("orders_raw")
     }
+
+
+def days_to_recompute(days: set[date]) -> tuple[list[date], list[date], list[date]]:
+    """(runnable, deferred, impossible): partitions now; not partitions yet (today, tomorrow: left to
+    the daily schedule); before the first partition (never)."""
     runnable = sorted(day for day in days if DAILY_PARTITIONS.has_partition_key(str(day)))
     first = DAILY_PARTITIONS.start.date()
     deferred = sorted(day for day in days - set(runnable) if day >= first)
     impossible = sorted(day for day in days if day < first)
+    return runnable, deferred, impossible
+
+
+def _recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
+    run_id = context.dagster_run.run_id
+    runnable, deferred, impossible = days_to_recompute(landed_days(context.instance, run_id))
     if deferred:
         context.log.info(f"not partitions yet, left to the daily schedule: {', '.join(map(str, deferred))}")
     if impossible:
+        first = DAILY_PARTITIONS.start.date()
         message = f"days before the first partition ({first}) cannot be recomputed: {', '.join(map(str, impossible))}"
         context.log.warning(message)
         alerts.send(

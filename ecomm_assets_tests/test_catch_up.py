@@ -1,0 +1,62 @@
+"""`python -m ecomm_assets.catch_up`: every pending landed file ingested, exactly its days recomputed,
+consecutive days in one run, without the daemon."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+import duckdb
+
+from ecomm_assets.catch_up import catch_up
+from ecomm_assets_tests.conftest import PROJECT, make_definitions
+from ecomm_assets_tests.test_definitions import land, landed_order
+
+
+def lake_job_days(instance) -> list[tuple[str, str]]:
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="lake_job"))
+    return sorted(
+        (run.tags["dagster/partition"],) * 2 if "dagster/partition" in run.tags
+        else (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"])
+        for run in runs
+    )
+
+
+def test_catch_up_ingests_and_recomputes_each_range_of_days_once(lake_dir, instance):
+    days = ["2024-01-14", "2024-01-15", "2024-01-17"]
+    land(lake_dir, "drop.jsonl", "".join(json.dumps(landed_order(f"C{n}", f"{day}T10:00:00Z")) + "\n"
+                                         for n, day in enumerate(days)).encode())
+    defs, said = make_definitions(lake_dir, orders_per_day=0), []
+    assert catch_up(defs, instance, say=said.append)
+    assert lake_job_days(instance) == [("2024-01-14", "2024-01-15"), ("2024-01-17", "2024-01-17")]
+    loaded = duckdb.sql(f"SELECT order_id, order_date::VARCHAR FROM '{lake_dir}/processed/order_lines/*/*.parquet' ORDER BY 1").fetchall()
+    assert loaded == [("C0", "2024-01-14"), ("C1", "2024-01-15"), ("C2", "2024-01-17")]
+    assert len(said) == 3 and "2024-01-14...2024-01-15: succeeded" in said[1]
+
+    said.clear()  # nothing pending any more: no run of the lake
+    assert catch_up(defs, instance, say=said.append)
+    assert lake_job_days(instance) == [("2024-01-14", "2024-01-15"), ("2024-01-17", "2024-01-17")]
+    assert said[-1] == "no day to recompute"
+
+
+def test_the_command_uses_the_project_instance_and_fails_elsewhere(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(PROJECT / "dagster.yaml", project)
+    lake = tmp_path / "lake"
+    land(lake, "a.jsonl", (json.dumps(landed_order("A1", "2024-01-15T10:00:00Z")) + "\n").encode())
+    env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"} | {
+        "PYTHONPATH": str(PROJECT), "ECOMM_LAKE_URI": str(lake), "ECOMM_ORDERS_PER_DAY": "0",
+        "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"), "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl"),
+    }
+    command = [sys.executable, "-m", "ecomm_assets.catch_up"]
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "lake_job run" in done.stdout and "2024-01-15: succeeded" in done.stdout
+    monkeypatch.chdir(project)  # the instance's storage path is relative to the project folder
+    with dg.DagsterInstance.from_config(str(project)) as instance:  # the runs are in the project's instance
+        assert {run.job_name for run in instance.get_runs()} == {"ingest_landing_job", "lake_job"}
+    elsewhere = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert elsewhere.returncode == 1 and "run it from the project folder" in elsewhere.stderr

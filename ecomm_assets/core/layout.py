@@ -2,6 +2,7 @@
 is made here; the Lambda bridge (which ships alone) keeps copies that a test holds equal.
 
     landing/orders/<name>                      files producers drop (LANDING_SUFFIXES)
+    landing/orders/simulated-orders-<tick>.json.gz  the live feed simulator's file of a tick
     landing/_ingested/orders/<name>            landed files once ingested (the last version moved)
     raw/<collection>/dt=D/<collection>.json    the day's snapshot of a DummyJSON-shaped collection
     raw/orders/dt=D/<source>.jsonl             the generator's orders of the day
@@ -43,6 +44,8 @@ ORDERS = "orders"  # the raw orders' folder
 LANDED_STAMP = "%Y%m%dT%H%M%S.%fZ"
 LANDING_RAW_NAME = re.compile(r"landing-(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+\.jsonl")
 DASHBOARD_DIR = f"{REPORTS}/dashboard"
+# The live feed simulator's files: one per tick, named by the tick's UTC time (sortable, fixed width).
+FEED_TICK_STAMP = "%Y%m%dT%H%M%SZ"
 
 
 PARTITION_KEY = "dt"  # the folder level Hive, Glue and Athena read as the day: dt=YYYY-MM-DD
@@ -123,6 +126,11 @@ def landed_at_of_raw_name(raw_name: str) -> datetime | None:
     """When a raw order file's content landed, from its name (None: not a landed file's)."""
     landed = LANDING_RAW_NAME.fullmatch(raw_name)
     return datetime.strptime(landed.group(1), LANDED_STAMP).replace(tzinfo=UTC) if landed else None
+
+
+def simulated_orders_name(tick: datetime) -> str:
+    """The simulator's orders file of the tick at `tick` (below landing/orders/)."""
+    return f"simulated-orders-{tick.astimezone(UTC).strftime(FEED_TICK_STAMP)}.json.gz"
 
 
 def manifest_path(landed_file_id: str) -> str:

@@ -151,15 +151,22 @@ def _collection_columns(products: list[dict], users: list[dict]) -> tuple[pa.Tab
     return product_lines, cents, customers
 
 
+# The random stream and order id prefix of the daily generator; another producer of the same shop
+# (core/simulator.py) draws its own stream, so its orders are other orders, with other ids.
+ORDERS_STREAM = 3
+ORDER_ID_PREFIX = "SYN"
+
+
 def generate_orders(
     seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict],
-    lines_per_order: tuple[float, ...] = LINES_PER_ORDER,
+    lines_per_order: tuple[float, ...] = LINES_PER_ORDER, *, stream: int = ORDERS_STREAM,
+    id_prefix: str = ORDER_ID_PREFIX,
 ) -> pa.Table:
     """The canonical nested orders of `day` as an Arrow table (order_id, order_date,
-    total_amount, customer{...}, products[{...}]), sorted by time, deterministic for (seed, day).
-    Built column by column: a year of days takes seconds, not minutes."""
+    total_amount, customer{...}, products[{...}]), sorted by time, deterministic for (seed, day,
+    stream). Built column by column: a year of days takes seconds, not minutes."""
     n = orders_for_day(day, mean_orders)
-    rng = _rng(seed, 3, day.toordinal())
+    rng = _rng(seed, stream, day.toordinal())
     hours = rng.choice(24, size=n, p=HOURLY_WEIGHTS / HOURLY_WEIGHTS.sum())
     seconds = np.sort(hours * 3600 + rng.integers(0, 3600, n))
     customer_picks = rng.integers(0, len(users), n)
@@ -187,7 +194,7 @@ def generate_orders(
     return pa.table(
         {
             "order_id": pc.binary_join_element_wise(
-                f"SYN-{day:%Y%m%d}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1)), pa.string()), 6, "0"), ""
+                f"{id_prefix}-{day:%Y%m%d}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1)), pa.string()), 6, "0"), ""
             ),
             "order_date": pc.strftime(pa.array(midnight + seconds, pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ"),
             "total_amount": pa.array((items_cents + shipping_cents) / 100, pa.float64()),

@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 from datetime import date
 from enum import StrEnum
 
+from ecomm_assets.core.simulator import every_problem, rate_problem, volume_problem
+
 
 class OrderSource(StrEnum):
     """Where collections (products, users, carts) and generated orders come from."""
@@ -54,6 +56,24 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+def _feed_every(text: str) -> int:
+    minutes = _non_negative_int(text)
+    problem = every_problem(minutes)
+    if problem:
+        raise ValueError(problem)
+    return minutes
+
+
+def _rate(text: str) -> float:
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        raise ValueError("must be a decimal number written with ASCII digits, e.g. 0.05")
+    rate = float(text)
+    problem = rate_problem(rate)
+    if problem:
+        raise ValueError(problem)
+    return rate
+
+
 def _day(text: str) -> date:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         raise ValueError("must be a date written YYYY-MM-DD")
@@ -81,6 +101,10 @@ class Settings:
     landing_sensor: Switch = Switch.ON
     alerts_path: str = "data/alerts.jsonl"
     alerts_sns_topic_arn: str | None = None
+    feed_every_minutes: int = 5
+    feed_orders_per_tick: int = 10
+    feed_late_rate: float = 0.05
+    feed_duplicate_rate: float = 0.02
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":
@@ -95,9 +119,12 @@ class Settings:
                 values[field.name] = PARSERS.get(field.name, str)(text)
             except ValueError as error:
                 problems.append(f"{name}={environment[name]!r}: {error}")
+        settings = None if problems else cls(**values)
+        if settings and (problem := volume_problem(settings.feed_every_minutes, settings.feed_orders_per_tick)):
+            problems.append(f"{environment_name('feed_orders_per_tick')}={settings.feed_orders_per_tick}: {problem}")
         if problems:
             raise SettingError("invalid settings: " + "; ".join(problems))
-        return cls(**values)
+        return settings
 
 
 PARSERS: dict[str, Callable[[str], object]] = {
@@ -108,6 +135,10 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "orders_per_day": _non_negative_int,
     "seed": _non_negative_int,
     "start_date": _day,
+    "feed_every_minutes": _feed_every,
+    "feed_orders_per_tick": _non_negative_int,
+    "feed_late_rate": _rate,
+    "feed_duplicate_rate": _rate,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.
 ENVIRONMENT = {"aws_region": "AWS_REGION"}

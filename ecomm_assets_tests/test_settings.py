@@ -34,8 +34,13 @@ PROJECT = Path(__file__).resolve().parents[1]
         # Empty means unset (`VAR=` in compose files and CI), and surrounding spaces never count.
         ({"ECOMM_S3_ENDPOINT_URL": "", "ECOMM_LAKE_URI": " ", "ECOMM_SOURCE": ""}, Settings()),
         ({"ECOMM_START_DATE": " 2024-02-01 "}, Settings(start_date=Settings.start_date.replace(2024, 2, 1))),
+        ({"ECOMM_FEED_EVERY_MINUTES": "60", "ECOMM_FEED_ORDERS_PER_TICK": "0", "ECOMM_FEED_LATE_RATE": "1",
+          "ECOMM_FEED_DUPLICATE_RATE": "0.5"},
+         Settings(feed_every_minutes=60, feed_orders_per_tick=0, feed_late_rate=1.0, feed_duplicate_rate=0.5)),
+        ({"ECOMM_FEED_EVERY_MINUTES": "1440", "ECOMM_FEED_LATE_RATE": "0"}, Settings(feed_every_minutes=1440, feed_late_rate=0.0)),
     ],
-    ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces"],
+    ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces",
+         "feed", "feed-daily"],
 )
 def test_valid_settings_are_read(environment, expected):
     assert Settings.from_environment(environment) == expected
@@ -56,9 +61,19 @@ def test_valid_settings_are_read(environment, expected):
         ({"ECOMM_START_DATE": "20240201"}, "ECOMM_START_DATE='20240201': must be a date written YYYY-MM-DD"),
         ({"ECOMM_START_DATE": "2024/01/01"}, "ECOMM_START_DATE='2024/01/01'"),
         ({"ECOMM_SEED": "4 2"}, "ECOMM_SEED='4 2'"),
+        ({"ECOMM_FEED_EVERY_MINUTES": "7"}, "ECOMM_FEED_EVERY_MINUTES='7': must divide an hour"),
+        ({"ECOMM_FEED_EVERY_MINUTES": "0"}, "ECOMM_FEED_EVERY_MINUTES='0': must divide an hour"),
+        ({"ECOMM_FEED_EVERY_MINUTES": "90"}, "ECOMM_FEED_EVERY_MINUTES='90'"),
+        ({"ECOMM_FEED_LATE_RATE": "1.5"}, "ECOMM_FEED_LATE_RATE='1.5': must be a share of the orders, from 0 to 1"),
+        ({"ECOMM_FEED_LATE_RATE": "5%"}, "ECOMM_FEED_LATE_RATE='5%': must be a decimal number"),
+        ({"ECOMM_FEED_DUPLICATE_RATE": "nan"}, "ECOMM_FEED_DUPLICATE_RATE='nan': must be a decimal number"),
+        ({"ECOMM_FEED_DUPLICATE_RATE": "-0.1"}, "ECOMM_FEED_DUPLICATE_RATE='-0.1'"),
+        ({"ECOMM_FEED_ORDERS_PER_TICK": "1000", "ECOMM_FEED_EVERY_MINUTES": "1"},
+         "ECOMM_FEED_ORDERS_PER_TICK=1000: 1000 orders per tick every 1 minutes is 1,440,000 a day, over 1,000,000"),
     ],
     ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "underscore", "non-ascii", "basic-date",
-         "date", "inner-space"],
+         "date", "inner-space", "feed-7-minutes", "feed-0-minutes", "feed-90-minutes", "late-over-1", "percent", "nan",
+         "negative-rate", "too-many-a-day"],
 )
 def test_invalid_settings_fail_with_the_variable_and_the_choices(environment, message):
     with pytest.raises(SettingError) as raised:

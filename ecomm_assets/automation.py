@@ -1,5 +1,6 @@
 """Jobs, the daily schedule and sensors: ingest landed producer files as they arrive, recompute
-every day they touched, and write an alert when a run fails."""
+every day they touched, and write an alert when a run fails; and the live feed simulator's
+schedule (off by default), which drops the synthetic shop's files into the landing zone."""
 
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -10,8 +11,16 @@ from dagster_aws.s3.sensor import get_objects
 
 from ecomm_assets.assets.landing import ingest_landing_files, list_landing, skip_reason
 from ecomm_assets.core.layout import LANDING_DIR
+from ecomm_assets.core.simulator import (
+    Tick,
+    cron_schedule,
+    describe,
+    drop,
+    tick_at_or_before,
+    tick_drops,
+)
 from ecomm_assets.partitions import DAILY_PARTITIONS
-from ecomm_assets.resources import AlertSinkResource, LakeResource
+from ecomm_assets.resources import AlertSinkResource, LakeResource, LiveFeedResource
 from ecomm_assets.settings import SETTINGS, Switch
 
 # S3 lists LastModified to the second and a sensor tick can fall inside that second: each tick
@@ -249,3 +258,75 @@ def recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkR
                       description=f"After an ingest run that failed, {RECOMPUTE_DESCRIPTION}")
 def recompute_landed_days_after_failure(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
     yield from _recompute_landed_days(context, alerts)
+
+
+class FeedTickConfig(dg.Config):
+    tick: str  # the tick's time, ISO 8601 with its zone (UTC), on the feed's grid
+    every_minutes: int = SETTINGS.feed_every_minutes
+
+
+# A clock a little ahead of the scheduler's is no future tick.
+FEED_CLOCK_SKEW = timedelta(minutes=1)
+
+
+@dg.op(
+    description="Drops the live feed's files of one tick into the landing zone (landing/orders/"
+    "simulated-orders-<tick>.json.gz: the orders of the interval before the tick, with late and "
+    "resent ones), each in one atomic write; a file already there (or already ingested) is left alone.",
+)
+def drop_feed_files(context: dg.OpExecutionContext, config: FeedTickConfig, lake: LakeResource,
+                    live_feed: LiveFeedResource) -> dg.Output[list[str]]:
+    try:
+        feed = live_feed.feed(config.every_minutes, DAILY_PARTITIONS.start.date())
+        tick = Tick(datetime.fromisoformat(config.tick), feed)
+    except ValueError as error:
+        raise dg.Failure(description=f"cannot run the feed's tick {config.tick!r}: {error}") from None
+    if tick.at > datetime.now(UTC) + FEED_CLOCK_SKEW:
+        raise dg.Failure(description=f"the tick {tick.stamp} is in the future: its orders would be dated ahead of the clock")
+    dropped = drop(lake.store(), tick_drops(tick))
+    for file, written in dropped:
+        context.log.info(describe(file, written))
+    if not dropped:
+        context.log.info(f"no order in the interval before {tick.stamp}: nothing dropped")
+    new = [file for file, written in dropped if written]
+    return dg.Output(
+        [file.path for file in new],
+        metadata={
+            "tick": tick.stamp,
+            "files_dropped": len(new),
+            "orders": sum(file.records for file in new),
+            "late": sum(file.late for file in new),
+            "resent": sum(file.resent for file in new),
+        },
+    )
+
+
+@dg.job(description="Drops one tick of the simulated live feed into the landing zone (see live_feed_schedule).")
+def live_feed_job():
+    drop_feed_files()
+
+
+def feed_run_request(tick: datetime, every_minutes: int) -> dg.RunRequest:
+    """One live_feed_job run per tick: the same tick never runs twice."""
+    stamp = tick.astimezone(UTC).isoformat()
+    return dg.RunRequest(
+        run_key=f"feed:{stamp}",
+        run_config={"ops": {"drop_feed_files": {"config": {"tick": stamp, "every_minutes": every_minutes}}}},
+        tags={"ecomm/feed-tick": stamp},
+    )
+
+
+@dg.schedule(
+    job=live_feed_job,
+    cron_schedule=cron_schedule(SETTINGS.feed_every_minutes),
+    execution_timezone="UTC",
+    # A demo, not production: off until a user turns it on (Automation, or the CLI next to it).
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=f"Every {SETTINGS.feed_every_minutes} minutes (ECOMM_FEED_EVERY_MINUTES), drops the synthetic shop's "
+    "orders of the last interval into landing/orders/, some late (dated hours or days before) and some sent again "
+    "(unchanged or updated): the landing sensor ingests them, the recompute sensor runs their days. Off by default.",
+)
+def live_feed_schedule(context: dg.ScheduleEvaluationContext):
+    every = timedelta(minutes=SETTINGS.feed_every_minutes)
+    return feed_run_request(tick_at_or_before(context.scheduled_execution_time or datetime.now(UTC), every),
+                            SETTINGS.feed_every_minutes)

@@ -12,6 +12,8 @@ from ecomm_assets.automation import (
     ingest_landing_job,
     lake_job,
     landing_files_sensor,
+    live_feed_job,
+    live_feed_schedule,
     recompute_landed_days,
     recompute_landed_days_after_failure,
     run_failure_alerts,
@@ -19,6 +21,7 @@ from ecomm_assets.automation import (
 from ecomm_assets.resources import (
     AlertSinkResource,
     LakeResource,
+    LiveFeedResource,
     OrderSourceResource,
     SqlCatalogResource,
 )
@@ -46,6 +49,12 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             region=settings.aws_region,
             partition_projection=settings.glue_partition_projection,
         ),
+        "live_feed": LiveFeedResource(
+            orders_per_tick=settings.feed_orders_per_tick,
+            late_rate=settings.feed_late_rate,
+            duplicate_rate=settings.feed_duplicate_rate,
+            seed=settings.seed,
+        ),
         "s3": S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region),
         "alerts": AlertSinkResource(
             path=settings.alerts_path, sns_topic_arn=settings.alerts_sns_topic_arn, region=settings.aws_region
@@ -58,8 +67,8 @@ def definitions_with(resources: dict[str, dg.ConfigurableResource]) -> dg.Defini
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[ingest_landing_job, lake_job, daily_job],
-        schedules=[daily_job_schedule],
+        jobs=[ingest_landing_job, lake_job, daily_job, live_feed_job],
+        schedules=[daily_job_schedule, live_feed_schedule],
         sensors=[recompute_landed_days, recompute_landed_days_after_failure, landing_files_sensor, run_failure_alerts],
         # DuckDB already uses every core inside a step; a process per step would cost more than it saves.
         executor=dg.in_process_executor,

@@ -1,4 +1,5 @@
-"""Schedule, one-run backfills through the CLI, the landing sensor (local and S3), failure alerts."""
+"""Schedules (daily, and the live feed's), one-run backfills through the CLI, the landing sensor
+(local and S3), failure alerts."""
 
 import json
 import os
@@ -12,8 +13,14 @@ import duckdb
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from ecomm_assets.automation import INGEST_MAX_RETRIES, landing_file_tag
-from ecomm_assets.resources import AlertSinkResource, LakeResource
+from ecomm_assets.automation import (
+    INGEST_MAX_RETRIES,
+    FeedTickConfig,
+    drop_feed_files,
+    landing_file_tag,
+)
+from ecomm_assets.core.simulator import Tick, order_drops
+from ecomm_assets.resources import AlertSinkResource, LakeResource, LiveFeedResource
 from ecomm_assets_tests.conftest import (
     DAGSTER,
     local_instance_home,
@@ -38,6 +45,61 @@ def test_the_daily_schedule_materializes_the_day_that_just_ended(lake_dir):
     [request] = list(schedule.evaluate_tick(context).run_requests)
     assert request.partition_key == "2024-03-04"
     assert dg.AssetKey("catalog") in defs.resolve_job_def("daily_job").asset_layer.asset_graph.get_all_asset_keys()
+
+
+def live_feed_run(defs, instance, run_config, lake: LakeResource) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("live_feed_job").execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False, resources={"lake": lake, "live_feed": LiveFeedResource()})
+
+
+@pytest.mark.parametrize("on_s3", [False, True], ids=["local", "s3"])
+def test_the_live_feed_schedule_is_off_by_default_and_its_tick_drops_a_file_the_landing_sensor_takes(
+        lake_dir, instance, request, on_s3):
+    defs = make_definitions(lake_dir)
+    schedule = defs.resolve_schedule_def("live_feed_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "*/5 * * * *" and schedule.execution_timezone == "UTC"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 1, 15, 12, 0, tzinfo=UTC), repository_def=defs.get_repository_def()
+    )
+    [tick] = list(schedule.evaluate_tick(context).run_requests)
+    assert tick.run_key == "feed:2024-01-15T12:00:00+00:00" and tick.job_name in (None, "live_feed_job")
+
+    if on_s3:
+        aws = request.getfixturevalue("aws")
+        boto3.client("s3", endpoint_url=aws, region_name="us-east-1").create_bucket(Bucket="lake")
+        lake = LakeResource(uri="s3://lake/prefix", s3_endpoint_url=aws, s3_region="us-east-1")
+        s3 = S3Resource(endpoint_url=aws, region_name="us-east-1")
+    else:
+        lake, s3 = LakeResource(uri=str(lake_dir)), S3Resource()
+    result = live_feed_run(defs, instance, tick.run_config, lake)
+    name = "simulated-orders-20240115T120000Z.json.gz"
+    assert result.success and result.output_for_node("drop_feed_files") == [f"landing/orders/{name}"]
+    feed = LiveFeedResource().feed(5, defs.resolve_job_def("lake_job").partitions_def.start.date())
+    assert lake.store().read_bytes(f"landing/orders/{name}") == order_drops(Tick(datetime(2024, 1, 15, 12, tzinfo=UTC), feed))[0].data
+    requests, _ = sensor_requests(defs, "landing_files_sensor", lake=lake, s3=s3)
+    assert [r.run_config["ops"]["ingest_landing_files"]["config"]["files"] for r in requests] == [[name]]
+    again = live_feed_run(defs, instance, tick.run_config, lake)  # the same tick once more: nothing new lands
+    assert again.success and again.output_for_node("drop_feed_files") == []
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"tick": "2999-01-01T00:00:00+00:00"}, "the tick 2999-01-01T00:00:00Z is in the future"),
+        ({"tick": "2024-01-15T12:03:00+00:00"}, "is not on the 5-minute grid"),
+        ({"tick": "2024-01-15T12:00:00"}, "give a time zone"),
+        ({"tick": "noon"}, "cannot run the feed's tick 'noon'"),
+        ({"tick": "2024-01-15T12:00:00+00:00", "every_minutes": 7}, "interval 7: must divide an hour"),
+    ],
+    ids=["future", "off-grid", "no-zone", "not-a-time", "interval"],
+)
+def test_the_live_feed_job_refuses_a_tick_it_cannot_run(lake_dir, config, message):
+    resources = {"lake": LakeResource(uri=str(lake_dir)), "live_feed": LiveFeedResource()}
+    with dg.build_op_context(resources=resources) as context, pytest.raises(dg.Failure) as refused:
+        drop_feed_files(context, FeedTickConfig(**config))
+    assert message in refused.value.description
+    assert not (lake_dir / "landing").exists()
 
 
 def test_a_range_is_one_run_and_equals_day_by_day_runs(tmp_path):

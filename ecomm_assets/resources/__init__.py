@@ -11,6 +11,7 @@ from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core.privacy import extracted
+from ecomm_assets.core.simulator import Feed
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.settings import CatalogBackend, OrderSource, Settings, Switch
 
@@ -65,6 +66,21 @@ class OrderSourceResource(dg.ConfigurableResource):
         if self.source is OrderSource.DUMMYJSON:
             return synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))
         return synthetic.orders_json_lines(synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users))
+
+
+class LiveFeedResource(dg.ConfigurableResource):
+    """The simulated live feed (live_feed_schedule, `python -m ecomm_assets.simulate`): orders per
+    tick on average, the shares of late and resent orders, and the seed of the shop (ECOMM_SEED: the
+    products and customers of the synthetic snapshots)."""
+
+    orders_per_tick: int = Settings.feed_orders_per_tick
+    late_rate: float = Settings.feed_late_rate
+    duplicate_rate: float = Settings.feed_duplicate_rate
+    seed: int = Settings.seed
+
+    def feed(self, every_minutes: int, first_day: date) -> Feed:
+        """The feed ticking every `every_minutes`; ValueError: a value it cannot take."""
+        return Feed(every_minutes, self.orders_per_tick, self.late_rate, self.duplicate_rate, self.seed, first_day)
 
 
 class SqlCatalogResource(dg.ConfigurableResource):

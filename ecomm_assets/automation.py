@@ -324,9 +324,11 @@ def feed_run_request(tick: datetime, every_minutes: int) -> dg.RunRequest:
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description=f"Every {SETTINGS.feed_every_minutes} minutes (ECOMM_FEED_EVERY_MINUTES), drops the synthetic shop's "
     "orders of the last interval into landing/orders/, some late (dated hours or days before) and some sent again "
-    "(unchanged or updated): the landing sensor ingests them, the recompute sensor runs their days. Off by default.",
+    "(unchanged or updated): the landing sensor ingests them, the recompute sensor runs their days. The shop's clock "
+    "runs ECOMM_FEED_DAYS_BEHIND days behind (0: live). Off by default.",
 )
 def live_feed_schedule(context: dg.ScheduleEvaluationContext):
+    # The shop's clock runs ECOMM_FEED_DAYS_BEHIND days behind the scheduler's.
+    shop_time = (context.scheduled_execution_time or datetime.now(UTC)) - timedelta(days=SETTINGS.feed_days_behind)
     every = timedelta(minutes=SETTINGS.feed_every_minutes)
-    return feed_run_request(tick_at_or_before(context.scheduled_execution_time or datetime.now(UTC), every),
-                            SETTINGS.feed_every_minutes)
+    return feed_run_request(tick_at_or_before(shop_time, every), SETTINGS.feed_every_minutes)

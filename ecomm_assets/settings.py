@@ -105,6 +105,7 @@ class Settings:
     feed_orders_per_tick: int = 10
     feed_late_rate: float = 0.05
     feed_duplicate_rate: float = 0.02
+    feed_days_behind: int = 0
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":
@@ -139,6 +140,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "feed_orders_per_tick": _non_negative_int,
     "feed_late_rate": _rate,
     "feed_duplicate_rate": _rate,
+    "feed_days_behind": _non_negative_int,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.
 ENVIRONMENT = {"aws_region": "AWS_REGION"}

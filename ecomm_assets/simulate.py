@@ -7,7 +7,8 @@ a folder or s3://), some late and some sent again, and prints what it dropped.
     python -m ecomm_assets.simulate --from 2024-01-15T09:00Z --until 2024-01-15T12:00Z   # a past morning, at once
 
 Ticks fall on a grid from midnight UTC and each runs at its time: a tick already past runs at once
-(a replay), a tick to come is waited for, so no order is ever dated ahead of the clock. Running a
+(a replay), a tick to come is waited for, so no order is ever dated ahead of the shop's clock (the
+wall clock, or --days-behind days behind it). Running a
 tick again drops nothing new (the same file, left alone). The landing sensor of `dagster dev`
 ingests what lands, or `python -m ecomm_assets.catch_up` does.
 """
@@ -73,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
                      metavar="SHARE", help="share of orders sent again later, unchanged or updated (default %(default)s)")
     run.add_argument("--seed", type=_checked(int, _at_least(0)), default=SETTINGS.seed,
                      help="the shop's seed (default ECOMM_SEED, %(default)s)")
+    run.add_argument("--days-behind", type=_checked(int, _at_least(0)), default=SETTINGS.feed_days_behind, metavar="DAYS",
+                     help="the shop's clock runs DAYS days behind this one (default ECOMM_FEED_DAYS_BEHIND, %(default)s)")
     run.add_argument("--from", dest="start", type=_time, metavar="TIME",
                      help="the first tick: the first on the grid at or after TIME (default: the last one passed)")
     stop = run.add_mutually_exclusive_group()
@@ -120,18 +123,22 @@ def main(argv: list[str] | None = None) -> None:
                     arguments.seed, SETTINGS.start_date)
     except ValueError as error:
         command.error(str(error))
-    first = (tick_at_or_after(arguments.start, feed.every) if arguments.start
-             else tick_at_or_before(datetime.now(UTC), feed.every))
+    behind = timedelta(days=arguments.days_behind)
+
+    def shop_clock() -> datetime:
+        return datetime.now(UTC) - behind
+
+    first = tick_at_or_after(arguments.start, feed.every) if arguments.start else tick_at_or_before(shop_clock(), feed.every)
     if arguments.until and arguments.until < first:
         command.error(f"--until {arguments.until.isoformat()} is before the first tick, {first.isoformat()}")
     store = LakeStore.from_uri(SETTINGS.lake_uri, SETTINGS.s3_endpoint_url, SETTINGS.aws_region)
     print(f"live feed into {store.full_uri('landing')}: a tick every {feed.every_minutes} minutes from "
-          f"{first.isoformat()}, {feed.orders_per_tick} orders a tick on average, {feed.late_rate:.0%} late, "
+          f"{first.isoformat()}{f' (the shop {behind.days} day(s) behind)' if behind else ''}, {feed.orders_per_tick} orders a tick on average, {feed.late_rate:.0%} late, "
           f"{feed.duplicate_rate:.0%} sent again" + ("" if arguments.ticks or arguments.until else "; Ctrl-C stops it"),
           flush=True)
     try:
         written = simulate(store, feed, tick_times(first, feed.every, arguments.ticks, arguments.until),
-                           say=lambda line: print(line, flush=True))
+                           say=lambda line: print(line, flush=True), now=shop_clock)
     except KeyboardInterrupt:
         print("stopped")
         return

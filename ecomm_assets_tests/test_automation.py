@@ -26,6 +26,7 @@ from ecomm_assets_tests.conftest import (
     local_instance_home,
     make_definitions,
     materialize_day,
+    project_loaded_with,
 )
 from ecomm_assets_tests.test_definitions import land
 
@@ -81,6 +82,18 @@ def test_the_live_feed_schedule_is_off_by_default_and_its_tick_drops_a_file_the_
     assert [r.run_config["ops"]["ingest_landing_files"]["config"]["files"] for r in requests] == [[name]]
     again = live_feed_run(defs, instance, tick.run_config, lake)  # the same tick once more: nothing new lands
     assert again.success and again.output_for_node("drop_feed_files") == []
+
+
+def test_the_live_feed_schedule_follows_its_settings(lake_dir):
+    with project_loaded_with(ECOMM_FEED_EVERY_MINUTES="60", ECOMM_FEED_DAYS_BEHIND="1"):
+        defs = make_definitions(lake_dir)
+    schedule = defs.resolve_schedule_def("live_feed_schedule")
+    assert schedule.cron_schedule == "0 * * * *"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 1, 15, 12, 0, tzinfo=UTC), repository_def=defs.get_repository_def()
+    )
+    [tick] = list(schedule.evaluate_tick(context).run_requests)
+    assert tick.run_config["ops"]["drop_feed_files"]["config"] == {"tick": "2024-01-14T12:00:00+00:00", "every_minutes": 60}
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,16 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pytest
 
-from ecomm_assets.core.simulator import Feed
+from ecomm_assets import simulate as simulate_module
+from ecomm_assets.core.simulator import Feed, tick_at_or_before
 from ecomm_assets.core.storage import LakeStore
+from ecomm_assets.settings import SETTINGS
 from ecomm_assets.simulate import main, simulate, tick_times
 from ecomm_assets_tests.conftest import PROJECT
 
@@ -111,3 +114,14 @@ def test_ticks_wait_for_their_time_and_stop_at_until(tmp_path):
     simulate(LakeStore.from_uri(str(tmp_path / "lake")), feed, times, say=said.append, sleep=sleep, now=lambda: clock[0])
     assert waits == [1800, 3600]  # 10:00 at once, then 11:00 and 12:00 at their time
     assert [line[5:25] for line in said] == ["2024-01-15T10:00:00Z", "2024-01-15T11:00:00Z", "2024-01-15T12:00:00Z"]
+
+
+def test_the_shop_clock_runs_the_days_behind_asked(tmp_path, monkeypatch, capsys):
+    """ECOMM_FEED_DAYS_BEHIND=1: the tick of now, a day earlier (a day that is a partition already)."""
+    monkeypatch.setattr(simulate_module, "SETTINGS", replace(SETTINGS, lake_uri=str(tmp_path / "lake"), feed_days_behind=1))
+    before = tick_at_or_before(datetime.now(UTC) - timedelta(days=1), timedelta(minutes=60))
+    main(["--once", "--every", "60", "--orders-per-tick", "50"])
+    after = tick_at_or_before(datetime.now(UTC) - timedelta(days=1), timedelta(minutes=60))
+    [name] = [path.name for path in (tmp_path / "lake" / "landing" / "orders").iterdir()]
+    assert name in {f"simulated-orders-{at:%Y%m%dT%H%M%SZ}.json.gz" for at in (before, after)}
+    assert "(the shop 1 day(s) behind)" in capsys.readouterr().out

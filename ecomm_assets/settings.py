@@ -56,22 +56,22 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
-def _feed_every(text: str) -> int:
-    minutes = _non_negative_int(text)
-    problem = every_problem(minutes)
-    if problem:
-        raise ValueError(problem)
-    return minutes
-
-
-def _rate(text: str) -> float:
+def _decimal(text: str) -> float:
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         raise ValueError("must be a decimal number written with ASCII digits, e.g. 0.05")
-    rate = float(text)
-    problem = rate_problem(rate)
-    if problem:
-        raise ValueError(problem)
-    return rate
+    return float(text)
+
+
+def _checked(parse: Callable[[str], object], problem: Callable[[object], str | None]) -> Callable[[str], object]:
+    """`parse`, then refused with `problem`'s reason when it has one."""
+    def checked(text: str) -> object:
+        value = parse(text)
+        reason = problem(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    return checked
 
 
 def _day(text: str) -> date:
@@ -136,10 +136,10 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "orders_per_day": _non_negative_int,
     "seed": _non_negative_int,
     "start_date": _day,
-    "feed_every_minutes": _feed_every,
+    "feed_every_minutes": _checked(_non_negative_int, every_problem),
     "feed_orders_per_tick": _non_negative_int,
-    "feed_late_rate": _rate,
-    "feed_duplicate_rate": _rate,
+    "feed_late_rate": _checked(_decimal, rate_problem),
+    "feed_duplicate_rate": _checked(_decimal, rate_problem),
     "feed_days_behind": _non_negative_int,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.

@@ -14,6 +14,7 @@ ingests what lands, or `python -m ecomm_assets.catch_up` does.
 """
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -24,14 +25,12 @@ from ecomm_assets.core.simulator import (
     Tick,
     describe,
     drop,
-    every_problem,
-    rate_problem,
     tick_at_or_after,
     tick_at_or_before,
     tick_drops,
 )
 from ecomm_assets.core.storage import LakeStore
-from ecomm_assets.settings import SETTINGS
+from ecomm_assets.settings import PARSERS, SETTINGS
 
 
 def _time(text: str) -> datetime:
@@ -43,43 +42,42 @@ def _time(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _checked(convert: Callable, problem: Callable) -> Callable:
-    def parse(text: str):
+def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """A setting's parser (ecomm_assets/settings.py) for an argument: the same values, the same reasons."""
+    def convert(text: str) -> object:
         try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        reason = problem(value)
-        if reason:
-            raise argparse.ArgumentTypeError(f"{text}: {reason}")
-        return value
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{text}: {error}") from None
 
-    return parse
+    return convert
 
 
-def _at_least(least: int) -> Callable[[int], str | None]:
-    return lambda value: None if value >= least else f"must be at least {least}"
+def _count(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be a whole number, at least 1")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
     run = argparse.ArgumentParser(prog="python -m ecomm_assets.simulate", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--every", type=_checked(int, every_problem), default=SETTINGS.feed_every_minutes, metavar="MINUTES",
+    run.add_argument("--every", type=_argument(PARSERS["feed_every_minutes"]), default=SETTINGS.feed_every_minutes, metavar="MINUTES",
                      help="minutes between ticks (default ECOMM_FEED_EVERY_MINUTES, %(default)s)")
-    run.add_argument("--orders-per-tick", type=_checked(int, _at_least(0)), default=SETTINGS.feed_orders_per_tick,
+    run.add_argument("--orders-per-tick", type=_argument(PARSERS["feed_orders_per_tick"]), default=SETTINGS.feed_orders_per_tick,
                      metavar="N", help="orders a tick on average over a day (default %(default)s)")
-    run.add_argument("--late-rate", type=_checked(float, rate_problem), default=SETTINGS.feed_late_rate, metavar="SHARE",
+    run.add_argument("--late-rate", type=_argument(PARSERS["feed_late_rate"]), default=SETTINGS.feed_late_rate, metavar="SHARE",
                      help="share of orders sent 1 hour to 3 days late (default %(default)s)")
-    run.add_argument("--duplicate-rate", type=_checked(float, rate_problem), default=SETTINGS.feed_duplicate_rate,
+    run.add_argument("--duplicate-rate", type=_argument(PARSERS["feed_duplicate_rate"]), default=SETTINGS.feed_duplicate_rate,
                      metavar="SHARE", help="share of orders sent again later, unchanged or updated (default %(default)s)")
-    run.add_argument("--seed", type=_checked(int, _at_least(0)), default=SETTINGS.seed,
+    run.add_argument("--seed", type=_argument(PARSERS["seed"]), default=SETTINGS.seed,
                      help="the shop's seed (default ECOMM_SEED, %(default)s)")
-    run.add_argument("--days-behind", type=_checked(int, _at_least(0)), default=SETTINGS.feed_days_behind, metavar="DAYS",
+    run.add_argument("--days-behind", type=_argument(PARSERS["feed_days_behind"]), default=SETTINGS.feed_days_behind, metavar="DAYS",
                      help="the shop's clock runs DAYS days behind this one (default ECOMM_FEED_DAYS_BEHIND, %(default)s)")
     run.add_argument("--from", dest="start", type=_time, metavar="TIME",
                      help="the first tick: the first on the grid at or after TIME (default: the last one passed)")
     stop = run.add_mutually_exclusive_group()
-    stop.add_argument("--ticks", type=_checked(int, _at_least(1)), metavar="N", help="stop after N ticks")
+    stop.add_argument("--ticks", type=_count, metavar="N", help="stop after N ticks")
     stop.add_argument("--once", action="store_const", const=1, dest="ticks", help="one tick, then stop")
     run.add_argument("--until", type=_time, metavar="TIME", help="stop after the last tick at or before TIME")
     return run

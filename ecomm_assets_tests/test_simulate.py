@@ -83,15 +83,17 @@ def test_the_command_drops_ticks_that_catch_up_ingests_whole_the_newest_version_
     [
         (["--every", "7"], "argument --every: 7: must divide an hour"),
         (["--late-rate", "2"], "argument --late-rate: 2: must be a share of the orders"),
-        (["--duplicate-rate", "x"], "argument --duplicate-rate: not a number: 'x'"),
-        (["--orders-per-tick", "-1"], "argument --orders-per-tick: -1: must be at least 0"),
+        (["--duplicate-rate", "x"], "argument --duplicate-rate: x: must be a decimal number written with ASCII digits"),
+        (["--late-rate", "5%"], "argument --late-rate: 5%: must be a decimal number"),
+        (["--orders-per-tick", "-1"], "argument --orders-per-tick: -1: must be a whole number of ASCII digits, not negative"),
         (["--every", "1", "--orders-per-tick", "1000"], "1,440,000 a day, over 1,000,000"),
-        (["--ticks", "0"], "argument --ticks: 0: must be at least 1"),
+        (["--ticks", "0"], "argument --ticks: 0: must be a whole number, at least 1"),
         (["--once", "--ticks", "2"], "not allowed with argument --once"),
         (["--from", "yesterday"], "argument --from: not an ISO 8601 time: 'yesterday'"),
         (["--from", "2024-01-15T10:00Z", "--until", "2024-01-15T09:00Z"], "is before the first tick"),
     ],
-    ids=["interval", "rate", "not-a-number", "negative", "too-many", "no-ticks", "once-and-ticks", "time", "until-first"],
+    ids=["interval", "rate", "not-a-number", "percent", "negative", "too-many", "no-ticks", "once-and-ticks", "time",
+         "until-first"],
 )
 def test_bad_arguments_stop_the_command_naming_them(arguments, message, capsys):
     with pytest.raises(SystemExit) as stopped:

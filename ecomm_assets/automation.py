@@ -294,7 +294,7 @@ def drop_feed_files(context: dg.OpExecutionContext, config: FeedTickConfig, lake
         metadata={
             "tick": tick.stamp,
             "files_dropped": len(new),
-            "orders": sum(file.records for file in new),
+            "records": sum(file.records for file in new),
             "late": sum(file.late for file in new),
             "resent": sum(file.resent for file in new),
         },

@@ -150,8 +150,10 @@ class Tick:
 @dataclass(frozen=True)
 class Drop:
     """A file a tick drops: where it lands (relative to the lake root), where the ingest archives it,
-    its bytes, and what it holds (records; late ones, resent ones; the days they are dated)."""
+    its bytes, and what it holds (records of `kind`, e.g. orders; late ones, resent ones; the days
+    they are dated)."""
 
+    kind: str
     path: str
     ingested_path: str
     data: bytes
@@ -241,7 +243,7 @@ def order_drops(tick: Tick) -> list[Drop]:
     data = gzip.compress(json.dumps(document, separators=(",", ":")).encode(), mtime=0)
     name = simulated_orders_name(tick.at)
     days = tuple(sorted({order["order_date"][:10] for order in records}))
-    return [Drop(f"{LANDING_DIR}/{name}", ingested_path(name), data, len(records), late, resent, days)]
+    return [Drop("orders", f"{LANDING_DIR}/{name}", ingested_path(name), data, len(records), late, resent, days)]
 
 
 PRODUCERS: dict[str, Producer] = {"orders": order_drops}
@@ -266,7 +268,7 @@ def drop(store: LakeStore, files: list[Drop]) -> list[tuple[Drop, bool]]:
 
 def describe(file: Drop, written: bool) -> str:
     """One line saying what a dropped file holds (or that it was there already)."""
-    what = (f"{file.records} orders ({file.late} late, {file.resent} resent) dated "
+    what = (f"{file.records} {file.kind} ({file.late} late, {file.resent} resent) dated "
             f"{', '.join(file.days)}")
     return f"dropped {file.path}: {what}" if written else f"already landed, left alone: {file.path}: {what}"
 

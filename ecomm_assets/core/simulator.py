@@ -92,11 +92,14 @@ class Feed:
     first_day: date
 
     def __post_init__(self):
-        problems = [f"interval {self.every_minutes}: {p}" for p in [every_problem(self.every_minutes)] if p]
-        problems += [f"{name} {rate}: {p}" for name, rate in (("late rate", self.late_rate), ("duplicate rate", self.duplicate_rate))
-                     if (p := rate_problem(rate))]
-        if not problems:
-            problems += [p for p in [volume_problem(self.every_minutes, self.orders_per_tick)] if p]
+        problems = []
+        if problem := every_problem(self.every_minutes):
+            problems.append(f"interval {self.every_minutes}: {problem}")
+        for name, rate in (("late rate", self.late_rate), ("duplicate rate", self.duplicate_rate)):
+            if problem := rate_problem(rate):
+                problems.append(f"{name} {rate}: {problem}")
+        if not problems and (problem := volume_problem(self.every_minutes, self.orders_per_tick)):
+            problems.append(problem)
         if self.seed < 0:
             problems.append("the seed must not be negative")
         if problems:

@@ -102,12 +102,12 @@ _TABLES = {
             category, day AS snapshot_date""",
         "rules": [
             "CASE WHEN product_id IS NULL THEN 'missing or invalid product id' END",
-            "CASE WHEN NOT reviews_listed THEN 'reviews is not a list' END",
-            "CASE WHEN json_type(record) <> 'OBJECT' THEN 'review is not an object' END",
-            ("CASE WHEN coalesce(json_type(record -> '$.rating'), 'NULL') = 'NULL' THEN 'missing rating' "
+            "CASE WHEN NOT reviews_listed THEN 'reviews is not a list' WHEN json_type(record) <> 'OBJECT' THEN 'review is not an object' END",
+            # A review that is no object has no fields: the rule above says why.
+            ("CASE WHEN json_type(record) <> 'OBJECT' THEN NULL WHEN coalesce(json_type(record -> '$.rating'), 'NULL') = 'NULL' THEN 'missing rating' "
             "WHEN rating IS NULL THEN 'rating is not a whole number: ' || (record -> '$.rating')::VARCHAR "
             "WHEN rating NOT BETWEEN 1 AND 5 THEN 'rating outside 1-5: ' || rating END"),
-            (f"CASE WHEN {_REVIEW_DATE} IS NULL THEN 'missing review date' "
+            (f"CASE WHEN json_type(record) <> 'OBJECT' THEN NULL WHEN {_REVIEW_DATE} IS NULL THEN 'missing review date' "
             f"WHEN review_ts IS NULL THEN 'unparseable review date: ' || {_REVIEW_DATE} END"),
         ],
     },

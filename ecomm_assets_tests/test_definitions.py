@@ -1,5 +1,6 @@
 import json
 import re
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -207,6 +208,15 @@ def test_dummyjson_source_end_to_end(lake_dir, instance, dummyjson):
     orders, lines = sql(lake_dir, "SELECT count(DISTINCT order_id), count(*) FROM '{lake}/processed/order_lines/*/*.parquet'")[0]
     assert (orders, lines) == (208, 800)  # every real cart and cart line
     assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/dim_products/*/*.parquet' WHERE origin = 'snapshot'")[0][0] == 194
+    # Every review of the real products, every post and comment, each collection read once, page by page.
+    assert sql(lake_dir, "SELECT count(*), count(DISTINCT product_id), min(review_ts)::DATE::VARCHAR FROM '{lake}/processed/product_reviews/*/*.parquet'") == [
+        (582, 194, "2025-04-30")]  # DummyJSON's reviews keep their own date
+    assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/posts/*/*.parquet'")[0][0] == 251
+    assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/comments/*/*.parquet'")[0][0] == 340
+    pages = Counter(p.split("?")[0] for p in dummyjson.requests if p.startswith(("/posts", "/comments")))
+    assert pages == {"/posts": 3, "/comments": 4}  # pages of 100
+    assert sql(lake_dir, "SELECT sum(reviews) FROM '{lake}/processed/rating_distribution/*/*.parquet' WHERE level = 'category'")[0][0] == 582
+    assert sql(lake_dir, "SELECT sum(posts) FROM '{lake}/processed/engaged_users/*/*.parquet'")[0][0] == 251
 
 
 def test_a_failed_blocking_check_keeps_the_day_out_of_the_catalog(lake_dir, instance):

@@ -155,6 +155,11 @@ def test_a_landed_multi_day_file_feeds_each_day_once(lake_dir, instance):
     assert sql(lake_dir, "SELECT DISTINCT source FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%'") == [(source,)]
     snapshot = sql(lake_dir, "SELECT order_date, count(*), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
     assert sum(n for _, n, _ in snapshot) == before + 4
+    # The sensor's range run recomputed the sales beside the ratings too, reviews kept.
+    assert sql(lake_dir, "SELECT dt, sum(units) FROM '{lake}/processed/rating_vs_sales/*/*.parquet' GROUP BY 1 ORDER BY 1") == sql(
+        lake_dir, "SELECT dt, sum(quantity) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
+    assert sql(lake_dir, "SELECT sum(reviews) FROM '{lake}/processed/rating_vs_sales/*/*.parquet'") == sql(
+        lake_dir, "SELECT count(*) FROM '{lake}/processed/product_reviews/*/*.parquet'")
 
     # The same file again (pending or named explicitly): no duplicates, same data.
     again = defs.resolve_job_def("ingest_landing_job").execute_in_process(

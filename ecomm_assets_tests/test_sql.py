@@ -48,7 +48,7 @@ def cents(value):
 def test_every_sql_file_is_checked():
     assert sorted(p.name for p in SQL_DIR.glob("*.sql")) == sorted(
         ["total_sales_by_category.sql", "top_customers_by_revenue.sql", "product_performance.sql", "daily_order_trends.sql",
-         "ratings_by_category.sql", "ratings_by_product.sql", "rating_vs_sales.sql", "most_engaged_users.sql",
+         "rating_distribution.sql", "rating_vs_sales.sql", "most_engaged_users.sql",
          "tag_engagement.sql"]
     )
 
@@ -94,16 +94,20 @@ def test_daily_order_trends(lake):
         assert row["orders_not_reconciling"] == pc.sum(pc.invert(day["reconciles"]).cast("int64")).as_py()
 
 
-@pytest.mark.parametrize(("name", "key"), [("ratings_by_category.sql", "category"), ("ratings_by_product.sql", "product_id")])
-def test_ratings_by_category_and_product(lake, name, key):
+def test_rating_distribution(lake):
     reviews = table(lake, "product_reviews")
     expected = {}
-    by_key = reviews.group_by(key).aggregate([("rating", "list")])
-    for group, ratings in zip(by_key[key].to_pylist(), by_key["rating_list"].to_pylist()):
-        expected[group] = (len(ratings), [ratings.count(n) for n in range(1, 6)], round(sum(ratings) / len(ratings), 2))
-    rows = run_sql(lake, name)
-    assert len(rows) == len(expected) and sum(r["reviews"] for r in rows) == reviews.num_rows > 0
-    assert {r[key]: (r["reviews"], [r[f"rating_{n}"] for n in range(1, 6)], r["average_rating"]) for r in rows} == expected
+    for level, keys in (("category", ["category"]), ("product", ["category", "product_id"])):
+        by_key = reviews.group_by(keys).aggregate([("rating", "list")]).to_pylist()
+        for row in by_key:
+            ratings = row["rating_list"]
+            expected[(level, row["category"], row.get("product_id"))] = (
+                len(ratings), [ratings.count(n) for n in range(1, 6)], round(sum(ratings) / len(ratings), 2))
+    rows = run_sql(lake, "rating_distribution.sql")
+    assert sum(r["reviews"] for r in rows if r["level"] == "category") == reviews.num_rows > 0
+    assert {(r["level"], r["category"], r["product_id"]): (r["reviews"], [r[f"rating_{n}"] for n in range(1, 6)],
+                                                           r["average_rating"]) for r in rows} == expected
+    assert len(rows) == len(expected)
 
 
 def test_rating_vs_sales(lake):

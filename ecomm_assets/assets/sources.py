@@ -35,9 +35,10 @@ def _snapshot(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
               collection: str) -> dg.MaterializeResult:
     store = lake.store()
     keys = context.partition_keys
-    rows, size = {}, 0
+    rows, size, previous, data = {}, 0, None, b""
     for day, records in order_source.snapshots(collection, [date.fromisoformat(key) for key in keys]):
-        data = json.dumps(records, separators=(",", ":")).encode()
+        if records is not previous:  # a snapshot repeated every day is serialized once
+            previous, data = records, json.dumps(records, separators=(",", ":")).encode()
         size += store.write_bytes(collection_path(collection, day), data)
         rows[str(day)] = len(records)
     # A range run's metadata is every day's: the path and row count of its day only for a single day.

@@ -44,33 +44,33 @@ class OrderSourceResource(dg.ConfigurableResource):
     def snapshots(self, name: str, days: Sequence[date]) -> Iterator[tuple[date, list[dict]]]:
         """Each day's snapshot of the `products`, `users`, `carts`, `posts` or `comments` collection,
         DummyJSON-shaped, as the lake may hold it (core/privacy.py: secrets dropped at extraction,
-        whatever the source). An API is read once for all the days (a backfill snapshots today's
-        collection into each day); the synthetic shop writes each day's own reviews, posts and comments."""
+        whatever the source). A snapshot that is the same every day (an API's, read once for all the
+        days: a backfill snapshots today's collection into each day; the synthetic users and carts)
+        is the same list object each day; the synthetic shop writes each day's own reviews, posts and comments."""
         if self.source is not OrderSource.SYNTHETIC:
             records = extracted(name, self._fetched(name))
             yield from ((day, records) for day in days)
             return
+        products, users = synthetic.generate_products(self.seed), synthetic.generate_users(self.seed)
+        if name in ("users", "carts"):
+            records = extracted(name, users if name == "users" else synthetic.generate_carts(self.seed, products))
+            yield from ((day, records) for day in days)
+            return
         for day in days:
-            yield day, extracted(name, self._generated(name, day))
+            if name == "products":
+                records = synthetic.products_of_day(self.seed, day, self.orders_per_day, products, users)
+            elif name == "posts":
+                records = synthetic.generate_posts(self.seed, day, users)
+            elif name == "comments":
+                records = synthetic.generate_comments(self.seed, day, synthetic.generate_posts(self.seed, day, users), users)
+            else:
+                raise ValueError(f"unknown collection {name!r}")
+            yield day, extracted(name, records)
 
     def _fetched(self, name: str) -> list[dict]:
         if self.source is OrderSource.LANDING:
             return []  # no snapshot: the dimensions hold what the landed orders say
         return self.client().get_all(name)
-
-    def _generated(self, name: str, day: date) -> list[dict]:
-        products, users = synthetic.generate_products(self.seed), synthetic.generate_users(self.seed)
-        if name == "products":
-            return synthetic.products_of_day(self.seed, day, self.orders_per_day, products, users)
-        if name == "users":
-            return users
-        if name == "carts":
-            return synthetic.generate_carts(self.seed, products)
-        if name == "posts":
-            return synthetic.generate_posts(self.seed, day, users)
-        if name == "comments":
-            return synthetic.generate_comments(self.seed, day, synthetic.generate_posts(self.seed, day, users), users)
-        raise ValueError(f"unknown collection {name!r}")
 
     def day_orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
         """The day's generated orders in the canonical nested form, as JSON Lines (none for `landing`)."""

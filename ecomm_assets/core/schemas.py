@@ -158,7 +158,9 @@ ENGAGEMENT: dict[str, pa.Schema] = {
             described("user_id", pa.string(), "The author's user id (dim_customers.customer_id).", nullable=False),
             described("title", pa.string(), "The post's title."),
             described("body", pa.string(), "The post's text."),
-            described("tags", pa.list_(pa.string()), "The post's tags, in the source's order (Athena: array<string>)."),
+            # 'element': the name Parquet gives a list's values, so the files read back with the contract's type.
+            described("tags", pa.list_(pa.field("element", pa.string())),
+                      "The post's tags, in the source's order (Athena: array<string>)."),
             described("likes", pa.int64(), f"Likes the post received: {_COUNT}."),
             described("dislikes", pa.int64(), f"Dislikes the post received: {_COUNT}."),
             described("views", pa.int64(), f"Times the post was viewed: {_COUNT}."),

@@ -74,10 +74,9 @@ def _engagement_conservation(table_days: TableDays, day: date) -> quality.CheckO
     store, table = table_days.store, table_days.table
     rel = collection_path(COLLECTION[table], day)
     records = json.loads(store.read_bytes(rel)) if store.exists(rel) else []
-    if table == "product_reviews":  # a reviews value that is not a list is one record
+    if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
         read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
                    for r in records if isinstance(r, dict))
-        read += sum(not isinstance(r, dict) for r in records)
     else:
         read = len(records)
     quarantined = quarantine_path(table, day)

@@ -141,3 +141,12 @@ def test_a_day_without_a_snapshot_gets_an_empty_partition(lake_dir, instance):
     result = run(make_definitions(lake_dir), instance, ["posts"], ["2024-01-15"])
     assert result.success and all(checks_of(result).values())
     assert duckdb.sql(f"SELECT count(*) FROM '{lake_dir}/processed/posts/dt=2024-01-15/*.parquet'").fetchall()[0][0] == 0
+
+
+def test_a_product_that_is_no_object_has_no_reviews_and_conservation_holds(lake_dir, instance):
+    snapshot = lake_dir / collection_path("products", "2024-01-15")
+    snapshot.parent.mkdir(parents=True)
+    snapshot.write_text(json.dumps([GOOD_PRODUCT, "not a product", None]))
+    result = run(make_definitions(lake_dir), instance, ["product_reviews"], ["2024-01-15"])
+    assert result.success and checks_of(result)[("product_reviews", "records_conserved")] is True
+    assert not (lake_dir / "quarantine/product_reviews/dt=2024-01-15").exists()

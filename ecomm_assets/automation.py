@@ -171,8 +171,11 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
 
 lake_job = dg.define_asset_job(
     "lake_job",
-    selection=dg.AssetSelection.assets("order_lines").downstream(),
-    description="Recompute order_lines and everything downstream for one day or a range of days.",
+    # rating_vs_sales, downstream of order_lines, also reads product_reviews: a day known only from
+    # landed files gets its (possibly empty) reviews in the same run.
+    selection=dg.AssetSelection.assets("order_lines").downstream() | dg.AssetSelection.assets("product_reviews"),
+    description="Recompute order_lines and everything downstream (with product_reviews, which rating_vs_sales "
+    "reads) for one day or a range of days.",
 )
 daily_job = dg.define_asset_job(
     "daily_job",

@@ -14,7 +14,13 @@ import pyarrow.compute as pc
 from ecomm_assets.assets.days import read_table, run_days
 from ecomm_assets.assets.lake import raw_order_files
 from ecomm_assets.core import quality
-from ecomm_assets.core.layout import counts_path, quarantine_path, table_path
+from ecomm_assets.core.engagement import COLLECTION
+from ecomm_assets.core.layout import (
+    collection_path,
+    counts_path,
+    quarantine_path,
+    table_path,
+)
 from ecomm_assets.core.schemas import LAKE_TABLES
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
 from ecomm_assets.partitions import DAILY_PARTITIONS
@@ -60,6 +66,28 @@ def _order_lines_conservation(lines: TableDays, day: date) -> quality.CheckOutco
     quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
     duplicates = json.loads(store.read_bytes(counts_path("order_lines", day)))["duplicates_dropped"]
     return quality.conservation(records_read, loaded, quarantined, duplicates)
+
+
+def _engagement_conservation(table_days: TableDays, day: date) -> quality.CheckOutcome:
+    """Recounts both sides independently: records of the raw snapshot (reviews, for product_reviews)
+    against the rows of the table and the records in quarantine."""
+    store, table = table_days.store, table_days.table
+    rel = collection_path(COLLECTION[table], day)
+    records = json.loads(store.read_bytes(rel)) if store.exists(rel) else []
+    if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
+        read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
+                   for r in records if isinstance(r, dict))
+    else:
+        read = len(records)
+    quarantined = quarantine_path(table, day)
+    rejected = _count_lines(store.read_bytes(quarantined)) if store.exists(quarantined) else 0
+    return quality.conservation(read, table_days.rows[day].num_rows, rejected, 0)
+
+
+def _ratings_in_range(reviews: TableDays, day: date) -> quality.CheckOutcome:
+    ratings = reviews.rows[day]["rating"]
+    outside = pc.sum(pc.invert(pc.fill_null(pc.and_(pc.greater_equal(ratings, 1), pc.less_equal(ratings, 5)), False))).as_py() or 0
+    return outside == 0, {"ratings_outside_1_to_5": outside, "reviews": len(ratings)}
 
 
 def _orders_match_lines(orders_days: TableDays, day: date) -> quality.CheckOutcome:
@@ -164,7 +192,28 @@ CHECKS: dict[str, list[Check]] = {
         Check("keys_not_null_and_unique", _keys(["customer_id"]), "customer_id is unique.", True),
     ],
     **{table: [_schema_check(table)] for table in ("sales_by_category", "product_performance", "top_customers",
-                                                   "daily_order_summary")},
+                                                   "daily_order_summary", "rating_distribution", "rating_vs_sales",
+                                                   "engaged_users", "tag_engagement")},
+    "product_reviews": [
+        _schema_check("product_reviews"),
+        Check("keys_not_null_and_unique", _keys(["product_id", "review_number"]),
+              "product_id and review_number are never null, and unique together.", True),
+        Check("ratings_in_range", _ratings_in_range, "Every rating is a whole number from 1 to 5.", True),
+        Check("records_conserved", _engagement_conservation,
+              "reviews in the products snapshot = rows loaded + records quarantined.", True),
+    ],
+    "posts": [
+        _schema_check("posts"),
+        Check("keys_not_null_and_unique", _keys(["post_id"]), "post_id is never null and unique.", True),
+        Check("records_conserved", _engagement_conservation,
+              "posts in the snapshot = rows loaded + records quarantined.", True),
+    ],
+    "comments": [
+        _schema_check("comments"),
+        Check("keys_not_null_and_unique", _keys(["comment_id"]), "comment_id is never null and unique.", True),
+        Check("records_conserved", _engagement_conservation,
+              "comments in the snapshot = rows loaded + records quarantined.", True),
+    ],
 }
 
 
@@ -206,3 +255,38 @@ def top_customers_checks(context: dg.AssetCheckExecutionContext, lake: LakeResou
 @dg.multi_asset_check(**_step("daily_order_summary"))
 def daily_order_summary_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
     yield from _evaluate(context, lake, "daily_order_summary")
+
+
+@dg.multi_asset_check(**_step("product_reviews"))
+def product_reviews_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "product_reviews")
+
+
+@dg.multi_asset_check(**_step("posts"))
+def posts_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "posts")
+
+
+@dg.multi_asset_check(**_step("comments"))
+def comments_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "comments")
+
+
+@dg.multi_asset_check(**_step("rating_distribution"))
+def rating_distribution_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "rating_distribution")
+
+
+@dg.multi_asset_check(**_step("rating_vs_sales"))
+def rating_vs_sales_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "rating_vs_sales")
+
+
+@dg.multi_asset_check(**_step("engaged_users"))
+def engaged_users_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "engaged_users")
+
+
+@dg.multi_asset_check(**_step("tag_engagement"))
+def tag_engagement_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "tag_engagement")

@@ -5,7 +5,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from ecomm_assets import checks
-from ecomm_assets.assets import analytics, catalog, lake, landing, sources
+from ecomm_assets.assets import analytics, catalog, engagement, lake, landing, sources
 from ecomm_assets.automation import (
     daily_job,
     daily_job_schedule,
@@ -28,7 +28,7 @@ from ecomm_assets.resources import (
 from ecomm_assets.settings import SETTINGS, Settings
 
 # landed_files is an AssetSpec (written by the ingest op), which module loading does not collect.
-ASSETS = [*dg.load_assets_from_modules([sources, lake, analytics, catalog]), landing.landed_files]
+ASSETS = [*dg.load_assets_from_modules([sources, lake, engagement, analytics, catalog]), landing.landed_files]
 ASSET_CHECKS = dg.load_asset_checks_from_modules([checks])
 
 

@@ -55,6 +55,9 @@ def test_the_command_uses_the_project_instance_and_fails_elsewhere(tmp_path, mon
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "lake_job run" in done.stdout and "2024-01-15: succeeded" in done.stdout
+    # A day known only from the landed file: its sales beside its ratings (no snapshot, so no reviews).
+    assert duckdb.sql(f"SELECT product_id, reviews, units FROM '{lake}/processed/rating_vs_sales/*/*.parquet'").fetchall() == [
+        ("p1", 0, 1)]
     monkeypatch.chdir(project)  # the instance's storage path is relative to the project folder
     with dg.DagsterInstance.from_config(str(project)) as instance:  # the runs are in the project's instance
         assert {run.job_name for run in instance.get_runs()} == {"ingest_landing_job", "lake_job"}

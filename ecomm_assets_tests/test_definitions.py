@@ -1,5 +1,6 @@
 import json
 import re
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -26,7 +27,7 @@ def test_whole_graph_for_one_day(lake_dir, instance):
     result = materialize_day(make_definitions(lake_dir), "2024-01-15", instance)
     assert result.success
     checks = check_results(result)
-    assert len(checks) == 18
+    assert len(checks) == 32  # 18 of orders, 14 of engagement
     # Synthetic orders add shipping to a few percent of totals: the WARN check says so.
     assert checks.pop(("orders", "totals_reconcile")) is False
     assert all(checks.values()), checks
@@ -154,6 +155,11 @@ def test_a_landed_multi_day_file_feeds_each_day_once(lake_dir, instance):
     assert sql(lake_dir, "SELECT DISTINCT source FROM '{lake}/processed/order_lines/*/*.parquet' WHERE order_id LIKE 'L%'") == [(source,)]
     snapshot = sql(lake_dir, "SELECT order_date, count(*), sum(line_total) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
     assert sum(n for _, n, _ in snapshot) == before + 4
+    # The sensor's range run recomputed the sales beside the ratings too, reviews kept.
+    assert sql(lake_dir, "SELECT dt, sum(units) FROM '{lake}/processed/rating_vs_sales/*/*.parquet' GROUP BY 1 ORDER BY 1") == sql(
+        lake_dir, "SELECT dt, sum(quantity) FROM '{lake}/processed/order_lines/*/*.parquet' GROUP BY 1 ORDER BY 1")
+    assert sql(lake_dir, "SELECT sum(reviews) FROM '{lake}/processed/rating_vs_sales/*/*.parquet'") == sql(
+        lake_dir, "SELECT count(*) FROM '{lake}/processed/product_reviews/*/*.parquet'")
 
     # The same file again (pending or named explicitly): no duplicates, same data.
     again = defs.resolve_job_def("ingest_landing_job").execute_in_process(
@@ -207,6 +213,15 @@ def test_dummyjson_source_end_to_end(lake_dir, instance, dummyjson):
     orders, lines = sql(lake_dir, "SELECT count(DISTINCT order_id), count(*) FROM '{lake}/processed/order_lines/*/*.parquet'")[0]
     assert (orders, lines) == (208, 800)  # every real cart and cart line
     assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/dim_products/*/*.parquet' WHERE origin = 'snapshot'")[0][0] == 194
+    # Every review of the real products, every post and comment, each collection read once, page by page.
+    assert sql(lake_dir, "SELECT count(*), count(DISTINCT product_id), min(review_ts)::DATE::VARCHAR FROM '{lake}/processed/product_reviews/*/*.parquet'") == [
+        (582, 194, "2025-04-30")]  # DummyJSON's reviews keep their own date
+    assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/posts/*/*.parquet'")[0][0] == 251
+    assert sql(lake_dir, "SELECT count(*) FROM '{lake}/processed/comments/*/*.parquet'")[0][0] == 340
+    pages = Counter(p.split("?")[0] for p in dummyjson.requests if p.startswith(("/posts", "/comments")))
+    assert pages == {"/posts": 3, "/comments": 4}  # pages of 100
+    assert sql(lake_dir, "SELECT sum(reviews) FROM '{lake}/processed/rating_distribution/*/*.parquet' WHERE level = 'category'")[0][0] == 582
+    assert sql(lake_dir, "SELECT sum(posts) FROM '{lake}/processed/engaged_users/*/*.parquet'")[0][0] == 251
 
 
 def test_a_failed_blocking_check_keeps_the_day_out_of_the_catalog(lake_dir, instance):

@@ -12,7 +12,8 @@ from ecomm_assets.settings import CatalogBackend, Settings
 from ecomm_assets_tests.conftest import materialize_day
 
 TABLES = ["order_lines", "orders", "dim_products", "dim_customers",
-          "sales_by_category", "product_performance", "top_customers", "daily_order_summary"]
+          "sales_by_category", "product_performance", "top_customers", "daily_order_summary",
+          "product_reviews", "posts", "comments", "rating_distribution", "rating_vs_sales", "engaged_users", "tag_engagement"]
 
 
 def s3_definitions(endpoint):
@@ -53,6 +54,9 @@ def test_the_whole_graph_runs_on_s3_and_registers_glue_partitions(aws):
             assert [(p["Values"], p["StorageDescriptor"]["Location"]) for p in found] == [
                 (["2024-01-15"], f"s3://lake/prefix/processed/{table}/dt=2024-01-15/")
             ]
+
+        posts_columns = glue.get_table(DatabaseName="ecomm", Name="posts")["Table"]["StorageDescriptor"]["Columns"]
+        assert {"Name": "tags", "Type": "array<string>"} in posts_columns  # Athena reads the Parquet list as an array
 
         # A re-run rewrites the same objects: no strays, no duplicate partitions.
         assert materialize_day(defs, "2024-01-15", instance).success

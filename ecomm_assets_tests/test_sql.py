@@ -47,7 +47,9 @@ def cents(value):
 
 def test_every_sql_file_is_checked():
     assert sorted(p.name for p in SQL_DIR.glob("*.sql")) == sorted(
-        ["total_sales_by_category.sql", "top_customers_by_revenue.sql", "product_performance.sql", "daily_order_trends.sql"]
+        ["total_sales_by_category.sql", "top_customers_by_revenue.sql", "product_performance.sql", "daily_order_trends.sql",
+         "rating_distribution.sql", "rating_vs_sales.sql", "most_engaged_users.sql",
+         "tag_engagement.sql"]
     )
 
 
@@ -90,3 +92,60 @@ def test_daily_order_trends(lake):
         assert (row["orders"], row["units"], row["revenue"]) == (day.num_rows, pc.sum(day["units"]).as_py(), revenue)
         assert row["average_order_value"] == cents(revenue / day.num_rows)
         assert row["orders_not_reconciling"] == pc.sum(pc.invert(day["reconciles"]).cast("int64")).as_py()
+
+
+def test_rating_distribution(lake):
+    reviews = table(lake, "product_reviews")
+    expected = {}
+    for level, keys in (("category", ["category"]), ("product", ["category", "product_id"])):
+        by_key = reviews.group_by(keys).aggregate([("rating", "list")]).to_pylist()
+        for row in by_key:
+            ratings = row["rating_list"]
+            expected[(level, row["category"], row.get("product_id"))] = (
+                len(ratings), [ratings.count(n) for n in range(1, 6)], round(sum(ratings) / len(ratings), 2))
+    rows = run_sql(lake, "rating_distribution.sql")
+    assert sum(r["reviews"] for r in rows if r["level"] == "category") == reviews.num_rows > 0
+    assert {(r["level"], r["category"], r["product_id"]): (r["reviews"], [r[f"rating_{n}"] for n in range(1, 6)],
+                                                           r["average_rating"]) for r in rows} == expected
+    assert len(rows) == len(expected)
+
+
+def test_rating_vs_sales(lake):
+    reviews = grouped(table(lake, "product_reviews"), "product_id", [("rating", "mean"), ("rating", "count")])
+    sales = grouped(table(lake, "order_lines"), "product_id", [("quantity", "sum"), ("line_total", "sum")])
+    rows = {r["product_id"]: r for r in run_sql(lake, "rating_vs_sales.sql")}
+    assert rows.keys() == reviews.keys() | sales.keys()
+    for product_id, row in rows.items():
+        rated, sold = reviews.get(product_id), sales.get(product_id)
+        assert row["reviews"] == (rated["rating_count"] if rated else 0)
+        assert row["average_rating"] == (round(rated["rating_mean"], 2) if rated else None)
+        assert (row["units"], row["revenue"]) == ((sold["quantity_sum"], sold["line_total_sum"]) if sold else (0, 0))
+
+
+def test_most_engaged_users(lake):
+    posts, comments = table(lake, "posts").to_pylist(), table(lake, "comments").to_pylist()
+    users: dict[str, list[int]] = {}
+    for post in posts:
+        figures = users.setdefault(post["user_id"], [0, 0, 0, 0])
+        figures[0] += 1
+        figures[2] += post["likes"] or 0
+        figures[3] += post["views"] or 0
+    for comment in comments:
+        figures = users.setdefault(comment["user_id"], [0, 0, 0, 0])
+        figures[1] += 1
+        figures[2] += comment["likes"] or 0
+    ranking = sorted(users.items(), key=lambda kv: (-(kv[1][0] + kv[1][1] + kv[1][2]), kv[0]))[:10]
+    rows = run_sql(lake, "most_engaged_users.sql")
+    assert [(r["user_id"], [r["posts"], r["comments"], r["likes_received"], r["views_received"]]) for r in rows] == ranking
+
+
+def test_tag_engagement(lake):
+    tags: dict[str, list[int]] = {}
+    for post in table(lake, "posts").to_pylist():
+        for tag in post["tags"]:
+            figures = tags.setdefault(tag, [0, 0, 0, 0])
+            for n, value in enumerate((1, post["views"], post["likes"], post["dislikes"])):
+                figures[n] += value
+    rows = run_sql(lake, "tag_engagement.sql")
+    assert {r["tag"]: [r["posts"], r["views"], r["likes"], r["dislikes"]] for r in rows} == tags
+    assert [r["views"] for r in rows] == sorted((r["views"] for r in rows), reverse=True)

@@ -9,6 +9,15 @@ from ecomm_assets.assets.analytics import (
     top_customers,
 )
 from ecomm_assets.assets.days import run_days
+from ecomm_assets.assets.engagement import (
+    comments,
+    engaged_users,
+    posts,
+    product_reviews,
+    rating_distribution,
+    rating_vs_sales,
+    tag_engagement,
+)
 from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, orders
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.layout import table_dir
@@ -24,7 +33,8 @@ from ecomm_assets.resources import LakeResource, SqlCatalogResource
     owners=["team:data-platform"],
     kinds={"glue", "athena", "duckdb"},
     deps=[order_lines, orders, dim_products, dim_customers,
-          sales_by_category, product_performance, top_customers, daily_order_summary],
+          sales_by_category, product_performance, top_customers, daily_order_summary,
+          product_reviews, posts, comments, rating_distribution, rating_vs_sales, engaged_users, tag_engagement],
     description="Registers the day's partition of every lake table in the SQL catalog (ECOMM_CATALOG: "
     "`duckdb` views in a local file, or AWS Glue tables for Athena). Creates the database and tables "
     "when missing and applies additive schema changes; refuses breaking ones. Runs only after the "

@@ -1,5 +1,5 @@
-"""Source assets: the day's snapshots of DummyJSON-shaped collections (products, users, carts)
-and the day's raw orders."""
+"""Source assets: the day's snapshots of DummyJSON-shaped collections (products with their
+reviews, users, carts, posts, comments) and the day's raw orders."""
 
 import json
 from datetime import date
@@ -17,7 +17,8 @@ from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource, OrderSourceResource
 from ecomm_assets.settings import OrderSource
 
-COLLECTIONS = ("products", "users", "carts")
+COLLECTIONS = ("products", "users", "carts")  # what orders are made from
+ENGAGEMENT_COLLECTIONS = ("posts", "comments")
 SOURCES = {"group_name": "sources", "owners": ["team:data-platform"], "partitions_def": DAILY_PARTITIONS,
                "backfill_policy": BACKFILL_POLICY}
 
@@ -32,20 +33,23 @@ def read_collection(lake: LakeResource, collection: str, day: date | str) -> lis
 
 def _snapshot(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource,
               collection: str) -> dg.MaterializeResult:
-    # One fetch per run: a backfill snapshots today's collection into every day of its range.
-    records = order_source.collection(collection)
-    data = json.dumps(records, separators=(",", ":")).encode()
     store = lake.store()
     keys = context.partition_keys
-    for key in keys:
-        store.write_bytes(collection_path(collection, key), data)
-    # A range run's metadata is every day's: the path of its day only for a single day.
-    where = collection_path(collection, keys[0]) if len(keys) == 1 else collection_dir(collection)
+    rows, size, previous, data = {}, 0, None, b""
+    for day, records in order_source.snapshots(collection, [date.fromisoformat(key) for key in keys]):
+        if records is not previous:  # a snapshot repeated every day is serialized once
+            previous, data = records, json.dumps(records, separators=(",", ":")).encode()
+        size += store.write_bytes(collection_path(collection, day), data)
+        rows[str(day)] = len(records)
+    # A range run's metadata is every day's: the path and row count of its day only for a single day.
+    single = len(keys) == 1
+    where = collection_path(collection, keys[0]) if single else collection_dir(collection)
+    counted = {"dagster/row_count": rows[keys[0]]} if single else {"rows": sum(rows.values())}
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(records),  # the same snapshot in every day of the run
+            **counted,
             "source": order_source.source.value,
-            "bytes_written": len(data) * len(keys),
+            "bytes_written": size,
             "path": dg.MetadataValue.path(store.full_uri(where)),
         }
     )
@@ -56,7 +60,8 @@ def _snapshot_description(collection: str) -> str:
             f"({collection_path(collection, 'YYYY-MM-DD')}).")
 
 
-@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("products"))
+@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("products")
+          + " Each product carries its reviews (rating, comment, date, reviewer).")
 def products_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "products")
 
@@ -69,6 +74,18 @@ def users_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("carts"))
 def carts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "carts")
+
+
+@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("posts")
+          + " DummyJSON posts carry no date: a post belongs to the day of the snapshot that holds it.")
+def posts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
+    return _snapshot(context, lake, order_source, "posts")
+
+
+@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("comments")
+          + " DummyJSON comments carry no date: a comment belongs to the day of the snapshot that holds it.")
+def comments_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
+    return _snapshot(context, lake, order_source, "comments")
 
 
 @dg.asset(

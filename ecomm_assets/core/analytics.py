@@ -11,7 +11,7 @@ from datetime import date
 import pyarrow as pa
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.schemas import ANALYTICS, TOP_CUSTOMERS
+from ecomm_assets.core.schemas import ANALYTICS, ENGAGEMENT_ANALYTICS, TOP_CUSTOMERS
 
 _SQL = {
     "sales_by_category": """
@@ -56,5 +56,75 @@ def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, days: li
     con.register("orders", orders)
     con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
     result = con.sql(_SQL[name]).to_arrow_table().cast(ANALYTICS[name])
+    con.close()
+    return result
+
+
+_RATING_COUNTS = ", ".join(f"count(*) FILTER (WHERE rating = {n}) AS rating_{n}" for n in range(1, 6))
+
+# Engagement analytics, per snapshot day, from the engagement tables and the day's order lines.
+_ENGAGEMENT_SQL = {
+    "rating_distribution": f"""
+        SELECT snapshot_date, CASE WHEN grouping(product_id) = 1 THEN 'category' ELSE 'product' END AS level,
+               product_id, category, count(*) AS reviews, {_RATING_COUNTS}, avg(rating) AS average_rating
+        FROM (SELECT snapshot_date, product_id, any_value(category) OVER (PARTITION BY snapshot_date, product_id) AS category,
+                     rating FROM product_reviews)
+        GROUP BY GROUPING SETS ((snapshot_date, product_id, category), (snapshot_date, category))
+        ORDER BY snapshot_date, level, category, product_id
+    """,
+    "rating_vs_sales": """
+        WITH rated AS (
+            SELECT snapshot_date, product_id, any_value(category) AS category, count(*) AS reviews, avg(rating) AS average_rating
+            FROM product_reviews GROUP BY ALL
+        ), sold AS (
+            SELECT order_date AS snapshot_date, product_id, any_value(category) AS category, sum(quantity) AS units,
+                   sum(line_total) AS revenue
+            FROM order_lines GROUP BY ALL
+        )
+        SELECT snapshot_date, product_id, coalesce(r.category, s.category) AS category, coalesce(r.reviews, 0) AS reviews,
+               r.average_rating, coalesce(s.units, 0) AS units, coalesce(s.revenue, 0) AS revenue
+        FROM rated r FULL JOIN sold s USING (snapshot_date, product_id)
+        ORDER BY snapshot_date, revenue DESC, product_id
+    """,
+    "engaged_users": """
+        WITH activity AS (
+            SELECT snapshot_date, user_id, 1 AS posts, 0 AS comments, coalesce(likes, 0) AS likes_received,
+                   coalesce(dislikes, 0) AS dislikes_received, coalesce(views, 0) AS views_received,
+                   (SELECT count(*) FROM comments c WHERE c.post_id = p.post_id AND c.snapshot_date = p.snapshot_date
+                        AND c.user_id <> p.user_id) AS comments_received
+            FROM posts p
+            UNION ALL
+            SELECT snapshot_date, user_id, 0, 1, coalesce(likes, 0), 0, 0, 0 FROM comments
+        )
+        SELECT snapshot_date, user_id, sum(posts) AS posts, sum(comments) AS comments,
+               sum(likes_received) AS likes_received, sum(dislikes_received) AS dislikes_received,
+               sum(views_received) AS views_received, sum(comments_received) AS comments_received,
+               row_number() OVER (PARTITION BY snapshot_date
+                                  ORDER BY sum(posts) + sum(comments) + sum(likes_received) DESC, user_id) AS rank
+        FROM activity GROUP BY snapshot_date, user_id
+        ORDER BY snapshot_date, rank
+    """,
+    "tag_engagement": """
+        WITH tagged AS (
+            SELECT DISTINCT snapshot_date, post_id, unnest(tags) AS tag, views, likes, dislikes FROM posts
+        ), commented AS (
+            SELECT snapshot_date, post_id, count(*) AS comments FROM comments GROUP BY ALL
+        )
+        SELECT t.snapshot_date, tag, count(*) AS posts, coalesce(sum(views), 0) AS views, coalesce(sum(likes), 0) AS likes,
+               coalesce(sum(dislikes), 0) AS dislikes, coalesce(sum(c.comments), 0) AS comments
+        FROM tagged t LEFT JOIN commented c USING (snapshot_date, post_id)
+        GROUP BY t.snapshot_date, tag
+        ORDER BY t.snapshot_date, views DESC, tag
+    """,
+}
+
+
+def build_engagement_analytics(name: str, inputs: dict[str, pa.Table]) -> pa.Table:
+    """The engagement analytics table `name` from the days' product_reviews, posts, comments and
+    order_lines (each table of `inputs`, by name)."""
+    con = duck.connect()
+    for table_name, table in inputs.items():
+        con.register(table_name, table)
+    result = con.sql(_ENGAGEMENT_SQL[name]).to_arrow_table().cast(ENGAGEMENT_ANALYTICS[name])
     con.close()
     return result

@@ -74,6 +74,8 @@ def hive_type(arrow_type: pa.DataType) -> str:
     }
     if arrow_type in simple:
         return simple[arrow_type]
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return f"array<{hive_type(arrow_type.value_type)}>"
     raise TypeError(f"no Glue type for Arrow type {arrow_type}")
 
 

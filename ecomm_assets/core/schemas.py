@@ -127,6 +127,60 @@ CONTRACTS: dict[str, pa.Schema] = {
     "dim_customers": DIM_CUSTOMERS,
 }
 
+_SNAPSHOT_DAY = ("The UTC day of the snapshot holding the record (the partition). DummyJSON posts and comments "
+                 "carry no date of their own: the synthetic shop's are written that day.")
+_PERSONAL = "Personal data, kept as the source gives it."
+_COUNT = "a whole number >= 0 as the source gives it; null when absent"
+
+# Engagement tables (core/engagement.py builds them from the day's collection snapshots).
+ENGAGEMENT: dict[str, pa.Schema] = {
+    "product_reviews": pa.schema(
+        [
+            described("product_id", pa.string(), "The reviewed product's id; with review_number, unique per snapshot_date.",
+                      nullable=False),
+            described("review_number", pa.int32(), "The review's 1-based position in the product's reviews in the snapshot.",
+                      nullable=False),
+            described("rating", pa.int8(), "The review's rating: a whole number from 1 to 5.", nullable=False),
+            described("comment", pa.string(), "The review's text."),
+            described("review_ts", UTC_TS,
+                      "When the review was written (its date), in UTC; DummyJSON's may lie outside the snapshot's day.",
+                      nullable=False),
+            described("reviewer_name", pa.string(), f"The reviewer's name. {_PERSONAL}"),
+            described("reviewer_email", pa.string(), f"The reviewer's email address. {_PERSONAL}"),
+            described("category", pa.string(), "The product's category in the snapshot."),
+            described("snapshot_date", pa.date32(), "The UTC day of the products snapshot holding the review (the partition).",
+                      nullable=False),
+        ]
+    ),
+    "posts": pa.schema(
+        [
+            described("post_id", pa.string(), "The post's id; unique per snapshot_date.", nullable=False),
+            described("user_id", pa.string(), "The author's user id (dim_customers.customer_id).", nullable=False),
+            described("title", pa.string(), "The post's title."),
+            described("body", pa.string(), "The post's text."),
+            # 'element': the name Parquet gives a list's values, so the files read back with the contract's type.
+            described("tags", pa.list_(pa.field("element", pa.string())),
+                      "The post's tags, in the source's order (Athena: array<string>)."),
+            described("likes", pa.int64(), f"Likes the post received: {_COUNT}."),
+            described("dislikes", pa.int64(), f"Dislikes the post received: {_COUNT}."),
+            described("views", pa.int64(), f"Times the post was viewed: {_COUNT}."),
+            described("snapshot_date", pa.date32(), _SNAPSHOT_DAY, nullable=False),
+        ]
+    ),
+    "comments": pa.schema(
+        [
+            described("comment_id", pa.string(), "The comment's id; unique per snapshot_date.", nullable=False),
+            described("post_id", pa.string(), "The id of the post commented on.", nullable=False),
+            described("user_id", pa.string(), "The commenter's user id (dim_customers.customer_id).", nullable=False),
+            described("username", pa.string(), "The commenter's username."),
+            described("full_name", pa.string(), f"The commenter's full name. {_PERSONAL}"),
+            described("body", pa.string(), "The comment's text."),
+            described("likes", pa.int64(), f"Likes the comment received: {_COUNT}."),
+            described("snapshot_date", pa.date32(), _SNAPSHOT_DAY, nullable=False),
+        ]
+    ),
+}
+
 _DAY = "The UTC day of the orders (the partition)."
 
 TOP_CUSTOMERS = 20  # rows of top_customers per day
@@ -188,8 +242,62 @@ ANALYTICS: dict[str, pa.Schema] = {
     ),
 }
 
+_ENGAGEMENT_DAY = "The UTC day (the partition): of the snapshot, and of the orders joined to it."
+_RATINGS = "Ratings of the day's reviews"
+
+# The engagement analytics (core/analytics.py computes them too).
+ENGAGEMENT_ANALYTICS: dict[str, pa.Schema] = {
+    "rating_distribution": pa.schema(
+        [
+            described("snapshot_date", pa.date32(), _ENGAGEMENT_DAY),
+            described("level", pa.string(), "'product' (one row per reviewed product) or 'category' (one per category)."),
+            described("product_id", pa.string(), "The product's id; null on a category row."),
+            described("category", pa.string(), "The category (of the product, on a product row)."),
+            described("reviews", pa.int64(), "Reviews counted."),
+            *(described(f"rating_{n}", pa.int64(), f"Reviews rated {n}.") for n in range(1, 6)),
+            described("average_rating", pa.float64(), f"{_RATINGS}: their mean, 1-5."),
+        ]
+    ),
+    "rating_vs_sales": pa.schema(
+        [
+            described("snapshot_date", pa.date32(), _ENGAGEMENT_DAY),
+            described("product_id", pa.string(), "The product's id: every product reviewed or sold that day."),
+            described("category", pa.string(), "The product's category (its reviews', else its order lines')."),
+            described("reviews", pa.int64(), "The product's reviews in the day's snapshot (0 when none)."),
+            described("average_rating", pa.float64(), f"{_RATINGS} for the product: their mean, 1-5; null without reviews."),
+            described("units", pa.int64(), "Units of the product sold that day (0 when none)."),
+            described("revenue", MONEY, "Sum of the product's line totals that day, in currency units (0 when none)."),
+        ]
+    ),
+    "engaged_users": pa.schema(
+        [
+            described("snapshot_date", pa.date32(), _ENGAGEMENT_DAY),
+            described("user_id", pa.string(), "The user's id (dim_customers.customer_id)."),
+            described("posts", pa.int64(), "Posts the user wrote."),
+            described("comments", pa.int64(), "Comments the user wrote."),
+            described("likes_received", pa.int64(), "Likes on the user's posts and comments."),
+            described("dislikes_received", pa.int64(), "Dislikes on the user's posts."),
+            described("views_received", pa.int64(), "Views of the user's posts."),
+            described("comments_received", pa.int64(), "Comments others wrote on the user's posts."),
+            described("rank", pa.int32(),
+                      "The user's place by posts + comments + likes received, 1 (most engaged) first; ties go to the lower user_id."),
+        ]
+    ),
+    "tag_engagement": pa.schema(
+        [
+            described("snapshot_date", pa.date32(), _ENGAGEMENT_DAY),
+            described("tag", pa.string(), "The tag."),
+            described("posts", pa.int64(), "Posts carrying the tag."),
+            described("views", pa.int64(), "Views of those posts."),
+            described("likes", pa.int64(), "Likes of those posts."),
+            described("dislikes", pa.int64(), "Dislikes of those posts."),
+            described("comments", pa.int64(), "Comments on those posts."),
+        ]
+    ),
+}
+
 # Every day-partitioned table of the lake: what the SQL catalog registers and the checks check.
-LAKE_TABLES: dict[str, pa.Schema] = {**CONTRACTS, **ANALYTICS}
+LAKE_TABLES: dict[str, pa.Schema] = {**CONTRACTS, **ANALYTICS, **ENGAGEMENT, **ENGAGEMENT_ANALYTICS}
 
 # landed_files: one row per landed file version, written by the ingest (not a daily lake table).
 LANDED_FILES = pa.schema(

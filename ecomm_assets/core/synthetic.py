@@ -7,7 +7,7 @@ numpy's PCG64 seeded with (seed, day ordinal), and serialization keeps the field
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -81,6 +81,7 @@ def generate_users(seed: int, count: int = 500) -> list[dict]:
                 "id": i + 1,
                 "firstName": first,
                 "lastName": last,
+                "username": f"{first.lower()}{last[0].lower()}{i + 1}",
                 "email": f"{first.lower()}.{last.lower()}{i + 1}@example.com",
                 "address": {
                     "address": f"{int(rng.integers(1, 999))} Main Street",
@@ -157,6 +158,15 @@ ORDERS_STREAM = 3
 ORDER_ID_PREFIX = "SYN"
 
 
+def _demand_shares(cents: np.ndarray) -> np.ndarray:
+    """Each product's share of a day's order lines, from its price in cents. (price + offset) ** -1.5
+    is written with sqrt, which IEEE 754 rounds exactly: the same weights, hence the same picks, on
+    any machine."""
+    offset_prices = cents / 100 + DEMAND_PRICE_OFFSET
+    demand = 1 / (offset_prices * np.sqrt(offset_prices))
+    return demand / demand.sum()
+
+
 def generate_orders(
     seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict],
     lines_per_order: tuple[float, ...] = LINES_PER_ORDER, *, stream: int = ORDERS_STREAM,
@@ -173,11 +183,7 @@ def generate_orders(
     line_counts = rng.choice(np.arange(1, len(lines_per_order) + 1), size=n, p=lines_per_order)
     total_lines = int(line_counts.sum())
     product_lines, cents, customers = _collection_columns(products, users)
-    # Demand (price + offset) ** -1.5 written with sqrt, which IEEE 754 rounds exactly: the same
-    # weights, hence the same picks, on any machine.
-    offset_prices = cents / 100 + DEMAND_PRICE_OFFSET
-    demand = 1 / (offset_prices * np.sqrt(offset_prices))
-    product_picks = rng.choice(len(products), size=total_lines, p=demand / demand.sum())
+    product_picks = rng.choice(len(products), size=total_lines, p=_demand_shares(cents))
     line_prices = np.maximum(cents[product_picks] / 100, 0.01)
     extra_unit_chance = EXTRA_UNIT_CHANCE * np.minimum(1.0, np.sqrt(EXTRA_UNIT_FULL_PRICE / line_prices))
     extra_units = rng.random((total_lines, MAX_QUANTITY - 1)) < extra_unit_chance[:, None]
@@ -247,3 +253,124 @@ def generate_carts(seed: int, products: list[dict], count: int = 50, users: int 
             }
         )
     return carts
+
+
+# Reviews: a product's latent quality is its catalogue rating (1-5, drawn once per product), and each
+# review's rating is that quality plus noise, rounded and held to 1..5. A day brings about
+# REVIEWS_PER_ORDER reviews per order, shared among products like the order lines (demand), so
+# products that sell more are reviewed more. Tested over a month for two seeds
+# (ecomm_assets_tests/core/test_synthetic_engagement.py).
+REVIEWS_PER_ORDER = 0.1
+REVIEW_RATING_NOISE = 0.8  # standard deviation of a review's rating around its product's quality
+TARGET_RATING_QUALITY_CORRELATION = 0.8  # Pearson, a month's mean review rating per product vs quality
+REVIEW_COMMENTS = {
+    1: ("Very disappointed!", "Would not buy again!", "Poor quality!"),
+    2: ("Not as described!", "Would not recommend!", "Disappointing product!"),
+    3: ("It's okay.", "Average at best.", "Does the job."),
+    4: ("Very satisfied!", "Good value!", "Would recommend!"),
+    5: ("Highly impressed!", "Excellent quality!", "Awesome product!"),
+}
+
+# Posts and comments: about POSTS_PER_DAY posts a day, by users picked with weight 1/rank (a few
+# users write most), each viewed a lognormal number of times and liked by a share of its viewers;
+# about COMMENTS_PER_POST comments a post, on the day's posts by their views.
+POSTS_PER_DAY = 25
+COMMENTS_PER_POST = 1.6
+POST_TAGS = ("history", "american", "crime", "french", "fiction", "english", "magical", "mystery", "love",
+             "classic", "shopping", "deals", "unboxing", "style")
+COMMENT_TEXTS = ("This is some awesome thinking!", "What terrific math skills you're showing!",
+                 "You are an amazing writer!", "Wow! You have improved so much!", "Nice idea!",
+                 "I disagree.", "Thanks for sharing!", "Great question!")
+
+
+def product_quality(products: list[dict]) -> np.ndarray:
+    """Each product's latent quality on the 1-5 rating scale: its catalogue rating."""
+    return np.array([p["rating"] for p in products], dtype=np.float64)
+
+
+def _timestamps(rng: np.random.Generator, day: date, count: int) -> list[str]:
+    """`count` sorted moments of `day`, to the millisecond, written as DummyJSON writes them (…T09:41:02.053Z)."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    millis = np.sort(rng.integers(0, 86_400_000, count))
+    return [f"{(midnight + timedelta(milliseconds=int(ms))).isoformat(timespec='milliseconds')[:-6]}Z" for ms in millis]
+
+
+def products_of_day(seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict]) -> list[dict]:
+    """The day's products snapshot: the products, each with `reviews` written that day (DummyJSON's
+    rating, comment, date, reviewerName, reviewerEmail), deterministic for (seed, day)."""
+    rng = _rng(seed, 6, day.toordinal())
+    cents = np.array([round(p["price"] * 100) for p in products], dtype=np.int64)
+    expected = REVIEWS_PER_ORDER * orders_for_day(day, mean_orders) * _demand_shares(cents)
+    counts = rng.poisson(expected)
+    reviewed = np.repeat(np.arange(len(products)), counts)
+    ratings = np.clip(np.rint(rng.normal(product_quality(products)[reviewed], REVIEW_RATING_NOISE)), 1, 5).astype(int)
+    reviewers = rng.integers(0, len(users), len(reviewed))
+    phrases = rng.integers(0, 3, len(reviewed))
+    moments = _timestamps(rng, day, len(reviewed))
+    order = rng.permutation(len(reviewed))  # a product's reviews come at any time of the day
+    reviews: list[list[dict]] = [[] for _ in products]
+    for k in range(len(reviewed)):
+        user = users[reviewers[k]]
+        reviews[reviewed[k]].append({
+            "rating": int(ratings[k]),
+            "comment": REVIEW_COMMENTS[int(ratings[k])][phrases[k]],
+            "date": moments[order[k]],
+            "reviewerName": f"{user['firstName']} {user['lastName']}",
+            "reviewerEmail": user["email"],
+        })
+    return [{**product, "reviews": product_reviews} for product, product_reviews in zip(products, reviews)]
+
+
+def _day_ids(day: date, count: int) -> list[int]:
+    """Ids unique across days: the day's digits, then a 5-digit number (2024011500001 is the day's first)."""
+    return [int(f"{day:%Y%m%d}{n:05d}") for n in range(1, count + 1)]
+
+
+def generate_posts(seed: int, day: date, users: list[dict]) -> list[dict]:
+    """The day's DummyJSON-shaped posts (id, title, body, tags, reactions{likes, dislikes}, views, userId)."""
+    rng = _rng(seed, 7, day.toordinal())
+    count = int(rng.poisson(POSTS_PER_DAY))
+    activity = 1 / np.arange(1, len(users) + 1)
+    authors = rng.choice(len(users), size=count, p=activity / activity.sum())
+    views = np.rint(rng.lognormal(5.5, 0.8, count)).astype(int)
+    likes = rng.binomial(views, rng.beta(2, 5, count))
+    dislikes = rng.binomial(views, 0.03)
+    tag_counts = rng.integers(1, 4, count)
+    posts = []
+    for k, post_id in enumerate(_day_ids(day, count)):
+        tags = [POST_TAGS[t] for t in rng.choice(len(POST_TAGS), tag_counts[k], replace=False)]
+        posts.append({
+            "id": post_id,
+            "title": f"On {tags[0]}, {day:%B %d}",
+            "body": f"Thoughts on {' and '.join(tags)} from a shopper.",
+            "tags": tags,
+            "reactions": {"likes": int(likes[k]), "dislikes": int(dislikes[k])},
+            "views": int(views[k]),
+            "userId": users[authors[k]]["id"],
+        })
+    return posts
+
+
+def generate_comments(seed: int, day: date, posts: list[dict], users: list[dict]) -> list[dict]:
+    """The day's DummyJSON-shaped comments (id, body, postId, likes, user{id, username, fullName}) on
+    the day's posts, more on the more viewed ones."""
+    rng = _rng(seed, 8, day.toordinal())
+    if not posts:
+        return []
+    views = np.array([p["views"] for p in posts], dtype=np.float64)
+    count = int(rng.poisson(COMMENTS_PER_POST * len(posts)))
+    on = rng.choice(len(posts), size=count, p=views / views.sum())
+    authors = rng.integers(0, len(users), count)
+    likes = rng.poisson(3, count)
+    texts = rng.integers(0, len(COMMENT_TEXTS), count)
+    comments = []
+    for k, comment_id in enumerate(_day_ids(day, count)):
+        user = users[authors[k]]
+        comments.append({
+            "id": comment_id,
+            "body": COMMENT_TEXTS[texts[k]],
+            "postId": posts[on[k]]["id"],
+            "likes": int(likes[k]),
+            "user": {"id": user["id"], "username": user["username"], "fullName": f"{user['firstName']} {user['lastName']}"},
+        })
+    return comments

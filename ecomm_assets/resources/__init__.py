@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Iterator, Sequence
 from datetime import date
 
 import boto3
@@ -41,23 +42,36 @@ class OrderSourceResource(dg.ConfigurableResource):
     def client(self) -> DummyJSONClient:
         return DummyJSONClient(self.dummyjson_url, self.timeout_seconds, self.max_retries)
 
-    def collection(self, name: str) -> list[dict]:
-        """The `products`, `users` or `carts` collection, DummyJSON-shaped, as the lake may hold it
-        (core/privacy.py: secrets dropped at extraction, whatever the source)."""
-        return extracted(name, self._source_records(name))
+    def snapshots(self, name: str, days: Sequence[date]) -> Iterator[tuple[date, list[dict]]]:
+        """Each day's snapshot of the `products`, `users`, `carts`, `posts` or `comments` collection,
+        DummyJSON-shaped, as the lake may hold it (core/privacy.py: secrets dropped at extraction,
+        whatever the source). A snapshot that is the same every day (an API's, read once for all the
+        days: a backfill snapshots today's collection into each day; the synthetic users and carts)
+        is the same list object each day; the synthetic shop writes each day's own reviews, posts and comments."""
+        if self.source is not OrderSource.SYNTHETIC:
+            records = extracted(name, self._fetched(name))
+            yield from ((day, records) for day in days)
+            return
+        products, users = synthetic.generate_products(self.seed), synthetic.generate_users(self.seed)
+        if name in ("users", "carts"):
+            records = extracted(name, users if name == "users" else synthetic.generate_carts(self.seed, products))
+            yield from ((day, records) for day in days)
+            return
+        for day in days:
+            if name == "products":
+                records = synthetic.products_of_day(self.seed, day, self.orders_per_day, products, users)
+            elif name == "posts":
+                records = synthetic.generate_posts(self.seed, day, users)
+            elif name == "comments":
+                records = synthetic.generate_comments(self.seed, day, synthetic.generate_posts(self.seed, day, users), users)
+            else:
+                raise ValueError(f"unknown collection {name!r}")
+            yield day, extracted(name, records)
 
-    def _source_records(self, name: str) -> list[dict]:
+    def _fetched(self, name: str) -> list[dict]:
         if self.source is OrderSource.LANDING:
             return []  # no snapshot: the dimensions hold what the landed orders say
-        if self.source is OrderSource.DUMMYJSON:
-            return self.client().get_all(name)
-        if name == "products":
-            return synthetic.generate_products(self.seed)
-        if name == "users":
-            return synthetic.generate_users(self.seed)
-        if name == "carts":
-            return synthetic.generate_carts(self.seed, synthetic.generate_products(self.seed))
-        raise ValueError(f"unknown collection {name!r}")
+        return self.client().get_all(name)
 
     def day_orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
         """The day's generated orders in the canonical nested form, as JSON Lines (none for `landing`)."""

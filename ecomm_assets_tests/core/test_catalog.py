@@ -20,7 +20,12 @@ from ecomm_assets.core.catalog import (
     GlueCatalog,
     glue_columns,
 )
-from ecomm_assets.core.schemas import CONTRACTS, ORDER_LINES
+from ecomm_assets.core.schemas import (
+    CONTRACTS,
+    ENGAGEMENT,
+    ENGAGEMENT_ANALYTICS,
+    ORDER_LINES,
+)
 
 LOCATION = "s3://lake/prefix/processed/order_lines"
 START = date(2024, 1, 1)
@@ -43,6 +48,24 @@ def test_glue_types_follow_the_arrow_schema():
     assert types["unit_price"] == "decimal(18,4)" and types["line_total"] == "decimal(18,2)"
     assert types["discount_percent"] == "decimal(9,2)"
     assert types["year"] == "smallint" and types["hour"] == "tinyint"
+
+
+def test_engagement_tables_get_glue_types_athena_reads():
+    posts = {c["Name"]: c["Type"] for c in glue_columns(ENGAGEMENT["posts"])}
+    assert posts["tags"] == "array<string>" and posts["post_id"] == "string" and posts["views"] == "bigint"
+    reviews = {c["Name"]: c["Type"] for c in glue_columns(ENGAGEMENT["product_reviews"])}
+    assert reviews["rating"] == "tinyint" and reviews["review_ts"] == "timestamp" and reviews["snapshot_date"] == "date"
+
+
+def test_engagement_tables_are_created_in_glue(glue):
+    tables = [CatalogTable(name, schema, f"s3://lake/prefix/processed/{name}")
+              for name, schema in {**ENGAGEMENT, **ENGAGEMENT_ANALYTICS}.items()]
+    report = GlueCatalog(glue, "ecomm", START).sync(tables, [date(2024, 1, 15)])
+    assert sorted(report.tables_created) == sorted(t.name for t in tables) and report.partitions_added == len(tables)
+    columns = glue.get_table(DatabaseName="ecomm", Name="posts")["Table"]["StorageDescriptor"]["Columns"]
+    assert {"Name": "tags", "Type": "array<string>"} in columns
+    assert [c["Name"] for c in columns] == ENGAGEMENT["posts"].names
+    assert partitions(glue, "posts")["2024-01-15"]["Columns"] == columns
 
 
 def test_one_day_creates_database_table_and_partition(glue):

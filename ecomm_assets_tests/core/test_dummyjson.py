@@ -24,6 +24,17 @@ def test_pages_through_every_record(dummyjson):
     assert [p for p in dummyjson.requests if p.startswith("/products")][-1] == "/products?limit=44&skip=150"  # no more than the total
 
 
+@pytest.mark.parametrize(("collection", "total", "last_page"), [
+    ("posts", 251, "/posts?limit=1&skip=250"), ("comments", 340, "/comments?limit=40&skip=300"),
+])
+def test_pages_through_every_post_and_comment(dummyjson, collection, total, last_page):
+    records = client(dummyjson.url).get_all(collection)
+    assert records == json.loads((DUMMYJSON_DATA / f"{collection}.json").read_text()) and len(records) == total
+    pages = [p for p in dummyjson.requests if p.startswith(f"/{collection}")]
+    assert pages == [f"/{collection}?limit={min(50, total - skip)}&skip={skip}" for skip in range(0, total, 50)]
+    assert pages[-1] == last_page
+
+
 def test_retries_after_429():
     stand_in = DummyJSONStandIn(rate_limited_requests=1)
     try:

@@ -1,0 +1,171 @@
+"""Engagement: product reviews, posts and comments from the day's collection snapshots (validated,
+bad records quarantined with reasons), and their daily analytics computed with DuckDB."""
+
+import json
+from collections import Counter
+from datetime import date
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from ecomm_assets.assets.days import (
+    read_days,
+    run_days,
+    split_by_day,
+    write_days,
+    writing_days,
+)
+from ecomm_assets.assets.lake import LAKE, order_lines
+from ecomm_assets.assets.metadata import column_schema, reasons_table
+from ecomm_assets.assets.sources import comments_raw, posts_raw, products_raw
+from ecomm_assets.core.analytics import build_engagement_analytics
+from ecomm_assets.core.engagement import (
+    COLLECTION,
+    EngagementCounts,
+    SnapshotFile,
+    build_engagement,
+)
+from ecomm_assets.core.layout import (
+    QUARANTINE_FILE,
+    collection_dir,
+    collection_path,
+    counts_path,
+    quarantine_dir,
+    quarantine_path,
+    table_dir,
+)
+from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS
+from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
+from ecomm_assets.resources import LakeResource
+
+ENGAGEMENT_ANALYTICS_ASSET = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY,
+                              "freshness_policy": DAILY_FRESHNESS, "group_name": "analytics",
+                              "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}}
+
+
+def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dg.MaterializeResult:
+    """A table's days from its collection's snapshots: rows, quarantine with reasons, and counts."""
+    days = run_days(context)
+    store = lake.store()
+    collection = COLLECTION[name]
+    with writing_days(context, store, days, {collection_dir(collection): days}) as ensure_inputs_unchanged:
+        present = {day: collection_path(collection, day) for day in days if store.exists(collection_path(collection, day))}
+        missing = [str(day) for day in days if day not in present]
+        if missing:
+            context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: writing empty partitions")
+        with store.local_paths(list(present.values())) as paths:
+            result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, present)])
+        ensure_inputs_unchanged()
+        counts = {day: result.counts.get(day, EngagementCounts()) for day in days}
+        for day in days:
+            quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
+            lines = "".join(json.dumps(row) + "\n" for row in quarantined.to_pylist()).encode()
+            store.replace_partition(quarantine_dir(name, day), {QUARANTINE_FILE: lines} if quarantined.num_rows else {})
+            store.write_bytes(counts_path(name, day), json.dumps(counts[day].as_dict(), indent=1).encode())
+        metadata = write_days(store, name, ENGAGEMENT[name], split_by_day(result.rows, "snapshot_date", days))
+    reasons = sum((c.reasons for c in counts.values()), Counter())
+    metadata.update(
+        {
+            "records_read": sum(c.records_read for c in counts.values()),
+            "records_quarantined": sum(c.quarantined for c in counts.values()),
+            "conservation_holds": all(c.conserved for c in counts.values()),
+            "top_reject_reasons": reasons_table(dict(reasons.most_common(10))),
+        }
+    )
+    quarantined_days = [day for day, c in counts.items() if c.quarantined]
+    if quarantined_days:
+        metadata["quarantine_path"] = dg.MetadataValue.path(store.full_uri(quarantine_path(name, quarantined_days[0])))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+_QUARANTINED = "Bad records (missing ids, {rules}) go to quarantine/{table}/dt=YYYY-MM-DD/ with their reasons."
+
+
+@dg.asset(
+    **LAKE,
+    deps=[products_raw],
+    metadata={"dagster/column_schema": column_schema(ENGAGEMENT["product_reviews"])},
+    description="One row per review of the day's products snapshot (its reviews[]), keyed by product_id and "
+    "review_number, with the product's category; review_ts is the review's own date. "
+    + _QUARANTINED.format(rules="a rating not a whole number from 1 to 5, an unparseable date", table="product_reviews"),
+)
+def product_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return _engagement_table(context, lake, "product_reviews")
+
+
+@dg.asset(
+    **LAKE,
+    deps=[posts_raw],
+    metadata={"dagster/column_schema": column_schema(ENGAGEMENT["posts"])},
+    description="One row per post of the day's posts snapshot: author, title, body, tags, likes, dislikes, views. "
+    + _QUARANTINED.format(rules="tags not a list of strings, negative or fractional counts, repeated ids", table="posts"),
+)
+def posts(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return _engagement_table(context, lake, "posts")
+
+
+@dg.asset(
+    **LAKE,
+    deps=[comments_raw],
+    metadata={"dagster/column_schema": column_schema(ENGAGEMENT["comments"])},
+    description="One row per comment of the day's comments snapshot: the post, the commenter (id, username, "
+    "full name), the text and its likes. "
+    + _QUARANTINED.format(rules="negative or fractional likes, repeated ids", table="comments"),
+)
+def comments(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return _engagement_table(context, lake, "comments")
+
+
+def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str, inputs: list[str]) -> dict:
+    days: list[date] = run_days(context)
+    store = lake.store()
+    with writing_days(context, store, days, {table_dir(table): days for table in inputs}) as ensure_inputs_unchanged:
+        table = build_engagement_analytics(name, {table: read_days(store, table, days) for table in inputs})
+        ensure_inputs_unchanged()
+        return write_days(store, name, ENGAGEMENT_ANALYTICS[name], split_by_day(table, "snapshot_date", days))
+
+
+@dg.asset(
+    **ENGAGEMENT_ANALYTICS_ASSET,
+    deps=[product_reviews],
+    metadata={"dagster/column_schema": column_schema(ENGAGEMENT_ANALYTICS["rating_distribution"])},
+    description="Reviews per rating (1 to 5) and the average rating, per product and per category, of the day's "
+    "reviews (processed/rating_distribution/).",
+)
+def rating_distribution(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_engagement_analytics(context, lake, "rating_distribution", ["product_reviews"]))
+
+
+@dg.asset(
+    **ENGAGEMENT_ANALYTICS_ASSET,
+    deps=[product_reviews, order_lines],
+    metadata={"dagster/column_schema": column_schema(ENGAGEMENT_ANALYTICS["rating_vs_sales"])},
+    description="Per product reviewed or sold that day: its reviews and average rating beside its units sold "
+    "and revenue (processed/rating_vs_sales/).",
+)
+def rating_vs_sales(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata=_engagement_analytics(context, lake, "rating_vs_sales", ["product_reviews", "order_lines"])
+    )
+
+
+@dg.asset(
+    **ENGAGEMENT_ANALYTICS_ASSET,
+    deps=[posts, comments],
+    metadata={"dagster/column_schema": column_schema(ENGAGEMENT_ANALYTICS["engaged_users"])},
+    description="Every user who posted or commented that day, ranked by posts + comments + likes received, with "
+    "the dislikes, views and comments their posts received (processed/engaged_users/).",
+)
+def engaged_users(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_engagement_analytics(context, lake, "engaged_users", ["posts", "comments"]))
+
+
+@dg.asset(
+    **ENGAGEMENT_ANALYTICS_ASSET,
+    deps=[posts, comments],
+    metadata={"dagster/column_schema": column_schema(ENGAGEMENT_ANALYTICS["tag_engagement"])},
+    description="Per tag: the day's posts carrying it, their views, likes, dislikes and comments "
+    "(processed/tag_engagement/).",
+)
+def tag_engagement(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_engagement_analytics(context, lake, "tag_engagement", ["posts", "comments"]))

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from datetime import date
 from enum import StrEnum
 
@@ -81,6 +82,8 @@ class Settings:
     landing_sensor: Switch = Switch.ON
     alerts_path: str = "data/alerts.jsonl"
     alerts_sns_topic_arn: str | None = None
+    # A secret: kept out of the settings' repr, so that no log of them shows it.
+    pii_hash_key: str | None = dataclass_field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":

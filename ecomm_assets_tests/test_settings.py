@@ -34,8 +34,9 @@ PROJECT = Path(__file__).resolve().parents[1]
         # Empty means unset (`VAR=` in compose files and CI), and surrounding spaces never count.
         ({"ECOMM_S3_ENDPOINT_URL": "", "ECOMM_LAKE_URI": " ", "ECOMM_SOURCE": ""}, Settings()),
         ({"ECOMM_START_DATE": " 2024-02-01 "}, Settings(start_date=Settings.start_date.replace(2024, 2, 1))),
+        ({"ECOMM_PII_HASH_KEY": " 7f3a secret "}, Settings(pii_hash_key="7f3a secret")),
     ],
-    ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces"],
+    ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces", "hash-key"],
 )
 def test_valid_settings_are_read(environment, expected):
     assert Settings.from_environment(environment) == expected
@@ -81,6 +82,11 @@ def test_a_bad_setting_stops_the_definitions_from_loading():
     )
     assert check.returncode != 0
     assert "SettingError: invalid settings: ECOMM_LANDING_SENSOR='false': use one of 'on', 'off'" in check.stderr
+
+
+def test_the_hash_key_is_read_but_never_shown_by_the_settings():
+    settings = Settings.from_environment({"ECOMM_PII_HASH_KEY": "7f3a secret"})
+    assert settings.pii_hash_key == "7f3a secret" and "7f3a" not in repr(settings)
 
 
 def test_the_readme_documents_every_setting_with_its_default():

@@ -13,8 +13,13 @@ from ecomm_assets.core.layout import (
     raw_orders_dir,
 )
 from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.privacy import SOURCE_FIELDS
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
-from ecomm_assets.resources import LakeResource, OrderSourceResource
+from ecomm_assets.resources import (
+    LakeResource,
+    OrderSourceResource,
+    warn_if_default_key,
+)
 from ecomm_assets.settings import OrderSource
 
 COLLECTIONS = ("products", "users", "carts")
@@ -34,6 +39,8 @@ def _snapshot(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
               collection: str) -> dg.MaterializeResult:
     # One fetch per run: a backfill snapshots today's collection into every day of its range.
     records = order_source.collection(collection)
+    if collection in SOURCE_FIELDS:
+        warn_if_default_key(context.log.warning)
     data = json.dumps(records, separators=(",", ":")).encode()
     store = lake.store()
     keys = context.partition_keys

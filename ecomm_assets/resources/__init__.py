@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Callable
 from datetime import date
 
 import boto3
@@ -10,9 +11,27 @@ import dagster as dg
 from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
-from ecomm_assets.core.privacy import extracted
+from ecomm_assets.core.privacy import DEFAULT_KEY_WARNING, extracted, hash_key
 from ecomm_assets.core.storage import LakeStore
-from ecomm_assets.settings import CatalogBackend, OrderSource, Settings, Switch
+from ecomm_assets.settings import (
+    SETTINGS,
+    CatalogBackend,
+    OrderSource,
+    Settings,
+    Switch,
+)
+
+
+def pii_key() -> bytes:
+    """The key personal data is hashed with (ECOMM_PII_HASH_KEY). Not a resource's config: the UI
+    shows those, and this is a secret."""
+    return hash_key(SETTINGS.pii_hash_key)
+
+
+def warn_if_default_key(log: Callable[[str], None]) -> None:
+    """Says, in the run's log, that personal data is hashed with the public default key."""
+    if not SETTINGS.pii_hash_key:
+        log(DEFAULT_KEY_WARNING)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -42,8 +61,8 @@ class OrderSourceResource(dg.ConfigurableResource):
 
     def collection(self, name: str) -> list[dict]:
         """The `products`, `users` or `carts` collection, DummyJSON-shaped, as the lake may hold it
-        (core/privacy.py: secrets dropped at extraction, whatever the source)."""
-        return extracted(name, self._source_records(name))
+        (core/privacy.py: personal data protected at extraction, whatever the source)."""
+        return extracted(name, self._source_records(name), pii_key())
 
     def _source_records(self, name: str) -> list[dict]:
         if self.source is OrderSource.LANDING:

@@ -301,7 +301,7 @@ def _route(landed: LandedFile, number: int, record: object, reason: str | None, 
         else:
             reason = landed.window.problem(day)
     # A routed record has no repeated key: its scan may stop at its last personal field.
-    text = protected_text(text, landed.key, every=reason is not None)
+    text = protected_text(text, landed.key, record if reason is None else None)
     if reason is not None:
         landed.quarantined.append({"record_number": number, "reason": reason, "record": text})
         return
@@ -314,19 +314,21 @@ _MEMBER_KEY = re.compile(r'[ \t\r\n]*"([^"\\]*(?:\\.[^"\\]*)*)"[ \t\r\n]*:[ \t\r
 _AFTER_VALUE = re.compile(r"[ \t\r\n]*([,}])")
 
 
-def protected_text(text: str, key: bytes, *, every: bool = True, tree: PolicyTree = _ORDER_FIELDS) -> str:
+def protected_text(text: str, key: bytes, record: dict | None = None, tree: PolicyTree = _ORDER_FIELDS) -> str:
     """A record's JSON text with each personal value (`tree`: core/privacy.py's policy of each
     field) replaced by what its policy lets land, found in the text itself: every other byte stays
     as the producer wrote it (numbers keep their digits). A dropped value becomes null; a value
-    found where the policy expects an object is replaced as core/privacy.py's `applied_to` says. With `every`, a repeated key is protected each time; without (a record that parsed
-    without a repeated key), the scan of an object stops at its last personal field. A text that
-    is not a JSON object stays as it is: nothing in it can be found (it is quarantined, never routed)."""
+    found where the policy expects an object is replaced as core/privacy.py's `applied_to` says.
+    Given the `record` the text parsed to (no repeated key), the scan of each object stops at its
+    last personal field; without, every member is read, and a repeated key protected each time.
+    A text that is not a JSON object stays as it is: nothing in it can be found (it is quarantined,
+    never routed)."""
     start = _WHITESPACE.match(text).end()
     if not text.startswith("{", start):
         return text
     replacements: list[tuple[int, int, str]] = []
     try:
-        _personal_values(text, start + 1, tree, key, every, replacements)
+        _personal_values(text, start + 1, tree, key, record, replacements)
     except (ValueError, RecursionError):  # broken or too deep: a quarantined record's text
         return text
     if not replacements:
@@ -338,11 +340,14 @@ def protected_text(text: str, key: bytes, *, every: bool = True, tree: PolicyTre
     return "".join(pieces) + text[position:]
 
 
-def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, every: bool,
+def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, parsed: dict | None,
                      found: list[tuple[int, int, str]]) -> int | None:
     """Adds (begin, end, protected JSON) of each personal value of the object whose members start at
-    `position`, in order; returns the position after its `}`, or None when it stopped early."""
-    pending = set(tree)
+    `position` (`parsed`: that object, when known), in order; returns the position after its `}`,
+    or None when it stopped early (after the last personal field `parsed` has)."""
+    pending = set(tree) if parsed is None else set(tree).intersection(parsed)
+    if parsed is not None and not pending:
+        return None
     if text.startswith("}", _WHITESPACE.match(text, position).end()):
         return _WHITESPACE.match(text, position).end() + 1
     while True:
@@ -355,7 +360,8 @@ def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, eve
         start = member.end()
         rule = tree.get(name)
         if isinstance(rule, dict) and text.startswith("{", start):
-            end = _personal_values(text, start + 1, rule, key, True, found)
+            inner = parsed.get(name) if parsed is not None else None
+            end = _personal_values(text, start + 1, rule, key, inner if isinstance(inner, dict) else None, found)
         else:
             value, end = _PLAIN.raw_decode(text, start)  # in C: a value skipped, or a personal one read
             if rule is not None:
@@ -363,8 +369,10 @@ def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, eve
                 found.append((start, end, json.dumps(protected, ensure_ascii=False)))
         if rule is not None:
             pending.discard(name)
-            if not pending and not every:
+            if parsed is not None and not pending:
                 return None
+        if end is None:  # an object whose scan stopped early: this one's goes on
+            end = _value_end(text, start)
         after = _AFTER_VALUE.match(text, end)
         if after is None:
             raise ValueError(f"expected ',' or '}}' at character {end}")

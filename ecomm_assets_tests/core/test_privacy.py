@@ -202,7 +202,7 @@ def _landed(customer: str, products: str = '[{"product_id": 1, "price": 0.100000
     return '{"order_id": "o1", "order_date": "2024-01-15", "customer": ' + customer + ', "products": ' + products + "}"
 
 
-@pytest.mark.parametrize("every", [True, False])
+@pytest.mark.parametrize("parsed", [True, False])
 @pytest.mark.parametrize(
     "customer, expected",
     [
@@ -221,9 +221,9 @@ def _landed(customer: str, products: str = '[{"product_id": 1, "price": 0.100000
         ("null", None),
     ],
 )
-def test_a_landed_records_personal_values_are_replaced_and_every_other_byte_kept(customer, expected, every):
+def test_a_landed_records_personal_values_are_replaced_and_every_other_byte_kept(customer, expected, parsed):
     text = _landed(customer)
-    protected = protected_text(text, KEY, every=every)
+    protected = protected_text(text, KEY, json.loads(text) if parsed else None)
     assert json.loads(protected)["customer"] == expected
     before, after = text.split('"customer": ')[0], protected.split('"customer": ')[0]
     assert before == after and protected.endswith(text[text.index(', "products": '):])  # numbers keep their digits
@@ -231,7 +231,7 @@ def test_a_landed_records_personal_values_are_replaced_and_every_other_byte_kept
 
 def test_a_repeated_key_is_protected_each_time_in_a_quarantined_record():
     text = _landed('{"email": "a@x.com", "email": "b@x.com", "name": "Ann Lee"}')
-    protected = protected_text(text, KEY, every=True)
+    protected = protected_text(text, KEY)
     assert "a@x.com" not in protected and "b@x.com" not in protected and "Ann Lee" not in protected
 
 

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from dataclasses import field as dataclass_field
 from datetime import date
 from enum import StrEnum
 
@@ -106,6 +107,8 @@ class Settings:
     feed_late_rate: float = 0.05
     feed_duplicate_rate: float = 0.02
     feed_days_behind: int = 0
+    # A secret: kept out of the settings' repr, so that no log of them shows it.
+    pii_hash_key: str | None = dataclass_field(default=None, repr=False)
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":

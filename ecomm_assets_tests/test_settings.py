@@ -38,9 +38,10 @@ PROJECT = Path(__file__).resolve().parents[1]
           "ECOMM_FEED_DUPLICATE_RATE": "0.5"},
          Settings(feed_every_minutes=60, feed_orders_per_tick=0, feed_late_rate=1.0, feed_duplicate_rate=0.5)),
         ({"ECOMM_FEED_EVERY_MINUTES": "1440", "ECOMM_FEED_LATE_RATE": "0"}, Settings(feed_every_minutes=1440, feed_late_rate=0.0)),
+        ({"ECOMM_PII_HASH_KEY": " 7f3a secret "}, Settings(pii_hash_key="7f3a secret")),
     ],
     ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces",
-         "feed", "feed-daily"],
+         "feed", "feed-daily", "hash-key"],
 )
 def test_valid_settings_are_read(environment, expected):
     assert Settings.from_environment(environment) == expected
@@ -96,6 +97,11 @@ def test_a_bad_setting_stops_the_definitions_from_loading():
     )
     assert check.returncode != 0
     assert "SettingError: invalid settings: ECOMM_LANDING_SENSOR='false': use one of 'on', 'off'" in check.stderr
+
+
+def test_the_hash_key_is_read_but_never_shown_by_the_settings():
+    settings = Settings.from_environment({"ECOMM_PII_HASH_KEY": "7f3a secret"})
+    assert settings.pii_hash_key == "7f3a secret" and "7f3a" not in repr(settings)
 
 
 def test_the_readme_documents_every_setting_with_its_default():

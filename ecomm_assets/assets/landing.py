@@ -55,7 +55,12 @@ from ecomm_assets.core.storage import (
     NotARegularFile,
 )
 from ecomm_assets.partitions import DAILY_PARTITIONS
-from ecomm_assets.resources import AlertSinkResource, LakeResource
+from ecomm_assets.resources import (
+    AlertSinkResource,
+    LakeResource,
+    pii_key,
+    warn_if_default_key,
+)
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: they forge log lines and
 # are no part of a producer's file name. The Lambda bridge has the same rule (a test keeps them equal).
@@ -187,7 +192,7 @@ def _split(landing: LandingFile, data: bytes, window: DayWindow) -> LandedFile:
     """The file split by day; any exception (a parser limit such as RecursionError, a bug) or a
     split that does not conserve its records quarantines the file whole instead."""
     try:
-        landed = split_landing_file(landing.name, data, window)
+        landed = split_landing_file(landing.name, data, window, key=pii_key())
         if landed.records_read != landed.records_routed + len(landed.quarantined):
             raise ConservationError(
                 f"records read {landed.records_read} != routed {landed.records_routed} + quarantined {len(landed.quarantined)}"
@@ -377,6 +382,7 @@ def ingest_landing_files(
             f"{LANDING_DIR}/ that the ingest takes): " + "; ".join(f"{name!r}: {reason}" for name, reason in refused.items()),
         )
     store = lake.store()
+    warn_if_default_key(context.log.warning)
     window = DayWindow.for_lake(DAILY_PARTITIONS.start.date())
     ingested = set() if config.files or config.reingest else ingested_file_ids(store)
     entries, refused_files, not_ingested, not_archived, archived = [], {}, {}, [], 0

@@ -5,7 +5,13 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow as pa
 
-from ecomm_assets.core.schemas import column_descriptions
+from ecomm_assets.core.schemas import (
+    PERSONAL,
+    POLICY,
+    Policy,
+    column_descriptions,
+    column_policy,
+)
 
 PREVIEW_ROWS = 10
 
@@ -28,8 +34,9 @@ def reasons_table(reasons: dict[str, int]) -> dg.MetadataValue:
 
 
 def column_schema(contract: pa.Schema) -> dg.TableSchema:
-    """A contract's columns (name, Arrow type, description, nullability) for the asset page; a
-    column without a description fails the definitions' load."""
+    """A contract's columns (name, Arrow type, description, nullability, and for personal data the
+    attribute and its policy as tags) for the asset page; a column without a description fails the
+    definitions' load."""
     descriptions = column_descriptions(contract)
     return dg.TableSchema(
         columns=[
@@ -38,7 +45,14 @@ def column_schema(contract: pa.Schema) -> dg.TableSchema:
                 type=str(field.type),
                 description=descriptions[field.name],
                 constraints=dg.TableColumnConstraints(nullable=field.nullable),
+                tags=_personal_tags(field),
             )
             for field in contract
         ]
     )
+
+
+def _personal_tags(field: pa.Field) -> dict[str, str] | None:
+    if column_policy(field) is Policy.KEEP:
+        return None
+    return {name: field.metadata[name.encode()].decode() for name in (PERSONAL, POLICY)}

@@ -13,8 +13,13 @@ from ecomm_assets.core.layout import (
     raw_orders_dir,
 )
 from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.privacy import SOURCE_FIELDS
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
-from ecomm_assets.resources import LakeResource, OrderSourceResource
+from ecomm_assets.resources import (
+    LakeResource,
+    OrderSourceResource,
+    warn_if_default_key,
+)
 from ecomm_assets.settings import OrderSource
 
 COLLECTIONS = ("products", "users", "carts")  # what orders are made from
@@ -33,6 +38,8 @@ def read_collection(lake: LakeResource, collection: str, day: date | str) -> lis
 
 def _snapshot(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource,
               collection: str) -> dg.MaterializeResult:
+    if collection in SOURCE_FIELDS:
+        warn_if_default_key(context.log.warning)
     store = lake.store()
     keys = context.partition_keys
     rows, size, previous, data = {}, 0, None, b""

@@ -25,9 +25,11 @@ from ecomm_assets.core.layout import (
     PARTITION_KEY,
     partition_folder,
 )
+from ecomm_assets.core.schemas import column_descriptions
 from ecomm_assets.core.storage import is_leftover, owner
 
 GLUE_BATCH = 100  # BatchCreatePartition / BatchGetPartition / BatchUpdatePartition take at most 100
+GLUE_COMMENT_CHARACTERS = 255  # a Glue column's Comment
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
@@ -80,11 +82,20 @@ def hive_type(arrow_type: pa.DataType) -> str:
 
 
 def glue_columns(schema: pa.Schema) -> list[dict]:
-    return [{"Name": f.name, "Type": hive_type(f.type)} for f in schema]
+    """Each column's name, type and comment: its description, personal-data policy included (Glue
+    takes 255 characters: a longer one is cut, ending in '…')."""
+    descriptions = column_descriptions(schema)
+    return [{"Name": f.name, "Type": hive_type(f.type), "Comment": _glue_comment(descriptions[f.name])} for f in schema]
+
+
+def _glue_comment(description: str) -> str:
+    if len(description) <= GLUE_COMMENT_CHARACTERS:
+        return description
+    return description[: GLUE_COMMENT_CHARACTERS - 1] + "…"
 
 
 def schema_change(existing: list[dict], wanted: list[dict]) -> list[dict] | None:
-    """The columns to add (None when nothing changes); raises on a dropped or retyped column."""
+    """The columns to add (None when none); raises on a dropped or retyped column."""
     have = {c["Name"]: c["Type"] for c in existing}
     want = {c["Name"]: c["Type"] for c in wanted}
     dropped = sorted(set(have) - set(want))
@@ -167,9 +178,12 @@ class GlueCatalog:
                 current = self.glue.get_table(DatabaseName=self.database, Name=table.name)["Table"]
         existing = current["StorageDescriptor"]["Columns"]
         added = schema_change(existing, wanted)
-        wanted_input = self._table_input(table, existing + (added or []))
+        # The columns in the catalog's order, with today's comments (a description or a policy changed).
+        by_name = {c["Name"]: c for c in wanted}
+        columns = [by_name[c["Name"]] for c in existing] + (added or [])
+        wanted_input = self._table_input(table, columns)
         unchanged = (
-            added is None
+            columns == existing
             and current.get("Parameters", {}) == wanted_input["Parameters"]
             and current["StorageDescriptor"].get("Location") == wanted_input["StorageDescriptor"]["Location"]
         )
@@ -271,9 +285,10 @@ class DuckDBCatalog:
             glob = f"{table.location}/{PARTITION_FILES_GLOB}"
             if table.name not in existing and not con.execute("SELECT count(*) FROM glob(?)", [glob]).fetchone()[0]:
                 continue  # no partition yet, and DuckDB binds a view to files: it comes with the first one
+            comments = column_descriptions(table.schema)
             if table.name not in existing:
                 report.tables_created.append(table.name)
-            elif glob not in existing[table.name]:
+            elif glob not in existing[table.name] or _comments_differ(con, table.name, comments):
                 report.tables_updated.append(table.name)
             else:
                 continue
@@ -281,9 +296,26 @@ class DuckDBCatalog:
                 f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM "
                 f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}}, union_by_name = true)"
             )
+            # Each column's description, personal-data policy included, as DuckDB's column comment.
+            view_columns = _column_comments(con, table.name)
+            for name, comment in comments.items():
+                if name in view_columns:
+                    con.execute(f'COMMENT ON COLUMN "{table.name}"."{name}" IS ' + "'" + comment.replace("'", "''") + "'")
 
     def query_hint(self, table: str) -> str:
         return f"duckdb {self.path} \"SELECT * FROM {table} WHERE dt = DATE '2024-01-15' LIMIT 10\""
+
+
+def _column_comments(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str | None]:
+    """A view's columns and their comments (the partition column `dt` aside: no contract column)."""
+    rows = con.execute(
+        "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ? AND column_name != ?", [view, PARTITION_KEY]
+    ).fetchall()
+    return dict(rows)
+
+
+def _comments_differ(con: duckdb.DuckDBPyConnection, view: str, comments: dict[str, str]) -> bool:
+    return any(comment != comments[name] for name, comment in _column_comments(con, view).items() if name in comments)
 
 
 def _remove_leftovers(folder: str, prefix: str) -> None:

@@ -3,8 +3,9 @@
 A landed file may hold orders of any mix of days; each order belongs to the UTC day of its
 order_date. Parsing is per record (files are producer-sized), and every record either lands in
 exactly one day or is quarantined with a reason; a file that cannot be read at all is
-quarantined whole. The split is a pure function of the bytes, so ingesting a file twice writes
-the same day files again.
+quarantined whole. The split is a pure function of the bytes (and the hash key), so ingesting a
+file twice writes the same day files again. A record's personal fields are protected
+(core/privacy.py) in its text before it is kept, for a day or for quarantine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from ecomm_assets.core.privacy import PolicyTree, applied_to, policy_tree, protect
 from ecomm_assets.core.records import (
     MALFORMED,
     MAX_RECORD_BYTES,
@@ -57,6 +59,7 @@ class LandedFile:
     name: str
     file_id: str  # content hash: the identity that makes re-ingestion idempotent
     window: DayWindow
+    key: bytes = field(default=b"", repr=False)  # personal data's hash key (split_landing_file's)
     records_read: int = 0
     days: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list))  # JSON lines
     quarantined: list[dict] = field(default_factory=list)  # {record_number, reason, record}
@@ -74,9 +77,10 @@ def file_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
-    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine."""
-    landed = LandedFile(name=name, file_id=file_id(data), window=window)
+def split_landing_file(name: str, data: bytes, window: DayWindow, *, key: bytes) -> LandedFile:
+    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine,
+    its personal fields protected with `key` (core/privacy.py)."""
+    landed = LandedFile(name=name, file_id=file_id(data), window=window, key=key)
     if name.lower().endswith(".gz"):
         try:
             data = gzip.decompress(data)
@@ -296,7 +300,82 @@ def _route(landed: LandedFile, number: int, record: object, reason: str | None, 
             reason = "missing order_date" if value is None else f"unparseable order_date: {value}"
         else:
             reason = landed.window.problem(day)
+    # A routed record has no repeated key: its scan may stop at its last personal field.
+    text = protected_text(text, landed.key, record if reason is None else None)
     if reason is not None:
         landed.quarantined.append({"record_number": number, "reason": reason, "record": text})
         return
     landed.days[day].append(text)
+
+
+_ORDER_FIELDS = policy_tree("orders")
+# A member's key (escapes decoded afterwards), what follows a value: JSON's whitespace only.
+_MEMBER_KEY = re.compile(r'[ \t\r\n]*"([^"\\]*(?:\\.[^"\\]*)*)"[ \t\r\n]*:[ \t\r\n]*')
+_AFTER_VALUE = re.compile(r"[ \t\r\n]*([,}])")
+
+
+def protected_text(text: str, key: bytes, record: dict | None = None, tree: PolicyTree = _ORDER_FIELDS) -> str:
+    """A record's JSON text with each personal value (`tree`: core/privacy.py's policy of each
+    field) replaced by what its policy lets land, found in the text itself: every other byte stays
+    as the producer wrote it (numbers keep their digits). A dropped value becomes null; a value
+    found where the policy expects an object is replaced as core/privacy.py's `applied_to` says.
+    Given the `record` the text parsed to (no repeated key), the scan of each object stops at its
+    last personal field; without, every member is read, and a repeated key protected each time.
+    A text that is not a JSON object stays as it is: nothing in it can be found (it is quarantined,
+    never routed)."""
+    start = _WHITESPACE.match(text).end()
+    if not text.startswith("{", start):
+        return text
+    replacements: list[tuple[int, int, str]] = []
+    try:
+        _personal_values(text, start + 1, tree, key, record, replacements)
+    except (ValueError, RecursionError):  # broken or too deep: a quarantined record's text
+        return text
+    if not replacements:
+        return text
+    pieces, position = [], 0
+    for begin, end, value in replacements:
+        pieces += [text[position:begin], value]
+        position = end
+    return "".join(pieces) + text[position:]
+
+
+def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, parsed: dict | None,
+                     found: list[tuple[int, int, str]]) -> int | None:
+    """Adds (begin, end, protected JSON) of each personal value of the object whose members start at
+    `position` (`parsed`: that object, when known), in order; returns the position after its `}`,
+    or None when it stopped early (after the last personal field `parsed` has)."""
+    pending = set(tree) if parsed is None else set(tree).intersection(parsed)
+    if parsed is not None and not pending:
+        return None
+    if text.startswith("}", _WHITESPACE.match(text, position).end()):
+        return _WHITESPACE.match(text, position).end() + 1
+    while True:
+        member = _MEMBER_KEY.match(text, position)
+        if member is None:
+            raise ValueError(f"expected a key at character {position}")
+        name = member.group(1)
+        if "\\" in name:
+            name = json.loads(f'"{name}"')
+        start = member.end()
+        rule = tree.get(name)
+        if isinstance(rule, dict) and text.startswith("{", start):
+            inner = parsed.get(name) if parsed is not None else None
+            end = _personal_values(text, start + 1, rule, key, inner if isinstance(inner, dict) else None, found)
+        else:
+            value, end = _PLAIN.raw_decode(text, start)  # in C: a value skipped, or a personal one read
+            if rule is not None:
+                protected = applied_to(value, rule, key) if isinstance(rule, dict) else protect(value, rule.policy, key)
+                found.append((start, end, json.dumps(protected, ensure_ascii=False)))
+        if rule is not None:
+            pending.discard(name)
+            if parsed is not None and not pending:
+                return None
+        if end is None:  # an object whose scan stopped early: this one's goes on
+            end = _value_end(text, start)
+        after = _AFTER_VALUE.match(text, end)
+        if after is None:
+            raise ValueError(f"expected ',' or '}}' at character {end}")
+        if after.group(1) == "}":
+            return after.end()
+        position = after.end()

@@ -3,6 +3,9 @@ enforcement when a partition is written."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 import pyarrow as pa
 
 # Money is exact: int64-backed decimal, rounded to the cent on the way in.
@@ -14,13 +17,77 @@ PERCENT = pa.decimal128(9, 2)
 UTC_TS = pa.timestamp("us", tz="UTC")
 
 # A column's description is its field's metadata {"description": ...}: it travels into every Parquet
-# file written with the contract, and onto the table's asset page (dagster/column_schema).
+# file written with the contract, and onto the table's asset page (dagster/column_schema). A column
+# holding personal data also says which attribute it holds and that attribute's policy.
 DESCRIPTION = "description"
+PERSONAL = "personal"  # the metadata key of a column's personal attribute
+POLICY = "personal_policy"  # the metadata key of that attribute's policy
 
 
-def described(name: str, type_: pa.DataType, description: str, *, nullable: bool = True) -> pa.Field:
-    """A contract column with its description (one short sentence, with units)."""
-    return pa.field(name, type_, nullable=nullable, metadata={DESCRIPTION: description})
+class Policy(StrEnum):
+    """What extraction does to a personal value before anything is written (core/privacy.py applies it)."""
+
+    KEEP = "keep"  # not personal, or needed as it is
+    DROP = "drop"  # never written: a record loses the field, a column is always null
+    HASH = "hash"  # keyed HMAC-SHA256, hex: equal values stay equal across tables and days
+    MASK_EMAIL = "mask_email"  # the first character and the domain: e***@example.com
+    MASK_PHONE = "mask_phone"  # the last 4 digits: ***4567
+    MASK_NETWORK = "mask_network"  # an IP address's network: /24 (IPv4) or /48 (IPv6)
+    INITIALS = "initials"  # a name's initials: E. J.
+
+    @property
+    def note(self) -> str:
+        """What the column description says about the policy (empty for KEEP)."""
+        return POLICY_NOTES[self]
+
+
+POLICY_NOTES = {
+    Policy.KEEP: "",
+    Policy.DROP: "Personal data: dropped at extraction (always null).",
+    Policy.HASH: "Personal data: hashed (HMAC-SHA256, hex; case and surrounding spaces ignored).",
+    Policy.MASK_EMAIL: "Personal data: masked (first character and domain).",
+    Policy.MASK_PHONE: "Personal data: masked (last 4 digits).",
+    Policy.MASK_NETWORK: "Personal data: masked (the IP address's /24 or /48 network).",
+    Policy.INITIALS: "Personal data: masked (initials).",
+}
+
+
+@dataclass(frozen=True)
+class Personal:
+    """A personal attribute: its policy, declared once here, applies to every column that holds it
+    (`described(..., personal=...)`) and to every source field that carries it (core/privacy.py)."""
+
+    name: str
+    policy: Policy
+
+
+# Personal attributes. The README's "Personal data" table says why each policy (a test holds the
+# table's policies equal to these).
+CUSTOMER_NAME = Personal("customer name", Policy.INITIALS)  # initials compose: "Emily Johnson" -> "E. J."
+CUSTOMER_EMAIL = Personal("customer email", Policy.HASH)  # the customer key across sources: joins still work
+CUSTOMER_PHONE = Personal("customer phone", Policy.MASK_PHONE)
+CUSTOMER_STREET = Personal("customer street address", Policy.HASH)  # city, state, country stay
+NETWORK_ADDRESS = Personal("IP address", Policy.MASK_NETWORK)
+QUASI_IDENTIFIER = Personal("quasi-identifier", Policy.DROP)  # birth date, user name, coordinates, employer...
+HEALTH = Personal("health data", Policy.DROP)
+SECRET = Personal("secret", Policy.DROP)  # credentials, government ids, card and bank numbers, wallets
+ATTRIBUTES = (CUSTOMER_NAME, CUSTOMER_EMAIL, CUSTOMER_PHONE, CUSTOMER_STREET, NETWORK_ADDRESS, QUASI_IDENTIFIER,
+              HEALTH, SECRET)
+
+
+def described(name: str, type_: pa.DataType, description: str, *, nullable: bool = True,
+              personal: Personal | None = None) -> pa.Field:
+    """A contract column with its description (one short sentence, with units) and, when it holds
+    personal data, the attribute (its policy applies at extraction and is shown with the description)."""
+    metadata = {DESCRIPTION: description}
+    if personal is not None:
+        metadata |= {PERSONAL: personal.name, POLICY: personal.policy.value}
+    return pa.field(name, type_, nullable=nullable, metadata=metadata)
+
+
+def column_policy(field: pa.Field) -> Policy:
+    """The personal-data policy a contract column declares (KEEP when none)."""
+    return Policy((field.metadata or {}).get(POLICY.encode(), Policy.KEEP.encode()).decode())
 
 
 _ID = "trimmed; a number with an integral value is written in plain digits"
@@ -38,9 +105,12 @@ ORDER_LINES = pa.schema(
         described("order_ts", UTC_TS, "When the order was placed (its order_date), in UTC.", nullable=False),
         described("order_date", pa.date32(), "The UTC day of order_ts (the partition).", nullable=False),
         described("customer_id", pa.string(), f"The customer's id ({_ID})."),
-        described("customer_name", pa.string(), "The customer's name, as the order gives it."),
-        described("customer_email", pa.string(), "The customer's email address, as the order gives it."),
-        described("customer_address", pa.string(), "The customer's street address, as the order gives it."),
+        described("customer_name", pa.string(), "The customer's name, as the order gives it.",
+                  personal=CUSTOMER_NAME),
+        described("customer_email", pa.string(), "The customer's email address, as the order gives it.",
+                  personal=CUSTOMER_EMAIL),
+        described("customer_address", pa.string(), "The customer's street address, as the order gives it.",
+                  personal=CUSTOMER_STREET),
         described("customer_city", pa.string(), "The customer's city (its own, else its address's)."),
         described("customer_state", pa.string(), "The customer's state (its own, else its address's)."),
         described("customer_country", pa.string(), "The customer's country (its own, else its address's)."),
@@ -73,8 +143,9 @@ ORDERS = pa.schema(
         described("order_ts", UTC_TS, "When the order was placed, in UTC.", nullable=False),
         described("order_date", pa.date32(), "The UTC day of order_ts (the partition).", nullable=False),
         described("customer_id", pa.string(), "The customer's id, from the order's lines."),
-        described("customer_name", pa.string(), "The customer's name, from the order's lines."),
-        described("customer_email", pa.string(), "The customer's email address, from the order's lines."),
+        described("customer_name", pa.string(), "The customer's name, from the order's lines.", personal=CUSTOMER_NAME),
+        described("customer_email", pa.string(), "The customer's email address, from the order's lines.",
+                  personal=CUSTOMER_EMAIL),
         described("customer_country", pa.string(), "The customer's country, from the order's lines."),
         described("items", pa.int32(), "Number of lines (products) in the order.", nullable=False),
         described("units", pa.int64(), "Units bought: the sum of the lines' quantities.", nullable=False),
@@ -108,9 +179,10 @@ DIM_PRODUCTS = pa.schema(
 DIM_CUSTOMERS = pa.schema(
     [
         described("customer_id", pa.string(), "The customer's id; unique per snapshot_date.", nullable=False),
-        described("name", pa.string(), "The customer's full name (first and last name, or the latest order line's)."),
-        described("email", pa.string(), "The customer's email address."),
-        described("address", pa.string(), "The customer's street address."),
+        described("name", pa.string(), "The customer's full name (first and last name, or the latest order line's).",
+                  personal=CUSTOMER_NAME),
+        described("email", pa.string(), "The customer's email address.", personal=CUSTOMER_EMAIL),
+        described("address", pa.string(), "The customer's street address.", personal=CUSTOMER_STREET),
         described("city", pa.string(), "The customer's city."),
         described("state", pa.string(), "The customer's state."),
         described("postal_code", pa.string(), "The customer's postal code; null for origin 'orders'."),
@@ -218,7 +290,8 @@ ANALYTICS: dict[str, pa.Schema] = {
                       f"The customer's place by the day's revenue, 1 (highest) to {TOP_CUSTOMERS}; "
                       "ties go to the lower customer_id."),
             described("customer_id", pa.string(), "The customer's id."),
-            described("customer_name", pa.string(), "The customer's name, from one of the customer's order lines."),
+            described("customer_name", pa.string(), "The customer's name, from one of the customer's order lines.",
+                      personal=CUSTOMER_NAME),
             described("orders", pa.int64(), "The customer's orders of the day."),
             described("units", pa.int64(), "Units the customer bought."),
             described("revenue", MONEY, "Sum of the customer's line totals, in currency units."),
@@ -330,14 +403,15 @@ class MissingDescription(ValueError):
 
 
 def column_descriptions(schema: pa.Schema) -> dict[str, str]:
-    """Each column's description (name -> text), from its field's metadata. MissingDescription,
+    """Each column's description (name -> text), from its field's metadata, followed by what its
+    personal-data policy did to it (POLICY_NOTES). MissingDescription,
     naming the column, when one has none or an empty one."""
     descriptions = {}
     for field in schema:
         text = (field.metadata or {}).get(DESCRIPTION.encode(), b"").decode().strip()
         if not text:
             raise MissingDescription(f"column {field.name} has no description")
-        descriptions[field.name] = text
+        descriptions[field.name] = " ".join(filter(None, [text, column_policy(field).note]))
     return descriptions
 
 

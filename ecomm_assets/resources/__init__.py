@@ -2,7 +2,7 @@
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 
 import boto3
@@ -11,10 +11,28 @@ import dagster as dg
 from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
-from ecomm_assets.core.privacy import extracted
+from ecomm_assets.core.privacy import DEFAULT_KEY_WARNING, extracted, hash_key
 from ecomm_assets.core.simulator import Feed
 from ecomm_assets.core.storage import LakeStore
-from ecomm_assets.settings import CatalogBackend, OrderSource, Settings, Switch
+from ecomm_assets.settings import (
+    SETTINGS,
+    CatalogBackend,
+    OrderSource,
+    Settings,
+    Switch,
+)
+
+
+def pii_key() -> bytes:
+    """The key personal data is hashed with (ECOMM_PII_HASH_KEY). Not a resource's config: the UI
+    shows those, and this is a secret."""
+    return hash_key(SETTINGS.pii_hash_key)
+
+
+def warn_if_default_key(log: Callable[[str], None]) -> None:
+    """Says, in the run's log, that personal data is hashed with the public default key."""
+    if not SETTINGS.pii_hash_key:
+        log(DEFAULT_KEY_WARNING)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -49,12 +67,12 @@ class OrderSourceResource(dg.ConfigurableResource):
         days: a backfill snapshots today's collection into each day; the synthetic users and carts)
         is the same list object each day; the synthetic shop writes each day's own reviews, posts and comments."""
         if self.source is not OrderSource.SYNTHETIC:
-            records = extracted(name, self._fetched(name))
+            records = extracted(name, self._fetched(name), pii_key())
             yield from ((day, records) for day in days)
             return
         products, users = synthetic.generate_products(self.seed), synthetic.generate_users(self.seed)
         if name in ("users", "carts"):
-            records = extracted(name, users if name == "users" else synthetic.generate_carts(self.seed, products))
+            records = extracted(name, users if name == "users" else synthetic.generate_carts(self.seed, products), pii_key())
             yield from ((day, records) for day in days)
             return
         for day in days:
@@ -66,7 +84,7 @@ class OrderSourceResource(dg.ConfigurableResource):
                 records = synthetic.generate_comments(self.seed, day, synthetic.generate_posts(self.seed, day, users), users)
             else:
                 raise ValueError(f"unknown collection {name!r}")
-            yield day, extracted(name, records)
+            yield day, extracted(name, records, pii_key())
 
     def _fetched(self, name: str) -> list[dict]:
         if self.source is OrderSource.LANDING:

@@ -7,6 +7,7 @@ import time
 from datetime import date, timedelta
 
 import boto3
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,10 +26,13 @@ from ecomm_assets.core.schemas import (
     ENGAGEMENT,
     ENGAGEMENT_ANALYTICS,
     ORDER_LINES,
+    column_descriptions,
+    described,
 )
 
 LOCATION = "s3://lake/prefix/processed/order_lines"
 START = date(2024, 1, 1)
+COUPON = described("coupon", pa.string(), "The coupon code used.")
 
 
 @pytest.fixture
@@ -123,29 +127,29 @@ def test_a_backfill_registers_in_batches_and_a_rerun_adds_nothing(glue):
     assert (again.partitions_added, again.partitions_updated, again.tables_updated) == (0, 0, [])
     assert sizes["BatchCreatePartition"] == [100, 100, 50] and sizes["BatchUpdatePartition"] == []
 
-    wider = CatalogTable("order_lines", ORDER_LINES.append(pa.field("coupon", pa.string())), LOCATION)
+    wider = CatalogTable("order_lines", ORDER_LINES.append(COUPON), LOCATION)
     assert catalog.sync([wider], days).partitions_updated == 250
     assert_within_glue_limits(sizes)
     assert sizes["BatchUpdatePartition"] == [100, 100, 50]
-    assert all(p["Columns"][-1] == {"Name": "coupon", "Type": "string"} for p in partitions(glue).values())
+    assert all(p["Columns"][-1] == {"Name": "coupon", "Type": "string", "Comment": "The coupon code used."} for p in partitions(glue).values())
 
 
 def test_an_added_column_updates_the_table_and_its_partitions(glue):
     catalog = GlueCatalog(glue, "ecomm", START)
     catalog.sync([CatalogTable("order_lines", ORDER_LINES, LOCATION)], [date(2024, 1, 15)])
-    wider = ORDER_LINES.append(pa.field("coupon", pa.string()))
+    wider = ORDER_LINES.append(COUPON)
     report = catalog.sync([CatalogTable("order_lines", wider, LOCATION)], [date(2024, 1, 15), date(2024, 1, 16)])
     assert report.tables_updated == ["order_lines"]
     assert (report.partitions_added, report.partitions_updated) == (1, 1)
     columns = glue.get_table(DatabaseName="ecomm", Name="order_lines")["Table"]["StorageDescriptor"]["Columns"]
-    assert columns[-1] == {"Name": "coupon", "Type": "string"}
+    assert columns[-1] == {"Name": "coupon", "Type": "string", "Comment": "The coupon code used."}
     assert all(p["Columns"][-1]["Name"] == "coupon" for p in partitions(glue).values())
 
 
 def test_a_breaking_change_is_refused_with_a_clear_error(glue):
     catalog = GlueCatalog(glue, "ecomm", START)
     catalog.sync([CatalogTable("order_lines", ORDER_LINES, LOCATION)], [date(2024, 1, 15)])
-    retyped = ORDER_LINES.set(ORDER_LINES.get_field_index("quantity"), pa.field("quantity", pa.float64()))
+    retyped = ORDER_LINES.set(ORDER_LINES.get_field_index("quantity"), described("quantity", pa.float64(), "Units."))
     with pytest.raises(BreakingSchemaChange, match="changes quantity from int to double"):
         catalog.sync([CatalogTable("order_lines", retyped, LOCATION)], [date(2024, 1, 15)])
     with pytest.raises(BreakingSchemaChange, match="drops brand"):
@@ -244,3 +248,61 @@ def test_a_sync_keeps_the_duckdb_catalogs_mode(tmp_path, syncs, mode_between, ex
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == expected
+
+
+def _glue_comments(glue, table="order_lines") -> dict[str, str | None]:
+    columns = glue.get_table(DatabaseName="ecomm", Name=table)["Table"]["StorageDescriptor"]["Columns"]
+    return {c["Name"]: c.get("Comment") for c in columns}
+
+
+def test_glue_columns_carry_their_description_and_personal_data_policy(glue):
+    catalog = GlueCatalog(glue, "ecomm", START)
+    catalog.sync([CatalogTable("order_lines", ORDER_LINES, LOCATION)], [date(2024, 1, 15)])
+    comments = _glue_comments(glue)
+    assert comments == column_descriptions(ORDER_LINES)
+    assert comments["customer_email"] == ("The customer's email address, as the order gives it. "
+                                          "Personal data: hashed (HMAC-SHA256, hex; case and surrounding spaces ignored).")
+    assert comments["customer_name"].endswith("Personal data: masked (initials).")
+    assert [c.get("Comment") for c in partitions(glue)["2024-01-15"]["Columns"]] == list(comments.values())
+
+
+def test_a_glue_table_made_before_comments_gets_them_once(glue):
+    """A catalog synced by an earlier version (columns without comments) gets them, on the table and
+    its partitions, at the next sync; the sync after changes nothing."""
+    catalog = GlueCatalog(glue, "ecomm", START)
+    table = CatalogTable("order_lines", ORDER_LINES, LOCATION)
+    bare = [{"Name": c["Name"], "Type": c["Type"]} for c in glue_columns(ORDER_LINES)]
+    glue.create_database(DatabaseInput={"Name": "ecomm"})
+    glue.create_table(DatabaseName="ecomm", TableInput=catalog._table_input(table, bare))
+    glue.batch_create_partition(DatabaseName="ecomm", TableName="order_lines", PartitionInputList=[
+        {"Values": ["2024-01-15"], "StorageDescriptor": catalog._storage(bare, f"{LOCATION}/dt=2024-01-15/")}])
+    report = catalog.sync([table], [date(2024, 1, 15)])
+    assert (report.tables_updated, report.partitions_updated) == (["order_lines"], 1)
+    assert _glue_comments(glue) == column_descriptions(ORDER_LINES)
+    again = catalog.sync([table], [date(2024, 1, 15)])
+    assert (again.tables_updated, again.partitions_updated) == ([], 0)
+
+
+def test_a_glue_comment_is_cut_at_glues_255_characters():
+    [column] = glue_columns(pa.schema([described("notes", pa.string(), "x" * 300)]))
+    assert len(column["Comment"]) == 255 and column["Comment"].endswith("x…")
+
+
+def test_duckdb_view_columns_carry_their_description_and_personal_data_policy(tmp_path):
+    """Also on a catalog whose views were made before comments: the next sync adds them."""
+    lake = tmp_path / "lake" / "processed"
+    (lake / "orders" / "dt=2024-01-15").mkdir(parents=True)
+    pq.write_table(CONTRACTS["orders"].empty_table(), lake / "orders" / "dt=2024-01-15" / "part-00000.parquet")
+    path = tmp_path / "catalog.duckdb"
+    table = CatalogTable("orders", CONTRACTS["orders"], str(lake / "orders"))
+    DuckDBCatalog(str(path)).sync([table], [])
+    with duckdb.connect(str(path)) as con:
+        comments = dict(con.sql("SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'orders'").fetchall())
+        assert comments.pop("dt") is None and comments == column_descriptions(CONTRACTS["orders"])
+        assert comments["customer_email"].endswith("Personal data: hashed (HMAC-SHA256, hex; case and surrounding spaces ignored).")
+        con.execute("COMMENT ON COLUMN orders.customer_email IS NULL")  # as a sync before comments left it
+    assert DuckDBCatalog(str(path)).sync([table], []).tables_updated == ["orders"]
+    assert DuckDBCatalog(str(path)).sync([table], []).tables_updated == []
+    with duckdb.connect(str(path), read_only=True) as con:
+        [(comment,)] = con.sql("SELECT comment FROM duckdb_columns() WHERE column_name = 'customer_email'").fetchall()
+        assert comment == column_descriptions(CONTRACTS["orders"])["customer_email"]

@@ -8,6 +8,7 @@ from ecomm_assets.core.landing import DayWindow, split_landing_file
 from ecomm_assets.core.layout import is_landing_file
 
 WINDOW = DayWindow(date(2024, 1, 1), date(2099, 12, 31))
+KEY = b"test key"
 
 
 def test_a_multi_day_file_is_split_by_utc_day():
@@ -17,7 +18,7 @@ def test_a_multi_day_file_is_split_by_utc_day():
         {"order_id": "c", "order_date": "2024-01-16T08:00:00Z"},
         {"order_id": "d", "order_date": "2024-01-16T09:00:00"},
     ]
-    landed = split_landing_file("orders.json", json.dumps(records, indent=2).encode(), WINDOW)
+    landed = split_landing_file("orders.json", json.dumps(records, indent=2).encode(), WINDOW, key=KEY)
     assert {day: [json.loads(line)["order_id"] for line in lines] for day, lines in landed.days.items()} == {
         date(2024, 1, 15): ["a", "b"],
         date(2024, 1, 16): ["c", "d"],
@@ -27,7 +28,7 @@ def test_a_multi_day_file_is_split_by_utc_day():
 
 def test_json_lines_keep_each_line_and_the_split_is_deterministic():
     data = b'{"order_id":"a","order_date":"2024-01-15"}\n\n{"order_id":"b","order_date":"2024-01-16"}\n'
-    first, second = split_landing_file("x.jsonl", data, WINDOW), split_landing_file("x.jsonl", data, WINDOW)
+    first, second = split_landing_file("x.jsonl", data, WINDOW, key=KEY), split_landing_file("x.jsonl", data, WINDOW, key=KEY)
     assert first.file_id == second.file_id
     assert first.day_bytes(date(2024, 1, 15)) == b'{"order_id":"a","order_date":"2024-01-15"}\n'
     assert {d: first.day_bytes(d) for d in first.days} == {d: second.day_bytes(d) for d in second.days}
@@ -38,7 +39,7 @@ def test_bad_lines_are_quarantined_with_reasons_and_counted():
         b'{"order_id":"ok","order_date":"2024-01-15"}\n{"order_id": "cut\n\xff\xfe{}\n'
         b'[1, 2]\n{"order_id":"nodate"}\n{"order_id":"baddate","order_date":"soon"}\n'
     )
-    landed = split_landing_file("x.jsonl", data, WINDOW)
+    landed = split_landing_file("x.jsonl", data, WINDOW, key=KEY)
     reasons = [q["reason"].split(":")[0] for q in landed.quarantined]
     assert reasons == ["malformed JSON", "not UTF-8", "record is not a JSON object", "missing order_date", "unparseable order_date"]
     assert landed.records_read == 6 == landed.records_routed + len(landed.quarantined)
@@ -55,14 +56,14 @@ def test_bad_lines_are_quarantined_with_reasons_and_counted():
     ],
 )
 def test_unreadable_files_are_quarantined_whole(name, data, reason):
-    landed = split_landing_file(name, data, WINDOW)
+    landed = split_landing_file(name, data, WINDOW, key=KEY)
     assert landed.file_error.startswith(reason)
     assert not landed.days
 
 
 def test_gzip_and_wrapped_documents_are_read():
     wrapped = json.dumps({"orders": [{"order_id": "a", "order_date": "2024-01-15"}]}).encode()
-    landed = split_landing_file("x.json.gz", gzip.compress(wrapped), WINDOW)
+    landed = split_landing_file("x.json.gz", gzip.compress(wrapped), WINDOW, key=KEY)
     assert list(landed.days) == [date(2024, 1, 15)]
 
 
@@ -103,7 +104,7 @@ def test_a_hostile_record_is_quarantined_and_the_records_around_it_land(layout, 
         "wrapped array": '{"orders": [' + ", ".join(records) + "]}",
         "wrapped, orders last": '{"count": 3, "orders": [' + ", ".join(records) + "]}",
     }[layout]
-    landed = split_landing_file("hostile.json", text.encode(), window)
+    landed = split_landing_file("hostile.json", text.encode(), window, key=KEY)
     assert landed.file_error is None
     assert [q["reason"] for q in landed.quarantined] == [reason]
     assert landed.quarantined[0]["record_number"] == 2
@@ -114,7 +115,7 @@ def test_a_hostile_record_is_quarantined_and_the_records_around_it_land(layout, 
 
 
 def test_a_broken_array_after_a_hostile_element_is_quarantined_whole():
-    landed = split_landing_file("cut.json", ("[" + DEEP + ", " + GOOD + ", {").encode(), WINDOW)
+    landed = split_landing_file("cut.json", ("[" + DEEP + ", " + GOOD + ", {").encode(), WINDOW, key=KEY)
     assert landed.file_error.startswith("malformed or truncated JSON document")
     assert not landed.days and not landed.quarantined and landed.records_read == 0
 
@@ -138,7 +139,7 @@ SINGLE_DOCUMENTS = [
 
 @pytest.mark.parametrize("label, text, reason", SINGLE_DOCUMENTS, ids=[case[0] for case in SINGLE_DOCUMENTS])
 def test_a_pretty_printed_order_that_cannot_land_is_one_record_with_its_reason(label, text, reason):
-    landed = split_landing_file("one.json", text.encode(), WINDOW)
+    landed = split_landing_file("one.json", text.encode(), WINDOW, key=KEY)
     assert landed.records_read == 1 and not landed.days
     [rejected] = landed.quarantined
     assert rejected["reason"].startswith(reason) and rejected["record"] == text
@@ -146,14 +147,14 @@ def test_a_pretty_printed_order_that_cannot_land_is_one_record_with_its_reason(l
 
 def test_a_repeated_orders_key_makes_the_file_unreadable():
     text = '{"orders": [' + GOOD + '], "orders": []}'
-    landed = split_landing_file("two.json", text.encode(), WINDOW)
+    landed = split_landing_file("two.json", text.encode(), WINDOW, key=KEY)
     assert landed.file_error.startswith("duplicate key 'orders'") and not landed.days
 
 
 @pytest.mark.parametrize("first_line", ["[1]", '{"orders": []}', "[" + GOOD + "]"])
 def test_a_json_lines_file_is_read_line_by_line_whatever_its_first_line(first_line):
     """A .jsonl file starting like an array or a wrapped document was once quarantined whole."""
-    landed = split_landing_file("feed.jsonl", "\n".join([first_line, GOOD, GOOD.replace("ok", "two")]).encode(), WINDOW)
+    landed = split_landing_file("feed.jsonl", "\n".join([first_line, GOOD, GOOD.replace("ok", "two")]).encode(), WINDOW, key=KEY)
     assert landed.file_error is None and landed.records_read == 3
     assert [json.loads(line)["order_id"] for line in landed.days[date(2024, 1, 15)]] == ["ok", "two"]
     assert [q["record_number"] for q in landed.quarantined] == [1]

@@ -46,6 +46,7 @@ from ecomm_assets.core.schemas import (
     HEALTH,
     QUASI_IDENTIFIER,
     SECRET,
+    USER_NAME,
     Personal,
     Policy,
 )
@@ -61,7 +62,7 @@ SOURCE_FIELDS: dict[str, dict[str, Personal]] = {
         "maidenName": QUASI_IDENTIFIER,
         "email": CUSTOMER_EMAIL,
         "phone": CUSTOMER_PHONE,
-        "username": QUASI_IDENTIFIER,
+        "username": USER_NAME,
         "birthDate": QUASI_IDENTIFIER,
         "image": QUASI_IDENTIFIER,  # its URL holds the user name
         "address.address": CUSTOMER_STREET,
@@ -83,6 +84,10 @@ SOURCE_FIELDS: dict[str, dict[str, Personal]] = {
     "products": {  # DummyJSON's products carry their reviews, by name and email
         "reviews.reviewerName": CUSTOMER_NAME,
         "reviews.reviewerEmail": CUSTOMER_EMAIL,
+    },
+    "comments": {  # DummyJSON's comments name their author
+        "user.username": USER_NAME,
+        "user.fullName": CUSTOMER_NAME,
     },
     "orders": {
         "customer.name": CUSTOMER_NAME,

@@ -68,10 +68,11 @@ CUSTOMER_EMAIL = Personal("customer email", Policy.HASH)  # the customer key acr
 CUSTOMER_PHONE = Personal("customer phone", Policy.MASK_PHONE)
 CUSTOMER_STREET = Personal("customer street address", Policy.HASH)  # city, state, country stay
 NETWORK_ADDRESS = Personal("IP address", Policy.MASK_NETWORK)
-QUASI_IDENTIFIER = Personal("quasi-identifier", Policy.DROP)  # birth date, user name, coordinates, employer...
+USER_NAME = Personal("user name", Policy.HASH)  # a pseudonym: one user's posts, comments and profile still group
+QUASI_IDENTIFIER = Personal("quasi-identifier", Policy.DROP)  # birth date, coordinates, employer...
 HEALTH = Personal("health data", Policy.DROP)
 SECRET = Personal("secret", Policy.DROP)  # credentials, government ids, card and bank numbers, wallets
-ATTRIBUTES = (CUSTOMER_NAME, CUSTOMER_EMAIL, CUSTOMER_PHONE, CUSTOMER_STREET, NETWORK_ADDRESS, QUASI_IDENTIFIER,
+ATTRIBUTES = (CUSTOMER_NAME, CUSTOMER_EMAIL, CUSTOMER_PHONE, CUSTOMER_STREET, NETWORK_ADDRESS, USER_NAME, QUASI_IDENTIFIER,
               HEALTH, SECRET)
 
 
@@ -201,7 +202,6 @@ CONTRACTS: dict[str, pa.Schema] = {
 
 _SNAPSHOT_DAY = ("The UTC day of the snapshot holding the record (the partition). DummyJSON posts and comments "
                  "carry no date of their own: the synthetic shop's are written that day.")
-_PERSONAL = "Personal data, kept as the source gives it."
 _COUNT = "a whole number >= 0 as the source gives it; null when absent"
 
 # Engagement tables (core/engagement.py builds them from the day's collection snapshots).
@@ -217,8 +217,8 @@ ENGAGEMENT: dict[str, pa.Schema] = {
             described("review_ts", UTC_TS,
                       "When the review was written (its date), in UTC; DummyJSON's may lie outside the snapshot's day.",
                       nullable=False),
-            described("reviewer_name", pa.string(), f"The reviewer's name. {_PERSONAL}"),
-            described("reviewer_email", pa.string(), f"The reviewer's email address. {_PERSONAL}"),
+            described("reviewer_name", pa.string(), "The reviewer's name.", personal=CUSTOMER_NAME),
+            described("reviewer_email", pa.string(), "The reviewer's email address.", personal=CUSTOMER_EMAIL),
             described("category", pa.string(), "The product's category in the snapshot."),
             described("snapshot_date", pa.date32(), "The UTC day of the products snapshot holding the review (the partition).",
                       nullable=False),
@@ -244,8 +244,8 @@ ENGAGEMENT: dict[str, pa.Schema] = {
             described("comment_id", pa.string(), "The comment's id; unique per snapshot_date.", nullable=False),
             described("post_id", pa.string(), "The id of the post commented on.", nullable=False),
             described("user_id", pa.string(), "The commenter's user id (dim_customers.customer_id).", nullable=False),
-            described("username", pa.string(), "The commenter's username."),
-            described("full_name", pa.string(), f"The commenter's full name. {_PERSONAL}"),
+            described("username", pa.string(), "The commenter's username.", personal=USER_NAME),
+            described("full_name", pa.string(), "The commenter's full name.", personal=CUSTOMER_NAME),
             described("body", pa.string(), "The comment's text."),
             described("likes", pa.int64(), f"Likes the comment received: {_COUNT}."),
             described("snapshot_date", pa.date32(), _SNAPSHOT_DAY, nullable=False),

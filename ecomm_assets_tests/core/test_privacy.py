@@ -15,9 +15,9 @@ from ecomm_assets.core.privacy import (
     protect,
 )
 from ecomm_assets.core.schemas import (
-    ANALYTICS,
     ATTRIBUTES,
     CONTRACTS,
+    LAKE_TABLES,
     LANDED_FILES,
     Personal,
     Policy,
@@ -104,6 +104,7 @@ def test_a_users_personal_fields_land_as_their_attributes_say():
     assert user == {
         "id": 1, "firstName": "E.", "lastName": "J.", "age": 28, "gender": "female",
         "email": protect(USER["email"], Policy.HASH, KEY), "phone": "***3024", "eyeColor": "Green",
+        "username": protect(USER["username"], Policy.HASH, KEY),
         "address": {"address": protect("626 Main Street", Policy.HASH, KEY), "city": "Phoenix", "state": "Mississippi",
                     "stateCode": "MS", "postalCode": "29112", "country": "United States"},
         "role": "admin",
@@ -145,13 +146,13 @@ def test_collections_without_personal_fields_pass_as_they_are(collection):
 
 
 def _contract_columns():
-    for table, schema in {**CONTRACTS, **ANALYTICS, "landed_files": LANDED_FILES}.items():
+    for table, schema in {**LAKE_TABLES, "landed_files": LANDED_FILES}.items():
         for field in schema:
             yield table, field
 
 
 # Columns whose name says they may hold personal data: each must declare its attribute.
-PERSONAL_NAME = re.compile(r"email|phone|ip_address|address|(^|_)name$")
+PERSONAL_NAME = re.compile(r"email|phone|ip_address|address|(^|_)(user_?)?name$")
 NOT_PERSONAL = {("order_lines", "product_name"), ("product_performance", "product_name"), ("dim_products", "name")}
 
 
@@ -172,12 +173,16 @@ FED_COLUMNS = {
     ("orders", "customer.email"): [("order_lines", "customer_email"), ("orders", "customer_email"),
                                    ("dim_customers", "email")],
     ("orders", "customer.address.address"): [("order_lines", "customer_address"), ("dim_customers", "address")],
+    ("products", "reviews.reviewerName"): [("product_reviews", "reviewer_name")],
+    ("products", "reviews.reviewerEmail"): [("product_reviews", "reviewer_email")],
+    ("comments", "user.username"): [("comments", "username")],
+    ("comments", "user.fullName"): [("comments", "full_name")],
 }
 
 
 @pytest.mark.parametrize("source, path", list(FED_COLUMNS))
 def test_a_source_field_and_the_columns_it_feeds_declare_one_attribute(source, path):
-    schemas = {**CONTRACTS, **ANALYTICS}
+    schemas = LAKE_TABLES
     attribute = SOURCE_FIELDS[source][path]
     for table, column in FED_COLUMNS[(source, path)]:
         field = schemas[table].field(column)

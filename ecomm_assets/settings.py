@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class OrderSource(StrEnum):
@@ -54,6 +55,15 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+def _time_zone(text: str) -> str:
+    """An IANA time zone name (Europe/Berlin, UTC), as the tz database of this machine knows it."""
+    try:
+        ZoneInfo(text)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError("must be an IANA time zone name such as UTC or Europe/Berlin") from None
+    return text
+
+
 def _day(text: str) -> date:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         raise ValueError("must be a date written YYYY-MM-DD")
@@ -79,6 +89,7 @@ class Settings:
     glue_endpoint_url: str | None = None
     glue_partition_projection: Switch = Switch.ON
     landing_sensor: Switch = Switch.ON
+    purchases_timezone: str = "UTC"
     alerts_path: str = "data/alerts.jsonl"
     alerts_sns_topic_arn: str | None = None
 
@@ -108,6 +119,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "orders_per_day": _non_negative_int,
     "seed": _non_negative_int,
     "start_date": _day,
+    "purchases_timezone": _time_zone,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.
 ENVIRONMENT = {"aws_region": "AWS_REGION"}

@@ -1,4 +1,4 @@
-"""Files that producers drop in the landing zone -> order records split by UTC day.
+"""Files that producers drop in landing/orders/ -> order records split by UTC day.
 
 A landed file may hold orders of any mix of days; each order belongs to the UTC day of its
 order_date. Parsing is per record (files are producer-sized), and every record either lands in
@@ -15,6 +15,7 @@ import json
 import re
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -52,22 +53,31 @@ class DayWindow:
         return None
 
 
+def json_lines(lines: list[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
+
+
 @dataclass
 class LandedFile:
+    """A landed file split by day. A day's records are whatever its feed's split keeps (JSON lines
+    for orders, a table of CSV rows for CSV feeds); `encode_day` writes them as the raw day file."""
+
     name: str
     file_id: str  # content hash: the identity that makes re-ingestion idempotent
     window: DayWindow
     records_read: int = 0
-    days: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list))  # JSON lines
+    days: dict[date, Sized] = field(default_factory=lambda: defaultdict(list))  # JSON lines by default
     quarantined: list[dict] = field(default_factory=list)  # {record_number, reason, record}
     file_error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what a reader of the file's record should know
+    encode_day: Callable[[Sized], bytes] = json_lines
 
     @property
     def records_routed(self) -> int:
-        return sum(len(lines) for lines in self.days.values())
+        return sum(len(records) for records in self.days.values())
 
     def day_bytes(self, day: date) -> bytes:
-        return "".join(line + "\n" for line in self.days[day]).encode()
+        return self.encode_day(self.days[day])
 
 
 def file_id(data: bytes) -> str:

@@ -437,6 +437,11 @@ def ingest_user_profile_files(
     return ingest_feed(context, config, lake, alerts, USER_PROFILES_FEED)
 
 
+# The ingest op of each feed (by its name).
+INGEST_OPS = {ORDERS_FEED.name: ingest_landing_files, PURCHASES_FEED.name: ingest_purchase_files,
+              USER_PROFILES_FEED.name: ingest_user_profile_files}
+
+
 def ingest_feed(context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource,
                 feed: Feed) -> list[str]:
     """An ingest op's work for one feed: returns the days it touched."""
@@ -580,8 +585,9 @@ def _log_file(context: dg.OpExecutionContext, entry: dict, feed: Feed) -> None:
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=feed.raw_asset,
-                partition=day,
-                metadata={"landed_file": entry["file"], "file_id": entry["file_id"], "records": records},
+                partition=day if feed.daily else None,
+                metadata={"landed_file": entry["file"], "file_id": entry["file_id"], "records": records}
+                | ({} if feed.daily else {"day_kept_in": day}),
             )
         )
     for old_id, days in entry["supersedes"].items():
@@ -590,7 +596,7 @@ def _log_file(context: dg.OpExecutionContext, entry: dict, feed: Feed) -> None:
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=feed.raw_asset,
-                partition=day,
+                partition=day if feed.daily else None,
                 metadata={"landed_file": entry["file"], "superseded": dg.MetadataValue.json(sorted(entry["supersedes"]))},
             )
         )

@@ -11,7 +11,12 @@ from datetime import date
 import pyarrow as pa
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.schemas import ANALYTICS, TOP_CUSTOMERS
+from ecomm_assets.core.schemas import (
+    ANALYTICS,
+    PURCHASE_ANALYTICS,
+    PURCHASE_DIMENSIONS,
+    TOP_CUSTOMERS,
+)
 
 _SQL = {
     "sales_by_category": """
@@ -56,5 +61,44 @@ def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, days: li
     con.register("orders", orders)
     con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
     result = con.sql(_SQL[name]).to_arrow_table().cast(ANALYTICS[name])
+    con.close()
+    return result
+
+
+# Purchase analytics: revenue is what buyers paid (selling_price - discount), margin what the shop kept.
+_PURCHASE_SQL = {
+    # One row per (day, dimension, value): the event's own columns, and the buyer's profile (the
+    # profile dimensions of a user without one are null).
+    "purchase_breakdown": f"""
+        WITH events AS (
+            SELECT e.event_date, e.session_id, e.user_id, e.revenue, e.margin,
+                   {", ".join(f"e.{d}" for d in PURCHASE_DIMENSIONS[:-3])}, p.age_band, p.occupation, p.city
+            FROM purchase_events e LEFT JOIN dim_user_profiles p USING (user_id)
+        )
+        SELECT event_date, dimension, value, count(*) AS purchases, count(DISTINCT session_id) AS sessions,
+               count(DISTINCT user_id) AS users, sum(revenue) AS revenue, sum(margin) AS margin
+        FROM events UNPIVOT INCLUDE NULLS (value FOR dimension IN ({", ".join(PURCHASE_DIMENSIONS)}))
+        GROUP BY event_date, dimension, value
+        ORDER BY event_date, dimension, revenue DESC, value NULLS LAST
+    """,
+    "purchase_sessions_daily": """
+        SELECT d.day AS event_date, count(e.session_id) AS purchases, count(DISTINCT e.session_id) AS sessions,
+               count(DISTINCT e.user_id) AS users,
+               coalesce(count(e.session_id) / nullif(count(DISTINCT e.session_id), 0), 0) AS purchases_per_session,
+               coalesce(sum(e.revenue), 0) AS revenue, coalesce(sum(e.margin), 0) AS margin,
+               coalesce(CAST(sum(e.revenue) / nullif(count(e.session_id), 0) AS DECIMAL(18,2)), 0) AS average_purchase_value
+        FROM days d LEFT JOIN purchase_events e ON e.event_date = d.day
+        GROUP BY d.day ORDER BY d.day
+    """,
+}
+
+
+def build_purchase_analytics(name: str, purchase_events: pa.Table, dim_user_profiles: pa.Table, days: list[date]) -> pa.Table:
+    """The purchase analytics table `name` for `days`, from their purchase events and the profiles."""
+    con = duck.connect()
+    con.register("purchase_events", purchase_events)
+    con.register("dim_user_profiles", dim_user_profiles)
+    con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
+    result = con.sql(_PURCHASE_SQL[name]).to_arrow_table().cast(PURCHASE_ANALYTICS[name])
     con.close()
     return result

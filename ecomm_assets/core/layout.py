@@ -147,6 +147,10 @@ class Feed:
     quarantine_folder: str  # quarantine/<quarantine_folder>/<file id>/: a landed file's rejects
     landed_files_table: str  # one row per landed file version
     raw_asset: str  # the asset whose day partitions the ingest writes (logged per day touched)
+    # Whether its records belong to UTC days (a daily table is recomputed for each day touched); a
+    # feed that is not daily (user profiles) keeps a file's records in the day it landed, and its
+    # raw asset and table are not partitioned.
+    daily: bool = True
 
     @property
     def landing_dir(self) -> str:
@@ -222,6 +226,7 @@ USER_PROFILES_FEED = Feed(
     quarantine_folder="landing_user_profiles",
     landed_files_table="landed_user_profile_files",
     raw_asset="user_profiles_raw",
+    daily=False,
 )
 FEEDS = (ORDERS_FEED, PURCHASES_FEED, USER_PROFILES_FEED)
 

@@ -35,6 +35,10 @@ USER_PROFILE_COLUMNS = (
     "phone_number", "city", "language",
 )
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # 2023-10-26 18:46:39, no zone ('T' between date and time too)
+# A raw day file of purchases holds the log's columns as landed, plus the UTC instant the split read
+# in `timestamp` (ECOMM_PURCHASES_TIMEZONE at the ingest): the table never reads the zone again.
+EVENT_TS_UTC = "event_ts_utc"
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 BOM = b"\xef\xbb\xbf"
 
 
@@ -68,6 +72,8 @@ def split_purchase_file(name: str, data: bytes, window: DayWindow, timezone: str
         day = days[position].astype(object) if parsed[position] else None
         reason = window.problem(day) if day else f"unparseable timestamp: {table['timestamp'][int(position)].as_py()!r}"
         _reject(landed, numbers[position], reason, table, position)
+    seconds = pc.cast(instants, pa.timestamp("s", tz="UTC"), safe=False)  # the log has whole seconds
+    table = table.append_column(EVENT_TS_UTC, pc.strftime(seconds, format=UTC_FORMAT))
     _route(landed, table.filter(pa.array(keep)), days[keep])
     return landed
 

@@ -34,8 +34,10 @@ PROJECT = Path(__file__).resolve().parents[1]
         # Empty means unset (`VAR=` in compose files and CI), and surrounding spaces never count.
         ({"ECOMM_S3_ENDPOINT_URL": "", "ECOMM_LAKE_URI": " ", "ECOMM_SOURCE": ""}, Settings()),
         ({"ECOMM_START_DATE": " 2024-02-01 "}, Settings(start_date=Settings.start_date.replace(2024, 2, 1))),
+        ({"ECOMM_PURCHASES_TIMEZONE": "Asia/Kolkata"}, Settings(purchases_timezone="Asia/Kolkata")),
     ],
-    ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces"],
+    ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces",
+         "time-zone"],
 )
 def test_valid_settings_are_read(environment, expected):
     assert Settings.from_environment(environment) == expected
@@ -56,9 +58,13 @@ def test_valid_settings_are_read(environment, expected):
         ({"ECOMM_START_DATE": "20240201"}, "ECOMM_START_DATE='20240201': must be a date written YYYY-MM-DD"),
         ({"ECOMM_START_DATE": "2024/01/01"}, "ECOMM_START_DATE='2024/01/01'"),
         ({"ECOMM_SEED": "4 2"}, "ECOMM_SEED='4 2'"),
+        ({"ECOMM_PURCHASES_TIMEZONE": "Mars/Olympus"},
+         "ECOMM_PURCHASES_TIMEZONE='Mars/Olympus': must be an IANA time zone name such as UTC or Europe/Berlin"),
+        ({"ECOMM_PURCHASES_TIMEZONE": "../../etc/passwd"}, "ECOMM_PURCHASES_TIMEZONE='../../etc/passwd': must be an IANA"),
+        ({"ECOMM_PURCHASES_TIMEZONE": "+05:30"}, "ECOMM_PURCHASES_TIMEZONE='+05:30': must be an IANA"),
     ],
     ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "underscore", "non-ascii", "basic-date",
-         "date", "inner-space"],
+         "date", "inner-space", "unknown-zone", "zone-path", "zone-offset"],
 )
 def test_invalid_settings_fail_with_the_variable_and_the_choices(environment, message):
     with pytest.raises(SettingError) as raised:

@@ -63,7 +63,9 @@ def split_purchase_file(name: str, data: bytes, window: DayWindow, timezone: str
         return landed
     text = pc.replace_substring(pc.utf8_trim_whitespace(table["timestamp"]), "T", " ", max_replacements=1)
     local = pc.strptime(text, format=TIMESTAMP_FORMAT, unit="us", error_is_null=True)
-    instants = pc.assume_timezone(local, timezone=timezone, ambiguous="earliest", nonexistent="latest")
+    # In UTC before taking the date: Arrow dates a zoned timestamp by its local wall time.
+    instants = pc.cast(pc.assume_timezone(local, timezone=timezone, ambiguous="earliest", nonexistent="latest"),
+                       pa.timestamp("s", tz="UTC"), safe=False)  # the log has whole seconds
     days = pc.cast(instants, pa.date32()).to_numpy(zero_copy_only=False)  # NaT where unparseable
     parsed = ~np.isnat(days)
     first, last = np.datetime64(window.first, "D"), np.datetime64(window.last, "D")
@@ -72,8 +74,7 @@ def split_purchase_file(name: str, data: bytes, window: DayWindow, timezone: str
         day = days[position].astype(object) if parsed[position] else None
         reason = window.problem(day) if day else f"unparseable timestamp: {table['timestamp'][int(position)].as_py()!r}"
         _reject(landed, numbers[position], reason, table, position)
-    seconds = pc.cast(instants, pa.timestamp("s", tz="UTC"), safe=False)  # the log has whole seconds
-    table = table.append_column(EVENT_TS_UTC, pc.strftime(seconds, format=UTC_FORMAT))
+    table = table.append_column(EVENT_TS_UTC, pc.strftime(instants, format=UTC_FORMAT))
     _route(landed, table.filter(pa.array(keep)), days[keep])
     return landed
 

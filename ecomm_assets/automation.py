@@ -209,8 +209,11 @@ lake_job = dg.define_asset_job(
 )
 purchases_job = dg.define_asset_job(
     "purchases_job",
-    selection=dg.AssetSelection.assets("purchase_events").downstream(),
-    description="Recompute purchase_events and everything downstream for one day or a range of days.",
+    # dim_user_profiles too (it is cheap): its file then exists before the catalog step, which
+    # registers it once; later profile files are read through that registration at once.
+    selection=dg.AssetSelection.assets("purchase_events").downstream() | dg.AssetSelection.assets("dim_user_profiles"),
+    description="Recompute purchase_events and everything downstream for one day or a range of days "
+    "(and dim_user_profiles, which the purchase analytics join).",
 )
 user_profiles_job = dg.define_asset_job(
     "user_profiles_job",

@@ -8,9 +8,18 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ecomm_assets.core.landing import DayWindow
-from ecomm_assets.core.purchase_log import BadRow, Header, purchase_log_csv, user_profiles_csv
+from ecomm_assets.core.purchase_log import (
+    BadRow,
+    Header,
+    purchase_log_csv,
+    user_profiles_csv,
+)
 from ecomm_assets.core.purchase_tables import RawCsvFile, build_purchase_events
-from ecomm_assets.core.purchases import PURCHASE_COLUMNS, split_purchase_file, split_user_profile_file
+from ecomm_assets.core.purchases import (
+    PURCHASE_COLUMNS,
+    split_purchase_file,
+    split_user_profile_file,
+)
 
 WINDOW = DayWindow(date(2024, 1, 1), date(2024, 12, 31))
 START = datetime(2024, 1, 14, 12)

@@ -231,7 +231,14 @@ def test_a_failed_blocking_check_keeps_the_day_out_of_the_catalog(lake_dir, inst
 def test_every_asset_and_check_is_declared_at_module_level():
     """`def order_lines` is the asset: greppable, importable, and what tools reading modules find."""
     from ecomm_assets import checks
-    from ecomm_assets.assets import analytics, catalog, lake, landing, purchases, sources
+    from ecomm_assets.assets import (
+        analytics,
+        catalog,
+        lake,
+        landing,
+        purchases,
+        sources,
+    )
     from ecomm_assets.core.schemas import LAKE_TABLES, UNPARTITIONED_TABLES
     from ecomm_assets.definitions import defs
 

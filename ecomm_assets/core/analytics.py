@@ -56,11 +56,16 @@ _SQL = {
 
 def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, days: list[date]) -> pa.Table:
     """The analytics table `name` for `days`. Revenue is the sum of line totals (what was sold)."""
+    return _query(_SQL[name], ANALYTICS[name], days, order_lines=order_lines, orders=orders)
+
+
+def _query(sql: str, contract: pa.Schema, days: list[date], **tables: pa.Table) -> pa.Table:
+    """`sql` over `tables` (by name) and `days` (a table of column `day`), as `contract`."""
     con = duck.connect()
-    con.register("order_lines", order_lines)
-    con.register("orders", orders)
+    for name, table in tables.items():
+        con.register(name, table)
     con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
-    result = con.sql(_SQL[name]).to_arrow_table().cast(ANALYTICS[name])
+    result = con.sql(sql).to_arrow_table().cast(contract)
     con.close()
     return result
 
@@ -95,10 +100,5 @@ _PURCHASE_SQL = {
 
 def build_purchase_analytics(name: str, purchase_events: pa.Table, dim_user_profiles: pa.Table, days: list[date]) -> pa.Table:
     """The purchase analytics table `name` for `days`, from their purchase events and the profiles."""
-    con = duck.connect()
-    con.register("purchase_events", purchase_events)
-    con.register("dim_user_profiles", dim_user_profiles)
-    con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
-    result = con.sql(_PURCHASE_SQL[name]).to_arrow_table().cast(PURCHASE_ANALYTICS[name])
-    con.close()
-    return result
+    return _query(_PURCHASE_SQL[name], PURCHASE_ANALYTICS[name], days,
+                  purchase_events=purchase_events, dim_user_profiles=dim_user_profiles)

@@ -28,6 +28,7 @@ from ecomm_assets.core.records import (
     size_problem,
 )
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 # Producers' clocks run a little ahead and a day's orders arrive while it is still going on: a
 # record dated up to this many days after today (UTC) is kept for its day; a later one is "in the future".
 FUTURE_HORIZON_DAYS = 1
@@ -84,17 +85,26 @@ def file_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
-    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine."""
-    landed = LandedFile(name=name, file_id=file_id(data), window=window)
-    if name.lower().endswith(".gz"):
+def content(landed: LandedFile, data: bytes) -> bytes | None:
+    """A landed file's content (a .gz name decompressed), or None with landed.file_error set: not
+    gzip, or nothing but whitespace."""
+    if landed.name.lower().endswith(".gz"):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as error:
             landed.file_error = f"not a readable gzip file: {error}"
-            return landed
+            return None
     if not data.strip():
         landed.file_error = "empty file"
+        return None
+    return data
+
+
+def split_landing_file(name: str, data: bytes, window: DayWindow) -> LandedFile:
+    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine."""
+    landed = LandedFile(name=name, file_id=file_id(data), window=window)
+    data = content(landed, data)
+    if data is None:
         return landed
     try:
         text = data.decode("utf-8-sig")

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from ecomm_assets.core.landing import BOM
 from ecomm_assets.core.purchases import (
-    BOM,
     PURCHASE_COLUMNS,
     TIMESTAMP_FORMAT,
     USER_PROFILE_COLUMNS,

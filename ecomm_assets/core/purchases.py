@@ -14,9 +14,7 @@ later (purchase_events, dim_user_profiles), where a bad price is quarantined wit
 from __future__ import annotations
 
 import csv
-import gzip
 import io
-import zlib
 from datetime import date
 
 import numpy as np
@@ -24,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ecomm_assets.core.landing import DayWindow, LandedFile, file_id
+from ecomm_assets.core.landing import BOM, DayWindow, LandedFile, content, file_id
 
 PURCHASE_COLUMNS = (
     "user_id", "session_id", "category", "brand", "cost_price", "selling_price", "discount", "timestamp",
@@ -39,7 +37,6 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # 2023-10-26 18:46:39, no zone ('T' betw
 # in `timestamp` (ECOMM_PURCHASES_TIMEZONE at the ingest): the table never reads the zone again.
 EVENT_TS_UTC = "event_ts_utc"
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-BOM = b"\xef\xbb\xbf"
 
 
 def encode_csv(table: pa.Table) -> bytes:
@@ -107,16 +104,12 @@ def _read(name: str, data: bytes, window: DayWindow, columns: tuple[str, ...], k
     rows of the wrong width quarantined. None: the file is quarantined whole (landed.file_error)."""
     landed = LandedFile(name=name, file_id=file_id(data), window=window, encode_day=encode_csv)
     nothing = (landed, None, np.empty(0, np.int64))
-    if name.lower().endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as error:
-            landed.file_error = f"not a readable gzip file: {error}"
-            return nothing
-    data = data.removeprefix(BOM)
-    if not data.strip():
-        landed.file_error = "empty file"
+    data = content(landed, data)
+    if data is not None and not data.removeprefix(BOM).strip():
+        landed.file_error = "empty file: a byte order mark alone"
+    if landed.file_error:
         return nothing
+    data = data.removeprefix(BOM)
     wrong_width: list[tuple[int, str, str]] = []
 
     def invalid_row(row) -> str:

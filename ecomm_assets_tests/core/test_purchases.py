@@ -70,6 +70,7 @@ def test_each_bad_row_is_quarantined_with_its_reason_and_every_record_counted(tm
         ("unknown column", purchase_log_csv(50, header=Header.UNKNOWN_COLUMN),
          "missing columns: payment_method; unknown columns: extra"),
         ("empty file", b"\r\n", "empty file"),
+        ("byte order mark alone", b"\xef\xbb\xbf\r\n", "empty file: a byte order mark alone"),
         ("not gzip", b"user_id,session_id\r\n", "not a readable gzip file"),
         ("not UTF-8", purchase_log_csv(5).replace(b"Books", b"B\xffoks").replace(b"Fashion", b"F\xffshion")
          .replace(b"Beauty", b"B\xffauty").replace(b"Electronics", b"E\xfflectronics"), "not a readable CSV file"),

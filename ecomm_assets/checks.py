@@ -26,7 +26,11 @@ from ecomm_assets.core.layout import (
     unpartitioned_table_path,
 )
 from ecomm_assets.core.purchases import count_csv_records
-from ecomm_assets.core.schemas import DIM_USER_PROFILES, LAKE_TABLES
+from ecomm_assets.core.schemas import (
+    DIM_USER_PROFILES,
+    LAKE_TABLES,
+    PURCHASE_DIMENSIONS,
+)
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
@@ -82,6 +86,20 @@ def _purchase_events_conservation(events: TableDays, day: date) -> quality.Check
     quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
     duplicates = json.loads(store.read_bytes(counts_path("purchase_events", day)))["duplicates_dropped"]
     return quality.conservation(records_read, events.rows[day].num_rows, quarantined, duplicates, "events_loaded")
+
+
+def _breakdown_adds_up(breakdown_days: TableDays, day: date) -> quality.CheckOutcome:
+    """Every dimension's rows add up to the day's purchase events: purchases, revenue and margin."""
+    events = read_table(breakdown_days.store, "purchase_events", day)
+    totals = {"purchases": events.num_rows, "revenue": pc.sum(events["revenue"]).as_py() or 0,
+              "margin": pc.sum(events["margin"]).as_py() or 0}
+    sums = breakdown_days.rows[day].group_by("dimension").aggregate([(c, "sum") for c in totals]).to_pylist()
+    wrong = {row["dimension"]: {c: row[f"{c}_sum"] for c in totals} for row in sums
+             if any((row[f"{c}_sum"] or 0) != totals[c] for c in totals)}
+    missing = sorted(set(PURCHASE_DIMENSIONS) - {row["dimension"] for row in sums}) if events.num_rows else []
+    return not wrong and not missing, {"day_totals": {k: str(v) for k, v in totals.items()},
+                                       "dimensions_not_adding_up": {d: {k: str(v) for k, v in t.items()} for d, t in wrong.items()},
+                                       "dimensions_missing": missing}
 
 
 def _orders_match_lines(orders_days: TableDays, day: date) -> quality.CheckOutcome:
@@ -194,8 +212,13 @@ CHECKS: dict[str, list[Check]] = {
               "records read = events loaded + records quarantined + duplicates dropped.", True),
         ROW_COUNT,
     ],
+    "purchase_breakdown": [
+        _schema_check("purchase_breakdown"),
+        Check("adds_up_to_the_days_purchases", _breakdown_adds_up,
+              "Each dimension's purchases, revenue and margin add up to the day's purchase_events.", True),
+    ],
     **{table: [_schema_check(table)] for table in ("sales_by_category", "product_performance", "top_customers",
-                                                   "daily_order_summary", "purchase_breakdown", "purchase_sessions_daily")},
+                                                   "daily_order_summary", "purchase_sessions_daily")},
 }
 
 

@@ -26,7 +26,7 @@ def test_whole_graph_for_one_day(lake_dir, instance):
     result = materialize_day(make_definitions(lake_dir), "2024-01-15", instance)
     assert result.success
     checks = check_results(result)
-    assert len(checks) == 27  # 18 of the orders' tables, 9 of the purchase tables (empty without landed files)
+    assert len(checks) == 28  # 18 of the orders' tables, 10 of the purchase tables (empty without landed files)
     # Synthetic orders add shipping to a few percent of totals: the WARN check says so.
     assert checks.pop(("orders", "totals_reconcile")) is False
     assert all(checks.values()), checks

@@ -8,7 +8,9 @@ from datetime import datetime
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.catch_up import catch_up
@@ -117,7 +119,8 @@ def test_every_check_of_the_purchase_tables_ran_and_passed(lake):
     ran = {(e.asset_key.to_user_string(), e.check_name) for e in evaluations}
     assert {("purchase_events", "records_conserved"), ("purchase_events", "values_valid"),
             ("purchase_events", "schema_matches_contract"), ("dim_user_profiles", "records_conserved"),
-            ("dim_user_profiles", "keys_not_null_and_unique"), ("purchase_breakdown", "schema_matches_contract")} <= ran
+            ("dim_user_profiles", "keys_not_null_and_unique"), ("purchase_breakdown", "schema_matches_contract"),
+            ("purchase_breakdown", "adds_up_to_the_days_purchases")} <= ran
     assert [e.check_name for e in evaluations if not e.passed] == []
 
 
@@ -226,3 +229,27 @@ def test_a_profile_file_landed_later_segments_old_purchases_at_once(lake_dir, in
     assert len(instance.get_runs(filters=dg.RunsFilter(job_name="purchases_job"))) == purchase_runs
     segments = run_sql(lake_dir, "revenue_by_user_segment.sql")
     assert None not in {r["value"] for r in segments} and sum(r["purchases"] for r in segments) == 3 * 300
+
+
+@pytest.mark.parametrize(
+    "table, check, tamper",
+    [
+        ("purchase_breakdown", "adds_up_to_the_days_purchases", lambda t: t.slice(1)),  # a row lost
+        ("purchase_events", "values_valid", lambda t: t.set_column(
+            t.schema.get_field_index("margin"), t.schema.field("margin"), pa.array([0] * t.num_rows, t.schema.field("margin").type))),
+        ("purchase_events", "records_conserved", lambda t: t.slice(0, t.num_rows - 1)),  # an event lost
+    ],
+)
+def test_a_purchase_table_that_does_not_add_up_fails_its_check(lake, table, check, tamper):
+    lake_dir, _, instance = lake
+    path = lake_dir / "processed" / table / "dt=2024-01-15" / "part-00000.parquet"
+    original = path.read_bytes()
+    job = make_definitions(lake_dir, orders_per_day=0).resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={dg.AssetCheckKey(dg.AssetKey(table), check)})
+    try:
+        pq.write_table(tamper(pq.read_table(path)), path)
+        result = job.execute_in_process(instance=instance, partition_key="2024-01-15", raise_on_error=False)
+    finally:
+        path.write_bytes(original)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.passed) == (check, False)

@@ -103,9 +103,12 @@ class FeedFormat:
     count_records: Callable[[bytes], int]
 
 
+def _count_lines(data: bytes) -> int:
+    return sum(1 for line in data.split(b"\n") if line.strip())
+
+
 FORMATS: dict[str, FeedFormat] = {
-    ORDERS_FEED.name: FeedFormat(lambda landing, data, window: split_landing_file(landing.name, data, window),
-                                 lambda data: _count_lines(data)),
+    ORDERS_FEED.name: FeedFormat(lambda landing, data, window: split_landing_file(landing.name, data, window), _count_lines),
     PURCHASES_FEED.name: FeedFormat(
         lambda landing, data, window: split_purchase_file(landing.name, data, window, SETTINGS.purchases_timezone),
         count_csv_records,
@@ -360,10 +363,6 @@ def conservation_outcome(store: LakeStore, entries: list[dict], feed: Feed = ORD
         "records_quarantined": sum(e["records_quarantined"] for e in entries),
         "files_unbalanced": unbalanced,
     }
-
-
-def _count_lines(data: bytes) -> int:
-    return sum(1 for line in data.split(b"\n") if line.strip())
 
 
 def _count_records(store: LakeStore, rel: str, count: Callable[[bytes], int]) -> int:

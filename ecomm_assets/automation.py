@@ -1,6 +1,7 @@
-"""Jobs, the daily schedule and sensors: ingest landed producer files as they arrive, recompute
-every day they touched, and write an alert when a run fails; and the live feed simulator's
-schedule (off by default), which drops the synthetic shop's files into the landing zone."""
+"""Jobs, the daily schedule and sensors: ingest landed producer files of every feed (orders,
+purchases, user profiles) as they arrive, recompute every day they touched (the profiles' table),
+and write an alert when a run fails; and the live feed simulator's schedule (off by default), which
+drops the synthetic shop's files into the landing zone."""
 
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -9,8 +10,21 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from ecomm_assets.assets.landing import ingest_landing_files, list_landing, skip_reason
-from ecomm_assets.core.layout import LANDING_DIR
+from ecomm_assets.assets.landing import (
+    INGEST_OPS,
+    ingest_landing_files,
+    ingest_purchase_files,
+    ingest_user_profile_files,
+    list_landing,
+    skip_reason,
+)
+from ecomm_assets.core.layout import (
+    FEEDS,
+    ORDERS_FEED,
+    PURCHASES_FEED,
+    USER_PROFILES_FEED,
+    Feed,
+)
 from ecomm_assets.core.simulator import (
     Tick,
     cron_schedule,
@@ -41,13 +55,15 @@ def landing_file_tag(name: str) -> str:
     return name[-200:]
 
 
-def landing_run_request(name: str, size: int, version: str) -> dg.RunRequest:
+def landing_run_request(name: str, size: int, version: str, feed: Feed = ORDERS_FEED) -> dg.RunRequest:
     """One ingest run per landed file version: the same key, size and version (mtime locally, etag
-    and LastModified on S3) never run twice."""
+    and LastModified on S3) never run twice. The orders' keys are the name alone (as before other
+    feeds came: an instance's earlier keys still match); other feeds' start with their folder."""
+    key = name if feed is ORDERS_FEED else f"{feed.name}/{name}"
     return dg.RunRequest(
-        run_key=f"{name}:{size}:{version}",
-        job_name="ingest_landing_job",
-        run_config={"ops": {"ingest_landing_files": {"config": {"files": [name]}}}},
+        run_key=f"{key}:{size}:{version}",
+        job_name=INGEST_JOBS[feed.name].name,
+        run_config={"ops": {INGEST_OPS[feed.name].name: {"config": {"files": [name]}}}},
         tags={LANDING_FILE_TAG: landing_file_tag(name), "dagster/max_retries": str(INGEST_MAX_RETRIES)},
     )
 
@@ -117,13 +133,14 @@ def contiguous_ranges(days: list[date]) -> list[tuple[date, date]]:
     return ranges
 
 
-def recompute_request(run_id: str, first: date, last: date) -> dg.RunRequest:
-    """One lake_job run per range of consecutive days (a single-run backfill); keyed by the ingest
-    run and the range, so a tick evaluated again requests nothing new."""
+def recompute_request(run_id: str, first: date, last: date, job_name: str = "lake_job") -> dg.RunRequest:
+    """One run of the feed's recompute job per range of consecutive days (a single-run backfill);
+    keyed by the ingest run and the range, so a tick evaluated again requests nothing new."""
     if first == last:
-        return dg.RunRequest(run_key=f"{run_id}:{first}", partition_key=str(first))
+        return dg.RunRequest(run_key=f"{run_id}:{first}", partition_key=str(first), job_name=job_name)
     return dg.RunRequest(
         run_key=f"{run_id}:{first}...{last}",
+        job_name=job_name,
         tags={"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)},
     )
 
@@ -133,41 +150,66 @@ def ingest_landing_job():
     ingest_landing_files()
 
 
+@dg.job(description="Ingest landed purchase logs (CSV) into raw day partitions; a sensor then recomputes those days.")
+def ingest_purchases_job():
+    ingest_purchase_files()
+
+
+@dg.job(description="Ingest landed user-profile files (CSV); a sensor then rebuilds dim_user_profiles.")
+def ingest_user_profiles_job():
+    ingest_user_profile_files()
+
+
+INGEST_JOBS = {ORDERS_FEED.name: ingest_landing_job, PURCHASES_FEED.name: ingest_purchases_job,
+               USER_PROFILES_FEED.name: ingest_user_profiles_job}
+
+
+def _local_versions(store, feed: Feed) -> list[tuple[str, int, str, str | None]]:
+    """Every file of a feed's landing folder, on every tick: a local mtime is the producer's (cp -p,
+    rsync -a, unzip keep old ones), so no cursor could tell a new file by it. Run keys (name, size,
+    mtime) make each version run once; the ingest moves each file it handled to the archive, so the
+    folder holds only files not ingested yet (and skipped ones)."""
+    return [(f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.refused) for f in list_landing(store, feed.landing_dir)]
+
+
 @dg.sensor(
-    job=ingest_landing_job,
+    jobs=list(INGEST_JOBS.values()),
     minimum_interval_seconds=15,
     # With the Lambda bridge delivering S3 events, polling is redundant: ECOMM_LANDING_SENSOR=off.
     default_status=dg.DefaultSensorStatus.RUNNING if SETTINGS.landing_sensor is Switch.ON else dg.DefaultSensorStatus.STOPPED,
-    description="Finds new or changed .json/.jsonl(.gz) files in landing/orders/ (a local folder, or "
-    "S3 through dagster-aws get_objects) and requests one ingest run per file version. The ingest moves "
-    "the files it handled to landing/_ingested/orders/, out of this sensor's sight.",
+    description="Finds new or changed files in every feed's landing folder: .json/.jsonl(.gz) in landing/orders/, "
+    ".csv(.gz) in landing/purchases/ and landing/user_profiles/ (a local folder, or S3 through dagster-aws "
+    "get_objects), and requests one run of the feed's ingest job per file version. The ingest moves the files it "
+    "handled to landing/_ingested/<feed>/, out of this sensor's sight.",
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, s3: S3Resource):
     store = lake.store()
     if store.is_local:
-        # Every file on every tick: a local mtime is the producer's (cp -p, rsync -a, unzip keep old
-        # ones), so no cursor could tell a new file by it. Run keys (name, size, mtime) make each
-        # version run once; the ingest moves each file it handled to landing/_ingested/orders/, so
-        # the folder holds only files not ingested yet (and skipped ones).
-        seen = [(f.name, f.size, str(int(f.landed_at.timestamp() * 1e6)), f.refused) for f in list_landing(store)]
+        seen = {feed: _local_versions(store, feed) for feed in FEEDS}
     else:
+        # One cursor for every feed: S3 sets LastModified itself, so no new object is older than it.
         cursor = json.loads(context.cursor) if context.cursor else {}
         since = datetime.fromisoformat(cursor["last_modified"]) - LISTING_OVERLAP if cursor else None
         bucket, _, root = store.root.partition("/")
-        prefix = f"{root}/{LANDING_DIR}/" if root else f"{LANDING_DIR}/"
-        objects = list(get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client()))
-        # LastModified too: a version put back (A -> B -> A) has the first A's size and etag.
-        seen = [(o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"') + ":" + o["LastModified"].isoformat(), None)
-                for o in objects]
-        newest = max((o["LastModified"] for o in objects), default=None)
+        seen, newest = {}, None
+        for feed in FEEDS:
+            prefix = f"{root}/{feed.landing_dir}/" if root else f"{feed.landing_dir}/"
+            objects = list(get_objects(bucket, prefix, since_last_modified=since, client=s3.get_client()))
+            # LastModified too: a version put back (A -> B -> A) has the first A's size and etag.
+            seen[feed] = [(o["Key"][len(prefix) :], o["Size"], o["ETag"].strip('"') + ":" + o["LastModified"].isoformat(), None)
+                          for o in objects]
+            newest = max([o["LastModified"] for o in objects] + ([newest] if newest else []), default=None)
         if newest and (not cursor or newest.isoformat() > cursor["last_modified"]):
             context.update_cursor(json.dumps({"last_modified": newest.isoformat()}))
-    for name, size, version, refused in seen:
-        reason = refused or skip_reason(name)
-        if reason:
-            context.log.info(f"skipped {name!r}: {reason}")
-        else:
-            yield landing_run_request(name, size, version)
+    for feed, versions in seen.items():
+        for name, size, version, refused in versions:
+            reason = refused or skip_reason(name, feed)
+            shown = name if feed is ORDERS_FEED else f"{feed.landing_dir}/{name}"
+            if reason:
+                context.log.info(f"skipped {shown!r}: {reason}")
+            else:
+                yield landing_run_request(name, size, version, feed)
+
 
 lake_job = dg.define_asset_job(
     "lake_job",
@@ -177,6 +219,23 @@ lake_job = dg.define_asset_job(
     description="Recompute order_lines and everything downstream (with product_reviews, which rating_vs_sales "
     "reads) for one day or a range of days.",
 )
+purchases_job = dg.define_asset_job(
+    "purchases_job",
+    # dim_user_profiles too (it is cheap): its file then exists before the catalog step, which
+    # registers it once; later profile files are read through that registration at once.
+    selection=dg.AssetSelection.assets("purchase_events").downstream() | dg.AssetSelection.assets("dim_user_profiles"),
+    description="Recompute purchase_events and everything downstream for one day or a range of days "
+    "(and dim_user_profiles, which the purchase analytics join).",
+)
+user_profiles_job = dg.define_asset_job(
+    "user_profiles_job",
+    selection=dg.AssetSelection.assets("dim_user_profiles"),
+    description="Rebuild dim_user_profiles (not partitioned) from every landed profile file.",
+)
+# The job that recomputes what an ingest of each feed touched, and the first asset it computes.
+RECOMPUTE_JOBS = {ORDERS_FEED.name: lake_job, PURCHASES_FEED.name: purchases_job, USER_PROFILES_FEED.name: user_profiles_job}
+RECOMPUTED_FIRST = {ORDERS_FEED.name: "order_lines", PURCHASES_FEED.name: "purchase_events",
+                    USER_PROFILES_FEED.name: "dim_user_profiles"}
 daily_job = dg.define_asset_job(
     "daily_job",
     selection=dg.AssetSelection.all(),
@@ -191,16 +250,34 @@ daily_job_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 
-def landed_days(instance: dg.DagsterInstance, ingest_run_id: str) -> set[date]:
-    """The days an ingest run touched: its materializations of orders_raw."""
+def feed_of_job(job_name: str) -> Feed:
+    """The feed an ingest job ingests."""
+    return next(feed for feed in FEEDS if INGEST_JOBS[feed.name].name == job_name)
+
+
+def landed_days(instance: dg.DagsterInstance, ingest_run_id: str, feed: Feed = ORDERS_FEED) -> set[date]:
+    """The days an ingest run touched: its materializations of the feed's raw asset (for a feed
+    that is not daily, the days its files were kept in)."""
     records = instance.get_records_for_run(
         run_id=ingest_run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
     ).records
-    return {
-        date.fromisoformat(r.event_log_entry.dagster_event.partition)
-        for r in records
-        if r.event_log_entry.dagster_event.asset_key == dg.AssetKey("orders_raw")
-    }
+    events = [r.event_log_entry.dagster_event for r in records
+              if r.event_log_entry.dagster_event.asset_key == dg.AssetKey(feed.raw_asset)]
+    if feed.daily:
+        return {date.fromisoformat(event.partition) for event in events}
+    return {date.fromisoformat(event.event_specific_data.materialization.metadata["day_kept_in"].value) for event in events}
+
+
+def recompute_requests(instance: dg.DagsterInstance, ingest_run_id: str, feed: Feed) -> tuple[list[dg.RunRequest], list[date], list[date]]:
+    """(requests, deferred, impossible) after an ingest run of `feed`: a run of its recompute job per
+    range of consecutive runnable days (for a feed that is not daily: one run of its job when a file
+    was ingested), and the days left to the daily schedule or never computable (days_to_recompute)."""
+    days = landed_days(instance, ingest_run_id, feed)
+    job_name = RECOMPUTE_JOBS[feed.name].name
+    if not feed.daily:
+        return ([dg.RunRequest(run_key=f"{ingest_run_id}:{feed.name}", job_name=job_name)] if days else []), [], []
+    runnable, deferred, impossible = days_to_recompute(days)
+    return [recompute_request(ingest_run_id, first, last, job_name) for first, last in contiguous_ranges(runnable)], deferred, impossible
 
 
 def days_to_recompute(days: set[date]) -> tuple[list[date], list[date], list[date]]:
@@ -215,7 +292,8 @@ def days_to_recompute(days: set[date]) -> tuple[list[date], list[date], list[dat
 
 def _recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSinkResource):
     run_id = context.dagster_run.run_id
-    runnable, deferred, impossible = days_to_recompute(landed_days(context.instance, run_id))
+    feed = feed_of_job(context.dagster_run.job_name)
+    requests, deferred, impossible = recompute_requests(context.instance, run_id, feed)
     if deferred:
         context.log.info(f"not partitions yet, left to the daily schedule: {', '.join(map(str, deferred))}")
     if impossible:
@@ -226,24 +304,24 @@ def _recompute_landed_days(context: dg.RunStatusSensorContext, alerts: AlertSink
             {
                 "at": datetime.now(UTC).isoformat(),
                 "run_id": run_id,
-                "job": lake_job.name,
-                "assets": ["order_lines"],
+                "job": RECOMPUTE_JOBS[feed.name].name,
+                "assets": [RECOMPUTED_FIRST[feed.name]],
                 "partition": f"{impossible[0]}...{impossible[-1]}",
                 "error": message,
             }
         )
-    for start, end in contiguous_ranges(runnable):
-        yield recompute_request(run_id, start, end)
+    yield from requests
 
 
 RECOMPUTE = {
-    "monitored_jobs": [ingest_landing_job],
-    "request_job": lake_job,
+    "monitored_jobs": list(INGEST_JOBS.values()),
+    "request_jobs": list(RECOMPUTE_JOBS.values()),
     "minimum_interval_seconds": 5,
     "default_status": dg.DefaultSensorStatus.RUNNING,
 }
 RECOMPUTE_DESCRIPTION = (
-    "requests one lake_job run per range of consecutive days it touched. Days that are not partitions yet (today, "
+    "requests one run per range of consecutive days it touched of the feed's job (lake_job for orders, "
+    "purchases_job for purchases; for user profiles one user_profiles_job run). Days that are not partitions yet (today, "
     "tomorrow) are left to the daily schedule; days it can never run (before the first partition) are logged and "
     "alerted, never retried."
 )

@@ -1,5 +1,6 @@
-"""Catch up without the daemon: ingest every pending landed file, then recompute exactly the days
-the ingest touched, one run per range of consecutive days (what the sensors do under `dagster dev`).
+"""Catch up without the daemon: for every feed (orders, purchases, user profiles), ingest every
+pending landed file, then recompute exactly the days the ingest touched, one run per range of
+consecutive days (what the sensors do under `dagster dev`).
 
     python -m ecomm_assets.catch_up
 
@@ -12,35 +13,36 @@ import sys
 
 import dagster as dg
 
-from ecomm_assets.automation import (
-    contiguous_ranges,
-    days_to_recompute,
-    landed_days,
-    recompute_request,
-)
+from ecomm_assets.automation import INGEST_JOBS, recompute_requests
+from ecomm_assets.core.layout import FEEDS
 
 
 def catch_up(defs: dg.Definitions, instance: dg.DagsterInstance, say=print) -> bool:
-    """The ingest run, then a lake_job run per range of consecutive days it touched; whether all succeeded."""
-    ingest = defs.resolve_job_def("ingest_landing_job").execute_in_process(instance=instance, raise_on_error=False)
-    say(f"ingest_landing_job run {ingest.run_id}: {'succeeded' if ingest.success else 'failed'}")
-    runnable, deferred, impossible = days_to_recompute(landed_days(instance, ingest.run_id))
-    if deferred:
-        say(f"not partitions yet, left to the daily schedule: {', '.join(map(str, deferred))}")
-    if impossible:
-        say(f"before the first partition, never recomputed: {', '.join(map(str, impossible))}")
-    succeeded = ingest.success
-    lake_job = defs.resolve_job_def("lake_job")
-    for first, last in contiguous_ranges(runnable):
-        request = recompute_request(ingest.run_id, first, last)
-        result = lake_job.execute_in_process(
-            instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
-        )
-        days = str(first) if first == last else f"{first}...{last}"
-        say(f"lake_job run {result.run_id} for {days}: {'succeeded' if result.success else 'failed'}")
-        succeeded = succeeded and result.success
-    if not runnable:
-        say("no day to recompute")
+    """Per feed: its ingest run, then a run of its recompute job per range of consecutive days it
+    touched; whether all succeeded."""
+    succeeded = True
+    for feed in FEEDS:
+        ingest_job = INGEST_JOBS[feed.name].name
+        ingest = defs.resolve_job_def(ingest_job).execute_in_process(instance=instance, raise_on_error=False)
+        say(f"{ingest_job} run {ingest.run_id}: {'succeeded' if ingest.success else 'failed'}")
+        requests, deferred, impossible = recompute_requests(instance, ingest.run_id, feed)
+        if deferred:
+            say(f"not partitions yet, left to the daily schedule: {', '.join(map(str, deferred))}")
+        if impossible:
+            say(f"before the first partition, never recomputed: {', '.join(map(str, impossible))}")
+        succeeded = succeeded and ingest.success
+        for request in requests:
+            result = defs.resolve_job_def(request.job_name).execute_in_process(
+                instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
+            )
+            tags = request.tags
+            days = request.partition_key or (
+                f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
+                if "dagster/asset_partition_range_start" in tags else "every day")
+            say(f"{request.job_name} run {result.run_id} for {days}: {'succeeded' if result.success else 'failed'}")
+            succeeded = succeeded and result.success
+        if not requests:
+            say(f"{feed.name}: no day to recompute")
     return succeeded
 
 

@@ -12,16 +12,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.assets.days import read_table, run_days
-from ecomm_assets.assets.lake import raw_order_files
+from ecomm_assets.assets.lake import raw_day_files
 from ecomm_assets.core import quality
 from ecomm_assets.core.engagement import COLLECTION
 from ecomm_assets.core.layout import (
+    COUNTS_FILE,
+    PURCHASES_FEED,
+    USER_PROFILES_FEED,
     collection_path,
     counts_path,
     quarantine_path,
+    table_dir,
     table_path,
+    unpartitioned_quarantine_path,
+    unpartitioned_table_path,
 )
-from ecomm_assets.core.schemas import LAKE_TABLES
+from ecomm_assets.core.purchases import count_csv_records
+from ecomm_assets.core.schemas import (
+    DIM_USER_PROFILES,
+    LAKE_TABLES,
+    PURCHASE_DIMENSIONS,
+)
 from ecomm_assets.core.storage import LakeStore, parquet_row_count
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
@@ -60,7 +71,7 @@ def _order_lines_conservation(lines: TableDays, day: date) -> quality.CheckOutco
     """Recounts every side independently: lines of the raw files, distinct orders in the table,
     records in quarantine; only the duplicates come from the run's own counts."""
     store = lines.store
-    records_read = sum(_count_lines(store.read_bytes(f.path)) for f in raw_order_files(store, day))
+    records_read = sum(_count_lines(store.read_bytes(f.path)) for f in raw_day_files(store, day))
     loaded = pc.count_distinct(lines.rows[day]["order_id"]).as_py()
     rel = quarantine_path("order_lines", day)
     quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
@@ -88,6 +99,31 @@ def _ratings_in_range(reviews: TableDays, day: date) -> quality.CheckOutcome:
     ratings = reviews.rows[day]["rating"]
     outside = pc.sum(pc.invert(pc.fill_null(pc.and_(pc.greater_equal(ratings, 1), pc.less_equal(ratings, 5)), False))).as_py() or 0
     return outside == 0, {"ratings_outside_1_to_5": outside, "reviews": len(ratings)}
+
+
+def _purchase_events_conservation(events: TableDays, day: date) -> quality.CheckOutcome:
+    """Recounts every side independently: records of the raw CSV files (parsed again), rows in the
+    table, records in quarantine; only the duplicates come from the run's own counts."""
+    store = events.store
+    records_read = sum(count_csv_records(store.read_bytes(f.path)) for f in raw_day_files(store, day, PURCHASES_FEED))
+    rel = quarantine_path("purchase_events", day)
+    quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    duplicates = json.loads(store.read_bytes(counts_path("purchase_events", day)))["duplicates_dropped"]
+    return quality.conservation(records_read, events.rows[day].num_rows, quarantined, duplicates, "events_loaded")
+
+
+def _breakdown_adds_up(breakdown_days: TableDays, day: date) -> quality.CheckOutcome:
+    """Every dimension's rows add up to the day's purchase events: purchases, revenue and margin."""
+    events = read_table(breakdown_days.store, "purchase_events", day)
+    totals = {"purchases": events.num_rows, "revenue": pc.sum(events["revenue"]).as_py() or 0,
+              "margin": pc.sum(events["margin"]).as_py() or 0}
+    sums = breakdown_days.rows[day].group_by("dimension").aggregate([(c, "sum") for c in totals]).to_pylist()
+    wrong = {row["dimension"]: {c: row[f"{c}_sum"] for c in totals} for row in sums
+             if any((row[f"{c}_sum"] or 0) != totals[c] for c in totals)}
+    missing = sorted(set(PURCHASE_DIMENSIONS) - {row["dimension"] for row in sums}) if events.num_rows else []
+    return not wrong and not missing, {"day_totals": {k: str(v) for k, v in totals.items()},
+                                       "dimensions_not_adding_up": {d: {k: str(v) for k, v in t.items()} for d, t in wrong.items()},
+                                       "dimensions_missing": missing}
 
 
 def _orders_match_lines(orders_days: TableDays, day: date) -> quality.CheckOutcome:
@@ -191,9 +227,23 @@ CHECKS: dict[str, list[Check]] = {
         _schema_check("dim_customers"),
         Check("keys_not_null_and_unique", _keys(["customer_id"]), "customer_id is unique.", True),
     ],
+    "purchase_events": [
+        _schema_check("purchase_events"),
+        Check("values_valid", lambda events, day: quality.purchase_values_valid(events.rows[day]),
+              "Prices and discounts >= 0, revenue = selling_price - discount, margin = selling_price - cost_price - "
+              "discount, user_id and session_id never empty.", True),
+        Check("records_conserved", _purchase_events_conservation,
+              "records read = events loaded + records quarantined + duplicates dropped.", True),
+        ROW_COUNT,
+    ],
+    "purchase_breakdown": [
+        _schema_check("purchase_breakdown"),
+        Check("adds_up_to_the_days_purchases", _breakdown_adds_up,
+              "Each dimension's purchases, revenue and margin add up to the day's purchase_events.", True),
+    ],
     **{table: [_schema_check(table)] for table in ("sales_by_category", "product_performance", "top_customers",
                                                    "daily_order_summary", "rating_distribution", "rating_vs_sales",
-                                                   "engaged_users", "tag_engagement")},
+                                                   "engaged_users", "tag_engagement", "purchase_sessions_daily")},
     "product_reviews": [
         _schema_check("product_reviews"),
         Check("keys_not_null_and_unique", _keys(["product_id", "review_number"]),
@@ -290,3 +340,55 @@ def engaged_users_checks(context: dg.AssetCheckExecutionContext, lake: LakeResou
 @dg.multi_asset_check(**_step("tag_engagement"))
 def tag_engagement_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
     yield from _evaluate(context, lake, "tag_engagement")
+
+
+@dg.multi_asset_check(**_step("purchase_events"))
+def purchase_events_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "purchase_events")
+
+
+@dg.multi_asset_check(**_step("purchase_breakdown"))
+def purchase_breakdown_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "purchase_breakdown")
+
+
+@dg.multi_asset_check(**_step("purchase_sessions_daily"))
+def purchase_sessions_daily_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    yield from _evaluate(context, lake, "purchase_sessions_daily")
+
+
+def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOutcome:
+    """Records of every raw profile file (parsed again) = profiles loaded + quarantined + replaced by newer."""
+    records_read = sum(count_csv_records(store.read_bytes(f.path))
+                       for f in store.list_files(USER_PROFILES_FEED.raw_root, recursive=True))
+    rel = unpartitioned_quarantine_path("dim_user_profiles")
+    quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    replaced = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))["replaced_by_newer"]
+    return quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded", "replaced_by_newer")
+
+
+PROFILE_CHECKS = {
+    "schema_matches_contract": ("dim_user_profiles has exactly the contract's columns and types.",
+                                lambda store, profiles: quality.schema_matches(profiles, DIM_USER_PROFILES)),
+    "keys_not_null_and_unique": ("user_id is never null and unique.",
+                                 lambda store, profiles: quality.keys_not_null_and_unique(profiles, ["user_id"])),
+    "records_conserved": ("records read = profiles loaded + records quarantined + profiles replaced by newer ones.",
+                          _profiles_conserved),
+}
+
+
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec(name, asset="dim_user_profiles", description=text, blocking=True)
+           for name, (text, _) in PROFILE_CHECKS.items()],
+    can_subset=True,
+    description="The checks of dim_user_profiles (not partitioned), evaluated on one read of its file.",
+)
+def dim_user_profiles_checks(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> Iterator[dg.AssetCheckResult]:
+    store = lake.store()
+    profiles = store.read_parquet([unpartitioned_table_path("dim_user_profiles")])
+    for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
+        passed, metadata = PROFILE_CHECKS[key.name][1](store, profiles)
+        yield dg.AssetCheckResult(
+            asset_key="dim_user_profiles", check_name=key.name, passed=passed,
+            metadata={k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v for k, v in metadata.items()},
+        )

@@ -5,18 +5,22 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from ecomm_assets import checks
-from ecomm_assets.assets import analytics, catalog, engagement, lake, landing, sources
+from ecomm_assets.assets import analytics, catalog, engagement, lake, landing, purchases, sources
 from ecomm_assets.automation import (
     daily_job,
     daily_job_schedule,
     ingest_landing_job,
+    ingest_purchases_job,
+    ingest_user_profiles_job,
     lake_job,
     landing_files_sensor,
     live_feed_job,
     live_feed_schedule,
+    purchases_job,
     recompute_landed_days,
     recompute_landed_days_after_failure,
     run_failure_alerts,
+    user_profiles_job,
 )
 from ecomm_assets.resources import (
     AlertSinkResource,
@@ -27,8 +31,11 @@ from ecomm_assets.resources import (
 )
 from ecomm_assets.settings import SETTINGS, Settings
 
-# landed_files is an AssetSpec (written by the ingest op), which module loading does not collect.
-ASSETS = [*dg.load_assets_from_modules([sources, lake, engagement, analytics, catalog]), landing.landed_files]
+# The landed-files tables and the raw CSV feeds are AssetSpecs (written by the ingest ops), which
+# module loading does not collect.
+ASSETS = [*dg.load_assets_from_modules([sources, lake, engagement, purchases, analytics, catalog]), landing.landed_files,
+          landing.landed_purchase_files, landing.landed_user_profile_files, purchases.purchases_raw,
+          purchases.user_profiles_raw]
 ASSET_CHECKS = dg.load_asset_checks_from_modules([checks])
 
 
@@ -67,7 +74,8 @@ def definitions_with(resources: dict[str, dg.ConfigurableResource]) -> dg.Defini
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[ingest_landing_job, lake_job, daily_job, live_feed_job],
+        jobs=[ingest_landing_job, ingest_purchases_job, ingest_user_profiles_job, lake_job, purchases_job,
+              user_profiles_job, daily_job, live_feed_job],
         schedules=[daily_job_schedule, live_feed_schedule],
         sensors=[recompute_landed_days, recompute_landed_days_after_failure, landing_files_sensor, run_failure_alerts],
         # DuckDB already uses every core inside a step; a process per step would cost more than it saves.

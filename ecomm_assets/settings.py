@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 from datetime import date
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ecomm_assets.core.simulator import every_problem, rate_problem, volume_problem
 
@@ -75,6 +76,15 @@ def _checked(parse: Callable[[str], object], problem: Callable[[object], str | N
     return checked
 
 
+def _time_zone(text: str) -> str:
+    """An IANA time zone name (Europe/Berlin, UTC), as the tz database of this machine knows it."""
+    try:
+        ZoneInfo(text)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError("must be an IANA time zone name such as UTC or Europe/Berlin") from None
+    return text
+
+
 def _day(text: str) -> date:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         raise ValueError("must be a date written YYYY-MM-DD")
@@ -100,6 +110,7 @@ class Settings:
     glue_endpoint_url: str | None = None
     glue_partition_projection: Switch = Switch.ON
     landing_sensor: Switch = Switch.ON
+    purchases_timezone: str = "UTC"
     alerts_path: str = "data/alerts.jsonl"
     alerts_sns_topic_arn: str | None = None
     feed_every_minutes: int = 5
@@ -144,6 +155,9 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "feed_late_rate": _checked(_decimal, rate_problem),
     "feed_duplicate_rate": _checked(_decimal, rate_problem),
     "feed_days_behind": _non_negative_int,
+
+
+    "purchases_timezone": _time_zone,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.
 ENVIRONMENT = {"aws_region": "AWS_REGION"}

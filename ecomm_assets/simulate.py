@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from ecomm_assets.core.simulator import (
-    Feed,
+    LiveFeed,
     Tick,
     describe,
     drop,
@@ -91,7 +91,7 @@ def tick_times(first: datetime, every: timedelta, ticks: int | None, until: date
         at, count = at + every, count + 1
 
 
-def simulate(store: LakeStore, feed: Feed, times, say=print, sleep=time.sleep, now=lambda: datetime.now(UTC)) -> int:
+def simulate(store: LakeStore, feed: LiveFeed, times, say=print, sleep=time.sleep, now=lambda: datetime.now(UTC)) -> int:
     """Drops each tick's files when its time has come; returns how many files it wrote."""
     written = 0
     for at in times:
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     command = parser()
     arguments = command.parse_args(argv)
     try:
-        feed = Feed(arguments.every, arguments.orders_per_tick, arguments.late_rate, arguments.duplicate_rate,
+        feed = LiveFeed(arguments.every, arguments.orders_per_tick, arguments.late_rate, arguments.duplicate_rate,
                     arguments.seed, SETTINGS.start_date)
     except ValueError as error:
         command.error(str(error))

@@ -275,3 +275,38 @@ def test_alerts_also_go_to_an_sns_topic_when_configured(tmp_path, aws, monkeypat
     sink.send(alert)
     [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"]
     assert json.loads(message["Body"]) == alert == json.loads((tmp_path / "alerts.jsonl").read_text())
+
+
+def test_the_landing_sensor_requests_each_feeds_ingest_for_its_own_files(lake_dir):
+    """One sensor over every feed's folder: each file goes to its feed's ingest job, by its suffixes."""
+    defs = make_definitions(lake_dir)
+    for feed, name in [("orders", "a.json"), ("orders", "same.csv"), ("purchases", "same.csv"),
+                       ("purchases", "log.csv.gz"), ("purchases", "a.json"), ("user_profiles", "users.csv")]:
+        (lake_dir / "landing" / feed).mkdir(parents=True, exist_ok=True)
+        (lake_dir / "landing" / feed / name).write_text("x")
+    resources = {"lake": LakeResource(uri=str(lake_dir)), "s3": S3Resource()}
+    requests, _ = sensor_requests(defs, "landing_files_sensor", **resources)
+    wanted = {(r.job_name, op, config["config"]["files"][0]) for r in requests for op, config in r.run_config["ops"].items()}
+    assert wanted == {
+        ("ingest_landing_job", "ingest_landing_files", "a.json"),
+        ("ingest_purchases_job", "ingest_purchase_files", "same.csv"),
+        ("ingest_purchases_job", "ingest_purchase_files", "log.csv.gz"),
+        ("ingest_user_profiles_job", "ingest_user_profile_files", "users.csv"),
+    }
+    # The same name in two feeds: two versions, two run keys (the orders' keep their first form).
+    assert len({r.run_key for r in requests}) == 4 and any(r.run_key.startswith("a.json:") for r in requests)
+    assert any(r.run_key.startswith("purchases/same.csv:") for r in requests)
+
+
+def test_the_landing_sensor_on_s3_lists_every_feeds_folder(s3_landing):
+    s3, defs, resources = s3_landing
+    s3.put_object(Bucket="lake", Key="prefix/landing/orders/first.json", Body=b"[]")
+    s3.put_object(Bucket="lake", Key="prefix/landing/purchases/day/log.csv", Body=b"user_id\r\n")
+    s3.put_object(Bucket="lake", Key="prefix/landing/user_profiles/users.csv.gz", Body=b"")
+    s3.put_object(Bucket="lake", Key="prefix/landing/purchases/_tmp/log.csv", Body=b"")  # being written
+    requests, cursor = sensor_requests(defs, "landing_files_sensor", **resources)
+    assert sorted((r.job_name, next(iter(r.run_config["ops"].values()))["config"]["files"][0]) for r in requests) == [
+        ("ingest_landing_job", "first.json"), ("ingest_purchases_job", "day/log.csv"),
+        ("ingest_user_profiles_job", "users.csv.gz")]
+    again, _ = sensor_requests(defs, "landing_files_sensor", cursor=cursor, **resources)
+    assert {r.run_key for r in again} == {r.run_key for r in requests}  # the overlap lists them again: same keys

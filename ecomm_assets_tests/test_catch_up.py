@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 
 import dagster as dg
 import duckdb
@@ -33,12 +34,13 @@ def test_catch_up_ingests_and_recomputes_each_range_of_days_once(lake_dir, insta
     assert lake_job_days(instance) == [("2024-01-14", "2024-01-15"), ("2024-01-17", "2024-01-17")]
     loaded = duckdb.sql(f"SELECT order_id, order_date::VARCHAR FROM '{lake_dir}/processed/order_lines/*/*.parquet' ORDER BY 1").fetchall()
     assert loaded == [("C0", "2024-01-14"), ("C1", "2024-01-15"), ("C2", "2024-01-17")]
-    assert len(said) == 3 and "2024-01-14...2024-01-15: succeeded" in said[1]
+    assert said[0].startswith("ingest_landing_job run") and "2024-01-14...2024-01-15: succeeded" in said[1]
+    assert "orders: no day to recompute" not in said and "purchases: no day to recompute" in said
 
     said.clear()  # nothing pending any more: no run of the lake
     assert catch_up(defs, instance, say=said.append)
     assert lake_job_days(instance) == [("2024-01-14", "2024-01-15"), ("2024-01-17", "2024-01-17")]
-    assert said[-1] == "no day to recompute"
+    assert "orders: no day to recompute" in said
 
 
 def test_the_command_uses_the_project_instance_and_fails_elsewhere(tmp_path, monkeypatch):
@@ -60,6 +62,29 @@ def test_the_command_uses_the_project_instance_and_fails_elsewhere(tmp_path, mon
         ("p1", 0, 1)]
     monkeypatch.chdir(project)  # the instance's storage path is relative to the project folder
     with dg.DagsterInstance.from_config(str(project)) as instance:  # the runs are in the project's instance
-        assert {run.job_name for run in instance.get_runs()} == {"ingest_landing_job", "lake_job"}
+        # Every feed's ingest ran; only the orders had files, so only their days were recomputed.
+        assert {run.job_name for run in instance.get_runs()} == {
+            "ingest_landing_job", "ingest_purchases_job", "ingest_user_profiles_job", "lake_job"}
     elsewhere = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert elsewhere.returncode == 1 and "run it from the project folder" in elsewhere.stderr
+
+
+def test_catch_up_ingests_every_feed_and_recomputes_the_purchase_days_and_profiles(lake_dir, instance):
+    from ecomm_assets.core.purchase_log import purchase_log_csv, user_profiles_csv
+    from ecomm_assets_tests.assets.test_purchase_assets import land as land_in
+
+    land_in(lake_dir, "purchases", "a.csv", purchase_log_csv(200, seed=1, start=datetime(2024, 1, 14, 1), hours=40))
+    land_in(lake_dir, "purchases", "b.csv", purchase_log_csv(50, seed=2, start=datetime(2024, 1, 17, 1), hours=2))
+    land_in(lake_dir, "user_profiles", "users.csv", user_profiles_csv(100, seed=1))
+    defs, said = make_definitions(lake_dir, orders_per_day=0), []
+    assert catch_up(defs, instance, say=said.append)
+    purchase_runs = sorted(
+        (run.tags.get("dagster/partition") or run.tags["dagster/asset_partition_range_start"],
+         run.tags.get("dagster/partition") or run.tags["dagster/asset_partition_range_end"])
+        for run in instance.get_runs(filters=dg.RunsFilter(job_name="purchases_job")))
+    assert purchase_runs == [("2024-01-14", "2024-01-15"), ("2024-01-17", "2024-01-17")]
+    assert len(instance.get_runs(filters=dg.RunsFilter(job_name="user_profiles_job"))) == 1
+    events = duckdb.sql(f"SELECT count(*), count(DISTINCT dt) FROM read_parquet('{lake_dir}/processed/purchase_events/*/*.parquet', "
+                        "hive_partitioning = true)").fetchall()
+    assert events == [(250, 3)]
+    assert "orders: no day to recompute" in said and not list((lake_dir / "landing" / "purchases").glob("*.csv"))

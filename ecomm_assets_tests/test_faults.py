@@ -85,16 +85,16 @@ def test_a_run_paused_after_listing_its_inputs_never_replaces_a_newer_day(lake_d
     assert job.execute_in_process(partition_key=day, asset_selection=both).success
 
     listed, resume = threading.Event(), threading.Event()
-    listing = lake.raw_order_files
+    listing = lake.raw_day_files
 
-    def pausing_listing(store, listed_day):
-        files = listing(store, listed_day)
+    def pausing_listing(store, listed_day, *feed):
+        files = listing(store, listed_day, *feed)
         if threading.current_thread().name == "run-A" and not listed.is_set():
             listed.set()
             resume.wait(120)
         return files
 
-    monkeypatch.setattr(lake, "raw_order_files", pausing_listing)
+    monkeypatch.setattr(lake, "raw_day_files", pausing_listing)
     results = {}
 
     def run_a():

@@ -76,3 +76,34 @@ def test_files_landed_on_s3_are_ingested_into_their_days(aws):
         landed = [k for k in keys(s3) if k.startswith("prefix/raw/orders/dt=2024-01-15/landing-")]
         assert len(landed) == 1  # 23:00 at -02:00 is the 15th in UTC
         assert json.loads(s3.get_object(Bucket="lake", Key=landed[0])["Body"].read())["order_id"] == "L1"
+
+
+def test_a_purchase_log_and_profiles_landed_on_s3_reach_athenas_tables(aws):
+    from datetime import datetime
+
+    from ecomm_assets.core.purchase_log import purchase_log_csv, user_profiles_csv
+
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    glue = boto3.client("glue", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    s3.put_object(Bucket="lake", Key="prefix/landing/purchases/log.csv",
+                  Body=purchase_log_csv(400, seed=6, start=datetime(2024, 1, 14, 18), hours=12, users=40))
+    s3.put_object(Bucket="lake", Key="prefix/landing/user_profiles/users.csv", Body=user_profiles_csv(40, seed=6))
+    defs = s3_definitions(aws)
+    with dg.instance_for_test() as instance:
+        for job in ("ingest_purchases_job", "ingest_user_profiles_job"):
+            assert defs.resolve_job_def(job).execute_in_process(instance=instance).success
+        stored = keys(s3)
+        assert "prefix/landing/_ingested/purchases/log.csv" in stored and "prefix/landing/purchases/log.csv" not in stored
+        raw = [k for k in stored if k.startswith("prefix/raw/purchase_events/") and not k.endswith("/")]
+        assert sorted(k.split("/")[3] for k in raw) == ["dt=2024-01-14", "dt=2024-01-15"]  # 18:00 + 12 h
+        result = defs.resolve_job_def("purchases_job").execute_in_process(instance=instance, tags={
+            "dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-15"})
+        assert result.success
+        found = glue.get_partitions(DatabaseName="ecomm", TableName="purchase_events")["Partitions"]
+        assert sorted(p["Values"][0] for p in found) == ["2024-01-14", "2024-01-15"]
+        profiles = glue.get_table(DatabaseName="ecomm", Name="dim_user_profiles")["Table"]
+        assert profiles.get("PartitionKeys", []) == []
+        assert profiles["StorageDescriptor"]["Location"] == "s3://lake/prefix/processed/dim_user_profiles/"
+        body = s3.get_object(Bucket="lake", Key="prefix/processed/dim_user_profiles/part-00000.parquet")["Body"].read()
+        assert pq.read_table(io.BytesIO(body)).num_rows == 40

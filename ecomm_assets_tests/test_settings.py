@@ -39,9 +39,10 @@ PROJECT = Path(__file__).resolve().parents[1]
          Settings(feed_every_minutes=60, feed_orders_per_tick=0, feed_late_rate=1.0, feed_duplicate_rate=0.5)),
         ({"ECOMM_FEED_EVERY_MINUTES": "1440", "ECOMM_FEED_LATE_RATE": "0"}, Settings(feed_every_minutes=1440, feed_late_rate=0.0)),
         ({"ECOMM_PII_HASH_KEY": " 7f3a secret "}, Settings(pii_hash_key="7f3a secret")),
+        ({"ECOMM_PURCHASES_TIMEZONE": "Asia/Kolkata"}, Settings(purchases_timezone="Asia/Kolkata")),
     ],
     ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces",
-         "feed", "feed-daily", "hash-key"],
+         "feed", "feed-daily", "hash-key", "time-zone"],
 )
 def test_valid_settings_are_read(environment, expected):
     assert Settings.from_environment(environment) == expected
@@ -71,10 +72,14 @@ def test_valid_settings_are_read(environment, expected):
         ({"ECOMM_FEED_DUPLICATE_RATE": "-0.1"}, "ECOMM_FEED_DUPLICATE_RATE='-0.1'"),
         ({"ECOMM_FEED_ORDERS_PER_TICK": "1000", "ECOMM_FEED_EVERY_MINUTES": "1"},
          "ECOMM_FEED_ORDERS_PER_TICK=1000: 1000 orders per tick every 1 minutes is 1,440,000 a day, over 1,000,000"),
+        ({"ECOMM_PURCHASES_TIMEZONE": "Mars/Olympus"},
+         "ECOMM_PURCHASES_TIMEZONE='Mars/Olympus': must be an IANA time zone name such as UTC or Europe/Berlin"),
+        ({"ECOMM_PURCHASES_TIMEZONE": "../../etc/passwd"}, "ECOMM_PURCHASES_TIMEZONE='../../etc/passwd': must be an IANA"),
+        ({"ECOMM_PURCHASES_TIMEZONE": "+05:30"}, "ECOMM_PURCHASES_TIMEZONE='+05:30': must be an IANA"),
     ],
     ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "underscore", "non-ascii", "basic-date",
          "date", "inner-space", "feed-7-minutes", "feed-0-minutes", "feed-90-minutes", "late-over-1", "percent", "nan",
-         "negative-rate", "too-many-a-day"],
+         "negative-rate", "too-many-a-day", "unknown-zone", "zone-path", "zone-offset"],
 )
 def test_invalid_settings_fail_with_the_variable_and_the_choices(environment, message):
     with pytest.raises(SettingError) as raised:

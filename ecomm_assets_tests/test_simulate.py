@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from ecomm_assets import simulate as simulate_module
-from ecomm_assets.core.simulator import Feed, tick_at_or_before
+from ecomm_assets.core.simulator import LiveFeed, tick_at_or_before
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.settings import SETTINGS
 from ecomm_assets.simulate import main, simulate, tick_times
@@ -103,7 +103,7 @@ def test_bad_arguments_stop_the_command_naming_them(arguments, message, capsys):
 
 def test_ticks_wait_for_their_time_and_stop_at_until(tmp_path):
     """A tick to come is waited for (never dated ahead of the clock); the last is at or before --until."""
-    feed = Feed(every_minutes=60, orders_per_tick=5, late_rate=0, duplicate_rate=0, seed=1, first_day=date(2024, 1, 1))
+    feed = LiveFeed(every_minutes=60, orders_per_tick=5, late_rate=0, duplicate_rate=0, seed=1, first_day=date(2024, 1, 1))
     clock = [datetime(2024, 1, 15, 10, 30, tzinfo=UTC)]
     waits = []
 

@@ -46,10 +46,11 @@ def cents(value):
 
 
 def test_every_sql_file_is_checked():
+    # The purchase log's queries are checked on a purchase lake: assets/test_purchase_assets.py.
     assert sorted(p.name for p in SQL_DIR.glob("*.sql")) == sorted(
         ["total_sales_by_category.sql", "top_customers_by_revenue.sql", "product_performance.sql", "daily_order_trends.sql",
          "rating_distribution.sql", "rating_vs_sales.sql", "most_engaged_users.sql",
-         "tag_engagement.sql"]
+         "tag_engagement.sql", "purchase_revenue_by_dimension.sql", "purchase_sessions.sql", "revenue_by_user_segment.sql"]
     )
 
 

@@ -4,9 +4,10 @@ Python standard library only (no dagster, no requests, no boto3): it ships as th
 
 Accepted events: S3 notifications (`Records[]`, direct or wrapped in SQS messages, and SNS-in-SQS),
 SNS notifications carrying them, and EventBridge "Object Created" events. `s3:TestEvent` is
-ignored. Only objects of the lake's bucket under `<prefix>/landing/orders/` that the package
-would ingest (its landing suffixes, in any case; no part of the name below the landing folder
-starting with '.' or '_') and whose key is a plain relative path are ingested; anything else is
+ignored. Only objects of the lake's bucket under a feed's landing folder (`<prefix>/landing/orders/`,
+`<prefix>/landing/purchases/`, `<prefix>/landing/user_profiles/`) that the package would ingest (the
+feed's suffixes, in any case; no part of the name below the landing folder starting with '.' or
+'_') and whose key is a plain relative path are ingested, by the feed's ingest job; anything else is
 logged and skipped.
 
 S3 delivers events at least once. Each object version (bucket, key, etag, and the event's
@@ -24,7 +25,8 @@ Environment:
   ECOMM_LAKE_URI             s3://bucket/prefix: the lake whose landing zone this bridge serves (required)
   DAGSTER_LOCATION           code location name (default: ecomm_assets)
   DAGSTER_REPOSITORY         repository name (default: __repository__)
-  DAGSTER_JOB                job to launch (default: ingest_landing_job)
+  DAGSTER_JOB                job to launch for landing/orders/ (default: ingest_landing_job); the
+                             other feeds' jobs are FEEDS' below
   DAGSTER_API_TOKEN          a token for an authenticating proxy or Dagster+, or
   DAGSTER_API_TOKEN_SECRET   the Secrets Manager secret holding it (read through the AWS
                              Parameters and Secrets Lambda extension, over localhost)
@@ -57,6 +59,14 @@ LOG.setLevel(logging.INFO)
 LANDING_DIR = "landing/orders"
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 HIDDEN_NAME_STARTS = (".", "_")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+# Every feed (ecomm_assets.core.layout.FEEDS: landing folder, suffixes) with its ingest job and op
+# (ecomm_assets.automation.INGEST_JOBS, ecomm_assets.assets.landing.INGEST_OPS); a test keeps them equal.
+FEEDS = (
+    (LANDING_DIR, LANDING_SUFFIXES, "ingest_landing_job", "ingest_landing_files"),
+    ("landing/purchases", CSV_SUFFIXES, "ingest_purchases_job", "ingest_purchase_files"),
+    ("landing/user_profiles", CSV_SUFFIXES, "ingest_user_profiles_job", "ingest_user_profile_files"),
+)
 LANDING_FILE_TAG = "ecomm/landing-file"
 INGEST_MAX_RETRIES = 2
 OBJECT_TAG = "ecomm/s3-object"
@@ -153,13 +163,20 @@ def _etag(value) -> str:
 
 
 @dataclass(frozen=True)
+class Feed:
+    landing_prefix: str  # <prefix>/landing/<feed>/
+    suffixes: tuple[str, ...]
+    job: str
+    op: str
+
+
+@dataclass(frozen=True)
 class Settings:
     graphql_url: str
     bucket: str
-    landing_prefix: str
+    feeds: tuple[Feed, ...]
     location: str
     repository: str
-    job: str
     timeout: float
     attempts: int
     auth_header: str
@@ -178,13 +195,16 @@ class Settings:
                 f"DAGSTER_GRAPHQL_URL must be https:// (http:// only to a loopback host), not {graphql_url!r}: "
                 "the request carries the token and launches runs"
             )
+        orders_job = os.environ.get("DAGSTER_JOB", "ingest_landing_job")
         return cls(
             graphql_url=graphql_url,
             bucket=lake.netloc,
-            landing_prefix=f"{prefix}/{LANDING_DIR}/" if prefix else f"{LANDING_DIR}/",
+            feeds=tuple(
+                Feed(f"{prefix}/{folder}/" if prefix else f"{folder}/", suffixes, orders_job if folder == LANDING_DIR else job, op)
+                for folder, suffixes, job, op in FEEDS
+            ),
             location=os.environ.get("DAGSTER_LOCATION", "ecomm_assets"),
             repository=os.environ.get("DAGSTER_REPOSITORY", "__repository__"),
-            job=os.environ.get("DAGSTER_JOB", "ingest_landing_job"),
             timeout=float(os.environ.get("HTTP_TIMEOUT_SECONDS", "10")),
             attempts=int(os.environ.get("HTTP_ATTEMPTS", "3")),
             auth_header=os.environ.get("DAGSTER_AUTH_HEADER", "Authorization"),
@@ -192,12 +212,16 @@ class Settings:
             function_timeout=float(os.environ.get("FUNCTION_TIMEOUT_SECONDS", "30")),
         )
 
+    def feed_of(self, obj: S3Object) -> Feed | None:
+        """The feed whose landing folder holds the object, if any."""
+        return next((feed for feed in self.feeds if obj.key.startswith(feed.landing_prefix)), None)
+
     def landing_name(self, obj: S3Object) -> str:
-        """The object's name below the landing folder: the file the ingest reads."""
-        return obj.key[len(self.landing_prefix) :]
+        """The object's name below its feed's landing folder: the file the ingest reads."""
+        return obj.key[len(self.feed_of(obj).landing_prefix) :]
 
     def skip_reason(self, obj: S3Object) -> str | None:
-        """Why the object is not a landed order file of this lake, or None if it is one."""
+        """Why the object is not a landed file of this lake, or None if it is one."""
         if obj.bucket != self.bucket:
             return f"not the lake bucket {self.bucket}"
         if obj.key.endswith("/"):
@@ -205,12 +229,13 @@ class Settings:
         unsafe = unsafe_key_reason(obj.key)
         if unsafe:  # before the prefix test: "landing/orders/../x" starts with the prefix
             return f"unsafe key: {unsafe}"
-        if not obj.key.startswith(self.landing_prefix):
-            return f"not under {self.landing_prefix}"
+        feed = self.feed_of(obj)
+        if feed is None:
+            return "not under " + " or ".join(f.landing_prefix for f in self.feeds)
         if any(part.startswith(HIDDEN_NAME_STARTS) for part in self.landing_name(obj).split("/")):
             return "a hidden name (a part of it starting with '.' or '_'), which the ingest ignores"
-        if not obj.key.lower().endswith(LANDING_SUFFIXES):
-            return "not one of " + ", ".join(LANDING_SUFFIXES)
+        if not obj.key.lower().endswith(feed.suffixes):
+            return "not one of " + ", ".join(feed.suffixes)
         return None
 
 
@@ -344,6 +369,7 @@ def landing_file_tag(name: str) -> str:
 
 
 def launch_ingest(settings: Settings, deadline: Deadline, obj: S3Object, name: str) -> str:
+    feed = settings.feed_of(obj)
     tags = {
         OBJECT_TAG: obj.version_id,
         "ecomm/s3-key": obj.key,
@@ -353,8 +379,8 @@ def launch_ingest(settings: Settings, deadline: Deadline, obj: S3Object, name: s
         "dagster/max_retries": str(INGEST_MAX_RETRIES),
     }
     params = {
-        "selector": {"repositoryLocationName": settings.location, "repositoryName": settings.repository, "jobName": settings.job},
-        "runConfigData": {"ops": {"ingest_landing_files": {"config": {"files": [name]}}}},
+        "selector": {"repositoryLocationName": settings.location, "repositoryName": settings.repository, "jobName": feed.job},
+        "runConfigData": {"ops": {feed.op: {"config": {"files": [name]}}}},
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
     }
     result = graphql(settings, deadline, LAUNCH_RUN, {"executionParams": params})["launchRun"]

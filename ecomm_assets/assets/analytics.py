@@ -15,10 +15,17 @@ from ecomm_assets.assets.days import (
 )
 from ecomm_assets.assets.lake import order_lines, orders
 from ecomm_assets.assets.metadata import column_schema
-from ecomm_assets.core.analytics import build_analytics
+from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
+from ecomm_assets.core.analytics import build_analytics, build_purchase_analytics
 from ecomm_assets.core.dashboard import headline_figures, html_report, render_charts
-from ecomm_assets.core.layout import DASHBOARD_DIR, PART_FILE, partition_day, table_dir
-from ecomm_assets.core.schemas import ANALYTICS
+from ecomm_assets.core.layout import (
+    DASHBOARD_DIR,
+    PART_FILE,
+    partition_day,
+    table_dir,
+    unpartitioned_table_path,
+)
+from ecomm_assets.core.schemas import ANALYTICS, DIM_USER_PROFILES, PURCHASE_ANALYTICS
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
@@ -99,6 +106,52 @@ def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -
         for day, day_figures in figures.items():
             context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(day), metadata=day_figures))
     return dg.MaterializeResult(metadata=metadata)
+
+
+PURCHASE_ANALYTICS_ASSET = ANALYTICS_ASSET | {"deps": [purchase_events, dim_user_profiles]}
+
+
+def _purchase_analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dict:
+    """Computes and writes the days of a purchase analytics table; its metadata."""
+    days = run_days(context)
+    store = lake.store()
+    with writing_days(context, store, days, {table_dir("purchase_events"): days}) as ensure_inputs_unchanged:
+        profiles_path = unpartitioned_table_path("dim_user_profiles")
+        if store.exists(profiles_path):
+            profiles = store.read_parquet([profiles_path])
+        else:
+            context.log.warning("no dim_user_profiles yet: the profile dimensions (age band, occupation, city) are null")
+            profiles = DIM_USER_PROFILES.empty_table()
+        table = build_purchase_analytics(name, read_days(store, "purchase_events", days), profiles, days)
+        ensure_inputs_unchanged()
+        return write_days(store, name, PURCHASE_ANALYTICS[name], split_by_day(table, "event_date", days))
+
+
+@dg.asset(
+    **PURCHASE_ANALYTICS_ASSET,
+    metadata={"dagster/column_schema": column_schema(PURCHASE_ANALYTICS["purchase_breakdown"])},
+    description=_analytics_description(
+        "Purchases, sessions, users, revenue and margin of the day by each of category, brand, device type, OS, "
+        "browser, referrer and payment method, and by the buyers' age band, occupation and city (from "
+        "dim_user_profiles as it was when the day was computed; sql/revenue_by_user_segment.sql joins the "
+        "current profiles instead): one row per (dimension, value).",
+        "purchase_breakdown",
+    ),
+)
+def purchase_breakdown(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_purchase_analytics(context, lake, "purchase_breakdown"))
+
+
+@dg.asset(
+    **PURCHASE_ANALYTICS_ASSET,
+    metadata={"dagster/column_schema": column_schema(PURCHASE_ANALYTICS["purchase_sessions_daily"])},
+    description=_analytics_description(
+        "The day's purchases, sessions, purchases per session, users, revenue, margin and average purchase value.",
+        "purchase_sessions_daily",
+    ),
+)
+def purchase_sessions_daily(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata=_purchase_analytics(context, lake, "purchase_sessions_daily"))
 
 
 @dg.asset(

@@ -5,6 +5,8 @@ import dagster as dg
 from ecomm_assets.assets.analytics import (
     daily_order_summary,
     product_performance,
+    purchase_breakdown,
+    purchase_sessions_daily,
     sales_by_category,
     top_customers,
 )
@@ -19,9 +21,10 @@ from ecomm_assets.assets.engagement import (
     tag_engagement,
 )
 from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, orders
+from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
 from ecomm_assets.core.catalog import CatalogTable
-from ecomm_assets.core.layout import table_dir
-from ecomm_assets.core.schemas import LAKE_TABLES, LANDED_FILES
+from ecomm_assets.core.layout import FEEDS, table_dir
+from ecomm_assets.core.schemas import LAKE_TABLES, LANDED_FILES, UNPARTITIONED_TABLES
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource, SqlCatalogResource
 
@@ -34,9 +37,11 @@ from ecomm_assets.resources import LakeResource, SqlCatalogResource
     kinds={"glue", "athena", "duckdb"},
     deps=[order_lines, orders, dim_products, dim_customers,
           sales_by_category, product_performance, top_customers, daily_order_summary,
-          product_reviews, posts, comments, rating_distribution, rating_vs_sales, engaged_users, tag_engagement],
+          product_reviews, posts, comments, rating_distribution, rating_vs_sales, engaged_users, tag_engagement,
+          purchase_events, dim_user_profiles, purchase_breakdown, purchase_sessions_daily],
     description="Registers the day's partition of every lake table in the SQL catalog (ECOMM_CATALOG: "
-    "`duckdb` views in a local file, or AWS Glue tables for Athena). Creates the database and tables "
+    "`duckdb` views in a local file, or AWS Glue tables for Athena), and the unpartitioned dim_user_profiles "
+    "(a table without partitions: every new version of its file is read at once). Creates the database and tables "
     "when missing and applies additive schema changes; refuses breaking ones. Runs only after the "
     "blocking checks of its upstream partitions passed.",
 )
@@ -44,14 +49,15 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: 
     store = lake.store()
     tables = [
         CatalogTable(name, schema, store.full_uri(table_dir(name)))
-        for name, schema in {**LAKE_TABLES, "landed_files": LANDED_FILES}.items()
-    ]
+        for name, schema in {**LAKE_TABLES, **{feed.landed_files_table: LANDED_FILES for feed in FEEDS}}.items()
+    ] + [CatalogTable(name, schema, store.full_uri(table_dir(name)), partitioned=False)
+         for name, schema in UNPARTITIONED_TABLES.items()]
     backend = sql_catalog.catalog(projection_start=DAILY_PARTITIONS.start.date())
     report = backend.sync(tables, run_days(context))
     return dg.MaterializeResult(
         metadata={
             "backend": sql_catalog.backend.value,
-            "tables": dg.MetadataValue.json(sorted(LAKE_TABLES)),
+            "tables": dg.MetadataValue.json(sorted(table.name for table in tables)),
             **{key: dg.MetadataValue.json(v) if isinstance(v, list) else v for key, v in report.as_dict().items()},
             "query": dg.MetadataValue.md(f"```sql\n{backend.query_hint('order_lines')}\n```"),
         }

@@ -32,12 +32,13 @@ from ecomm_assets.core.flatten import (
     flatten_orders,
 )
 from ecomm_assets.core.layout import (
+    ORDERS_FEED,
     QUARANTINE_FILE,
+    Feed,
     collection_dir,
     counts_path,
     quarantine_dir,
     quarantine_path,
-    raw_orders_dir,
     raw_orders_root,
     source_label,
     table_dir,
@@ -62,23 +63,24 @@ LAKE = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY, 
             "group_name": "lake", "owners": ["team:data-platform"], "kinds": {"duckdb", "parquet"}}
 
 
-def raw_order_files(store: LakeStore, day: date | str) -> list[LakeFile]:
-    """The raw order files of a day, oldest first: the order in which versions of an order win.
+def raw_day_files(store: LakeStore, day: date | str, feed: Feed = ORDERS_FEED) -> list[LakeFile]:
+    """A feed's raw files of a day, oldest first: the order in which versions of a record win.
     A landed file's age is when it landed (in its name), not when an ingest run wrote it."""
-    files = store.list_files(raw_orders_dir(day))
+    files = store.list_files(feed.raw_dir(day))
     return sorted(files, key=lambda f: (raw_file_age(f), f.name))
+
+
+def write_rejects(store: LakeStore, table: str, day: date, quarantined: pa.Table, counts: dict) -> None:
+    """A day's quarantined records (rows of `quarantined` with a `day` column) and its counts."""
+    rows = quarantined.filter(pc.equal(quarantined["day"], day)).drop_columns(["day"])
+    store.replace_partition(quarantine_dir(table, day), {QUARANTINE_FILE: json_lines(rows)} if rows.num_rows else {})
+    store.write_bytes(counts_path(table, day), json.dumps(counts, indent=1).encode())
 
 
 def _write_order_lines(store: LakeStore, days: list[date], result: FlattenResult) -> dict:
     """Each day's quarantine, counts and order lines (a day without input gets an empty partition)."""
     for day in days:
-        counts = result.counts.get(day, DayCounts())
-        quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
-        store.replace_partition(
-            quarantine_dir("order_lines", day),
-            {QUARANTINE_FILE: _json_lines(quarantined)} if quarantined.num_rows else {},
-        )
-        store.write_bytes(counts_path("order_lines", day), json.dumps(counts.as_dict(), indent=1).encode())
+        write_rejects(store, "order_lines", day, result.quarantined, result.counts.get(day, DayCounts()).as_dict())
     return write_days(
         store, "order_lines", ORDER_LINES,
         {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table() for day in days},
@@ -97,7 +99,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     days = run_days(context)
     store = lake.store()
     with writing_days(context, store, days, {raw_orders_root(): days}) as ensure_inputs_unchanged:
-        raw = {day: raw_order_files(store, day) for day in days}
+        raw = {day: raw_day_files(store, day) for day in days}
         for day in (d for d, files in raw.items() if not files):
             context.log.warning(f"no raw order files for {day}: writing an empty partition")
         listed = [(day, f) for day, files in raw.items() for f in files]
@@ -182,5 +184,5 @@ def dim_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     return _dimension(context, lake, "dim_customers", "users", build_dim_customers)
 
 
-def _json_lines(table: pa.Table) -> bytes:
+def json_lines(table: pa.Table) -> bytes:
     return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode()

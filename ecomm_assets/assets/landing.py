@@ -1,12 +1,14 @@
-"""Landed producer files: the ingest op that splits them into raw day files, and `landed_files`,
-the table with one row per landed file version (what was read, routed and quarantined).
+"""Landed producer files of every feed (core/layout.py FEEDS: orders, purchases, user profiles):
+the ingest ops that split them into raw day files, and each feed's landed-files table, with one row
+per landed file version (what was read, routed and quarantined). One code path serves every feed;
+a feed differs only by its paths (layout.Feed) and its split (FORMATS below).
 
 A landed file's identity is its content hash (ingesting it again is idempotent); its age is when it
 landed (the object's LastModified, the file's mtime), carried into the raw day file's name, so that
 "the newest version wins" means the file that landed last, whatever order an ingest run takes.
 
 Once handled (its manifest entry recorded, a file quarantined whole included), the version read is
-moved from landing/orders/<name> to landing/_ingested/orders/<name> (LakeStore.move_confined: never
+moved from landing/<feed>/<name> to landing/_ingested/<feed>/<name> (LakeStore.move_confined: never
 a version written meanwhile), so that the sensor's listing holds only new files. A later version of
 the name replaces the archived one there; the raw files and the manifest keep the history.
 """
@@ -16,6 +18,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -31,21 +34,21 @@ from ecomm_assets.core.landing import (
     split_landing_file,
 )
 from ecomm_assets.core.layout import (
-    INGESTED_DIR,
     LANDING_DIR,
-    MANIFEST_DIR,
-    ingested_path,
+    ORDERS_FEED,
+    PURCHASES_FEED,
+    USER_PROFILES_FEED,
+    Feed,
     is_hidden_name,
-    is_landing_file,
     landed_at_of_raw_name,
-    landed_files_path,
-    landing_quarantine_dir,
-    landing_raw_name,
-    manifest_path,
-    raw_orders_dir,
     table_dir,
 )
 from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.purchases import (
+    count_csv_records,
+    split_purchase_file,
+    split_user_profile_file,
+)
 from ecomm_assets.core.schemas import LANDED_FILES
 from ecomm_assets.core.storage import (
     FileVersion,
@@ -61,6 +64,7 @@ from ecomm_assets.resources import (
     pii_key,
     warn_if_default_key,
 )
+from ecomm_assets.settings import SETTINGS
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: they forge log lines and
 # are no part of a producer's file name. The Lambda bridge has the same rule (a test keeps them equal).
@@ -72,11 +76,11 @@ LANDED_AT_METADATA = "landed-at"
 
 @dataclass(frozen=True)
 class LandingFile:
-    name: str  # relative to landing/orders/ (and to landing/_ingested/orders/ once archived)
+    name: str  # relative to its feed's landing folder (and to its archive folder once archived)
     size: int
     landed_at: datetime  # UTC
     refused: str | None = None  # locally: why it is never read (a symlink, not a regular file)
-    folder: str = LANDING_DIR  # where it is: LANDING_DIR, or INGESTED_DIR once ingested
+    folder: str = LANDING_DIR  # where it is: the feed's landing folder, or its archive folder once ingested
     version: FileVersion | None = field(default=None, compare=False)  # the version read (read_landing)
 
 
@@ -95,20 +99,47 @@ def unsafe_name_problem(name: str) -> str | None:
     return None
 
 
-def skip_reason(name: str) -> str | None:
-    """Why a file in the landing zone is not ingested, else None."""
+@dataclass(frozen=True)
+class FeedFormat:
+    """How a feed's landed files are read: the split of one file by day, and the recount of the
+    records of one of its raw day files (conservation_outcome)."""
+
+    split: Callable[[LandingFile, bytes, DayWindow, bytes], LandedFile]  # ..., the personal data's hash key
+    count_records: Callable[[bytes], int]
+
+
+def _count_lines(data: bytes) -> int:
+    return sum(1 for line in data.split(b"\n") if line.strip())
+
+
+FORMATS: dict[str, FeedFormat] = {
+    ORDERS_FEED.name: FeedFormat(lambda landing, data, window, key: split_landing_file(landing.name, data, window, key=key), _count_lines),
+    PURCHASES_FEED.name: FeedFormat(
+        lambda landing, data, window, key: split_purchase_file(landing.name, data, window, SETTINGS.purchases_timezone, key=key),
+        count_csv_records,
+    ),
+    # A profile file has no days: its rows are kept in the day it landed (dim_user_profiles reads every day).
+    USER_PROFILES_FEED.name: FeedFormat(
+        lambda landing, data, window, key: split_user_profile_file(landing.name, data, window, landing.landed_at.date(), key=key),
+        count_csv_records,
+    ),
+}
+
+
+def skip_reason(name: str, feed: Feed = ORDERS_FEED) -> str | None:
+    """Why a file in a feed's landing folder is not ingested, else None."""
     problem = unsafe_name_problem(name)
     if problem:
         return f"unsafe name: {problem}"
     if is_hidden_name(name):
         return "hidden: a part of its name begins with '.' or '_' (a file being written, or a tool's own)"
-    if not is_landing_file(name):
-        return "not .json/.jsonl/.ndjson (optionally .gz)"
+    if not feed.takes(name):
+        return f"not {'/'.join(s for s in feed.suffixes if not s.endswith('.gz'))} (optionally .gz)"
     return None
 
 
 def list_landing(store: LakeStore, folder: str = LANDING_DIR) -> list[LandingFile]:
-    """Every file under landing/orders/ (or `folder`: INGESTED_DIR), hidden names included (so that
+    """Every file under `folder` (a feed's landing or archive folder), hidden names included (so that
     skipping one is logged). Locally symlinks are listed, never followed, and refused with anything
     but a regular file."""
     if not store.is_local:
@@ -139,47 +170,47 @@ def _refusal(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def read_landing(store: LakeStore, name: str, folder: str | None = None) -> tuple[LandingFile, bytes]:
+def read_landing(store: LakeStore, name: str, folder: str | None = None, feed: Feed = ORDERS_FEED) -> tuple[LandingFile, bytes]:
     """A landed file's bytes, its size, landing time and the version read, from one open of it
     (NotARegularFile: a symlink or no regular file, refused unread), in `folder`. With `folder`
-    None: in landing/orders/, or, if it is not there (ingested and moved already), in
-    landing/_ingested/orders/ (FileNotFoundError: in neither)."""
+    None: in the feed's landing folder, or, if it is not there (ingested and moved already), in its
+    archive folder (FileNotFoundError: in neither)."""
     if folder is None:
         try:
-            return read_landing(store, name, LANDING_DIR)
+            return read_landing(store, name, feed.landing_dir, feed)
         except FileNotFoundError as not_landed:
             try:
-                return read_landing(store, name, INGESTED_DIR)
+                return read_landing(store, name, feed.ingested_dir, feed)
             except FileNotFoundError:
                 raise not_landed from None
     data, info = store.read_confined(folder, name)
     landed_at = info.mtime.astimezone(UTC)  # locally the rename into the archive kept the mtime
-    if folder == INGESTED_DIR and not store.is_local:
-        landed_at = _archived_landed_at(store, info, data)
+    if folder == feed.ingested_dir and not store.is_local:
+        landed_at = _archived_landed_at(store, info, data, feed)
     return LandingFile(name, info.size, landed_at, folder=folder, version=info.version), data
 
 
-def _archived_landed_at(store: LakeStore, info: LakeFile, data: bytes) -> datetime:
+def _archived_landed_at(store: LakeStore, info: LakeFile, data: bytes, feed: Feed) -> datetime:
     """When an archived S3 object first landed: its `landed-at` metadata, else its manifest entry's
     landed_at, else (neither: copied there by hand) the copy's LastModified."""
     with contextlib.suppress(KeyError, TypeError, ValueError):
         return datetime.fromisoformat(info.version.metadata[LANDED_AT_METADATA]).astimezone(UTC)
     with contextlib.suppress(OSError, KeyError, ValueError):
-        return datetime.fromisoformat(json.loads(store.read_bytes(manifest_path(file_id(data))))["landed_at"]).astimezone(UTC)
+        return datetime.fromisoformat(json.loads(store.read_bytes(feed.manifest_path(file_id(data))))["landed_at"]).astimezone(UTC)
     return info.mtime.astimezone(UTC)
 
 
-def manifest_entries(store: LakeStore) -> list[dict]:
-    return [json.loads(store.read_bytes(f.path)) for f in store.list_files(MANIFEST_DIR)]
+def manifest_entries(store: LakeStore, feed: Feed = ORDERS_FEED) -> list[dict]:
+    return [json.loads(store.read_bytes(f.path)) for f in store.list_files(feed.manifest_dir)]
 
 
-def ingested_file_ids(store: LakeStore) -> set[str]:
+def ingested_file_ids(store: LakeStore, feed: Feed = ORDERS_FEED) -> set[str]:
     """The contents ingested and not superseded (a reverted file's old content is pending again)."""
-    return {e["file_id"] for e in manifest_entries(store) if "superseded_by" not in e}
+    return {e["file_id"] for e in manifest_entries(store, feed) if "superseded_by" not in e}
 
 
 def raw_file_age(f: LakeFile) -> datetime:
-    """When a raw order file's content arrived: a landed file's landing time (in its name), else
+    """When a raw file's content arrived: a landed file's landing time (in its name), else
     the file's mtime (a generated file such as synthetic.jsonl)."""
     return landed_at_of_raw_name(f.name) or f.mtime
 
@@ -188,11 +219,11 @@ class ConservationError(Exception):
     """A landed file's records do not add up: records read != routed + quarantined."""
 
 
-def _split(landing: LandingFile, data: bytes, window: DayWindow) -> LandedFile:
+def _split(landing: LandingFile, data: bytes, window: DayWindow, feed: Feed) -> LandedFile:
     """The file split by day; any exception (a parser limit such as RecursionError, a bug) or a
     split that does not conserve its records quarantines the file whole instead."""
     try:
-        landed = split_landing_file(landing.name, data, window, key=pii_key())
+        landed = FORMATS[feed.name].split(landing, data, window, pii_key())
         if landed.records_read != landed.records_routed + len(landed.quarantined):
             raise ConservationError(
                 f"records read {landed.records_read} != routed {landed.records_routed} + quarantined {len(landed.quarantined)}"
@@ -206,21 +237,21 @@ def _quarantined_whole(name: str, landed_file_id: str, window: DayWindow, error:
     return LandedFile(name=name, file_id=landed_file_id, window=window, file_error=error)
 
 
-def _raw_files_of(store: LakeStore, day: date | str, landed_file_id: str) -> list[LakeFile]:
-    return [f for f in store.list_files(raw_orders_dir(day)) if f.name.endswith(f"-{landed_file_id}.jsonl")]
+def _raw_files_of(store: LakeStore, day: date | str, landed_file_id: str, feed: Feed) -> list[LakeFile]:
+    return [f for f in store.list_files(feed.raw_dir(day)) if f.name.endswith(f"-{landed_file_id}{feed.raw_suffix}")]
 
 
-def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -> None:
-    """Each day's records as raw/orders/dt=D/landing-<landed at>-<file id>.jsonl. The same content
-    landed earlier is replaced (the newest landing is its age); on failure nothing of it stays."""
-    name = landing_raw_name(landed_at, landed.file_id)
+def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime, feed: Feed) -> None:
+    """Each day's records as raw/<raw folder>/dt=D/landing-<landed at>-<file id>.<raw suffix>. The
+    same content landed earlier is replaced (the newest landing is its age); on failure nothing of it stays."""
+    name = feed.raw_name(landed_at, landed.file_id)
     written: list[str] = []
     try:
         for day in sorted(landed.days):
-            folder = raw_orders_dir(day)
+            folder = feed.raw_dir(day)
             written.append(f"{folder}/{name}")
             store.write_bytes(f"{folder}/{name}", landed.day_bytes(day))
-            for older in _raw_files_of(store, day, landed.file_id):
+            for older in _raw_files_of(store, day, landed.file_id, feed):
                 if older.name != name:
                     store.delete(older.path)
     except Exception:
@@ -229,8 +260,8 @@ def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime) -
         raise
 
 
-def _quarantine(store: LakeStore, landed: LandedFile, data: bytes) -> None:
-    folder = landing_quarantine_dir(landed.file_id)
+def _quarantine(store: LakeStore, landed: LandedFile, data: bytes, feed: Feed) -> None:
+    folder = feed.quarantine_dir(landed.file_id)
     if landed.file_error:  # the original bytes, as they landed
         store.write_bytes(f"{folder}/file-{landed.name.replace('/', '_')}", data)
     if landed.file_error or landed.quarantined:
@@ -241,7 +272,7 @@ def _quarantine(store: LakeStore, landed: LandedFile, data: bytes) -> None:
 
 
 def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: int, run_id: str,
-            supersedes: dict, ingested_at: str) -> dict:
+            supersedes: dict, ingested_at: str, feed: Feed) -> dict:
     """The manifest entry (which content was ingested, which earlier versions of its name it
     superseded: file id -> days) and the file's landed_files row."""
     entry = {
@@ -257,73 +288,77 @@ def _record(store: LakeStore, landed: LandedFile, landing: LandingFile, size: in
         "ingested_at": ingested_at,
         "run_id": run_id,
         "supersedes": supersedes,
-    }
+    } | ({"notes": landed.notes} if landed.notes else {})
     row = entry | {
         "landed_at": landing.landed_at,
         "days": json.dumps(entry["days"]),
         "ingested_at": datetime.fromisoformat(entry["ingested_at"]),
     }
-    store.write_parquet(landed_files_path("landed_files", landing.landed_at, landed.file_id), pa.Table.from_pylist([row], LANDED_FILES))
-    store.write_bytes(manifest_path(landed.file_id), json.dumps(entry, indent=1).encode())
+    store.write_parquet(feed.landed_files_path(landing.landed_at, landed.file_id), pa.Table.from_pylist([row], LANDED_FILES))
+    store.write_bytes(feed.manifest_path(landed.file_id), json.dumps(entry, indent=1).encode())
     return entry
 
 
-def _earlier_versions(store: LakeStore, name: str, landed_file_id: str) -> list[dict]:
+def _earlier_versions(store: LakeStore, name: str, landed_file_id: str, feed: Feed) -> list[dict]:
     """The manifest entries this content of `name` supersedes: its other contents not superseded,
     and those already marked superseded by this one (by an ingest of it that stopped before
     recording it, so that ingesting it again finishes the superseding)."""
-    return [e for e in manifest_entries(store)
+    return [e for e in manifest_entries(store, feed)
             if e["file"] == name and e["file_id"] != landed_file_id and e.get("superseded_by", landed_file_id) == landed_file_id]
 
 
-def ingest_file(store: LakeStore, landing: LandingFile, data: bytes, window: DayWindow, run_id: str) -> dict:
+def ingest_file(store: LakeStore, landing: LandingFile, data: bytes, window: DayWindow, run_id: str,
+                feed: Feed = ORDERS_FEED) -> dict:
     """Split one landed file into raw day files, quarantine what cannot be routed (the whole file
     when it cannot be split or written), and record it. Returns its manifest entry. Raises (the file
     is not ingested, and stays pending) when the lake cannot be read or written, or a day stays locked."""
-    landed = _split(landing, data, window)
+    landed = _split(landing, data, window, feed)
     # The name's content now is its only version: earlier ones leave raw, and their days are touched
     # too. They are read under the locks of every day involved; the days to lock depend on them, so
     # an earlier version that appeared meanwhile with other days means locking again.
     days = set(map(str, landed.days))
-    earlier = _earlier_versions(store, landing.name, landed.file_id)
+    earlier = _earlier_versions(store, landing.name, landed.file_id, feed)
     while True:
         locked = days.union(*(e["days"] for e in earlier))
         with day_locks(store, locked, holder=run_id):
-            earlier = _earlier_versions(store, landing.name, landed.file_id)
+            earlier = _earlier_versions(store, landing.name, landed.file_id, feed)
             if set().union(*(e["days"] for e in earlier)) <= locked:
-                return _write_version(store, landing, data, landed, earlier, run_id)
+                return _write_version(store, landing, data, landed, earlier, run_id, feed)
 
 
-def _write_version(store: LakeStore, landing: LandingFile, data: bytes, landed: LandedFile, earlier: list[dict], run_id: str) -> dict:
+def _write_version(store: LakeStore, landing: LandingFile, data: bytes, landed: LandedFile, earlier: list[dict],
+                   run_id: str, feed: Feed) -> dict:
     """Under the locks of its days and its earlier versions' days: the raw day files, the removal of
     the earlier versions' ones, quarantine, then the manifest. The earlier entries are marked before
     the new one is recorded: a run that stops in between leaves this content unrecorded, so pending,
     and ingesting it again supersedes the entries marked for it once more (see _earlier_versions)."""
     try:
-        _write_raw_days(store, landed, landing.landed_at)
+        _write_raw_days(store, landed, landing.landed_at, feed)
     except Exception as error:  # noqa: BLE001 - e.g. a raw path the store refuses: quarantine the file whole
         landed = _quarantined_whole(landing.name, landed.file_id, landed.window, f"could not be written: {type(error).__name__}: {error}")
     supersedes = {e["file_id"]: sorted(e["days"]) for e in earlier}
     for old_id, days in supersedes.items():
         for day in days:
-            for stale in _raw_files_of(store, day, old_id):
+            for stale in _raw_files_of(store, day, old_id, feed):
                 store.delete(stale.path)
-    _quarantine(store, landed, data)
+    _quarantine(store, landed, data, feed)
     ingested_at = datetime.now(UTC).isoformat()
     for old in earlier:
         superseded = old | {"superseded_by": landed.file_id, "superseded_at": ingested_at}
-        store.write_bytes(manifest_path(old['file_id']), json.dumps(superseded, indent=1).encode())
-    return _record(store, landed, landing, len(data), run_id, supersedes, ingested_at)
+        store.write_bytes(feed.manifest_path(old['file_id']), json.dumps(superseded, indent=1).encode())
+    return _record(store, landed, landing, len(data), run_id, supersedes, ingested_at, feed)
 
 
-def conservation_outcome(store: LakeStore, entries: list[dict]) -> tuple[bool, dict]:
-    """Recounts each landed file from what the lake holds: the lines of its raw day files and the
-    records in its reason.json; both must add up to the records it read."""
+def conservation_outcome(store: LakeStore, entries: list[dict], feed: Feed = ORDERS_FEED) -> tuple[bool, dict]:
+    """Recounts each landed file from what the lake holds: the records of its raw day files (read
+    again in the feed's format) and the records in its reason.json; both must add up to the
+    records it read."""
+    count = FORMATS[feed.name].count_records
     unbalanced = {}
     for entry in entries:
-        name = landing_raw_name(datetime.fromisoformat(entry["landed_at"]), entry["file_id"])
-        routed = sum(_count_lines(store, f"{raw_orders_dir(day)}/{name}") for day in entry["days"])
-        reason = f"{landing_quarantine_dir(entry['file_id'])}/reason.json"
+        name = feed.raw_name(datetime.fromisoformat(entry["landed_at"]), entry["file_id"])
+        routed = sum(_count_records(store, f"{feed.raw_dir(day)}/{name}", count) for day in entry["days"])
+        reason = f"{feed.quarantine_dir(entry['file_id'])}/reason.json"
         quarantined = len(json.loads(store.read_bytes(reason))["records"]) if store.exists(reason) else 0
         if entry["records_read"] != routed + quarantined or routed != entry["records_routed"]:
             unbalanced[entry["file"]] = {"records_read": entry["records_read"], "routed": routed, "quarantined": quarantined}
@@ -335,62 +370,101 @@ def conservation_outcome(store: LakeStore, entries: list[dict]) -> tuple[bool, d
     }
 
 
-def _count_lines(store: LakeStore, rel: str) -> int:
-    return sum(1 for line in store.read_bytes(rel).split(b"\n") if line.strip()) if store.exists(rel) else 0
+def _count_records(store: LakeStore, rel: str, count: Callable[[bytes], int]) -> int:
+    return count(store.read_bytes(rel)) if store.exists(rel) else 0
 
 
-landed_files = dg.AssetSpec(
-    "landed_files",
-    metadata={"dagster/column_schema": column_schema(LANDED_FILES)},
-    group_name="sources",
-    kinds={"parquet"},
-    owners=["team:data-platform"],
-    description="One row per landed file version (name, file id, landed at, bytes, records read, "
-    "routed and quarantined, file error, days), under processed/landed_files/dt=<day it landed>/. "
-    "Written by ingest_landing_job, which recounts each file it ingested from the lake (conservation_holds).",
-)
+def _landed_files_spec(feed: Feed, job: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        feed.landed_files_table,
+        metadata={"dagster/column_schema": column_schema(LANDED_FILES)},
+        group_name="sources",
+        kinds={"parquet"},
+        owners=["team:data-platform"],
+        description=f"One row per file version landed in {feed.landing_dir}/ (name, file id, landed at, bytes, "
+        f"records read, routed and quarantined, file error, days), under {table_dir(feed.landed_files_table)}/"
+        f"dt=<day it landed>/. Written by {job}, which recounts each file it ingested from the lake (conservation_holds).",
+    )
+
+
+landed_files = _landed_files_spec(ORDERS_FEED, "ingest_landing_job")
+landed_purchase_files = _landed_files_spec(PURCHASES_FEED, "ingest_purchases_job")
+landed_user_profile_files = _landed_files_spec(USER_PROFILES_FEED, "ingest_user_profiles_job")
 
 
 class IngestConfig(dg.Config):
-    # Names under landing/orders/ (a name no longer there, already ingested and moved, is read from
-    # landing/_ingested/orders/); each is ingested even if its content was. Empty: every file in
-    # landing/orders/ not ingested yet (one whose content was is only moved to the archive).
+    # Names under the feed's landing folder, e.g. landing/orders/ (a name no longer there, already
+    # ingested and moved, is read from its archive, e.g. landing/_ingested/orders/); each is ingested
+    # even if its content was. Empty: every file in the landing folder not ingested yet (one whose
+    # content was is only moved to the archive).
     files: list[str] = []
-    # With `files` empty, ingest every landed file again, even those already ingested: those in
-    # landing/orders/ and those in landing/_ingested/orders/ (a name in both: the one in landing/orders/,
-    # the newer), after moving ECOMM_START_DATE earlier, to route records once quarantined "before
-    # the first partition". Archived files keep their landing time and stay in the archive.
+    # With `files` empty, ingest every landed file again, even those already ingested: those in the
+    # landing folder and those in its archive (a name in both: the one in the landing folder, the
+    # newer), after moving ECOMM_START_DATE earlier, to route records once quarantined "before the
+    # first partition". Archived files keep their landing time and stay in the archive.
     reingest: bool = False
 
 
-@dg.op(
-    name="ingest_landing_files",
-    description="Reads landed order files (JSON array or JSON Lines, .gz too) and writes each day's "
-    "orders to raw/orders/dt=D/landing-<landed at>-<file id>.jsonl; unreadable records and files go "
-    "to quarantine/landing/<file id>/ with reasons. Each file handled (quarantined whole too) is then "
-    "moved to landing/_ingested/orders/. One file's failure never stops the others; a file not "
-    "ingested (unreadable, vanished, a day locked too long) stays in landing/orders/ and fails the run "
-    "after them, to be retried. Logs a materialization of orders_raw per day touched and of landed_files.",
-)
+def _ingest_description(feed: Feed, what: str) -> str:
+    return (
+        f"Reads {what} landed in {feed.landing_dir}/ and writes each day's records to "
+        f"{feed.raw_dir('D')}/landing-<landed at>-<file id>{feed.raw_suffix}; unreadable records and files go "
+        f"to {feed.quarantine_dir('<file id>')}/ with reasons. Each file handled (quarantined whole too) is then "
+        f"moved to {feed.ingested_dir}/. One file's failure never stops the others; a file not "
+        f"ingested (unreadable, vanished, a day locked too long) stays in {feed.landing_dir}/ and fails the run "
+        f"after them, to be retried. Logs a materialization of {feed.raw_asset} per day touched and of "
+        f"{feed.landed_files_table}."
+    )
+
+
+@dg.op(name="ingest_landing_files",
+       description=_ingest_description(ORDERS_FEED, "order files (JSON array or JSON Lines, .gz too)"))
 def ingest_landing_files(
     context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
 ) -> list[str]:
-    refused = {name: reason for name in config.files if (reason := skip_reason(name))}
+    return ingest_feed(context, config, lake, alerts, ORDERS_FEED)
+
+
+@dg.op(description=_ingest_description(
+    PURCHASES_FEED, f"purchase logs (CSV, .gz too; naive timestamps in ECOMM_PURCHASES_TIMEZONE, now {SETTINGS.purchases_timezone})"))
+def ingest_purchase_files(
+    context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
+) -> list[str]:
+    return ingest_feed(context, config, lake, alerts, PURCHASES_FEED)
+
+
+@dg.op(description=_ingest_description(
+    USER_PROFILES_FEED, "user profile files (CSV, .gz too; their rows kept in the UTC day the file landed)"))
+def ingest_user_profile_files(
+    context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
+) -> list[str]:
+    return ingest_feed(context, config, lake, alerts, USER_PROFILES_FEED)
+
+
+# The ingest op of each feed (by its name).
+INGEST_OPS = {ORDERS_FEED.name: ingest_landing_files, PURCHASES_FEED.name: ingest_purchase_files,
+              USER_PROFILES_FEED.name: ingest_user_profile_files}
+
+
+def ingest_feed(context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource,
+                feed: Feed) -> list[str]:
+    """An ingest op's work for one feed: returns the days it touched."""
+    refused = {name: reason for name in config.files if (reason := skip_reason(name, feed))}
     if refused:
         raise dg.Failure(
             description="refused landed file names (each must be a relative path inside "
-            f"{LANDING_DIR}/ that the ingest takes): " + "; ".join(f"{name!r}: {reason}" for name, reason in refused.items()),
+            f"{feed.landing_dir}/ that the ingest takes): " + "; ".join(f"{name!r}: {reason}" for name, reason in refused.items()),
         )
     store = lake.store()
     warn_if_default_key(context.log.warning)
     window = DayWindow.for_lake(DAILY_PARTITIONS.start.date())
-    ingested = set() if config.files or config.reingest else ingested_file_ids(store)
+    ingested = set() if config.files or config.reingest else ingested_file_ids(store, feed)
     entries, refused_files, not_ingested, not_archived, archived = [], {}, {}, [], 0
-    for name, folder in [(name, None) for name in config.files] or _listed(context, store, config.reingest):
+    for name, folder in [(name, None) for name in config.files] or _listed(context, store, config.reingest, feed):
         try:
-            landing, data = read_landing(store, name, folder)
+            landing, data = read_landing(store, name, folder, feed)
             content = file_id(data)
-            entry = None if content in ingested else ingest_file(store, landing, data, window, context.run_id)
+            entry = None if content in ingested else ingest_file(store, landing, data, window, context.run_id, feed)
         except NotARegularFile as error:  # never read, so never quarantined: a verdict, alerted below
             refused_files[name] = str(error)
             continue
@@ -400,15 +474,15 @@ def ingest_landing_files(
             continue
         if entry:
             entries.append(entry)
-            _log_file(context, entry)
+            _log_file(context, entry, feed)
         else:  # recorded by a run that stopped before moving it (or the same content under another name)
             context.log.info(f"{name!r}: its content {content} is ingested already")
-        moved, problem = archive_landed(context, store, landing)
+        moved, problem = archive_landed(context, store, landing, feed)
         archived += moved
         if problem:
             not_archived.append(problem)
     whole = [e for e in entries if e["file_error"]]
-    conserved, recount = conservation_outcome(store, entries)
+    conserved, recount = conservation_outcome(store, entries, feed)
     problems = [f"{n}: refused: {e}" for n, e in refused_files.items()]
     problems += [f"{e['file']}: quarantined whole: {e['file_error']}" for e in whole]
     problems += [f"{n}: records not conserved: {c}" for n, c in recount["files_unbalanced"].items()]
@@ -420,7 +494,7 @@ def ingest_landing_files(
                 "at": datetime.now(UTC).isoformat(),
                 "run_id": context.run_id,
                 "job": context.job_name,
-                "assets": ["landed_files"],
+                "assets": [feed.landed_files_table],
                 "partition": None,
                 "error": "; ".join(problems),
             }
@@ -428,7 +502,7 @@ def ingest_landing_files(
     days = sorted({day for e in entries for day in [*e["days"], *_superseded_days(e)]})
     context.log_event(
         dg.AssetMaterialization(
-            asset_key="landed_files",
+            asset_key=feed.landed_files_table,
             metadata={
                 "files_ingested": len(entries),
                 "files_quarantined_whole": len(whole),
@@ -439,7 +513,7 @@ def ingest_landing_files(
                 "records_quarantined": recount["records_quarantined"],
                 "conservation_holds": conserved,
                 "days": dg.MetadataValue.json(days),
-                "path": dg.MetadataValue.path(store.full_uri(table_dir("landed_files"))),
+                "path": dg.MetadataValue.path(store.full_uri(table_dir(feed.landed_files_table))),
             },
         )
     )
@@ -451,54 +525,57 @@ def ingest_landing_files(
     return days
 
 
-def _listed(context: dg.OpExecutionContext, store: LakeStore, reingest: bool) -> list[tuple[str, str]]:
+def _listed(context: dg.OpExecutionContext, store: LakeStore, reingest: bool, feed: Feed) -> list[tuple[str, str]]:
     """The landing files the ingest takes, as (name, folder), each skip logged; whether one was
     ingested already is decided when it is read, file by file. To re-ingest, the archived files
-    too, but for a name also in landing/orders/ (a newer version, not ingested yet)."""
+    too, but for a name also in the landing folder (a newer version, not ingested yet)."""
     names, landed = [], set()
-    for landing in list_landing(store) + (list_landing(store, INGESTED_DIR) if reingest else []):
-        reason = landing.refused or skip_reason(landing.name)
-        shown = landing.name if landing.folder == LANDING_DIR else f"{landing.folder}/{landing.name}"
+    listed = list_landing(store, feed.landing_dir) + (list_landing(store, feed.ingested_dir) if reingest else [])
+    for landing in listed:
+        reason = landing.refused or skip_reason(landing.name, feed)
+        shown = landing.name if landing.folder == feed.landing_dir else f"{landing.folder}/{landing.name}"
         if reason:  # %r: a name's control characters are shown escaped, never forge a log line
             context.log.info(f"skipped {shown!r}: {reason}")
-        elif landing.folder == LANDING_DIR or landing.name not in landed:
+        elif landing.folder == feed.landing_dir or landing.name not in landed:
             names.append((landing.name, landing.folder))
             landed.add(landing.name)
     return names
 
 
-def archive_landed(context: dg.OpExecutionContext, store: LakeStore, landing: LandingFile) -> tuple[bool, str | None]:
-    """After a file read from landing/orders/ was handled (its manifest entry recorded): move the
-    version read to landing/_ingested/orders/<name>, so that the sensor no longer lists it. A version
+def archive_landed(context: dg.OpExecutionContext, store: LakeStore, landing: LandingFile,
+                   feed: Feed = ORDERS_FEED) -> tuple[bool, str | None]:
+    """After a file read from its feed's landing folder was handled (its manifest entry recorded):
+    move the version read to the archive (landing/_ingested/<feed>/<name>), so that the sensor no longer lists it. A version
     the producer wrote meanwhile stays (it is pending: it gets its own ingest). Returns whether it
     moved, and a problem to alert: a new version left unread in the archive (STRANDED), or a move
     that failed (the file stays; the next run that takes every pending file moves it)."""
-    if landing.folder != LANDING_DIR:  # read from the archive (re-ingested): it stays there
+    landing_dir, ingested_dir = feed.landing_dir, feed.ingested_dir
+    if landing.folder != landing_dir:  # read from the archive (re-ingested): it stays there
         return False, None
     metadata = {} if store.is_local else {LANDED_AT_METADATA: landing.landed_at.isoformat()}
     try:
-        outcome = store.move_confined(LANDING_DIR, landing.name, INGESTED_DIR, landing.version, metadata)
+        outcome = store.move_confined(landing_dir, landing.name, ingested_dir, landing.version, metadata)
     except Exception as error:  # noqa: BLE001 - ingested all the same: never undo that
-        problem = (f"{landing.name}: ingested, but not moved to {INGESTED_DIR}/: {type(error).__name__}: {error}; "
-                   f"it stays in {LANDING_DIR}/ until a run that takes every pending file moves it")
+        problem = (f"{landing.name}: ingested, but not moved to {ingested_dir}/: {type(error).__name__}: {error}; "
+                   f"it stays in {landing_dir}/ until a run that takes every pending file moves it")
         context.log.error(problem)
         return False, problem
     if outcome is Moved.MOVED:
-        context.log.info(f"{landing.name!r}: moved to {ingested_path(landing.name)!r}")
+        context.log.info(f"{landing.name!r}: moved to {feed.ingested_path(landing.name)!r}")
     elif outcome is Moved.CHANGED:
-        context.log.warning(f"{landing.name!r}: a new version landed while it was ingested: left in {LANDING_DIR}/ for its own ingest")
+        context.log.warning(f"{landing.name!r}: a new version landed while it was ingested: left in {landing_dir}/ for its own ingest")
     elif outcome is Moved.GONE:
-        context.log.info(f"{landing.name!r}: no longer in {LANDING_DIR}/: nothing to move")
+        context.log.info(f"{landing.name!r}: no longer in {landing_dir}/: nothing to move")
     else:
-        problem = (f"{landing.name}: a version written while it was moved to {INGESTED_DIR}/ could not be put back (another "
-                   f"version took its name) and is left unread in {ingested_path(landing.name)}: copy it into {LANDING_DIR}/ "
+        problem = (f"{landing.name}: a version written while it was moved to {ingested_dir}/ could not be put back (another "
+                   f"version took its name) and is left unread in {feed.ingested_path(landing.name)}: copy it into {landing_dir}/ "
                    "under another name to ingest it")
         context.log.error(problem)
         return False, problem
     return outcome is Moved.MOVED, None
 
 
-def _log_file(context: dg.OpExecutionContext, entry: dict) -> None:
+def _log_file(context: dg.OpExecutionContext, entry: dict, feed: Feed) -> None:
     message = (
         f"{entry['file']}: {entry['records_read']} records, {entry['records_routed']} routed to "
         f"{len(entry['days'])} days, {entry['records_quarantined']} quarantined"
@@ -507,12 +584,15 @@ def _log_file(context: dg.OpExecutionContext, entry: dict) -> None:
         context.log.warning(f"{message}; file quarantined whole: {entry['file_error']}")
     else:
         context.log.info(message)
+    for note in entry.get("notes", []):
+        context.log.info(f"{entry['file']}: {note}")
     for day, records in entry["days"].items():
         context.log_event(
             dg.AssetMaterialization(
-                asset_key="orders_raw",
-                partition=day,
-                metadata={"landed_file": entry["file"], "file_id": entry["file_id"], "records": records},
+                asset_key=feed.raw_asset,
+                partition=day if feed.daily else None,
+                metadata={"landed_file": entry["file"], "file_id": entry["file_id"], "records": records}
+                | ({} if feed.daily else {"day_kept_in": day}),
             )
         )
     for old_id, days in entry["supersedes"].items():
@@ -520,8 +600,8 @@ def _log_file(context: dg.OpExecutionContext, entry: dict) -> None:
     for day in sorted(set(_superseded_days(entry)) - set(entry["days"])):  # changed: recomputed like the others
         context.log_event(
             dg.AssetMaterialization(
-                asset_key="orders_raw",
-                partition=day,
+                asset_key=feed.raw_asset,
+                partition=day if feed.daily else None,
                 metadata={"landed_file": entry["file"], "superseded": dg.MetadataValue.json(sorted(entry["supersedes"]))},
             )
         )

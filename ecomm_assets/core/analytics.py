@@ -11,7 +11,13 @@ from datetime import date
 import pyarrow as pa
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.schemas import ANALYTICS, ENGAGEMENT_ANALYTICS, TOP_CUSTOMERS
+from ecomm_assets.core.schemas import (
+    ANALYTICS,
+    ENGAGEMENT_ANALYTICS,
+    PURCHASE_ANALYTICS,
+    PURCHASE_DIMENSIONS,
+    TOP_CUSTOMERS,
+)
 
 _SQL = {
     "sales_by_category": """
@@ -51,11 +57,16 @@ _SQL = {
 
 def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, days: list[date]) -> pa.Table:
     """The analytics table `name` for `days`. Revenue is the sum of line totals (what was sold)."""
+    return _query(_SQL[name], ANALYTICS[name], days, order_lines=order_lines, orders=orders)
+
+
+def _query(sql: str, contract: pa.Schema, days: list[date], **tables: pa.Table) -> pa.Table:
+    """`sql` over `tables` (by name) and `days` (a table of column `day`), as `contract`."""
     con = duck.connect()
-    con.register("order_lines", order_lines)
-    con.register("orders", orders)
+    for name, table in tables.items():
+        con.register(name, table)
     con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
-    result = con.sql(_SQL[name]).to_arrow_table().cast(ANALYTICS[name])
+    result = con.sql(sql).to_arrow_table().cast(contract)
     con.close()
     return result
 
@@ -118,6 +129,33 @@ _ENGAGEMENT_SQL = {
     """,
 }
 
+# Purchase analytics: revenue is what buyers paid (selling_price - discount), margin what the shop kept.
+_PURCHASE_SQL = {
+    # One row per (day, dimension, value): the event's own columns, and the buyer's profile (the
+    # profile dimensions of a user without one are null).
+    "purchase_breakdown": f"""
+        WITH events AS (
+            SELECT e.event_date, e.session_id, e.user_id, e.revenue, e.margin,
+                   {", ".join(f"e.{d}" for d in PURCHASE_DIMENSIONS[:-3])}, p.age_band, p.occupation, p.city
+            FROM purchase_events e LEFT JOIN dim_user_profiles p USING (user_id)
+        )
+        SELECT event_date, dimension, value, count(*) AS purchases, count(DISTINCT session_id) AS sessions,
+               count(DISTINCT user_id) AS users, sum(revenue) AS revenue, sum(margin) AS margin
+        FROM events UNPIVOT INCLUDE NULLS (value FOR dimension IN ({", ".join(PURCHASE_DIMENSIONS)}))
+        GROUP BY event_date, dimension, value
+        ORDER BY event_date, dimension, revenue DESC, value NULLS LAST
+    """,
+    "purchase_sessions_daily": """
+        SELECT d.day AS event_date, count(e.session_id) AS purchases, count(DISTINCT e.session_id) AS sessions,
+               count(DISTINCT e.user_id) AS users,
+               coalesce(count(e.session_id) / nullif(count(DISTINCT e.session_id), 0), 0) AS purchases_per_session,
+               coalesce(sum(e.revenue), 0) AS revenue, coalesce(sum(e.margin), 0) AS margin,
+               coalesce(CAST(sum(e.revenue) / nullif(count(e.session_id), 0) AS DECIMAL(18,2)), 0) AS average_purchase_value
+        FROM days d LEFT JOIN purchase_events e ON e.event_date = d.day
+        GROUP BY d.day ORDER BY d.day
+    """,
+}
+
 
 def build_engagement_analytics(name: str, inputs: dict[str, pa.Table]) -> pa.Table:
     """The engagement analytics table `name` from the days' product_reviews, posts, comments and
@@ -128,3 +166,9 @@ def build_engagement_analytics(name: str, inputs: dict[str, pa.Table]) -> pa.Tab
     result = con.sql(_ENGAGEMENT_SQL[name]).to_arrow_table().cast(ENGAGEMENT_ANALYTICS[name])
     con.close()
     return result
+
+
+def build_purchase_analytics(name: str, purchase_events: pa.Table, dim_user_profiles: pa.Table, days: list[date]) -> pa.Table:
+    """The purchase analytics table `name` for `days`, from their purchase events and the profiles."""
+    return _query(_PURCHASE_SQL[name], PURCHASE_ANALYTICS[name], days,
+                  purchase_events=purchase_events, dim_user_profiles=dim_user_profiles)

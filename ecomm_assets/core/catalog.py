@@ -44,6 +44,7 @@ class CatalogTable:
     name: str
     schema: pa.Schema
     location: str  # the table's folder, holding dt=YYYY-MM-DD/ partitions; ends without '/'
+    partitioned: bool = True  # False: the folder holds the table's file itself (no dt=, no partitions)
 
 
 @dataclass
@@ -120,7 +121,8 @@ class GlueCatalog:
         self._ensure_database()
         for table in tables:
             self._ensure_table(table, report)
-            self._register_partitions(table, days, report)
+            if table.partitioned:
+                self._register_partitions(table, days, report)
         return report
 
     def query_hint(self, table: str) -> str:
@@ -137,7 +139,7 @@ class GlueCatalog:
 
     def _table_input(self, table: CatalogTable, columns: list[dict]) -> dict:
         parameters = {"classification": "parquet", "EXTERNAL": "TRUE", "parquet.compression": "ZSTD"}
-        if self.projection_start:
+        if self.projection_start and table.partitioned:
             parameters |= {
                 "projection.enabled": "true",
                 f"projection.{PARTITION_KEY}.type": "date",
@@ -151,7 +153,7 @@ class GlueCatalog:
             "Name": table.name,
             "TableType": "EXTERNAL_TABLE",
             "Parameters": parameters,
-            "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "date"}],
+            "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "date"}] if table.partitioned else [],
             "StorageDescriptor": self._storage(columns, f"{table.location}/"),
         }
 
@@ -282,7 +284,7 @@ class DuckDBCatalog:
     def _update_views(con: duckdb.DuckDBPyConnection, tables: Sequence[CatalogTable], report: SyncReport) -> None:
         existing = {row[0]: row[1] for row in con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
         for table in tables:
-            glob = f"{table.location}/{PARTITION_FILES_GLOB}"
+            glob = f"{table.location}/{PARTITION_FILES_GLOB if table.partitioned else '*.parquet'}"
             if table.name not in existing and not con.execute("SELECT count(*) FROM glob(?)", [glob]).fetchone()[0]:
                 continue  # no partition yet, and DuckDB binds a view to files: it comes with the first one
             comments = column_descriptions(table.schema)
@@ -292,10 +294,8 @@ class DuckDBCatalog:
                 report.tables_updated.append(table.name)
             else:
                 continue
-            con.execute(
-                f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM "
-                f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}}, union_by_name = true)"
-            )
+            hive = f"hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}}" if table.partitioned else "hive_partitioning = false"
+            con.execute(f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet('{glob}', {hive}, union_by_name = true)")
             # Each column's description, personal-data policy included, as DuckDB's column comment.
             view_columns = _column_comments(con, table.name)
             for name, comment in comments.items():

@@ -1,4 +1,4 @@
-"""Files that producers drop in the landing zone -> order records split by UTC day.
+"""Files that producers drop in landing/orders/ -> order records split by UTC day.
 
 A landed file may hold orders of any mix of days; each order belongs to the UTC day of its
 order_date. Parsing is per record (files are producer-sized), and every record either lands in
@@ -16,6 +16,7 @@ import json
 import re
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -29,6 +30,7 @@ from ecomm_assets.core.records import (
     size_problem,
 )
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 # Producers' clocks run a little ahead and a day's orders arrive while it is still going on: a
 # record dated up to this many days after today (UTC) is kept for its day; a later one is "in the future".
 FUTURE_HORIZON_DAYS = 1
@@ -54,41 +56,59 @@ class DayWindow:
         return None
 
 
+def json_lines(lines: list[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
+
+
 @dataclass
 class LandedFile:
+    """A landed file split by day. A day's records are whatever its feed's split keeps (JSON lines
+    for orders, a table of CSV rows for CSV feeds); `encode_day` writes them as the raw day file."""
+
     name: str
     file_id: str  # content hash: the identity that makes re-ingestion idempotent
     window: DayWindow
     key: bytes = field(default=b"", repr=False)  # personal data's hash key (split_landing_file's)
     records_read: int = 0
-    days: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list))  # JSON lines
+    days: dict[date, Sized] = field(default_factory=lambda: defaultdict(list))  # JSON lines by default
     quarantined: list[dict] = field(default_factory=list)  # {record_number, reason, record}
     file_error: str | None = None
+    notes: list[str] = field(default_factory=list)  # what a reader of the file's record should know
+    encode_day: Callable[[Sized], bytes] = json_lines
 
     @property
     def records_routed(self) -> int:
-        return sum(len(lines) for lines in self.days.values())
+        return sum(len(records) for records in self.days.values())
 
     def day_bytes(self, day: date) -> bytes:
-        return "".join(line + "\n" for line in self.days[day]).encode()
+        return self.encode_day(self.days[day])
 
 
 def file_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def split_landing_file(name: str, data: bytes, window: DayWindow, *, key: bytes) -> LandedFile:
-    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine,
-    its personal fields protected with `key` (core/privacy.py)."""
-    landed = LandedFile(name=name, file_id=file_id(data), window=window, key=key)
-    if name.lower().endswith(".gz"):
+def content(landed: LandedFile, data: bytes) -> bytes | None:
+    """A landed file's content (a .gz name decompressed), or None with landed.file_error set: not
+    gzip, or nothing but whitespace."""
+    if landed.name.lower().endswith(".gz"):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as error:
             landed.file_error = f"not a readable gzip file: {error}"
-            return landed
+            return None
     if not data.strip():
         landed.file_error = "empty file"
+        return None
+    return data
+
+
+def split_landing_file(name: str, data: bytes, window: DayWindow, *, key: bytes) -> LandedFile:
+    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine,
+    its personal fields protected with `key` (core/privacy.py)."""
+    landed = LandedFile(name=name, file_id=file_id(data), window=window, key=key)
+    data = content(landed, data)
+    if data is None:
         return landed
     try:
         text = data.decode("utf-8-sig")

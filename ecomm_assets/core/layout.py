@@ -1,16 +1,18 @@
 """The lake's layout: its areas, folders, file names and suffixes. Every path below the lake root
 is made here; the Lambda bridge (which ships alone) keeps copies that a test holds equal.
 
-    landing/orders/<name>                      files producers drop (LANDING_SUFFIXES)
+    landing/<feed>/<name>                      files producers drop (each feed's suffixes: FEEDS)
     landing/orders/simulated-orders-<tick>.json.gz  the live feed simulator's file of a tick
-    landing/_ingested/orders/<name>            landed files once ingested (the last version moved)
+    landing/_ingested/<feed>/<name>            landed files once ingested (the last version moved)
     raw/<collection>/dt=D/<collection>.json    the day's snapshot of a DummyJSON-shaped collection
     raw/orders/dt=D/<source>.jsonl             the generator's orders of the day
-    raw/orders/dt=D/landing-<at>-<id>.jsonl    a landed file's orders of the day
-    raw/_landing_manifest/<file id>.json       the ingested landed file versions
+    raw/<raw folder>/dt=D/landing-<at>-<id>.<raw suffix>  a landed file's records of the day
+    raw/<manifest folder>/<file id>.json       a feed's ingested landed file versions
     processed/<table>/dt=D/part-00000.parquet  a table's day (and `_counts.json` beside it)
+    processed/<table>/part-00000.parquet       an unpartitioned table (dim_user_profiles)
     quarantine/<table>/dt=D/part-00000.jsonl   a table's rejected records of the day
-    quarantine/landing/<file id>/              a landed file's rejected records, or the whole file
+    quarantine/<table>/part-00000.jsonl        an unpartitioned table's rejected records
+    quarantine/<quarantine folder>/<file id>/  a landed file's rejected records, or the whole file
     reports/dashboard/                         the HTML report and its charts
     .staging/, .locks/                         temporary files, per-day locks
 """
@@ -18,6 +20,7 @@ is made here; the Lambda bridge (which ships alone) keeps copies that a test hol
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 LANDING = "landing"
@@ -28,13 +31,9 @@ REPORTS = "reports"
 STAGING = ".staging"
 LOCKS = ".locks"
 
-LANDING_DIR = f"{LANDING}/orders"
-INGESTED_DIR = f"{LANDING}/_ingested/orders"
-LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 # A part of a landed name (below the landing folder) starting with one of these hides the file: a
 # file being written (.part, _tmp/), a tool's own (_SUCCESS, .DS_Store).
 HIDDEN_NAME_STARTS = (".", "_")
-MANIFEST_DIR = f"{RAW}/_landing_manifest"
 
 PART_FILE = "part-00000.parquet"
 QUARANTINE_FILE = "part-00000.jsonl"
@@ -42,7 +41,7 @@ COUNTS_FILE = "_counts.json"  # '_' keeps it out of every reader's view of the t
 ORDERS = "orders"  # the raw orders' folder
 # Sortable, fixed width, UTC: raw file names order by it exactly as the times do.
 LANDED_STAMP = "%Y%m%dT%H%M%S.%fZ"
-LANDING_RAW_NAME = re.compile(r"landing-(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+\.jsonl")
+LANDING_RAW_NAME = re.compile(r"landing-(\d{8}T\d{6}\.\d{6}Z)-[0-9a-f]+\.[a-z]+")
 DASHBOARD_DIR = f"{REPORTS}/dashboard"
 # The live feed simulator's files: one per tick, named by the tick's UTC time (sortable, fixed width).
 FEED_TICK_STAMP = "%Y%m%dT%H%M%SZ"
@@ -113,19 +112,13 @@ def generated_orders_name(source: str) -> str:
     return f"{source}.jsonl"
 
 
-def source_label(raw_name: str) -> str:
-    """What a raw order file's rows say they came from: its name without the suffix."""
-    return raw_name.removesuffix(".jsonl")
+def source_label(raw_name: str, suffix: str = ".jsonl") -> str:
+    """What a raw file's rows say they came from: its name without the suffix."""
+    return raw_name.removesuffix(suffix)
 
 
-def landing_raw_name(landed_at: datetime, landed_file_id: str) -> str:
-    return f"landing-{landed_at.astimezone(UTC).strftime(LANDED_STAMP)}-{landed_file_id}.jsonl"
 
 
-def landed_at_of_raw_name(raw_name: str) -> datetime | None:
-    """When a raw order file's content landed, from its name (None: not a landed file's)."""
-    landed = LANDING_RAW_NAME.fullmatch(raw_name)
-    return datetime.strptime(landed.group(1), LANDED_STAMP).replace(tzinfo=UTC) if landed else None
 
 
 def simulated_orders_name(tick: datetime) -> str:
@@ -133,24 +126,11 @@ def simulated_orders_name(tick: datetime) -> str:
     return f"simulated-orders-{tick.astimezone(UTC).strftime(FEED_TICK_STAMP)}.json.gz"
 
 
-def manifest_path(landed_file_id: str) -> str:
-    return f"{MANIFEST_DIR}/{landed_file_id}.json"
 
 
-def landed_files_path(table: str, landed_at: datetime, landed_file_id: str) -> str:
-    """One Parquet file per landed file version, in the dt= folder of the day it landed."""
-    day = landed_at.astimezone(UTC).date()
-    return f"{partition_dir(PROCESSED, table, day)}/{source_label(landing_raw_name(landed_at, landed_file_id))}.parquet"
 
 
-def ingested_path(name: str) -> str:
-    """Where the ingest moves a landed file (`name` relative to landing/orders/) once it is handled:
-    the same relative name below landing/_ingested/orders/ (outside the folder the sensor lists)."""
-    return f"{INGESTED_DIR}/{name}"
 
-
-def landing_quarantine_dir(landed_file_id: str) -> str:
-    return f"{QUARANTINE}/{LANDING}/{landed_file_id}"
 
 
 def is_hidden_name(name: str) -> bool:
@@ -160,6 +140,128 @@ def is_hidden_name(name: str) -> bool:
     return any(part.startswith(HIDDEN_NAME_STARTS) for part in name.split("/"))
 
 
+@dataclass(frozen=True)
+class Feed:
+    """A landing feed: the folder producers drop its files in, the suffixes the ingest takes, and
+    where its records, manifest, quarantined files and landed-file rows go. One code path (the
+    ingest, the sensor, catch_up, the Lambda bridge) serves every feed of FEEDS."""
+
+    name: str  # its folder below landing/ (and below landing/_ingested/)
+    suffixes: tuple[str, ...]
+    raw_folder: str  # raw/<raw_folder>/dt=D/ holds its records of each day
+    raw_suffix: str  # of its raw day files: the records in one canonical format
+    manifest_folder: str  # raw/<manifest_folder>/<file id>.json: its ingested file versions
+    quarantine_folder: str  # quarantine/<quarantine_folder>/<file id>/: a landed file's rejects
+    landed_files_table: str  # one row per landed file version
+    raw_asset: str  # the asset whose day partitions the ingest writes (logged per day touched)
+    # Whether its records belong to UTC days (a daily table is recomputed for each day touched); a
+    # feed that is not daily (user profiles) keeps a file's records in the day it landed, and its
+    # raw asset and table are not partitioned.
+    daily: bool = True
+
+    @property
+    def landing_dir(self) -> str:
+        return f"{LANDING}/{self.name}"
+
+    @property
+    def ingested_dir(self) -> str:
+        return f"{LANDING}/_ingested/{self.name}"
+
+    @property
+    def manifest_dir(self) -> str:
+        return f"{RAW}/{self.manifest_folder}"
+
+    @property
+    def raw_root(self) -> str:
+        return f"{RAW}/{self.raw_folder}"
+
+    def raw_dir(self, day: date | str) -> str:
+        return partition_dir(RAW, self.raw_folder, day)
+
+    def raw_name(self, landed_at: datetime, landed_file_id: str) -> str:
+        return f"landing-{landed_at.astimezone(UTC).strftime(LANDED_STAMP)}-{landed_file_id}{self.raw_suffix}"
+
+    def manifest_path(self, landed_file_id: str) -> str:
+        return f"{self.manifest_dir}/{landed_file_id}.json"
+
+    def quarantine_dir(self, landed_file_id: str) -> str:
+        return f"{QUARANTINE}/{self.quarantine_folder}/{landed_file_id}"
+
+    def landed_files_path(self, landed_at: datetime, landed_file_id: str) -> str:
+        """One Parquet file per landed file version, in the dt= folder of the day it landed."""
+        day = landed_at.astimezone(UTC).date()
+        label = source_label(self.raw_name(landed_at, landed_file_id), self.raw_suffix)
+        return f"{partition_dir(PROCESSED, self.landed_files_table, day)}/{label}.parquet"
+
+    def ingested_path(self, name: str) -> str:
+        """Where the ingest moves a landed file (`name` relative to the landing folder) once it is
+        handled: the same relative name below the archive folder (outside what the sensor lists)."""
+        return f"{self.ingested_dir}/{name}"
+
+    def takes(self, name: str) -> bool:
+        """Whether the ingest takes a landed name: one of its suffixes, and not hidden."""
+        return name.lower().endswith(self.suffixes) and not is_hidden_name(name)
+
+
+ORDERS_FEED = Feed(
+    name="orders",
+    suffixes=(".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz"),
+    raw_folder=ORDERS,
+    raw_suffix=".jsonl",
+    manifest_folder="_landing_manifest",
+    quarantine_folder=LANDING,
+    landed_files_table="landed_files",
+    raw_asset="orders_raw",
+)
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PURCHASES_FEED = Feed(
+    name="purchases",
+    suffixes=CSV_SUFFIXES,
+    raw_folder="purchase_events",
+    raw_suffix=".csv",
+    manifest_folder="_landing_manifest_purchases",
+    quarantine_folder="landing_purchases",
+    landed_files_table="landed_purchase_files",
+    raw_asset="purchases_raw",
+)
+USER_PROFILES_FEED = Feed(
+    name="user_profiles",
+    suffixes=CSV_SUFFIXES,
+    raw_folder="user_profiles",
+    raw_suffix=".csv",
+    manifest_folder="_landing_manifest_user_profiles",
+    quarantine_folder="landing_user_profiles",
+    landed_files_table="landed_user_profile_files",
+    raw_asset="user_profiles_raw",
+    daily=False,
+)
+FEEDS = (ORDERS_FEED, PURCHASES_FEED, USER_PROFILES_FEED)
+
+# The orders feed's facts under their first names (the Lambda bridge's copies are held equal to them).
+LANDING_DIR = ORDERS_FEED.landing_dir
+INGESTED_DIR = ORDERS_FEED.ingested_dir
+LANDING_SUFFIXES = ORDERS_FEED.suffixes
+MANIFEST_DIR = ORDERS_FEED.manifest_dir
+
+
+def landing_raw_name(landed_at: datetime, landed_file_id: str) -> str:
+    return ORDERS_FEED.raw_name(landed_at, landed_file_id)
+
+
+def landed_at_of_raw_name(raw_name: str) -> datetime | None:
+    """When a raw file's content landed, from its name (None: not a landed file's)."""
+    landed = LANDING_RAW_NAME.fullmatch(raw_name)
+    return datetime.strptime(landed.group(1), LANDED_STAMP).replace(tzinfo=UTC) if landed else None
+
+
 def is_landing_file(name: str) -> bool:
-    """Whether the ingest takes a landed name: one of its suffixes, and not hidden."""
-    return name.lower().endswith(LANDING_SUFFIXES) and not is_hidden_name(name)
+    """Whether the ingest takes a name landed in landing/orders/."""
+    return ORDERS_FEED.takes(name)
+
+
+def unpartitioned_table_path(table: str) -> str:
+    return f"{table_dir(table)}/{PART_FILE}"
+
+
+def unpartitioned_quarantine_path(table: str) -> str:
+    return f"{QUARANTINE}/{table}/{QUARANTINE_FILE}"

@@ -38,12 +38,16 @@ import hmac
 import ipaddress
 import unicodedata
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ecomm_assets.core.schemas import (
     CUSTOMER_EMAIL,
     CUSTOMER_NAME,
     CUSTOMER_PHONE,
     CUSTOMER_STREET,
     HEALTH,
+    NETWORK_ADDRESS,
     QUASI_IDENTIFIER,
     SECRET,
     USER_NAME,
@@ -89,6 +93,9 @@ SOURCE_FIELDS: dict[str, dict[str, Personal]] = {
         "user.username": USER_NAME,
         "user.fullName": CUSTOMER_NAME,
     },
+    # The CSV feeds' columns (core/purchases.py), as the purchase log and the profile file name them.
+    "purchases": {"ip_address": NETWORK_ADDRESS},
+    "user_profiles": {"email": CUSTOMER_EMAIL, "phone_number": CUSTOMER_PHONE},
     "orders": {
         "customer.name": CUSTOMER_NAME,
         "customer.email": CUSTOMER_EMAIL,
@@ -224,3 +231,14 @@ def extracted(kind: str, records: list[dict], key: bytes) -> list[dict]:
     if not tree:
         return records
     return [_applied(record, tree, key) if isinstance(record, dict) else record for record in records]
+
+
+def protected_columns(kind: str, table: pa.Table, key: bytes) -> pa.Table:
+    """A CSV feed's text columns with each personal column of `kind` (SOURCE_FIELDS) as its policy
+    lets it land; each distinct value is protected once (a log repeats its users' addresses)."""
+    for name, attribute in SOURCE_FIELDS.get(kind, {}).items():
+        column = table[name]
+        distinct = pc.unique(column)
+        protected = pa.array([protect(value, attribute.policy, key) for value in distinct.to_pylist()], pa.string())
+        table = table.set_column(table.schema.get_field_index(name), name, pc.take(protected, pc.index_in(column, distinct)))
+    return table

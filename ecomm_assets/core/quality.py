@@ -33,15 +33,31 @@ def quantities_and_prices_valid(lines: pa.Table) -> CheckOutcome:
     return bad_quantity == 0 and bad_price == 0, {"quantity_not_positive": bad_quantity, "negative_unit_price": bad_price}
 
 
-def conservation(records_read: int, loaded: int, quarantined: int, duplicates: int) -> CheckOutcome:
+def conservation(records_read: int, loaded: int, quarantined: int, duplicates: int,
+                 loaded_name: str = "orders_loaded", dropped_name: str = "duplicates_dropped") -> CheckOutcome:
     balance = records_read - loaded - quarantined - duplicates
     return balance == 0, {
         "records_read": records_read,
-        "orders_loaded": loaded,
+        loaded_name: loaded,
         "records_quarantined": quarantined,
-        "duplicates_dropped": duplicates,
+        dropped_name: duplicates,
         "unaccounted": balance,
     }
+
+
+def purchase_values_valid(events: pa.Table) -> CheckOutcome:
+    """Prices and discounts >= 0, revenue = selling - discount, margin = selling - cost - discount,
+    ids not empty."""
+    zero = pa.scalar(0, events.schema.field("cost_price").type)
+    negative = {c: pc.sum(pc.less(events[c], zero)).as_py() or 0 for c in ("cost_price", "selling_price", "discount")}
+    revenue = pc.subtract(events["selling_price"], events["discount"])
+    margin = pc.subtract(revenue, events["cost_price"])
+    wrong_revenue = pc.sum(pc.not_equal(events["revenue"], revenue)).as_py() or 0
+    wrong_margin = pc.sum(pc.not_equal(events["margin"], margin)).as_py() or 0
+    empty_ids = {c: pc.sum(pc.equal(pc.utf8_trim_whitespace(events[c]), "")).as_py() or 0 for c in ("user_id", "session_id")}
+    passed = not any(negative.values()) and not wrong_revenue and not wrong_margin and not any(empty_ids.values())
+    return passed, {"negative": negative, "revenue_not_selling_minus_discount": wrong_revenue,
+                    "margin_not_selling_minus_cost_minus_discount": wrong_margin, "empty_ids": empty_ids}
 
 
 def totals_reconcile(orders: pa.Table) -> CheckOutcome:

@@ -369,13 +369,103 @@ ENGAGEMENT_ANALYTICS: dict[str, pa.Schema] = {
     ),
 }
 
+_LANDED_AS = "as the purchase log gives it"
+_PURCHASE_SOURCE = "The raw file the event came from: landing-<landed at>-<file id>."
+_MONEY_TEXT = "in currency units, to the cent (the log writes 52207 or 58573.0)"
+
+PURCHASE_EVENTS = pa.schema(
+    [
+        described("user_id", pa.string(), f"The buyer's id (USI_30), {_LANDED_AS}; never empty.", nullable=False),
+        described("session_id", pa.string(), f"The browsing session's id, {_LANDED_AS}; never empty.", nullable=False),
+        described("category", pa.string(), f"The product category, {_LANDED_AS}."),
+        described("brand", pa.string(), f"The product brand, {_LANDED_AS}."),
+        described("cost_price", MONEY, f"What the product cost the shop, {_MONEY_TEXT}; >= 0.", nullable=False),
+        described("selling_price", MONEY, f"The product's selling price, {_MONEY_TEXT}; >= 0.", nullable=False),
+        described("discount", MONEY, f"The discount given on the purchase, {_MONEY_TEXT}; >= 0.", nullable=False),
+        described("revenue", MONEY, "selling_price - discount: what the buyer paid, in currency units.", nullable=False),
+        described("margin", MONEY, "selling_price - cost_price - discount, in currency units (negative: a loss).",
+                  nullable=False),
+        described("event_ts", UTC_TS, "When the purchase happened, in UTC (the log's zone-less timestamp read in "
+                  "ECOMM_PURCHASES_TIMEZONE when it was ingested).", nullable=False),
+        described("event_date", pa.date32(), "The UTC day of event_ts (the partition).", nullable=False),
+        described("source_timestamp", pa.string(), "The timestamp as the log wrote it (no zone).", nullable=False),
+        described("referrer", pa.string(), f"Where the buyer came from (google, direct, ...), {_LANDED_AS}."),
+        described("device_type", pa.string(), f"mobile, desktop or tablet, {_LANDED_AS}."),
+        described("os", pa.string(), f"The device's operating system, {_LANDED_AS}."),
+        described("browser", pa.string(), f"The browser, {_LANDED_AS}."),
+        described("ip_address", pa.string(), "The buyer's IP address.", personal=NETWORK_ADDRESS),
+        described("payment_method", pa.string(), f"How the buyer paid, {_LANDED_AS}."),
+        described("source", pa.string(), _PURCHASE_SOURCE, nullable=False),
+    ]
+)
+
+DIM_USER_PROFILES = pa.schema(
+    [
+        described("user_id", pa.string(), "The user's id (USI_30); unique.", nullable=False),
+        described("age", pa.int16(), "Age in years, 0-130."),
+        described("age_band", pa.string(), "under 18, 18-24, 25-34, 35-44, 45-54, 55-64 or 65+; null without an age."),
+        described("gender", pa.string(), "Gender, as the profile file gives it."),
+        described("education", pa.string(), "Education, as the profile file gives it."),
+        described("marital_status", pa.string(), "Marital status, as the profile file gives it."),
+        described("occupation", pa.string(), "Occupation, as the profile file gives it."),
+        described("interests", pa.string(), "Interests as the file lists them, comma-separated text (sports, music)."),
+        described("email", pa.string(), "Email address.", personal=CUSTOMER_EMAIL),
+        described("phone_number", pa.string(), "Phone number.", personal=CUSTOMER_PHONE),
+        described("city", pa.string(), "City, as the profile file gives it."),
+        described("language", pa.string(), "Preferred language, as the profile file gives it."),
+        described("landed_at", UTC_TS, "When the profile file this row comes from landed, in UTC: the newest wins.",
+                  nullable=False),
+        described("source", pa.string(), "The raw file the profile came from: landing-<landed at>-<file id>.",
+                  nullable=False),
+    ]
+)
+
+PURCHASES: dict[str, pa.Schema] = {"purchase_events": PURCHASE_EVENTS}
+
+_PURCHASE_DAY = "The UTC day of the purchases (the partition)."
+PURCHASE_DIMENSIONS = ("category", "brand", "device_type", "os", "browser", "referrer", "payment_method",
+                       "age_band", "occupation", "city")
+PURCHASE_ANALYTICS: dict[str, pa.Schema] = {
+    "purchase_breakdown": pa.schema(
+        [
+            described("event_date", pa.date32(), _PURCHASE_DAY),
+            described("dimension", pa.string(), f"What the row breaks down by: one of {', '.join(PURCHASE_DIMENSIONS)} "
+                      "(the last three from dim_user_profiles, as it was when the day was computed)."),
+            described("value", pa.string(), "The dimension's value; null: not given (or, for a profile dimension, "
+                      "the user has no profile)."),
+            described("purchases", pa.int64(), "Purchase events."),
+            described("sessions", pa.int64(), "Distinct sessions with a purchase."),
+            described("users", pa.int64(), "Distinct users who bought."),
+            described("revenue", MONEY, "Sum of revenue (selling_price - discount), in currency units."),
+            described("margin", MONEY, "Sum of margin (selling_price - cost_price - discount), in currency units."),
+        ]
+    ),
+    "purchase_sessions_daily": pa.schema(
+        [
+            described("event_date", pa.date32(), "The UTC day (the partition); a day without purchases has zeros."),
+            described("purchases", pa.int64(), "Purchase events of the day."),
+            described("sessions", pa.int64(), "Distinct sessions with a purchase that day."),
+            described("users", pa.int64(), "Distinct users who bought that day."),
+            described("purchases_per_session", pa.float64(), "purchases / sessions; 0 without sessions."),
+            described("revenue", MONEY, "Sum of revenue (selling_price - discount), in currency units."),
+            described("margin", MONEY, "Sum of margin, in currency units."),
+            described("average_purchase_value", MONEY,
+                      "revenue / purchases, rounded to the cent (half away from zero); 0 without purchases."),
+        ]
+    ),
+}
+
 # Every day-partitioned table of the lake: what the SQL catalog registers and the checks check.
-LAKE_TABLES: dict[str, pa.Schema] = {**CONTRACTS, **ANALYTICS, **ENGAGEMENT, **ENGAGEMENT_ANALYTICS}
+LAKE_TABLES: dict[str, pa.Schema] = {**CONTRACTS, **ANALYTICS, **ENGAGEMENT, **ENGAGEMENT_ANALYTICS, **PURCHASES,
+                                     **PURCHASE_ANALYTICS}
+# Tables of one file, not partitioned (the catalog registers them without partitions).
+UNPARTITIONED_TABLES: dict[str, pa.Schema] = {"dim_user_profiles": DIM_USER_PROFILES}
 
 # landed_files: one row per landed file version, written by the ingest (not a daily lake table).
 LANDED_FILES = pa.schema(
     [
-        described("file", pa.string(), "The landed file's name, relative to landing/orders/.", nullable=False),
+        described("file", pa.string(), "The landed file's name, relative to its landing folder (landing/orders/, ...).",
+                  nullable=False),
         described("file_id", pa.string(),
                   "The content's identity: the first 16 hex digits of the SHA-256 of the file's bytes.",
                   nullable=False),

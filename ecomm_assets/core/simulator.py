@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.core import synthetic
-from ecomm_assets.core.layout import LANDING_DIR, ingested_path, simulated_orders_name
+from ecomm_assets.core.layout import ORDERS_FEED, simulated_orders_name
 from ecomm_assets.core.storage import LakeStore
 
 DAY_MINUTES = 24 * 60
@@ -80,7 +80,7 @@ def cron_schedule(every_minutes: int) -> str:
 
 
 @dataclass(frozen=True)
-class Feed:
+class LiveFeed:
     """What every tick of the feed shares: interval, volume, rates, seed, and the lake's first day
     (nothing is dated before it)."""
 
@@ -132,7 +132,7 @@ class Tick:
     """One tick of the simulated clock: at `at` (UTC, on the feed's grid)."""
 
     at: datetime
-    feed: Feed
+    feed: LiveFeed
 
     def __post_init__(self):
         if self.at.tzinfo is None:
@@ -193,7 +193,7 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[timedelta, timedelta], 
 
 
 @functools.lru_cache(maxsize=16)
-def _day_plan(day: date, feed: Feed) -> _DayPlan:
+def _day_plan(day: date, feed: LiveFeed) -> _DayPlan:
     products, users = _catalog(feed.seed)
     orders = synthetic.generate_orders(feed.seed, day, feed.orders_per_day, products, users,
                                        stream=ORDERS_STREAM, id_prefix=ORDER_ID_PREFIX)
@@ -246,7 +246,7 @@ def order_drops(tick: Tick) -> list[Drop]:
     data = gzip.compress(json.dumps(document, separators=(",", ":")).encode(), mtime=0)
     name = simulated_orders_name(tick.at)
     days = tuple(sorted({order["order_date"][:10] for order in records}))
-    return [Drop("orders", f"{LANDING_DIR}/{name}", ingested_path(name), data, len(records), late, resent, days)]
+    return [Drop("orders", f"{ORDERS_FEED.landing_dir}/{name}", ORDERS_FEED.ingested_path(name), data, len(records), late, resent, days)]
 
 
 PRODUCERS: dict[str, Producer] = {"orders": order_drops}

@@ -12,7 +12,7 @@ from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core.privacy import DEFAULT_KEY_WARNING, extracted, hash_key
-from ecomm_assets.core.simulator import Feed
+from ecomm_assets.core.simulator import LiveFeed
 from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.settings import (
     SETTINGS,
@@ -110,9 +110,9 @@ class LiveFeedResource(dg.ConfigurableResource):
     duplicate_rate: float = Settings.feed_duplicate_rate
     seed: int = Settings.seed
 
-    def feed(self, every_minutes: int, first_day: date) -> Feed:
+    def feed(self, every_minutes: int, first_day: date) -> LiveFeed:
         """The feed ticking every `every_minutes`; ValueError: a value it cannot take."""
-        return Feed(every_minutes, self.orders_per_tick, self.late_rate, self.duplicate_rate, self.seed, first_day)
+        return LiveFeed(every_minutes, self.orders_per_tick, self.late_rate, self.duplicate_rate, self.seed, first_day)
 
 
 class SqlCatalogResource(dg.ConfigurableResource):

@@ -67,7 +67,7 @@ def test_engagement_tables_are_created_in_glue(glue):
     report = GlueCatalog(glue, "ecomm", START).sync(tables, [date(2024, 1, 15)])
     assert sorted(report.tables_created) == sorted(t.name for t in tables) and report.partitions_added == len(tables)
     columns = glue.get_table(DatabaseName="ecomm", Name="posts")["Table"]["StorageDescriptor"]["Columns"]
-    assert {"Name": "tags", "Type": "array<string>"} in columns
+    assert {c["Name"]: c["Type"] for c in columns}["tags"] == "array<string>"
     assert [c["Name"] for c in columns] == ENGAGEMENT["posts"].names
     assert partitions(glue, "posts")["2024-01-15"]["Columns"] == columns
 
@@ -306,3 +306,43 @@ def test_duckdb_view_columns_carry_their_description_and_personal_data_policy(tm
     with duckdb.connect(str(path), read_only=True) as con:
         [(comment,)] = con.sql("SELECT comment FROM duckdb_columns() WHERE column_name = 'customer_email'").fetchall()
         assert comment == column_descriptions(CONTRACTS["orders"])["customer_email"]
+
+
+PROFILES_LOCATION = "s3://lake/prefix/processed/dim_user_profiles"
+
+
+def test_an_unpartitioned_table_is_one_glue_table_without_partition_keys_or_projection(glue):
+    from ecomm_assets.core.schemas import DIM_USER_PROFILES
+
+    profiles = CatalogTable("dim_user_profiles", DIM_USER_PROFILES, PROFILES_LOCATION, partitioned=False)
+    days = [date(2024, 1, 14), date(2024, 1, 15)]
+    report = GlueCatalog(glue, "ecomm", START).sync([profiles, CatalogTable("order_lines", ORDER_LINES, LOCATION)], days)
+    assert report.tables_created == ["dim_user_profiles", "order_lines"] and report.partitions_added == 2  # order_lines' only
+    table = glue.get_table(DatabaseName="ecomm", Name="dim_user_profiles")["Table"]
+    assert table.get("PartitionKeys", []) == []
+    assert not any(key.startswith(("projection.", "storage.location")) for key in table["Parameters"])
+    assert table["StorageDescriptor"]["Location"] == PROFILES_LOCATION + "/"
+    assert {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}["age"] == "smallint"
+    assert partitions(glue, "dim_user_profiles") == {}
+    again = GlueCatalog(glue, "ecomm", START).sync([profiles], days)  # in step already: nothing to do
+    assert again.tables_created == again.tables_updated == [] and again.partitions_added == 0
+
+
+def test_an_unpartitioned_table_is_a_duckdb_view_of_its_file(tmp_path):
+    import duckdb
+
+    from ecomm_assets.core.schemas import DIM_USER_PROFILES
+
+    folder = tmp_path / "lake" / "processed" / "dim_user_profiles"
+    folder.mkdir(parents=True)
+    rows = {name: [None] for name in DIM_USER_PROFILES.names} | {
+        "user_id": ["USI_1"], "age": [30], "landed_at": [pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()],
+        "source": ["landing-x"]}
+    pq.write_table(pa.table(rows, DIM_USER_PROFILES), folder / "part-00000.parquet")
+    catalog = DuckDBCatalog(str(tmp_path / "catalog.duckdb"))
+    table = CatalogTable("dim_user_profiles", DIM_USER_PROFILES, str(folder), partitioned=False)
+    assert catalog.sync([table], []).tables_created == ["dim_user_profiles"]
+    with duckdb.connect(str(tmp_path / "catalog.duckdb"), read_only=True) as con:
+        relation = con.sql("SELECT * FROM dim_user_profiles")
+        assert relation.columns == DIM_USER_PROFILES.names  # no dt column
+        assert relation.fetchall()[0][:2] == ("USI_1", 30)

@@ -19,6 +19,7 @@ from ecomm_assets.core.schemas import (
     CONTRACTS,
     LAKE_TABLES,
     LANDED_FILES,
+    UNPARTITIONED_TABLES,
     Personal,
     Policy,
     column_descriptions,
@@ -146,7 +147,7 @@ def test_collections_without_personal_fields_pass_as_they_are(collection):
 
 
 def _contract_columns():
-    for table, schema in {**LAKE_TABLES, "landed_files": LANDED_FILES}.items():
+    for table, schema in {**LAKE_TABLES, **UNPARTITIONED_TABLES, "landed_files": LANDED_FILES}.items():
         for field in schema:
             yield table, field
 
@@ -177,12 +178,15 @@ FED_COLUMNS = {
     ("products", "reviews.reviewerEmail"): [("product_reviews", "reviewer_email")],
     ("comments", "user.username"): [("comments", "username")],
     ("comments", "user.fullName"): [("comments", "full_name")],
+    ("purchases", "ip_address"): [("purchase_events", "ip_address")],
+    ("user_profiles", "email"): [("dim_user_profiles", "email")],
+    ("user_profiles", "phone_number"): [("dim_user_profiles", "phone_number")],
 }
 
 
 @pytest.mark.parametrize("source, path", list(FED_COLUMNS))
 def test_a_source_field_and_the_columns_it_feeds_declare_one_attribute(source, path):
-    schemas = LAKE_TABLES
+    schemas = {**LAKE_TABLES, **UNPARTITIONED_TABLES}
     attribute = SOURCE_FIELDS[source][path]
     for table, column in FED_COLUMNS[(source, path)]:
         field = schemas[table].field(column)

@@ -11,7 +11,7 @@ import pytest
 from ecomm_assets.core import simulator
 from ecomm_assets.core.layout import is_landing_file
 from ecomm_assets.core.simulator import (
-    Feed,
+    LiveFeed,
     Tick,
     cron_schedule,
     drop,
@@ -26,8 +26,8 @@ START = date(2024, 1, 1)
 NOON = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 
 
-def feed(**changes) -> Feed:
-    return Feed(**({"every_minutes": 5, "orders_per_tick": 10, "late_rate": 0.05, "duplicate_rate": 0.02, "seed": 42,
+def feed(**changes) -> LiveFeed:
+    return LiveFeed(**({"every_minutes": 5, "orders_per_tick": 10, "late_rate": 0.05, "duplicate_rate": 0.02, "seed": 42,
                     "first_day": START} | changes))
 
 
@@ -37,7 +37,7 @@ def orders_of(file) -> list[dict]:
     return document["orders"]
 
 
-def ticks(feed: Feed, first: datetime, count: int) -> list[Tick]:
+def ticks(feed: LiveFeed, first: datetime, count: int) -> list[Tick]:
     return [Tick(first + n * feed.every, feed) for n in range(count)]
 
 

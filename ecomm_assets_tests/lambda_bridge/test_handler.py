@@ -332,6 +332,43 @@ def test_the_bridge_copies_of_the_package_constants_are_equal():
     assert (bridge.LANDING_FILE_TAG, bridge.INGEST_MAX_RETRIES) == (LANDING_FILE_TAG, INGEST_MAX_RETRIES)
 
 
+def test_the_bridge_copy_of_every_feed_is_equal():
+    from ecomm_assets.assets.landing import INGEST_OPS
+    from ecomm_assets.automation import INGEST_JOBS
+    from ecomm_assets.core.layout import FEEDS
+
+    assert bridge.FEEDS == tuple(
+        (feed.landing_dir, feed.suffixes, INGEST_JOBS[feed.name].name, INGEST_OPS[feed.name].name) for feed in FEEDS)
+
+
+@pytest.mark.parametrize(
+    "folder, name, outcome, job, op",
+    [
+        ("purchases", "2024/01/log.csv", "launched", "ingest_purchases_job", "ingest_purchase_files"),
+        ("purchases", "LOG.CSV.GZ", "launched", "ingest_purchases_job", "ingest_purchase_files"),
+        ("user_profiles", "users.csv", "launched", "ingest_user_profiles_job", "ingest_user_profile_files"),
+        ("purchases", "log.json", "skipped", None, None),
+        ("purchases", "_tmp/log.csv", "skipped", None, None),
+        ("orders", "log.csv", "skipped", None, None),
+        ("_ingested/purchases", "log.csv", "skipped", None, None),
+        ("refunds", "log.csv", "skipped", None, None),
+    ],
+)
+def test_the_bridge_launches_each_feeds_ingest_for_its_own_files(graphql, folder, name, outcome, job, op):
+    from ecomm_assets.assets.landing import skip_reason
+    from ecomm_assets.core.layout import FEEDS
+
+    [result] = bridge.handler({"Records": [s3_record(key=f"lake-prefix/landing/{folder}/{name}")]})["results"]
+    feed = next((f for f in FEEDS if f.name == folder), None)
+    assert result["outcome"] == outcome == ("launched" if feed and not skip_reason(name, feed) else "skipped")
+    if outcome == "launched":
+        [run] = graphql.runs
+        assert run["params"]["selector"]["jobName"] == job
+        assert run["params"]["runConfigData"] == {"ops": {op: {"config": {"files": [name]}}}}
+    else:
+        assert graphql.runs == []
+
+
 @pytest.mark.parametrize("name", ["day.json", "a" * 195 + ".json", "a" * 196 + ".json", "é" * 300 + ".json", "x/" * 400 + "y.json"])
 def test_the_bridge_tags_an_ingest_run_as_the_landing_sensor_does(graphql, name):
     """The same tags, so a landed name has one concurrency limit (ecomm/landing-file) and one retry

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecomm_assets.core.layout import INGESTED_DIR, LANDING_DIR, LANDING_SUFFIXES
+from ecomm_assets.core.layout import FEEDS
 
 TEMPLATE = Path(__file__).parents[2] / "lambda_bridge" / "template.yaml"
 
@@ -42,12 +42,15 @@ def key_rules(configuration):
     return {rule["Name"]: rule["Value"] for rule in configuration.get("Filter", {}).get("S3Key", {}).get("Rules", [])}
 
 
-@pytest.mark.parametrize("suffix", LANDING_SUFFIXES + tuple(s.upper() for s in LANDING_SUFFIXES))
-def test_every_landing_suffix_notifies_the_landing_queue(resources, suffix):
+@pytest.mark.parametrize(
+    "folder, suffix",
+    [(feed.landing_dir, suffix) for feed in FEEDS for suffix in feed.suffixes + tuple(s.upper() for s in feed.suffixes)],
+)
+def test_every_landing_suffix_of_every_feed_notifies_the_landing_queue(resources, folder, suffix):
     """The package ingests suffixes in any case; S3 filters are case-sensitive, so a suffix filter
     would have to list every spelling. A landed name must reach the bridge, which decides."""
     [bucket] = of_type(resources, "AWS::S3::Bucket").values()
-    key = f"ecomm/{LANDING_DIR}/2024/day{suffix}"
+    key = f"ecomm/{folder}/2024/day{suffix}"
     matching = []
     for configuration in bucket["NotificationConfiguration"]["QueueConfigurations"]:
         rules = key_rules(configuration)
@@ -57,11 +60,12 @@ def test_every_landing_suffix_notifies_the_landing_queue(resources, suffix):
     assert matching == [{"Fn::GetAtt": ["LandingQueue", "Arn"]}]
 
 
-def test_the_ingest_s_move_of_a_handled_file_notifies_nothing(resources):
-    """The ingest moves each handled file below landing/_ingested/orders/ (a copy, then a delete):
+@pytest.mark.parametrize("folder", [feed.ingested_dir for feed in FEEDS])
+def test_the_ingest_s_move_of_a_handled_file_notifies_nothing(resources, folder):
+    """The ingest moves each handled file below landing/_ingested/<feed>/ (a copy, then a delete):
     that copy must not start another ingest."""
     [bucket] = of_type(resources, "AWS::S3::Bucket").values()
-    key = f"ecomm/{INGESTED_DIR}/2024/day.json"
+    key = f"ecomm/{folder}/2024/day.json"
     for configuration in bucket["NotificationConfiguration"]["QueueConfigurations"]:
         rules = key_rules(configuration)
         prefix = rules.get("prefix", {"Fn::Sub": ""})["Fn::Sub"].replace("${LakePrefix}", "ecomm")

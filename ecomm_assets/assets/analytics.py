@@ -14,7 +14,7 @@ from ecomm_assets.assets.days import (
     writing_days,
 )
 from ecomm_assets.assets.lake import order_lines, orders
-from ecomm_assets.assets.metadata import column_schema
+from ecomm_assets.assets.metadata import column_schema, with_usage
 from ecomm_assets.core.analytics import build_analytics
 from ecomm_assets.core.dashboard import headline_figures, html_report, render_charts
 from ecomm_assets.core.layout import DASHBOARD_DIR, PART_FILE, partition_day, table_dir
@@ -53,6 +53,7 @@ def _analytics_description(text: str, name: str) -> str:
         "Orders, units and revenue per category, with each category's share of the day's revenue.", "sales_by_category"
     ),
 )
+@with_usage
 def sales_by_category(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_analytics(context, lake, "sales_by_category")[0])
 
@@ -64,6 +65,7 @@ def sales_by_category(context: dg.AssetExecutionContext, lake: LakeResource) -> 
         "Per product: orders, units, revenue and average unit price.", "product_performance"
     ),
 )
+@with_usage
 def product_performance(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_analytics(context, lake, "product_performance")[0])
 
@@ -73,6 +75,7 @@ def product_performance(context: dg.AssetExecutionContext, lake: LakeResource) -
     metadata={"dagster/column_schema": column_schema(ANALYTICS["top_customers"])},
     description=_analytics_description("The day's top customers by revenue, ranked.", "top_customers"),
 )
+@with_usage
 def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_analytics(context, lake, "top_customers")[0])
 
@@ -88,6 +91,7 @@ def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
         "daily_order_summary",
     ),
 )
+@with_usage
 def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     metadata, table = _analytics(context, lake, "daily_order_summary")
     figures = headline_figures(table)
@@ -113,6 +117,7 @@ def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -
     f"figures ({DASHBOARD_DIR}/dashboard.html). Not partitioned: it describes the lake as it is, and "
     "runs once after the analytics of any day or range.",
 )
+@with_usage
 def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     store = lake.store()
     newest = _newest_day(store)

@@ -10,6 +10,7 @@ from ecomm_assets.assets.analytics import (
 )
 from ecomm_assets.assets.days import run_days
 from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, orders
+from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.layout import table_dir
 from ecomm_assets.core.schemas import LAKE_TABLES, LANDED_FILES
@@ -30,6 +31,7 @@ from ecomm_assets.resources import LakeResource, SqlCatalogResource
     "when missing and applies additive schema changes; refuses breaking ones. Runs only after the "
     "blocking checks of its upstream partitions passed.",
 )
+@with_usage
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: SqlCatalogResource) -> dg.MaterializeResult:
     store = lake.store()
     tables = [

@@ -54,6 +54,7 @@ from ecomm_assets.core.storage import (
     Moved,
     NotARegularFile,
 )
+from ecomm_assets.core.usage import Request, list_requests
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
@@ -111,7 +112,7 @@ def list_landing(store: LakeStore, folder: str = LANDING_DIR) -> list[LandingFil
         skip = len(selector.base_dir.rstrip("/")) + 1
         files = [
             LandingFile(info.path[skip:], info.size, info.mtime.astimezone(UTC), folder=folder)
-            for info in store.filesystem.get_file_info(selector)
+            for info in store.listing(selector)
             if info.type == pafs.FileType.File
         ]
         return sorted(files, key=lambda f: f.name)
@@ -125,6 +126,7 @@ def list_landing(store: LakeStore, folder: str = LANDING_DIR) -> list[LandingFil
                 if not stat.S_ISDIR(status.st_mode):
                     landed_at = datetime.fromtimestamp(status.st_mtime, UTC)
                     files.append(LandingFile(os.path.relpath(path, root), status.st_size, landed_at, _refusal(status.st_mode), folder))
+    store.usage.request(Request.LIST, list_requests(len(files)))  # as S3 would serve the listing
     return sorted(files, key=lambda f: f.name)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import dagster as dg
 import pyarrow as pa
 
 from ecomm_assets.core.schemas import column_descriptions
+from ecomm_assets.core.usage import DAYS, recording
 
 PREVIEW_ROWS = 10
 
@@ -42,3 +46,21 @@ def column_schema(contract: pa.Schema) -> dg.TableSchema:
             for field in contract
         ]
     )
+
+
+def with_usage(compute: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.MaterializeResult]:
+    """An asset's body, recording what its stores and catalog clients did (core/usage.py) into its
+    materialization's metadata: usage/<area>/..., usage/s3/<request>, usage/glue/<operation>, and
+    usage/days, the days they are the total of (a range run's figures are the whole range's)."""
+
+    @functools.wraps(compute)
+    def recorded(context: dg.AssetExecutionContext, *args, **kwargs) -> dg.MaterializeResult:
+        with recording() as usage:
+            result = compute(context, *args, **kwargs)
+        days = len(context.partition_keys) if context.assets_def.partitions_def else 0
+        return dg.MaterializeResult(
+            asset_key=result.asset_key, metadata={**(result.metadata or {}), **usage.as_metadata(), DAYS: days},
+            check_results=result.check_results, data_version=result.data_version, tags=result.tags,
+        )
+
+    return recorded

@@ -6,6 +6,7 @@ from datetime import date
 
 import dagster as dg
 
+from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.core.layout import (
     collection_dir,
     collection_path,
@@ -57,16 +58,19 @@ def _snapshot_description(collection: str) -> str:
 
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("products"))
+@with_usage
 def products_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "products")
 
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("users"))
+@with_usage
 def users_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "users")
 
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("carts"))
+@with_usage
 def carts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "carts")
 
@@ -79,6 +83,7 @@ def carts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
     "raw/orders/dt=YYYY-MM-DD/: one file from the configured generator (synthetic orders or "
     "DummyJSON carts; none with ECOMM_SOURCE=landing) beside the day's share of every landed producer file.",
 )
+@with_usage
 def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     store = lake.store()
     rows, size, files = 0, 0, {}

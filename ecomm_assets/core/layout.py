@@ -27,6 +27,11 @@ REPORTS = "reports"
 STAGING = ".staging"
 LOCKS = ".locks"
 
+# Every area of the lake, by the name its usage figures carry (usage/<area>/bytes_written).
+AREAS = {LANDING: "landing", RAW: "raw", PROCESSED: "processed", QUARANTINE: "quarantine", REPORTS: "reports",
+         STAGING: "staging", LOCKS: "locks"}
+OTHER_AREA = "other"  # a path outside the layout (none is written today)
+
 LANDING_DIR = f"{LANDING}/orders"
 INGESTED_DIR = f"{LANDING}/_ingested/orders"
 LANDING_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
@@ -143,6 +148,11 @@ def ingested_path(name: str) -> str:
 
 def landing_quarantine_dir(landed_file_id: str) -> str:
     return f"{QUARANTINE}/{LANDING}/{landed_file_id}"
+
+
+def area_of(rel: str) -> str:
+    """The usage name of the area a lake path (relative to the root) lies in."""
+    return AREAS.get(rel.partition("/")[0], OTHER_AREA)
 
 
 def is_hidden_name(name: str) -> bool:

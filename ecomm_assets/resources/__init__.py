@@ -12,6 +12,7 @@ from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core.privacy import extracted
 from ecomm_assets.core.storage import LakeStore
+from ecomm_assets.core.usage import count_requests, current
 from ecomm_assets.settings import CatalogBackend, OrderSource, Settings, Switch
 
 
@@ -81,7 +82,10 @@ class SqlCatalogResource(dg.ConfigurableResource):
     def catalog(self, projection_start: date) -> Catalog:
         if self.backend is CatalogBackend.DUCKDB:
             return DuckDBCatalog(self.duckdb_path)
-        glue = boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None)
+        # Its calls are recorded in the step's usage (core/usage.py).
+        glue = count_requests(
+            boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None), current()
+        )
         projection = projection_start if self.partition_projection is Switch.ON else None
         return GlueCatalog(glue, self.glue_database, projection)
 

@@ -5,7 +5,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from ecomm_assets import checks
-from ecomm_assets.assets import analytics, catalog, lake, landing, sources
+from ecomm_assets.assets import analytics, catalog, lake, landing, sources, usage
 from ecomm_assets.automation import (
     daily_job,
     daily_job_schedule,
@@ -20,12 +20,13 @@ from ecomm_assets.resources import (
     AlertSinkResource,
     LakeResource,
     OrderSourceResource,
+    PricingResource,
     SqlCatalogResource,
 )
 from ecomm_assets.settings import SETTINGS, Settings
 
 # landed_files is an AssetSpec (written by the ingest op), which module loading does not collect.
-ASSETS = [*dg.load_assets_from_modules([sources, lake, analytics, catalog]), landing.landed_files]
+ASSETS = [*dg.load_assets_from_modules([sources, lake, analytics, catalog, usage]), landing.landed_files]
 ASSET_CHECKS = dg.load_asset_checks_from_modules([checks])
 
 
@@ -47,6 +48,7 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             partition_projection=settings.glue_partition_projection,
         ),
         "s3": S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region),
+        "pricing": PricingResource(price_table=settings.price_table, athena_queries_per_day=settings.athena_queries_per_day),
         "alerts": AlertSinkResource(
             path=settings.alerts_path, sns_topic_arn=settings.alerts_sns_topic_arn, region=settings.aws_region
         ),

@@ -8,6 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
+
+from ecomm_assets.core.costs import PriceTable
 
 
 class OrderSource(StrEnum):
@@ -54,6 +57,17 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+def _price_table(text: str) -> str:
+    """A price table file's path, once its prices are read (core/costs.py: PriceTable.from_json)."""
+    try:
+        PriceTable.from_json(Path(text).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read the price table: {error.strerror}") from None
+    except ValueError as error:
+        raise ValueError(f"not a price table: {error}") from None
+    return text
+
+
 def _day(text: str) -> date:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         raise ValueError("must be a date written YYYY-MM-DD")
@@ -81,6 +95,8 @@ class Settings:
     landing_sensor: Switch = Switch.ON
     alerts_path: str = "data/alerts.jsonl"
     alerts_sns_topic_arn: str | None = None
+    price_table: str | None = None
+    athena_queries_per_day: int = 1
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":
@@ -107,6 +123,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "landing_sensor": _choice(Switch),
     "orders_per_day": _non_negative_int,
     "seed": _non_negative_int,
+    "athena_queries_per_day": _non_negative_int,
+    "price_table": _price_table,
     "start_date": _day,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.

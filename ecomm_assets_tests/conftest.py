@@ -188,6 +188,7 @@ def make_definitions(lake_dir, sql_catalog: SqlCatalogResource | None = None, **
             "sql_catalog": sql_catalog or resources.SqlCatalogResource(duckdb_path=str(lake_dir.parent / "catalog.duckdb")),
             "s3": definitions.S3Resource(),
             "alerts": resources.AlertSinkResource(path=str(lake_dir.parent / "alerts.jsonl")),
+            "pricing": resources.PricingResource(),
         }
     )
 

@@ -1,16 +1,20 @@
 """Every asset's materialization carries what it did to the lake and the catalog (usage/...):
 exact against the files on disk, and against the requests an S3 endpoint (moto) served."""
 
+import json
 import threading
 from collections import Counter
 
 import boto3
 import dagster as dg
+import duckdb
 import pytest
 
+from ecomm_assets.core.costs import PriceTable
 from ecomm_assets.definitions import ASSETS, resources_from
-from ecomm_assets.settings import CatalogBackend, Settings
-from ecomm_assets_tests.conftest import make_definitions, materialize_day
+from ecomm_assets.resources import PricingResource
+from ecomm_assets.settings import CatalogBackend, SettingError, Settings
+from ecomm_assets_tests.conftest import PROJECT, make_definitions, materialize_day
 
 DAY = "2024-01-15"
 
@@ -40,6 +44,53 @@ def test_a_days_figures_are_the_files_it_wrote_and_read(lake_dir, instance):
     assert orders["usage/s3/put"] == 2  # its file and its day's lock
     report = sum(p.stat().st_size for p in (lake_dir / "reports" / "dashboard").iterdir())
     assert usage_of(instance, "dashboard")["usage/reports/bytes_written"] == report
+
+    # The usage asset of the same run: its tables hold those figures, queryable in the catalog.
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        per_day = dict(con.execute("SELECT figure, per_day FROM usage_by_asset WHERE asset = 'order_lines'").fetchall())
+        assert per_day["processed/bytes_written"] == lines["usage/processed/bytes_written"]
+        lines_of_estimate = con.execute(
+            "SELECT service, item, monthly_usd, orders_per_day FROM usage_estimate ORDER BY service, item").fetchall()
+    estimate = instance.get_latest_materialization_event(dg.AssetKey("usage")).asset_materialization.metadata
+    assert estimate["monthly_usd"].value == pytest.approx(sum(line[2] for line in lines_of_estimate), abs=1e-4)
+    assert {line[3] for line in lines_of_estimate} == {200}
+    scans = estimate["query_bytes_per_day_of_data"].value
+    assert sorted(scans) == sorted(p.name for p in (PROJECT / "sql").glob("*.sql"))
+    assert all(size > 0 for size in scans.values())
+    assert ("Athena", "sql/total_sales_by_category.sql") in {line[:2] for line in lines_of_estimate}
+
+    # The same figures priced with another table (ECOMM_PRICE_TABLE): what the file says is what is charged.
+    prices = lake_dir.parent / "prices.json"
+    prices.write_text(json.dumps({"as_of": "2030-01-01", "s3_get_and_other_per_1000": 1.0}))
+    resources = make_definitions(lake_dir).resources | {"pricing": PricingResource(price_table=str(prices))}
+    assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=resources).success
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        gets = con.execute("SELECT quantity, unit_price, monthly_usd, prices_as_of FROM usage_estimate "
+                           "WHERE item = 'GET, HEAD requests'").fetchall()
+    assert [(unit_price, str(as_of)) for _, unit_price, _, as_of in gets] == [(1.0 / 1000, "2030-01-01")]
+    assert gets[0][2] == pytest.approx(gets[0][0] / 1000)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read the price table"), ("{\"athena\": 1}", "not a price table: unknown price keys"),
+     ("{\"s3_storage_per_gb_month\": \"cheap\"}", "not a price table: s3_storage_per_gb_month must be a number")],
+    ids=["missing", "unknown-key", "not-a-number"],
+)
+def test_a_bad_price_table_setting_is_refused_at_load(tmp_path, content, message):
+    path = tmp_path / "prices.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SettingError, match=f"ECOMM_PRICE_TABLE='{path}': {message}"):
+        Settings.from_environment({"ECOMM_PRICE_TABLE": str(path)})
+
+
+def test_a_price_table_setting_names_its_file(tmp_path):
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"athena_per_tb_scanned": 6.0}))
+    settings = Settings.from_environment({"ECOMM_PRICE_TABLE": str(path), "ECOMM_ATHENA_QUERIES_PER_DAY": "24"})
+    pricing = resources_from(settings)["pricing"]
+    assert (pricing.prices(), pricing.athena_queries_per_day) == (PriceTable(athena_per_tb_scanned=6.0), 24)
 
 
 # What S3 bills each HTTP request as (a ListObjectsV2 and ListMultipartUploads are GETs on the bucket).

@@ -9,6 +9,7 @@ import dagster as dg
 
 from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
+from ecomm_assets.core.costs import PriceTable
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core.privacy import extracted
 from ecomm_assets.core.storage import LakeStore
@@ -88,6 +89,20 @@ class SqlCatalogResource(dg.ConfigurableResource):
         )
         projection = projection_start if self.partition_projection is Switch.ON else None
         return GlueCatalog(glue, self.glue_database, projection)
+
+
+class PricingResource(dg.ConfigurableResource):
+    """What the `usage` asset prices the measured usage with: the price table (built-in us-east-1
+    list prices, or a JSON file of the same keys) and how often each sql/ query runs on Athena."""
+
+    price_table: str | None = Settings.price_table
+    athena_queries_per_day: int = Settings.athena_queries_per_day
+
+    def prices(self) -> PriceTable:
+        if self.price_table is None:
+            return PriceTable()
+        with open(self.price_table, encoding="utf-8") as table:
+            return PriceTable.from_json(table.read())
 
 
 class AlertSinkResource(dg.ConfigurableResource):

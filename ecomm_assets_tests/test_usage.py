@@ -55,9 +55,18 @@ def test_a_days_figures_are_the_files_it_wrote_and_read(lake_dir, instance):
     assert estimate["monthly_usd"].value == pytest.approx(sum(line[2] for line in lines_of_estimate), abs=1e-4)
     assert {line[3] for line in lines_of_estimate} == {200}
     scans = estimate["query_bytes_per_day_of_data"].value
-    assert sorted(scans) == sorted(p.name for p in (PROJECT / "sql").glob("*.sql"))
+    # Every sql/ query but those of the usage tables, which the first estimate writes.
+    assert sorted(scans) == sorted(p.name for p in (PROJECT / "sql").glob("*.sql") if "usage_" not in p.read_text())
     assert all(size > 0 for size in scans.values())
     assert ("Athena", "sql/total_sales_by_category.sql") in {line[:2] for line in lines_of_estimate}
+
+    # The sql/ queries of the usage tables: the estimate's services, and the bytes each asset writes.
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        by_service = con.sql((PROJECT / "sql" / "monthly_cost_by_service.sql").read_text()).fetchall()
+        by_asset = dict(con.sql((PROJECT / "sql" / "bytes_written_by_asset.sql").read_text()).fetchall())
+    assert {service for service, _ in by_service} == {"S3", "Glue", "Athena"}
+    assert sum(usd for _, usd in by_service) == pytest.approx(estimate["monthly_usd"].value, abs=1e-3)
+    assert by_asset["orders"] == orders["usage/processed/bytes_written"] + orders["usage/locks/bytes_written"]
 
     # The same figures priced with another table (ECOMM_PRICE_TABLE): what the file says is what is charged.
     prices = lake_dir.parent / "prices.json"

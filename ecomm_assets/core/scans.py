@@ -26,6 +26,11 @@ PROTOCOL = "lakescan"
 class _LakeFileSystem(ArrowFSWrapper):
     protocol = PROTOCOL
 
+    @classmethod
+    def _strip_protocol(cls, path):
+        # Everything after `lakescan://` is the path: an S3 lake's root starts with its bucket, not a host.
+        return path.removeprefix(f"{PROTOCOL}://").rstrip("/") if isinstance(path, str) else super()._strip_protocol(path)
+
 
 def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
     """Each Parquet scan's (columns, filter on the partition column or None)."""

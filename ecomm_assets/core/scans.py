@@ -4,8 +4,9 @@ DuckDB plans the query over the lake's tables (read through fsspec, so an S3 lak
 its plan gives, for each Parquet scan, the columns read (column pruning) and the filter on `dt`
 that picks the files (partition pruning). The bytes are those columns' compressed column chunks
 in the files whose day passes the filter, from the files' footers. DuckDB's own bytes read are no
-measure: it fetches a small file whole whatever the columns. A query reading several tables
-counts each scan's columns in every table's files that have them (an upper bound).
+measure: it fetches a small file whole whatever the columns. Only the files of the tables the
+query reads count; a query reading several tables counts each scan's columns in every one of
+those tables' files that has them (an upper bound).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def scanned_bytes(sql: str, filesystem: pafs.FileSystem, root: str, tables: Mapp
                 f"hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}})"
             )
         scans = _scans(json.loads(con.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]))
-        files = {info.path: str(partition_day(info.path[len(root) + 1:])) for folder in tables.values()
-                 for info in filesystem.get_file_info(pafs.FileSelector(f"{root}/{folder}", recursive=True))
+        read = duckdb.get_table_names(sql) & set(tables)  # from the parsed SQL (binding it hits the views' hive_types)
+        files = {info.path: str(partition_day(info.path[len(root) + 1:])) for name in sorted(read)
+                 for info in filesystem.get_file_info(pafs.FileSelector(f"{root}/{tables[name]}", recursive=True))
                  if info.path.endswith(".parquet")}
         days = sorted(set(files.values()))
         columns_by_day: dict[str, set[str]] = {}

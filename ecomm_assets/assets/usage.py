@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 
 from ecomm_assets.assets import analytics, sources
@@ -77,12 +76,13 @@ def query_scans(context: dg.AssetExecutionContext, store, tables: list[str]) -> 
     days = len({partition_day(f.path) for f in store.list_files(table_dir("order_lines"), recursive=True)})
     if not days or not SQL_DIR.is_dir():
         return {}, days
+    queries = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
     scans = {}
-    for path in sorted(SQL_DIR.glob("*.sql")):
-        try:
-            scans[path.name] = scanned_bytes(path.read_text(), store.filesystem, store.root, present)[0] / days
-        except duckdb.CatalogException as error:
-            context.log.warning(f"sql/{path.name} left out of the estimate: {error}")
+    for name, scanned in scanned_bytes(queries, store.filesystem, store.root, present).items():
+        if isinstance(scanned, str):
+            context.log.warning(f"sql/{name} left out of the estimate: {scanned}")
+        else:
+            scans[name] = scanned[0] / days
     return scans, days
 
 

@@ -46,9 +46,11 @@ def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
     return scans
 
 
-def scanned_bytes(sql: str, filesystem: pafs.FileSystem, root: str, tables: Mapping[str, str]) -> tuple[int, int]:
-    """(bytes of column chunks scanned, files scanned) of `sql` over the tables (name -> folder
-    below `root` on `filesystem`, holding dt=YYYY-MM-DD/ partitions)."""
+def scanned_bytes(queries: Mapping[str, str], filesystem: pafs.FileSystem, root: str,
+                  tables: Mapping[str, str]) -> dict[str, tuple[int, int] | str]:
+    """For each query (name -> SQL) over the tables (name -> folder below `root` on `filesystem`,
+    holding dt=YYYY-MM-DD/ partitions): (bytes of column chunks scanned, files scanned), or why it
+    could not be planned (a table the lake does not hold)."""
     with duckdb.connect() as con:
         con.register_filesystem(_LakeFileSystem(filesystem))
         for name, folder in tables.items():
@@ -56,21 +58,32 @@ def scanned_bytes(sql: str, filesystem: pafs.FileSystem, root: str, tables: Mapp
                 f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{PROTOCOL}://{root}/{folder}/{PARTITION_FILES_GLOB}', "
                 f"hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}})"
             )
-        scans = _scans(json.loads(con.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]))
-        read = duckdb.get_table_names(sql) & set(tables)  # from the parsed SQL (binding it hits the views' hive_types)
-        files = {info.path: str(partition_day(info.path[len(root) + 1:])) for name in sorted(read)
-                 for info in filesystem.get_file_info(pafs.FileSelector(f"{root}/{tables[name]}", recursive=True))
-                 if info.path.endswith(".parquet")}
-        days = sorted(set(files.values()))
-        columns_by_day: dict[str, set[str]] = {}
-        for columns, day_filter in scans:
-            passing = days if not day_filter else [
-                str(row[0]) for row in con.execute(
-                    f"SELECT {PARTITION_KEY} FROM (SELECT unnest(?::DATE[]) AS {PARTITION_KEY}) WHERE {day_filter}", [days]
-                ).fetchall()
-            ]
-            for day in passing:
-                columns_by_day.setdefault(day, set()).update(columns)
+        results = {}
+        for query, sql in queries.items():
+            try:
+                results[query] = _scanned(con, sql, filesystem, root, tables)
+            except duckdb.CatalogException as error:
+                results[query] = str(error)
+    return results
+
+
+def _scanned(con: duckdb.DuckDBPyConnection, sql: str, filesystem: pafs.FileSystem, root: str,
+             tables: Mapping[str, str]) -> tuple[int, int]:
+    scans = _scans(json.loads(con.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]))
+    read = duckdb.get_table_names(sql) & set(tables)  # from the parsed SQL (binding it hits the views' hive_types)
+    files = {info.path: str(partition_day(info.path[len(root) + 1:])) for name in sorted(read)
+             for info in filesystem.get_file_info(pafs.FileSelector(f"{root}/{tables[name]}", recursive=True))
+             if info.path.endswith(".parquet")}
+    days = sorted(set(files.values()))
+    columns_by_day: dict[str, set[str]] = {}
+    for columns, day_filter in scans:
+        passing = days if not day_filter else [
+            str(row[0]) for row in con.execute(
+                f"SELECT {PARTITION_KEY} FROM (SELECT unnest(?::DATE[]) AS {PARTITION_KEY}) WHERE {day_filter}", [days]
+            ).fetchall()
+        ]
+        for day in passing:
+            columns_by_day.setdefault(day, set()).update(columns)
     scanned, scanned_files = 0, 0
     for path, day in sorted(files.items()):
         columns = columns_by_day.get(day)

@@ -42,8 +42,8 @@ def chunks(lake, table, columns, days=DAYS):
 
 def scan(lake, sql):
     # Every table of the lake, as the usage asset passes them: only those the query reads count.
-    return scanned_bytes(sql, pafs.LocalFileSystem(), str(lake),
-                         {table: f"processed/{table}" for table in ("order_lines", "orders", "dim_products", "dim_customers")})
+    return scanned_bytes({"query": sql}, pafs.LocalFileSystem(), str(lake),
+                         {table: f"processed/{table}" for table in ("order_lines", "orders", "dim_products", "dim_customers")})["query"]
 
 
 def test_a_sql_query_scans_its_columns_of_every_day(lake):
@@ -57,6 +57,10 @@ def test_one_days_column_scans_less_than_the_whole_table(lake):
     everything = scan(lake, "SELECT * FROM order_lines")
     assert 0 < one_day[0] < everything[0]
     assert everything[1] == 2
+
+
+def test_a_query_of_a_table_the_lake_does_not_hold_says_so(lake):
+    assert "usage_estimate does not exist" in scan(lake, "SELECT count(*) FROM usage_estimate")
 
 
 def test_the_estimate_is_the_price_table_times_the_figures():

@@ -15,6 +15,8 @@ from ecomm_assets.definitions import ASSETS, resources_from
 from ecomm_assets.resources import PricingResource
 from ecomm_assets.settings import CatalogBackend, SettingError, Settings
 from ecomm_assets_tests.conftest import PROJECT, make_definitions, materialize_day
+from ecomm_assets_tests.test_automation import sensor_requests
+from ecomm_assets_tests.test_definitions import land, landed_order
 
 DAY = "2024-01-15"
 
@@ -100,6 +102,31 @@ def test_a_price_table_setting_names_its_file(tmp_path):
     settings = Settings.from_environment({"ECOMM_PRICE_TABLE": str(path), "ECOMM_ATHENA_QUERIES_PER_DAY": "24"})
     pricing = resources_from(settings)["pricing"]
     assert (pricing.prices(), pricing.athena_queries_per_day) == (PriceTable(athena_per_tb_scanned=6.0), 24)
+
+
+def test_an_ingest_the_sensor_requested_records_its_usage_on_landed_files(lake_dir, instance):
+    defs = make_definitions(lake_dir)
+    data = json.dumps([landed_order("L1", "2024-01-15T10:00:00Z")]).encode()
+    land(lake_dir, "drop.json", data)
+    requested, _ = sensor_requests(defs, "landing_files_sensor", **defs.resources)
+    assert len(requested) == 1
+    run = defs.resolve_job_def("ingest_landing_job").execute_in_process(
+        instance=instance, run_config=requested[0].run_config, tags=requested[0].tags)
+    assert run.success
+    figures = usage_of(instance, "landed_files")
+    # Read once from landing/orders/, then moved (a COPY and a DELETE) to landing/_ingested/orders/.
+    assert (figures["usage/landing/objects_read"], figures["usage/landing/bytes_read"]) == (1, len(data))
+    assert (figures["usage/landing/objects_written"], figures["usage/landing/bytes_written"]) == (1, len(data))
+    assert figures["usage/s3/copy"] == 1
+    for area in ("raw", "processed"):  # the day's raw orders and the manifest; the landed_files row
+        written = [p for p in (lake_dir / area).rglob("*") if p.is_file()]
+        assert figures[f"usage/{area}/objects_written"] == len(written), area
+        assert figures[f"usage/{area}/bytes_written"] == sum(p.stat().st_size for p in written), area
+    assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=defs.resources).success
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        measured = con.execute("SELECT per_day, days_measured FROM usage_by_asset "
+                               "WHERE asset = 'landed_files' AND figure = 'landing/bytes_read'").fetchall()
+    assert measured == [(len(data), 1)]  # one ingest, on one day
 
 
 # What S3 bills each HTTP request as (a ListObjectsV2 and ListMultipartUploads are GETs on the bucket).

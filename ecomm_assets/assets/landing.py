@@ -23,7 +23,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ecomm_assets.assets.metadata import column_schema
+from ecomm_assets.assets.metadata import column_schema, usage_metadata
 from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
@@ -54,7 +54,7 @@ from ecomm_assets.core.storage import (
     Moved,
     NotARegularFile,
 )
-from ecomm_assets.core.usage import Request, list_requests
+from ecomm_assets.core.usage import Request, current, list_requests, recording
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import AlertSinkResource, LakeResource
 
@@ -369,6 +369,7 @@ class IngestConfig(dg.Config):
     "ingested (unreadable, vanished, a day locked too long) stays in landing/orders/ and fails the run "
     "after them, to be retried. Logs a materialization of orders_raw per day touched and of landed_files.",
 )
+@recording()  # what the ingest does goes on landed_files' materialization
 def ingest_landing_files(
     context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
 ) -> list[str]:
@@ -436,6 +437,7 @@ def ingest_landing_files(
                 "conservation_holds": conserved,
                 "days": dg.MetadataValue.json(days),
                 "path": dg.MetadataValue.path(store.full_uri(table_dir("landed_files"))),
+                **usage_metadata(current(), days=0),
             },
         )
     )

@@ -9,7 +9,7 @@ import dagster as dg
 import pyarrow as pa
 
 from ecomm_assets.core.schemas import column_descriptions
-from ecomm_assets.core.usage import DAYS, recording
+from ecomm_assets.core.usage import DAYS, Usage, recording
 
 PREVIEW_ROWS = 10
 
@@ -48,6 +48,11 @@ def column_schema(contract: pa.Schema) -> dg.TableSchema:
     )
 
 
+def usage_metadata(usage: Usage, days: int) -> dict[str, int]:
+    """A step's usage as materialization metadata: its figures and the days they are the total of."""
+    return {**usage.as_metadata(), DAYS: days}
+
+
 def with_usage(compute: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.MaterializeResult]:
     """An asset's body, recording what its stores and catalog clients did (core/usage.py) into its
     materialization's metadata: usage/<area>/..., usage/s3/<request>, usage/glue/<operation>, and
@@ -59,7 +64,7 @@ def with_usage(compute: Callable[..., dg.MaterializeResult]) -> Callable[..., dg
             result = compute(context, *args, **kwargs)
         days = len(context.partition_keys) if context.assets_def.partitions_def else 0
         return dg.MaterializeResult(
-            asset_key=result.asset_key, metadata={**(result.metadata or {}), **usage.as_metadata(), DAYS: days},
+            asset_key=result.asset_key, metadata={**(result.metadata or {}), **usage_metadata(usage, days)},
             check_results=result.check_results, data_version=result.data_version, tags=result.tags,
         )
 

@@ -13,6 +13,7 @@ from ecomm_assets.assets import catalog as catalog_assets
 from ecomm_assets.assets import lake as lake_assets
 from ecomm_assets.assets.analytics import dashboard
 from ecomm_assets.assets.catalog import catalog
+from ecomm_assets.assets.landing import landed_files
 from ecomm_assets.assets.metadata import column_schema, with_usage
 from ecomm_assets.automation import landing_files_sensor
 from ecomm_assets.core.catalog import CatalogTable
@@ -39,32 +40,33 @@ from ecomm_assets.settings import SETTINGS, Switch
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 MEASURED_MATERIALIZATIONS = 30  # the newest materializations of each asset that a day's figures come from
 SECONDS_PER_DAY = 24 * 3600
-# Every asset that records usage (assets/metadata.py: with_usage).
-MEASURED_ASSETS = sorted(key for assets in dg.load_assets_from_modules([sources, lake_assets, analytics, catalog_assets])
-                         for key in assets.keys)
+# Every asset that records usage (assets/metadata.py: with_usage; the ingest's landed_files).
+MEASURED_ASSETS = sorted([landed_files.key, *(key for assets in dg.load_assets_from_modules(
+    [sources, lake_assets, analytics, catalog_assets]) for key in assets.keys)])
 
 
 def per_day_figures(instance: dg.DagsterInstance, assets: list[dg.AssetKey]) -> dict[str, tuple[dict[str, float], int]]:
     """Each asset's figures for one day, (figures, days measured), from its newest materializations
     that carry usage: their sum over the days they cover (a range run's materialization of each
-    day holds the whole run's figures and days, so the ratio is the same); an unpartitioned asset's
-    figures are per run."""
+    day holds the whole run's figures and days, so the ratio is the same). An unpartitioned asset
+    (the dashboard, the ingest's landed_files) covers no day of data: its figures are summed over
+    the UTC days its materializations happened on."""
     measured = {}
     for key in assets:
         records = instance.fetch_materializations(key, limit=MEASURED_MATERIALIZATIONS).records
-        steps = [
-            step for record in records
+        steps = {
+            record.storage_id: (step, datetime.fromtimestamp(record.timestamp, UTC).date()) for record in records
             if (step := StepUsage.from_metadata(key.to_user_string(), {
                 name: entry.value for name, entry in record.asset_materialization.metadata.items()
                 if isinstance(entry.value, int | float)
             }))
-        ]
+        }
         if not steps:
             continue
-        sums = sum((Counter(step.figures) for step in steps), Counter())
-        days = sum(step.days for step in steps)
-        divisor = days or len(steps)
-        measured[key.to_user_string()] = ({figure: value / divisor for figure, value in sums.items()}, days)
+        sums = sum((Counter(step.figures) for step, _ in steps.values()), Counter())
+        days = sum(step.days for step, _ in steps.values())
+        divisor = days or len({day for _, day in steps.values()})
+        measured[key.to_user_string()] = ({figure: value / divisor for figure, value in sums.items()}, divisor)
     return measured
 
 
@@ -74,6 +76,8 @@ def query_scans(context: dg.AssetExecutionContext, store, tables: list[str]) -> 
     before their first estimate) is left out, with a warning."""
     present = {name: table_dir(name) for name in tables if store.list_files(table_dir(name), recursive=True)}
     days = len({partition_day(f.path) for f in store.list_files(table_dir("order_lines"), recursive=True)})
+    if not SQL_DIR.is_dir():
+        context.log.warning(f"no {SQL_DIR}: the estimate has no Athena lines (run from a clone of the project)")
     if not days or not SQL_DIR.is_dir():
         return {}, days
     queries = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}

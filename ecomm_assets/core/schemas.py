@@ -232,7 +232,9 @@ USAGE_TABLES: dict[str, pa.Schema] = {
             described("per_day", pa.float64(),
                       "The figure for one day: its sum over the newest materializations / the days they cover "
                       "(an unpartitioned asset: per run, one run a day).", nullable=False),
-            described("days_measured", pa.int64(), "The days the measured materializations cover.", nullable=False),
+            described("days_measured", pa.int64(),
+                      "The days the measured materializations cover (an unpartitioned asset: the UTC days they "
+                      "happened on).", nullable=False),
         ]
     ),
     "usage_estimate": pa.schema(

@@ -104,6 +104,27 @@ def test_a_price_table_setting_names_its_file(tmp_path):
     assert (pricing.prices(), pricing.athena_queries_per_day) == (PriceTable(athena_per_tb_scanned=6.0), 24)
 
 
+def test_a_range_runs_figures_are_the_whole_range_and_the_estimate_takes_them_per_day(lake_dir, instance):
+    defs = make_definitions(lake_dir, orders_per_day=20)
+    job = defs.resolve_implicit_global_asset_job_def()
+    sources = [dg.AssetKey(name) for name in ("products_raw", "users_raw", "carts_raw", "orders_raw")]
+    assert job.execute_in_process(instance=instance, asset_selection=sources, tags={
+        "dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-16"}).success
+    assert len(list((lake_dir / "raw" / "orders").iterdir())) == 3  # a file in each day's folder
+    records = instance.fetch_materializations(dg.AssetKey("orders_raw"), limit=10).records
+    assert len(records) == 3
+    for record in records:  # each day's materialization holds the whole run's figures
+        figures = record.asset_materialization.metadata
+        assert (figures["usage/days"].value, figures["usage/raw/objects_written"].value) == (3, 3)
+    assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=defs.resources).success
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        measured = con.execute("SELECT per_day, days_measured FROM usage_by_asset "
+                               "WHERE asset = 'orders_raw' AND figure = 'raw/objects_written'").fetchall()
+    written = sum(p.stat().st_size for p in (lake_dir / "raw" / "orders").rglob("*.jsonl"))
+    assert measured == [(1.0, 9)]  # 3 materializations of 3 days each, one file a day
+    assert usage_of(instance, "orders_raw")["usage/raw/bytes_written"] == written
+
+
 def test_an_ingest_the_sensor_requested_records_its_usage_on_landed_files(lake_dir, instance):
     defs = make_definitions(lake_dir)
     data = json.dumps([landed_order("L1", "2024-01-15T10:00:00Z")]).encode()
@@ -183,5 +204,15 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
             assert {k.removeprefix("usage/glue/"): v for k, v in figures.items()
                     if k.startswith("usage/glue/") and k != "usage/glue/calls"} == dict(glue), asset
             assert figures["usage/glue/calls"] == sum(glue.values())
-    assert glue["BatchCreatePartition"] >= 1  # the catalog step registered its day's partitions
+        assert glue["BatchCreatePartition"] >= 1  # the catalog step registered its day's partitions
+
+        # The estimate on an S3 lake: its queries scanned through S3, its tables registered in Glue for Athena.
+        assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=resources).success
+        estimate = instance.get_latest_materialization_event(dg.AssetKey("usage")).asset_materialization.metadata
+        assert estimate["query_bytes_per_day_of_data"].value["total_sales_by_category.sql"] > 0
+    glue_client = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
+    for table in ("usage_by_asset", "usage_estimate"):
+        location = glue_client.get_table(DatabaseName="ecomm", Name=table)["Table"]["StorageDescriptor"]["Location"]
+        assert location == f"s3://lake/prefix/processed/{table}/"
+        assert len(glue_client.get_partitions(DatabaseName="ecomm", TableName=table)["Partitions"]) == 1
 

@@ -208,10 +208,10 @@ def test_a_range_run_on_the_opt_in_reads_the_same_with_dagster_s_own_storage(tmp
     status, events = ours["run"]
     days = {"2024-02-28", "2024-02-29"}
     assert status == dg.DagsterRunStatus.SUCCESS
-    # 13 daily assets, each day; the dashboard (not partitioned) once.
-    assert sum(event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for event_type, _ in events) == 13 * len(days) + 1
+    # 13 daily assets, each day; the dashboard and the usage estimate (not partitioned) once each.
+    assert sum(event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for event_type, _ in events) == 13 * len(days) + 2
     partitions = {key.to_user_string(): found for key, found in ours["partitions"].items()}
-    assert partitions.pop("dashboard") == set() and len(partitions) == 13 and all(found == days for found in partitions.values())
+    assert partitions.pop("dashboard") == partitions.pop("usage") == set() and len(partitions) == 13 and all(found == days for found in partitions.values())
     assert len(ours["checks"]) == 18 and all(ours["checks"].values())
 
 

@@ -5,7 +5,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from ecomm_assets import checks
-from ecomm_assets.assets import analytics, catalog, engagement, lake, landing, purchases, sources
+from ecomm_assets.assets import analytics, catalog, engagement, lake, landing, purchases, sources, usage
 from ecomm_assets.automation import (
     daily_job,
     daily_job_schedule,
@@ -27,13 +27,14 @@ from ecomm_assets.resources import (
     LakeResource,
     LiveFeedResource,
     OrderSourceResource,
+    PricingResource,
     SqlCatalogResource,
 )
 from ecomm_assets.settings import SETTINGS, Settings
 
 # The landed-files tables and the raw CSV feeds are AssetSpecs (written by the ingest ops), which
 # module loading does not collect.
-ASSETS = [*dg.load_assets_from_modules([sources, lake, engagement, purchases, analytics, catalog]), landing.landed_files,
+ASSETS = [*dg.load_assets_from_modules([sources, lake, engagement, purchases, analytics, catalog, usage]), landing.landed_files,
           landing.landed_purchase_files, landing.landed_user_profile_files, purchases.purchases_raw,
           purchases.user_profiles_raw]
 ASSET_CHECKS = dg.load_asset_checks_from_modules([checks])
@@ -63,6 +64,7 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             seed=settings.seed,
         ),
         "s3": S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region),
+        "pricing": PricingResource(price_table=settings.price_table, athena_queries_per_day=settings.athena_queries_per_day),
         "alerts": AlertSinkResource(
             path=settings.alerts_path, sns_topic_arn=settings.alerts_sns_topic_arn, region=settings.aws_region
         ),

@@ -9,8 +9,10 @@ from dataclasses import dataclass, fields
 from dataclasses import field as dataclass_field
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ecomm_assets.core.costs import PriceTable
 from ecomm_assets.core.simulator import every_problem, rate_problem, volume_problem
 
 
@@ -85,6 +87,17 @@ def _time_zone(text: str) -> str:
     return text
 
 
+def _price_table(text: str) -> str:
+    """A price table file's path, once its prices are read (core/costs.py: PriceTable.from_json)."""
+    try:
+        PriceTable.from_json(Path(text).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read the price table: {error.strerror}") from None
+    except ValueError as error:
+        raise ValueError(f"not a price table: {error}") from None
+    return text
+
+
 def _day(text: str) -> date:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         raise ValueError("must be a date written YYYY-MM-DD")
@@ -120,6 +133,8 @@ class Settings:
     feed_days_behind: int = 0
     # A secret: kept out of the settings' repr, so that no log of them shows it.
     pii_hash_key: str | None = dataclass_field(default=None, repr=False)
+    price_table: str | None = None
+    athena_queries_per_day: int = 1
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":
@@ -149,6 +164,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "landing_sensor": _choice(Switch),
     "orders_per_day": _non_negative_int,
     "seed": _non_negative_int,
+    "athena_queries_per_day": _non_negative_int,
+    "price_table": _price_table,
     "start_date": _day,
     "feed_every_minutes": _checked(_non_negative_int, every_problem),
     "feed_orders_per_tick": _non_negative_int,

@@ -189,6 +189,7 @@ def make_definitions(lake_dir, sql_catalog: SqlCatalogResource | None = None, **
             "s3": definitions.S3Resource(),
             "alerts": resources.AlertSinkResource(path=str(lake_dir.parent / "alerts.jsonl")),
             "live_feed": resources.LiveFeedResource(),
+            "pricing": resources.PricingResource(),
         }
     )
 

@@ -253,13 +253,14 @@ def test_every_asset_and_check_is_declared_at_module_level():
         landing,
         purchases,
         sources,
+        usage,
     )
     from ecomm_assets.core.schemas import LAKE_TABLES, UNPARTITIONED_TABLES
     from ecomm_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
     declared = {
-        name: value for module in (sources, landing, lake, purchases, analytics, catalog) for name, value in vars(module).items()
+        name: value for module in (sources, landing, lake, purchases, analytics, catalog, usage) for name, value in vars(module).items()
         if isinstance(value, (dg.AssetsDefinition, dg.AssetSpec)) and value.key == dg.AssetKey(name)
     }
     assert set(declared) == {key.to_user_string() for key in graph.get_all_asset_keys()}

@@ -208,10 +208,10 @@ def test_a_range_run_on_the_opt_in_reads_the_same_with_dagster_s_own_storage(tmp
     status, events = ours["run"]
     days = {"2024-02-28", "2024-02-29"}
     assert status == dg.DagsterRunStatus.SUCCESS
-    # 25 daily assets, each day; the dashboard and dim_user_profiles (not partitioned) once.
-    assert sum(event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for event_type, _ in events) == 25 * len(days) + 2
+    # 25 daily assets, each day; the dashboard, dim_user_profiles and the usage estimate (not partitioned) once each.
+    assert sum(event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for event_type, _ in events) == 25 * len(days) + 3
     partitions = {key.to_user_string(): found for key, found in ours["partitions"].items()}
-    assert partitions.pop("dashboard") == partitions.pop("dim_user_profiles") == set()
+    assert partitions.pop("dashboard") == partitions.pop("dim_user_profiles") == partitions.pop("usage") == set()
     assert len(partitions) == 25 and all(found == days for found in partitions.values())
     assert len(ours["checks"]) == 42 and all(ours["checks"].values())
 

@@ -14,7 +14,7 @@ from ecomm_assets.assets.days import (
     writing_days,
 )
 from ecomm_assets.assets.lake import order_lines, orders
-from ecomm_assets.assets.metadata import column_schema
+from ecomm_assets.assets.metadata import column_schema, with_usage
 from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
 from ecomm_assets.core.analytics import build_analytics, build_purchase_analytics
 from ecomm_assets.core.dashboard import headline_figures, html_report, render_charts
@@ -60,6 +60,7 @@ def _analytics_description(text: str, name: str) -> str:
         "Orders, units and revenue per category, with each category's share of the day's revenue.", "sales_by_category"
     ),
 )
+@with_usage
 def sales_by_category(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_analytics(context, lake, "sales_by_category")[0])
 
@@ -71,6 +72,7 @@ def sales_by_category(context: dg.AssetExecutionContext, lake: LakeResource) -> 
         "Per product: orders, units, revenue and average unit price.", "product_performance"
     ),
 )
+@with_usage
 def product_performance(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_analytics(context, lake, "product_performance")[0])
 
@@ -80,6 +82,7 @@ def product_performance(context: dg.AssetExecutionContext, lake: LakeResource) -
     metadata={"dagster/column_schema": column_schema(ANALYTICS["top_customers"])},
     description=_analytics_description("The day's top customers by revenue, ranked.", "top_customers"),
 )
+@with_usage
 def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_analytics(context, lake, "top_customers")[0])
 
@@ -95,6 +98,7 @@ def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
         "daily_order_summary",
     ),
 )
+@with_usage
 def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     metadata, table = _analytics(context, lake, "daily_order_summary")
     figures = headline_figures(table)
@@ -138,6 +142,7 @@ def _purchase_analytics(context: dg.AssetExecutionContext, lake: LakeResource, n
         "purchase_breakdown",
     ),
 )
+@with_usage
 def purchase_breakdown(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_purchase_analytics(context, lake, "purchase_breakdown"))
 
@@ -150,6 +155,7 @@ def purchase_breakdown(context: dg.AssetExecutionContext, lake: LakeResource) ->
         "purchase_sessions_daily",
     ),
 )
+@with_usage
 def purchase_sessions_daily(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_purchase_analytics(context, lake, "purchase_sessions_daily"))
 
@@ -166,6 +172,7 @@ def purchase_sessions_daily(context: dg.AssetExecutionContext, lake: LakeResourc
     f"figures ({DASHBOARD_DIR}/dashboard.html). Not partitioned: it describes the lake as it is, and "
     "runs once after the analytics of any day or range.",
 )
+@with_usage
 def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     store = lake.store()
     newest = _newest_day(store)

@@ -21,6 +21,7 @@ from ecomm_assets.assets.engagement import (
     tag_engagement,
 )
 from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, orders
+from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.layout import FEEDS, table_dir
@@ -45,6 +46,7 @@ from ecomm_assets.resources import LakeResource, SqlCatalogResource
     "when missing and applies additive schema changes; refuses breaking ones. Runs only after the "
     "blocking checks of its upstream partitions passed.",
 )
+@with_usage
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: SqlCatalogResource) -> dg.MaterializeResult:
     store = lake.store()
     tables = [

@@ -16,7 +16,7 @@ from ecomm_assets.assets.days import (
     writing_days,
 )
 from ecomm_assets.assets.lake import LAKE, order_lines
-from ecomm_assets.assets.metadata import column_schema, reasons_table
+from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import comments_raw, posts_raw, products_raw
 from ecomm_assets.core.analytics import build_engagement_analytics
 from ecomm_assets.core.engagement import (
@@ -89,6 +89,7 @@ _QUARANTINED = "Bad records (missing ids, {rules}) go to quarantine/{table}/dt=Y
     "review_number, with the product's category; review_ts is the review's own date. "
     + _QUARANTINED.format(rules="a rating not a whole number from 1 to 5, an unparseable date", table="product_reviews"),
 )
+@with_usage
 def product_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return _engagement_table(context, lake, "product_reviews")
 
@@ -100,6 +101,7 @@ def product_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     description="One row per post of the day's posts snapshot: author, title, body, tags, likes, dislikes, views. "
     + _QUARANTINED.format(rules="tags not a list of strings, negative or fractional counts, repeated ids", table="posts"),
 )
+@with_usage
 def posts(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return _engagement_table(context, lake, "posts")
 
@@ -112,6 +114,7 @@ def posts(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materiali
     "full name), the text and its likes. "
     + _QUARANTINED.format(rules="negative or fractional likes, repeated ids", table="comments"),
 )
+@with_usage
 def comments(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return _engagement_table(context, lake, "comments")
 
@@ -132,6 +135,7 @@ def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource,
     description="Reviews per rating (1 to 5) and the average rating, per product and per category, of the day's "
     "reviews (processed/rating_distribution/).",
 )
+@with_usage
 def rating_distribution(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_engagement_analytics(context, lake, "rating_distribution", ["product_reviews"]))
 
@@ -143,6 +147,7 @@ def rating_distribution(context: dg.AssetExecutionContext, lake: LakeResource) -
     description="Per product reviewed or sold that day: its reviews and average rating beside its units sold "
     "and revenue (processed/rating_vs_sales/).",
 )
+@with_usage
 def rating_vs_sales(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata=_engagement_analytics(context, lake, "rating_vs_sales", ["product_reviews", "order_lines"])
@@ -156,6 +161,7 @@ def rating_vs_sales(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     description="Every user who posted or commented that day, ranked by posts + comments + likes received, with "
     "the dislikes, views and comments their posts received (processed/engaged_users/).",
 )
+@with_usage
 def engaged_users(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_engagement_analytics(context, lake, "engaged_users", ["posts", "comments"]))
 
@@ -167,5 +173,6 @@ def engaged_users(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     description="Per tag: the day's posts carrying it, their views, likes, dislikes and comments "
     "(processed/tag_engagement/).",
 )
+@with_usage
 def tag_engagement(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_engagement_analytics(context, lake, "tag_engagement", ["posts", "comments"]))

@@ -17,7 +17,7 @@ from ecomm_assets.assets.days import (
     writing_days,
 )
 from ecomm_assets.assets.landing import raw_file_age
-from ecomm_assets.assets.metadata import column_schema, reasons_table
+from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import (
     orders_raw,
     products_raw,
@@ -95,6 +95,7 @@ def _write_order_lines(store: LakeStore, days: list[date], result: FlattenResult
     "explicit Arrow schema (money as decimal(18,2)), validated and de-duplicated (the newest "
     "version of an order wins). Rejected records go to quarantine/order_lines/ with a reason.",
 )
+@with_usage
 def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     days = run_days(context)
     store = lake.store()
@@ -136,6 +137,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     description="One row per order: items, units, the sum of its lines, the total the source "
     "reported, and whether the two reconcile (real feeds add shipping and tax).",
 )
+@with_usage
 def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     days = run_days(context)
     store = lake.store()
@@ -169,6 +171,7 @@ def _dimension(context: dg.AssetExecutionContext, lake: LakeResource, name: str,
     metadata={"dagster/column_schema": column_schema(DIM_PRODUCTS)},
     description="Products of the day's products snapshot, plus products seen only in orders (origin 'orders').",
 )
+@with_usage
 def dim_products(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return _dimension(context, lake, "dim_products", "products", build_dim_products)
 
@@ -180,6 +183,7 @@ def dim_products(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     description="Customers (DummyJSON users) with address, city, state and country flattened, plus "
     "customers seen only in orders (origin 'orders').",
 )
+@with_usage
 def dim_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return _dimension(context, lake, "dim_customers", "users", build_dim_customers)
 

@@ -26,7 +26,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ecomm_assets.assets.metadata import column_schema
+from ecomm_assets.assets.metadata import column_schema, usage_metadata
 from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
@@ -57,6 +57,7 @@ from ecomm_assets.core.storage import (
     Moved,
     NotARegularFile,
 )
+from ecomm_assets.core.usage import Request, current, list_requests, recording
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import (
     AlertSinkResource,
@@ -147,7 +148,7 @@ def list_landing(store: LakeStore, folder: str = LANDING_DIR) -> list[LandingFil
         skip = len(selector.base_dir.rstrip("/")) + 1
         files = [
             LandingFile(info.path[skip:], info.size, info.mtime.astimezone(UTC), folder=folder)
-            for info in store.filesystem.get_file_info(selector)
+            for info in store.listing(selector)
             if info.type == pafs.FileType.File
         ]
         return sorted(files, key=lambda f: f.name)
@@ -161,6 +162,7 @@ def list_landing(store: LakeStore, folder: str = LANDING_DIR) -> list[LandingFil
                 if not stat.S_ISDIR(status.st_mode):
                     landed_at = datetime.fromtimestamp(status.st_mtime, UTC)
                     files.append(LandingFile(os.path.relpath(path, root), status.st_size, landed_at, _refusal(status.st_mode), folder))
+    store.usage.request(Request.LIST, list_requests(len(files)))  # as S3 would serve the listing
     return sorted(files, key=lambda f: f.name)
 
 
@@ -419,6 +421,7 @@ def _ingest_description(feed: Feed, what: str) -> str:
 
 @dg.op(name="ingest_landing_files",
        description=_ingest_description(ORDERS_FEED, "order files (JSON array or JSON Lines, .gz too)"))
+@recording()  # what the ingest does goes on its landed-files table's materialization
 def ingest_landing_files(
     context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
 ) -> list[str]:
@@ -427,6 +430,7 @@ def ingest_landing_files(
 
 @dg.op(description=_ingest_description(
     PURCHASES_FEED, f"purchase logs (CSV, .gz too; naive timestamps in ECOMM_PURCHASES_TIMEZONE, now {SETTINGS.purchases_timezone})"))
+@recording()
 def ingest_purchase_files(
     context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
 ) -> list[str]:
@@ -435,6 +439,7 @@ def ingest_purchase_files(
 
 @dg.op(description=_ingest_description(
     USER_PROFILES_FEED, "user profile files (CSV, .gz too; their rows kept in the UTC day the file landed)"))
+@recording()
 def ingest_user_profile_files(
     context: dg.OpExecutionContext, config: IngestConfig, lake: LakeResource, alerts: AlertSinkResource
 ) -> list[str]:
@@ -514,6 +519,7 @@ def ingest_feed(context: dg.OpExecutionContext, config: IngestConfig, lake: Lake
                 "conservation_holds": conserved,
                 "days": dg.MetadataValue.json(days),
                 "path": dg.MetadataValue.path(store.full_uri(table_dir(feed.landed_files_table))),
+                **usage_metadata(current(), days=0),
             },
         )
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import dagster as dg
 import pyarrow as pa
 
@@ -12,6 +15,7 @@ from ecomm_assets.core.schemas import (
     column_descriptions,
     column_policy,
 )
+from ecomm_assets.core.usage import DAYS, Usage, recording
 
 PREVIEW_ROWS = 10
 
@@ -56,3 +60,26 @@ def _personal_tags(field: pa.Field) -> dict[str, str] | None:
     if column_policy(field) is Policy.KEEP:
         return None
     return {name: field.metadata[name.encode()].decode() for name in (PERSONAL, POLICY)}
+
+
+def usage_metadata(usage: Usage, days: int) -> dict[str, int]:
+    """A step's usage as materialization metadata: its figures and the days they are the total of."""
+    return {**usage.as_metadata(), DAYS: days}
+
+
+def with_usage(compute: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.MaterializeResult]:
+    """An asset's body, recording what its stores and catalog clients did (core/usage.py) into its
+    materialization's metadata: usage/<area>/..., usage/s3/<request>, usage/glue/<operation>, and
+    usage/days, the days they are the total of (a range run's figures are the whole range's)."""
+
+    @functools.wraps(compute)
+    def recorded(context: dg.AssetExecutionContext, *args, **kwargs) -> dg.MaterializeResult:
+        with recording() as usage:
+            result = compute(context, *args, **kwargs)
+        days = len(context.partition_keys) if context.assets_def.partitions_def else 0
+        return dg.MaterializeResult(
+            asset_key=result.asset_key, metadata={**(result.metadata or {}), **usage_metadata(usage, days)},
+            check_results=result.check_results, data_version=result.data_version, tags=result.tags,
+        )
+
+    return recorded

@@ -11,7 +11,7 @@ import dagster as dg
 from ecomm_assets.assets.days import run_days, split_by_day, write_days, writing_days
 from ecomm_assets.assets.lake import LAKE, json_lines, raw_day_files, write_rejects
 from ecomm_assets.assets.landing import raw_file_age
-from ecomm_assets.assets.metadata import column_schema, preview, reasons_table
+from ecomm_assets.assets.metadata import column_schema, preview, reasons_table, with_usage
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
     PART_FILE,
@@ -70,6 +70,7 @@ def _raw_csv_files(files: list[LakeFile], paths: list[str], days: list[date]) ->
     "unparseable or negative price or an empty id go to quarantine/purchase_events/ with a reason; an "
     "exact duplicate of an earlier event (delivered twice) is dropped and counted.",
 )
+@with_usage
 def purchase_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     days = run_days(context)
     store = lake.store()
@@ -117,6 +118,7 @@ def _counts_record(counts: Counts, dropped: str = "duplicates_dropped") -> dict:
     "a profile file is ingested. Rows with an empty user_id or an unparseable age go to "
     f"{unpartitioned_quarantine_path('dim_user_profiles')} with a reason.",
 )
+@with_usage
 def dim_user_profiles(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     store = lake.store()
     files = sorted((f for f in store.list_files(USER_PROFILES_FEED.raw_root, recursive=True)

@@ -6,6 +6,7 @@ from datetime import date
 
 import dagster as dg
 
+from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.core.layout import (
     collection_dir,
     collection_path,
@@ -69,28 +70,33 @@ def _snapshot_description(collection: str) -> str:
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("products")
           + " Each product carries its reviews (rating, comment, date, reviewer).")
+@with_usage
 def products_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "products")
 
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("users"))
+@with_usage
 def users_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "users")
 
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("carts"))
+@with_usage
 def carts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "carts")
 
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("posts")
           + " DummyJSON posts carry no date: a post belongs to the day of the snapshot that holds it.")
+@with_usage
 def posts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "posts")
 
 
 @dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("comments")
           + " DummyJSON comments carry no date: a comment belongs to the day of the snapshot that holds it.")
+@with_usage
 def comments_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     return _snapshot(context, lake, order_source, "comments")
 
@@ -103,6 +109,7 @@ def comments_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_so
     "raw/orders/dt=YYYY-MM-DD/: one file from the configured generator (synthetic orders or "
     "DummyJSON carts; none with ECOMM_SOURCE=landing) beside the day's share of every landed producer file.",
 )
+@with_usage
 def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     store = lake.store()
     rows, size, files = 0, 0, {}

@@ -31,6 +31,11 @@ REPORTS = "reports"
 STAGING = ".staging"
 LOCKS = ".locks"
 
+# Every area of the lake, by the name its usage figures carry (usage/<area>/bytes_written).
+AREAS = {LANDING: "landing", RAW: "raw", PROCESSED: "processed", QUARANTINE: "quarantine", REPORTS: "reports",
+         STAGING: "staging", LOCKS: "locks"}
+OTHER_AREA = "other"  # a path outside the layout (none is written today)
+
 # A part of a landed name (below the landing folder) starting with one of these hides the file: a
 # file being written (.part, _tmp/), a tool's own (_SUCCESS, .DS_Store).
 HIDDEN_NAME_STARTS = (".", "_")
@@ -131,6 +136,11 @@ def simulated_orders_name(tick: datetime) -> str:
 
 
 
+
+
+def area_of(rel: str) -> str:
+    """The usage name of the area a lake path (relative to the root) lies in."""
+    return AREAS.get(rel.partition("/")[0], OTHER_AREA)
 
 
 def is_hidden_name(name: str) -> bool:

@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ecomm_assets.core.layout import LOCKS
 from ecomm_assets.core.storage import LakeStore
+from ecomm_assets.core.usage import Request
 
 DEFAULT_TIMEOUT_SECONDS = 900.0  # a year's backfill holds its days for minutes
 LEASE_SECONDS = 60.0  # how long a killed run's S3 lease blocks its days
@@ -58,8 +59,9 @@ def describe_holder(record: dict | None) -> str:
 
 
 class _FileLock:
-    def __init__(self, path: str, holder: str):
-        self.path, self.holder, self.fd = path, holder, None
+    def __init__(self, store: LakeStore, rel: str, holder: str):
+        self.path, self.holder, self.fd = store.full_path(rel), holder, None
+        self.rel, self.usage = rel, store.usage
 
     def try_acquire(self) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -72,7 +74,7 @@ class _FileLock:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(_holder_record(self.holder)).encode())
+        self.usage.wrote(self.rel, os.write(fd, json.dumps(_holder_record(self.holder)).encode()))  # a lease's PUT on S3
         self.fd = fd
         return True
 
@@ -86,6 +88,7 @@ class _FileLock:
         """A flock lasts as long as its process: nothing to check."""
 
     def release(self) -> None:
+        self.usage.request(Request.DELETE)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)  # before unlocking: no one can lock this file once it is gone
         os.close(self.fd)
@@ -94,6 +97,7 @@ class _FileLock:
 class _Lease:
     def __init__(self, store: LakeStore, s3, rel: str, holder: str, lease_seconds: float):
         self.s3, self.bucket, self.key = s3, store.bucket, store.key(rel)
+        self.rel, self.usage = rel, store.usage
         self.holder, self.lease_seconds = holder, lease_seconds
         self.token, self.etag, self.lost = uuid.uuid4().hex, None, False
         self.valid_until = 0.0  # by our clock, measured before the PUT that set the expiry
@@ -102,7 +106,9 @@ class _Lease:
     def _put(self, **condition) -> None:
         started = time.time()
         body = _holder_record(self.holder) | {"token": self.token, "expires": started + self.lease_seconds}
-        self.etag = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(), **condition)["ETag"]
+        data = json.dumps(body).encode()
+        self.etag = self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=data, **condition)["ETag"]
+        self.usage.wrote(self.rel, len(data), request=None)  # the client's hook counted the PUT
         self.valid_until = started + self.lease_seconds
 
     def try_acquire(self) -> bool:
@@ -189,7 +195,7 @@ def day_locks(
         deadline = time.monotonic() + timeout_seconds
         for day in sorted({str(d) for d in days}):
             if store.is_local:
-                lock = _FileLock(store.full_path(f"{LOCKS}/{day}.lock"), holder)
+                lock = _FileLock(store, f"{LOCKS}/{day}.lock", holder)
             else:
                 lock = _Lease(store, s3, f"{LOCKS}/{day}.json", holder, lease_seconds)
             _acquire(lock, day, deadline, timeout_seconds, on_wait)

@@ -488,6 +488,45 @@ LANDED_FILES = pa.schema(
 )
 
 
+_ESTIMATED_ON = "The UTC day the estimate was made (the partition)."
+# The usage asset's tables: what the steps did, per day, and the monthly bill it comes to.
+USAGE_TABLES: dict[str, pa.Schema] = {
+    "usage_by_asset": pa.schema(
+        [
+            described("estimated_on", pa.date32(), _ESTIMATED_ON, nullable=False),
+            described("asset", pa.string(), "The asset whose materializations were measured.", nullable=False),
+            described("figure", pa.string(),
+                      "What was counted: <area>/objects_written, <area>/bytes_written, <area>/objects_read, "
+                      "<area>/bytes_read (areas: landing, raw, processed, quarantine, reports, staging, locks), "
+                      "s3/<put|copy|list|get|head|delete> (requests), glue/<operation> or glue/calls.",
+                      nullable=False),
+            described("per_day", pa.float64(),
+                      "The figure for one day: its sum over the newest materializations / the days they cover "
+                      "(an unpartitioned asset: per run, one run a day).", nullable=False),
+            described("days_measured", pa.int64(),
+                      "The days the measured materializations cover (an unpartitioned asset: the UTC days they "
+                      "happened on).", nullable=False),
+        ]
+    ),
+    "usage_estimate": pa.schema(
+        [
+            described("estimated_on", pa.date32(), _ESTIMATED_ON, nullable=False),
+            described("service", pa.string(), "S3, Glue or Athena.", nullable=False),
+            described("item", pa.string(), "What is billed: storage, a request class, or an sql/ query.", nullable=False),
+            described("quantity", pa.float64(), "How much of it a month, in `unit`.", nullable=False),
+            described("unit", pa.string(), "GB-month, requests, or TB scanned.", nullable=False),
+            described("unit_price", pa.float64(), "USD per unit, from the price table.", nullable=False),
+            described("monthly_usd", pa.float64(), "quantity x unit_price, less what the free tier covers, in USD.",
+                      nullable=False),
+            described("basis", pa.string(), "What the quantity assumes.", nullable=False),
+            described("prices_as_of", pa.date32(), "The day the price table's prices were taken.", nullable=False),
+            described("orders_per_day", pa.int64(), "The configured volume (ECOMM_ORDERS_PER_DAY) when estimated.",
+                      nullable=False),
+        ]
+    ),
+}
+
+
 class MissingDescription(ValueError):
     """A contract column without a description."""
 

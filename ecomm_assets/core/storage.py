@@ -32,10 +32,18 @@ import boto3
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from ecomm_assets.core.layout import STAGING, is_hidden_name
 from ecomm_assets.core.schemas import conform
+from ecomm_assets.core.usage import (
+    Request,
+    Usage,
+    count_requests,
+    current,
+    list_requests,
+)
 
 PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 1  # as DuckDB's staged files: compact enough, fast to write
@@ -43,6 +51,10 @@ CONFORM_BATCH_ROWS = 128 * 1024  # rows per batch when a staged file is rewritte
 # No write of ours takes this long: an older temporary file or multipart upload is a dead writer's
 # even when its process id was reused or it ran on another host.
 LEFTOVER_MAX_AGE = timedelta(hours=6)
+MULTIPART_THRESHOLD = 64 << 20  # an object larger than this is uploaded in parts of this size
+UPLOAD_CONFIG = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
+                               use_threads=False)
+PARQUET_TAIL = 8  # the footer's length and the magic bytes after it
 
 
 def owner() -> str:
@@ -132,11 +144,14 @@ def _error_code(error: ClientError) -> tuple[str, int]:
 
 
 class LakeStore:
-    """Reads and writes lake files by relative path on one pyarrow filesystem."""
+    """Reads and writes lake files by relative path on one pyarrow filesystem, recording what it
+    does in `usage` (core/usage.py; by default the Usage being recorded when it is made): each
+    file written or read with its size, and one request per object-store operation, as S3 would
+    bill it (a local write is a PUT, a rename a COPY and a DELETE, a folder listing a LIST)."""
 
     def __init__(
         self, filesystem: pafs.FileSystem, root: str, uri: str,
-        s3_endpoint_url: str | None = None, s3_region: str | None = None,
+        s3_endpoint_url: str | None = None, s3_region: str | None = None, usage: Usage | None = None,
     ):
         self.filesystem = filesystem
         self.root = root.rstrip("/")
@@ -145,15 +160,17 @@ class LakeStore:
         self.s3_region = s3_region
         self._swept = False
         self._s3 = None
+        self.usage = usage or current()
 
     @classmethod
-    def from_uri(cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> LakeStore:
+    def from_uri(cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str | None = None,
+                 usage: Usage | None = None) -> LakeStore:
         if uri.startswith("s3://"):
             bucket_and_prefix = uri[len("s3://") :].rstrip("/")
             filesystem = pafs.S3FileSystem(endpoint_override=s3_endpoint_url or None, region=s3_region or None)
-            return cls(filesystem, bucket_and_prefix, uri, s3_endpoint_url or None, s3_region or None)
+            return cls(filesystem, bucket_and_prefix, uri, s3_endpoint_url or None, s3_region or None, usage)
         root = os.path.abspath(uri)
-        return cls(pafs.LocalFileSystem(), root, root)
+        return cls(pafs.LocalFileSystem(), root, root, usage=usage)
 
     @property
     def is_local(self) -> bool:
@@ -178,8 +195,8 @@ class LakeStore:
 
     def s3_client(self):
         """A boto3 S3 client for what pyarrow's filesystem cannot do (conditional writes, multipart
-        uploads), on the same endpoint and region."""
-        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region)
+        uploads), on the same endpoint and region; its calls are recorded in the store's usage."""
+        return count_requests(boto3.client("s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region), self.usage)
 
     def _client(self):
         """One S3 client per store, made on first use (boto3 clients are thread-safe)."""
@@ -190,11 +207,12 @@ class LakeStore:
     # --- writes -------------------------------------------------------------------------------
 
     def write_bytes(self, rel: str, data: bytes) -> int:
+        if not self.is_local:
+            self._upload(rel, io.BytesIO(data), len(data))
+            return len(data)
         target = self.full_path(rel)
         self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        if not self.is_local:
-            self._upload(target, io.BytesIO(data))
-            return len(data)
+        self.usage.wrote(rel, len(data))
         temporary = os.path.join(self._staging_root(), f"{owner()}~{uuid.uuid4().hex}.tmp")
         try:
             with open(temporary, "wb") as out:
@@ -208,21 +226,24 @@ class LakeStore:
     def put_file(self, rel: str, local: Path) -> int:
         """Move a finished local file (from `staging_dir`) into the lake, atomically."""
         size = local.stat().st_size
+        if not self.is_local:
+            with open(local, "rb") as source:
+                self._upload(rel, source, size)
+            return size
         target = self.full_path(rel)
         self.filesystem.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        if self.is_local:
-            os.replace(local, target)  # staging is inside the lake root: same filesystem
-            return size
-        with open(local, "rb") as source:
-            self._upload(target, source)
+        self.usage.wrote(rel, size)
+        os.replace(local, target)  # staging is inside the lake root: same filesystem
         return size
 
-    def _upload(self, target: str, source) -> None:
-        """One object written from a stream (S3 shows it only once complete)."""
+    def _upload(self, rel: str, source, size: int) -> None:
+        """One object written from a stream (S3 shows it only once complete): a single PutObject up
+        to MULTIPART_THRESHOLD, a multipart upload above. Through boto3, not pyarrow's output
+        stream, which makes every object a multipart upload (3 requests) and PUTs a marker object
+        for each folder above it: 7 billed requests for a small file where S3 needs 1."""
         self._sweep_once()
-        # compression=None: pyarrow would otherwise gzip a `.gz` name (a landed file's quarantined copy) again.
-        with self.filesystem.open_output_stream(target, compression=None) as out:
-            shutil.copyfileobj(source, out, 8 << 20)
+        self._client().upload_fileobj(source, self.bucket, self.key(rel), Config=UPLOAD_CONFIG)
+        self.usage.wrote(rel, size, request=None)  # the client's hook counted the requests
 
     @contextlib.contextmanager
     def staging_dir(self) -> Iterator[str]:
@@ -294,22 +315,28 @@ class LakeStore:
             else:
                 written += self.write_bytes(rel, content)
         selector = pafs.FileSelector(self.full_path(rel_dir), allow_not_found=True)
-        for info in self.filesystem.get_file_info(selector):
+        for info in self.listing(selector):
             stale = (info.base_name not in files and not is_hidden_name(info.base_name)) or info.base_name.endswith(".tmp")
             if info.type == pafs.FileType.File and stale:
                 self.delete(f"{rel_dir}/{info.base_name}")
         return written
 
     def delete(self, rel: str) -> None:
+        self.usage.request(Request.DELETE)
         with contextlib.suppress(FileNotFoundError):
             self.filesystem.delete_file(self.full_path(rel))
 
     # --- reads --------------------------------------------------------------------------------
 
     def read_bytes(self, rel: str) -> bytes:
-        """The file's bytes as stored: pyarrow would otherwise decompress a `.gz` name by itself."""
+        """The file's bytes as stored (pyarrow would decompress a `.gz` name by itself); on S3 one
+        GetObject (pyarrow's input stream adds a HeadObject)."""
+        if not self.is_local:
+            return self.read_confined(*rel.rsplit("/", 1))[0]
         with self.filesystem.open_input_stream(self.full_path(rel), compression=None) as stream:
-            return stream.read()
+            data = stream.read()
+        self.usage.read(rel, len(data))
+        return data
 
     def read_confined(self, folder: str, name: str) -> tuple[bytes, LakeFile]:
         """A file below `folder` with its size, mtime and the version read (see FileVersion). Locally
@@ -328,6 +355,7 @@ class LakeStore:
                 raise
             with contextlib.closing(response["Body"]) as body:
                 data = body.read()
+            self.usage.read(rel, len(data), request=None)  # the client's hook counted the GET
             version = FileVersion(
                 size=response["ContentLength"], etag=response["ETag"],
                 metadata=dict(response.get("Metadata") or {}), content_type=response.get("ContentType"),
@@ -349,6 +377,7 @@ class LakeStore:
             if not stat.S_ISREG(status.st_mode):
                 raise NotARegularFile(f"{rel}: not a regular file")
             data = file.read()
+        self.usage.read(rel, len(data))
         version = FileVersion(
             size=status.st_size, inode=(status.st_dev, status.st_ino), mtime_ns=status.st_mtime_ns, ctime_ns=status.st_ctime_ns,
         )
@@ -410,9 +439,13 @@ class LakeStore:
             target = self._open_below(self.full_path(top), [*below.split("/"), *folders] if below else folders,
                                       f"{to_folder}/{name}", create=True)
             try:
-                return self._rename_checked(source, target, leaf, version)
+                moved = self._rename_checked(source, target, leaf, version)
             finally:
                 os.close(target)
+            if moved is Moved.MOVED:  # what S3 does for it: a copy and a delete
+                self.usage.wrote(f"{to_folder}/{name}", version.size, Request.COPY)
+                self.usage.request(Request.DELETE)
+            return moved
         finally:
             os.close(source)
 
@@ -446,6 +479,7 @@ class LakeStore:
                 Bucket=self.bucket, Key=self.key(f"{to_folder}/{name}"), CopySource={"Bucket": self.bucket, "Key": source},
                 CopySourceIfMatch=version.etag, MetadataDirective="REPLACE", Metadata={**version.metadata, **metadata}, **extra,
             )
+            self.usage.wrote(f"{to_folder}/{name}", version.size, request=None)  # the client's hook counted the COPY
             s3.delete_object(Bucket=self.bucket, Key=source, IfMatch=version.etag)
         except ClientError as error:
             code, status = _error_code(error)
@@ -457,6 +491,16 @@ class LakeStore:
         return Moved.MOVED
 
     def exists(self, rel: str) -> bool:
+        """Whether a file is there: one HeadObject on S3 (pyarrow adds a LIST when there is none)."""
+        if not self.is_local:
+            try:
+                self._client().head_object(Bucket=self.bucket, Key=self.key(rel))
+            except ClientError as error:
+                if _error_code(error)[1] == 404 or _error_code(error)[0] in ("NoSuchKey", "404", "NotFound"):
+                    return False
+                raise
+            return True
+        self.usage.request(Request.HEAD)
         return self.filesystem.get_file_info(self.full_path(rel)).type == pafs.FileType.File
 
     def list_files(self, rel_dir: str, recursive: bool = False) -> list[LakeFile]:
@@ -465,25 +509,35 @@ class LakeStore:
         prefix_len = len(self.root) + 1
         files = [
             LakeFile(info.path[prefix_len:], info.size, info.mtime)
-            for info in self.filesystem.get_file_info(selector)
+            for info in self.listing(selector)
             if info.type == pafs.FileType.File and not is_hidden_name(info.path[len(selector.base_dir) + 1 :])
         ]
         return sorted(files, key=lambda f: f.path)
+
+    def listing(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        """The filesystem's listing, recorded as S3 serves it: one LIST per 1,000 keys listed
+        (pyarrow pages ListObjectsV2 so; a non-recursive listing's folders count as keys)."""
+        infos = self.filesystem.get_file_info(selector)
+        self.usage.request(Request.LIST, list_requests(len(infos)))
+        return infos
 
     def read_parquet(self, rels: Sequence[str]) -> pa.Table:
         tables = [self._read_parquet_file(rel) for rel in rels]
         return pa.concat_tables(tables) if tables else pa.table({})
 
     def _read_parquet_file(self, rel: str) -> pa.Table:
-        # A ParquetFile reads one known file at half the cost of pq.read_table (no dataset discovery).
-        with self.filesystem.open_input_file(self.full_path(rel)) as handle:
-            return pq.ParquetFile(handle).read()
+        # Every column is read: the whole file in one GET, not a HEAD and ranged GETs. A ParquetFile
+        # reads one known file at half the cost of pq.read_table (no dataset discovery).
+        return pq.ParquetFile(pa.BufferReader(self.read_bytes(rel))).read()
 
     @contextlib.contextmanager
     def local_paths(self, rels: Sequence[str]) -> Iterator[list[str]]:
         """Local file paths for lake files, for engines (DuckDB) that read only local files here."""
         if self.is_local:
-            yield [self.full_path(rel) for rel in rels]
+            paths = [self.full_path(rel) for rel in rels]
+            for rel, path in zip(rels, paths):
+                self.usage.read(rel, os.path.getsize(path))  # the engine reads each whole
+            yield paths
             return
         with self.staging_dir() as folder:
             paths = []
@@ -509,6 +563,11 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
 
 
 def parquet_row_count(store: LakeStore, rel: str) -> int:
-    """Rows of a Parquet file from its footer, without reading the data."""
+    """Rows of a Parquet file from its footer, without reading the data (recorded as the HEAD and
+    the ranged GET of the footer that S3 serves)."""
     with store.filesystem.open_input_file(store.full_path(rel)) as handle:
-        return pq.ParquetFile(handle).metadata.num_rows
+        metadata = pq.ParquetFile(handle).metadata
+        size = handle.size()
+    store.usage.request(Request.HEAD)
+    store.usage.read(rel, min(metadata.serialized_size + PARQUET_TAIL, size))
+    return metadata.num_rows

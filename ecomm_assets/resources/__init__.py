@@ -10,10 +10,12 @@ import dagster as dg
 
 from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
+from ecomm_assets.core.costs import PriceTable
 from ecomm_assets.core.dummyjson import DummyJSONClient, carts_to_orders
 from ecomm_assets.core.privacy import DEFAULT_KEY_WARNING, extracted, hash_key
 from ecomm_assets.core.simulator import LiveFeed
 from ecomm_assets.core.storage import LakeStore
+from ecomm_assets.core.usage import count_requests, current
 from ecomm_assets.settings import (
     SETTINGS,
     CatalogBackend,
@@ -129,9 +131,26 @@ class SqlCatalogResource(dg.ConfigurableResource):
     def catalog(self, projection_start: date) -> Catalog:
         if self.backend is CatalogBackend.DUCKDB:
             return DuckDBCatalog(self.duckdb_path)
-        glue = boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None)
+        # Its calls are recorded in the step's usage (core/usage.py).
+        glue = count_requests(
+            boto3.client("glue", endpoint_url=self.glue_endpoint_url or None, region_name=self.region or None), current()
+        )
         projection = projection_start if self.partition_projection is Switch.ON else None
         return GlueCatalog(glue, self.glue_database, projection)
+
+
+class PricingResource(dg.ConfigurableResource):
+    """What the `usage` asset prices the measured usage with: the price table (built-in us-east-1
+    list prices, or a JSON file of the same keys) and how often each sql/ query runs on Athena."""
+
+    price_table: str | None = Settings.price_table
+    athena_queries_per_day: int = Settings.athena_queries_per_day
+
+    def prices(self) -> PriceTable:
+        if self.price_table is None:
+            return PriceTable()
+        with open(self.price_table, encoding="utf-8") as table:
+            return PriceTable.from_json(table.read())
 
 
 class AlertSinkResource(dg.ConfigurableResource):

@@ -1,0 +1,99 @@
+"""The bytes of Parquet a query scans after partition and column pruning: what Athena bills.
+
+DuckDB plans the query over the lake's tables (read through fsspec, so an S3 lake works too), and
+its plan gives, for each Parquet scan, the columns read (column pruning) and the filter on `dt`
+that picks the files (partition pruning). The bytes are those columns' compressed column chunks
+in the files whose day passes the filter, from the files' footers. DuckDB's own bytes read are no
+measure: it fetches a small file whole whatever the columns. Only the files of the tables the
+query reads count; a query reading several tables counts each scan's columns in every one of
+those tables' files that has them (an upper bound).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import duckdb
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from fsspec.implementations.arrow import ArrowFSWrapper
+
+from ecomm_assets.core.layout import PARTITION_FILES_GLOB, PARTITION_KEY, partition_day
+
+PROTOCOL = "lakescan"
+
+
+class _LakeFileSystem(ArrowFSWrapper):
+    protocol = PROTOCOL
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        # Everything after `lakescan://` is the path: an S3 lake's root starts with its bucket, not a host.
+        return path.removeprefix(f"{PROTOCOL}://").rstrip("/") if isinstance(path, str) else super()._strip_protocol(path)
+
+
+def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
+    """Each Parquet scan's (columns, filter on the partition column or None)."""
+    scans, nodes = [], list(plan)
+    while nodes:
+        node = nodes.pop()
+        info = node.get("extra_info", {})
+        if info.get("Function") == "READ_PARQUET":
+            projected = info.get("Projections", [])
+            scans.append((set([projected] if isinstance(projected, str) else projected), info.get("File Filters")))
+        nodes.extend(node.get("children", []))
+    return scans
+
+
+def scanned_bytes(queries: Mapping[str, str], filesystem: pafs.FileSystem, root: str,
+                  tables: Mapping[str, str]) -> dict[str, tuple[int, int] | str]:
+    """For each query (name -> SQL) over the tables (name -> folder below `root` on `filesystem`,
+    holding dt=YYYY-MM-DD/ partitions): (bytes of column chunks scanned, files scanned), or why it
+    could not be planned (a table the lake does not hold)."""
+    with duckdb.connect() as con:
+        con.register_filesystem(_LakeFileSystem(filesystem))
+        for name, folder in tables.items():
+            con.execute(
+                f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{PROTOCOL}://{root}/{folder}/{PARTITION_FILES_GLOB}', "
+                f"hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}})"
+            )
+        results = {}
+        for query, sql in queries.items():
+            try:
+                results[query] = _scanned(con, sql, filesystem, root, tables)
+            except duckdb.CatalogException as error:
+                results[query] = str(error)
+    return results
+
+
+def _scanned(con: duckdb.DuckDBPyConnection, sql: str, filesystem: pafs.FileSystem, root: str,
+             tables: Mapping[str, str]) -> tuple[int, int]:
+    scans = _scans(json.loads(con.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]))
+    read = duckdb.get_table_names(sql) & set(tables)  # from the parsed SQL (binding it hits the views' hive_types)
+    files = {info.path: str(partition_day(info.path[len(root) + 1:])) for name in sorted(read)
+             for info in filesystem.get_file_info(pafs.FileSelector(f"{root}/{tables[name]}", recursive=True))
+             if info.path.endswith(".parquet")}
+    days = sorted(set(files.values()))
+    columns_by_day: dict[str, set[str]] = {}
+    for columns, day_filter in scans:
+        passing = days if not day_filter else [
+            str(row[0]) for row in con.execute(
+                f"SELECT {PARTITION_KEY} FROM (SELECT unnest(?::DATE[]) AS {PARTITION_KEY}) WHERE {day_filter}", [days]
+            ).fetchall()
+        ]
+        for day in passing:
+            columns_by_day.setdefault(day, set()).update(columns)
+    scanned, scanned_files = 0, 0
+    for path, day in sorted(files.items()):
+        columns = columns_by_day.get(day)
+        if not columns:
+            continue  # pruned by its partition
+        scanned_files += 1
+        with filesystem.open_input_file(path) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            scanned += sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns)
+                           if row_group.column(c).path_in_schema in columns)
+    return scanned, scanned_files

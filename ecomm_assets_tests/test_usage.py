@@ -1,0 +1,218 @@
+"""Every asset's materialization carries what it did to the lake and the catalog (usage/...):
+exact against the files on disk, and against the requests an S3 endpoint (moto) served."""
+
+import json
+import threading
+from collections import Counter
+
+import boto3
+import dagster as dg
+import duckdb
+import pytest
+
+from ecomm_assets.core.costs import PriceTable
+from ecomm_assets.definitions import ASSETS, resources_from
+from ecomm_assets.resources import PricingResource
+from ecomm_assets.settings import CatalogBackend, SettingError, Settings
+from ecomm_assets_tests.conftest import PROJECT, make_definitions, materialize_day
+from ecomm_assets_tests.test_automation import sensor_requests
+from ecomm_assets_tests.test_definitions import land, landed_order
+
+DAY = "2024-01-15"
+
+
+def usage_of(instance, asset: str) -> dict:
+    metadata = instance.get_latest_materialization_event(dg.AssetKey(asset)).asset_materialization.metadata
+    return {key: entry.value for key, entry in metadata.items() if key.startswith("usage/")}
+
+
+def test_a_days_figures_are_the_files_it_wrote_and_read(lake_dir, instance):
+    assert materialize_day(make_definitions(lake_dir), DAY, instance).success
+    lines = usage_of(instance, "order_lines")
+    day = lake_dir / "processed" / "order_lines" / f"dt={DAY}"
+    written = list(day.iterdir())  # the part file and _counts.json
+    assert lines["usage/processed/objects_written"] == len(written) == 2
+    assert lines["usage/processed/bytes_written"] == sum(p.stat().st_size for p in written)
+    raw = list((lake_dir / "raw" / "orders" / f"dt={DAY}").iterdir())
+    assert lines["usage/raw/objects_read"] == len(raw)
+    assert lines["usage/raw/bytes_read"] == sum(p.stat().st_size for p in raw)
+    assert lines["usage/days"] == 1
+    # orders reads exactly the order_lines part file and writes its own.
+    orders = usage_of(instance, "orders")
+    assert orders["usage/processed/objects_read"] == 1
+    assert orders["usage/processed/bytes_read"] == (day / "part-00000.parquet").stat().st_size
+    assert orders["usage/processed/bytes_written"] == (
+        lake_dir / "processed" / "orders" / f"dt={DAY}" / "part-00000.parquet").stat().st_size
+    assert orders["usage/s3/put"] == 2  # its file and its day's lock
+    report = sum(p.stat().st_size for p in (lake_dir / "reports" / "dashboard").iterdir())
+    assert usage_of(instance, "dashboard")["usage/reports/bytes_written"] == report
+
+    # The usage asset of the same run: its tables hold those figures, queryable in the catalog.
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        per_day = dict(con.execute("SELECT figure, per_day FROM usage_by_asset WHERE asset = 'order_lines'").fetchall())
+        assert per_day["processed/bytes_written"] == lines["usage/processed/bytes_written"]
+        lines_of_estimate = con.execute(
+            "SELECT service, item, monthly_usd, orders_per_day FROM usage_estimate ORDER BY service, item").fetchall()
+    estimate = instance.get_latest_materialization_event(dg.AssetKey("usage")).asset_materialization.metadata
+    assert estimate["monthly_usd"].value == pytest.approx(sum(line[2] for line in lines_of_estimate), abs=1e-4)
+    assert {line[3] for line in lines_of_estimate} == {200}
+    scans = estimate["query_bytes_per_day_of_data"].value
+    # Every sql/ query but those of the usage tables, which the first estimate writes.
+    assert sorted(scans) == sorted(p.name for p in (PROJECT / "sql").glob("*.sql") if "usage_" not in p.read_text())
+    assert all(size > 0 for size in scans.values())
+    assert ("Athena", "sql/total_sales_by_category.sql") in {line[:2] for line in lines_of_estimate}
+
+    # The sql/ queries of the usage tables: the estimate's services, and the bytes each asset writes.
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        by_service = con.sql((PROJECT / "sql" / "monthly_cost_by_service.sql").read_text()).fetchall()
+        by_asset = dict(con.sql((PROJECT / "sql" / "bytes_written_by_asset.sql").read_text()).fetchall())
+    assert {service for service, _ in by_service} == {"S3", "Glue", "Athena"}
+    assert sum(usd for _, usd in by_service) == pytest.approx(estimate["monthly_usd"].value, abs=1e-3)
+    assert by_asset["orders"] == orders["usage/processed/bytes_written"] + orders["usage/locks/bytes_written"]
+
+    # The same figures priced with another table (ECOMM_PRICE_TABLE): what the file says is what is charged.
+    prices = lake_dir.parent / "prices.json"
+    prices.write_text(json.dumps({"as_of": "2030-01-01", "s3_get_and_other_per_1000": 1.0}))
+    resources = make_definitions(lake_dir).resources | {"pricing": PricingResource(price_table=str(prices))}
+    assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=resources).success
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        gets = con.execute("SELECT quantity, unit_price, monthly_usd, prices_as_of FROM usage_estimate "
+                           "WHERE item = 'GET, HEAD requests'").fetchall()
+    assert [(unit_price, str(as_of)) for _, unit_price, _, as_of in gets] == [(1.0 / 1000, "2030-01-01")]
+    assert gets[0][2] == pytest.approx(gets[0][0] / 1000)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read the price table"), ("{\"athena\": 1}", "not a price table: unknown price keys"),
+     ("{\"s3_storage_per_gb_month\": \"cheap\"}", "not a price table: s3_storage_per_gb_month must be a number")],
+    ids=["missing", "unknown-key", "not-a-number"],
+)
+def test_a_bad_price_table_setting_is_refused_at_load(tmp_path, content, message):
+    path = tmp_path / "prices.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SettingError, match=f"ECOMM_PRICE_TABLE='{path}': {message}"):
+        Settings.from_environment({"ECOMM_PRICE_TABLE": str(path)})
+
+
+def test_a_price_table_setting_names_its_file(tmp_path):
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"athena_per_tb_scanned": 6.0}))
+    settings = Settings.from_environment({"ECOMM_PRICE_TABLE": str(path), "ECOMM_ATHENA_QUERIES_PER_DAY": "24"})
+    pricing = resources_from(settings)["pricing"]
+    assert (pricing.prices(), pricing.athena_queries_per_day) == (PriceTable(athena_per_tb_scanned=6.0), 24)
+
+
+def test_a_range_runs_figures_are_the_whole_range_and_the_estimate_takes_them_per_day(lake_dir, instance):
+    defs = make_definitions(lake_dir, orders_per_day=20)
+    job = defs.resolve_implicit_global_asset_job_def()
+    sources = [dg.AssetKey(name) for name in ("products_raw", "users_raw", "carts_raw", "orders_raw")]
+    assert job.execute_in_process(instance=instance, asset_selection=sources, tags={
+        "dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-16"}).success
+    assert len(list((lake_dir / "raw" / "orders").iterdir())) == 3  # a file in each day's folder
+    records = instance.fetch_materializations(dg.AssetKey("orders_raw"), limit=10).records
+    assert len(records) == 3
+    for record in records:  # each day's materialization holds the whole run's figures
+        figures = record.asset_materialization.metadata
+        assert (figures["usage/days"].value, figures["usage/raw/objects_written"].value) == (3, 3)
+    assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=defs.resources).success
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        measured = con.execute("SELECT per_day, days_measured FROM usage_by_asset "
+                               "WHERE asset = 'orders_raw' AND figure = 'raw/objects_written'").fetchall()
+    written = sum(p.stat().st_size for p in (lake_dir / "raw" / "orders").rglob("*.jsonl"))
+    assert measured == [(1.0, 9)]  # 3 materializations of 3 days each, one file a day
+    assert usage_of(instance, "orders_raw")["usage/raw/bytes_written"] == written
+
+
+def test_an_ingest_the_sensor_requested_records_its_usage_on_landed_files(lake_dir, instance):
+    defs = make_definitions(lake_dir)
+    data = json.dumps([landed_order("L1", "2024-01-15T10:00:00Z")]).encode()
+    land(lake_dir, "drop.json", data)
+    requested, _ = sensor_requests(defs, "landing_files_sensor", **defs.resources)
+    assert len(requested) == 1
+    run = defs.resolve_job_def("ingest_landing_job").execute_in_process(
+        instance=instance, run_config=requested[0].run_config, tags=requested[0].tags)
+    assert run.success
+    figures = usage_of(instance, "landed_files")
+    # Read once from landing/orders/, then moved (a COPY and a DELETE) to landing/_ingested/orders/.
+    assert (figures["usage/landing/objects_read"], figures["usage/landing/bytes_read"]) == (1, len(data))
+    assert (figures["usage/landing/objects_written"], figures["usage/landing/bytes_written"]) == (1, len(data))
+    assert figures["usage/s3/copy"] == 1
+    for area in ("raw", "processed"):  # the day's raw orders and the manifest; the landed_files row
+        written = [p for p in (lake_dir / area).rglob("*") if p.is_file()]
+        assert figures[f"usage/{area}/objects_written"] == len(written), area
+        assert figures[f"usage/{area}/bytes_written"] == sum(p.stat().st_size for p in written), area
+    assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=defs.resources).success
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        measured = con.execute("SELECT per_day, days_measured FROM usage_by_asset "
+                               "WHERE asset = 'landed_files' AND figure = 'landing/bytes_read'").fetchall()
+    assert measured == [(len(data), 1)]  # one ingest, on one day
+
+
+# What S3 bills each HTTP request as (a ListObjectsV2 and ListMultipartUploads are GETs on the bucket).
+def request_class(method: str, path: str, query: str) -> str:
+    if method == "GET" and path.count("/") == 1:
+        return "list"
+    if method == "POST" or (method == "PUT" and "x-amz-copy-source" in query):
+        return "put"
+    return {"PUT": "put", "GET": "get", "HEAD": "head", "DELETE": "delete"}[method]
+
+
+@pytest.fixture
+def counted_aws(monkeypatch):
+    """A moto S3 + Glue endpoint that keeps every request it serves (method, path, target)."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    served = []
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def recording(environ, start_response):
+        copy = "x-amz-copy-source" if "HTTP_X_AMZ_COPY_SOURCE" in environ else ""
+        served.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("QUERY_STRING", "") + copy,
+                       environ.get("HTTP_X_AMZ_TARGET")))
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, recording, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield f"http://127.0.0.1:{server.server_port}", served
+    server.shutdown()
+
+
+def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
+    endpoint, served = counted_aws
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="lake")
+    settings = Settings(lake_uri="s3://lake/prefix", s3_endpoint_url=endpoint, aws_region="us-east-1",
+                        orders_per_day=50, catalog=CatalogBackend.GLUE, glue_endpoint_url=endpoint)
+    resources = resources_from(settings)
+    with dg.instance_for_test() as instance:
+        upstream = ["products_raw", "users_raw", "carts_raw", "orders_raw", "order_lines"]
+        assert dg.materialize(ASSETS, selection=upstream, partition_key=DAY, instance=instance, resources=resources).success
+        for asset in ("orders", "catalog"):
+            served.clear()
+            assert dg.materialize(ASSETS, selection=[asset], partition_key=DAY, instance=instance, resources=resources).success
+            figures = usage_of(instance, asset)
+            s3 = Counter(request_class(m, p, q) for m, p, q, target in served if not target)
+            glue = Counter(target.rpartition(".")[2] for *_, target in served if target and target.startswith("AWSGlue"))
+            assert {kind: figures[f"usage/s3/{kind}"] for kind in ("put", "copy", "list", "get", "head", "delete")} == {
+                kind: s3[kind] for kind in ("put", "copy", "list", "get", "head", "delete")}, asset
+            assert {k.removeprefix("usage/glue/"): v for k, v in figures.items()
+                    if k.startswith("usage/glue/") and k != "usage/glue/calls"} == dict(glue), asset
+            assert figures["usage/glue/calls"] == sum(glue.values())
+        assert glue["BatchCreatePartition"] >= 1  # the catalog step registered its day's partitions
+
+        # The estimate on an S3 lake: its queries scanned through S3, its tables registered in Glue for Athena.
+        assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=resources).success
+        estimate = instance.get_latest_materialization_event(dg.AssetKey("usage")).asset_materialization.metadata
+        assert estimate["query_bytes_per_day_of_data"].value["total_sales_by_category.sql"] > 0
+    glue_client = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
+    for table in ("usage_by_asset", "usage_estimate"):
+        location = glue_client.get_table(DatabaseName="ecomm", Name=table)["Table"]["StorageDescriptor"]["Location"]
+        assert location == f"s3://lake/prefix/processed/{table}/"
+        assert len(glue_client.get_partitions(DatabaseName="ecomm", TableName=table)["Partitions"]) == 1
+

@@ -5,7 +5,16 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from ecomm_assets import checks
-from ecomm_assets.assets import analytics, catalog, engagement, lake, landing, purchases, sources, usage
+from ecomm_assets.assets import (
+    analytics,
+    catalog,
+    engagement,
+    lake,
+    landing,
+    purchases,
+    sources,
+    usage,
+)
 from ecomm_assets.automation import (
     daily_job,
     daily_job_schedule,

@@ -11,7 +11,12 @@ import dagster as dg
 from ecomm_assets.assets.days import run_days, split_by_day, write_days, writing_days
 from ecomm_assets.assets.lake import LAKE, json_lines, raw_day_files, write_rejects
 from ecomm_assets.assets.landing import raw_file_age
-from ecomm_assets.assets.metadata import column_schema, preview, reasons_table, with_usage
+from ecomm_assets.assets.metadata import (
+    column_schema,
+    preview,
+    reasons_table,
+    with_usage,
+)
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
     PART_FILE,

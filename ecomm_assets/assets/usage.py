@@ -26,7 +26,7 @@ from ecomm_assets.core.layout import (
     table_dir,
 )
 from ecomm_assets.core.scans import scanned_bytes
-from ecomm_assets.core.schemas import LAKE_TABLES, USAGE_TABLES
+from ecomm_assets.core.schemas import LAKE_TABLES, UNPARTITIONED_TABLES, USAGE_TABLES
 from ecomm_assets.core.usage import PREFIX, StepUsage
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import (
@@ -82,7 +82,7 @@ def query_scans(context: dg.AssetExecutionContext, store, tables: list[str]) -> 
         return {}, days
     queries = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
     scans = {}
-    for name, scanned in scanned_bytes(queries, store.filesystem, store.root, present).items():
+    for name, scanned in scanned_bytes(queries, store.filesystem, store.root, present, UNPARTITIONED_TABLES).items():
         if isinstance(scanned, str):
             context.log.warning(f"sql/{name} left out of the estimate: {scanned}")
         else:
@@ -113,7 +113,7 @@ def usage(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: Sq
     if not measured:
         raise dg.Failure("no materialization records usage yet: materialize a day first")
     per_day = sum((Counter(figures) for figures, _ in measured.values()), Counter())
-    scans, days_of_data = query_scans(context, store, [*LAKE_TABLES, *USAGE_TABLES])
+    scans, days_of_data = query_scans(context, store, [*LAKE_TABLES, *UNPARTITIONED_TABLES, *USAGE_TABLES])
     prices = pricing.prices()
     polls = SECONDS_PER_DAY / landing_files_sensor.minimum_interval_seconds if SETTINGS.landing_sensor is Switch.ON else 0
     lines = monthly_estimate(per_day, prices, query_scans=scans, queries_per_day=pricing.athena_queries_per_day,

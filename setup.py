@@ -23,6 +23,7 @@ setup(
             "dagster-graphql==1.13.27",
             "moto[server]==5.2.5",
             "pytest==9.2.0",
+            "pytest-xdist==3.8.0",  # the suite runs on every core (pytest.ini)
             "dagster-postgres==0.29.27",  # test_deploy validates the production instance config
         ],
         "deploy": ["dagster-postgres==0.29.27"],

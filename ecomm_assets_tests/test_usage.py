@@ -3,6 +3,7 @@ exact against the files on disk, and against the requests an S3 endpoint (moto) 
 
 import json
 import threading
+import uuid
 from collections import Counter
 
 import boto3
@@ -186,9 +187,11 @@ def counted_aws(monkeypatch):
 
 def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
     endpoint, served = counted_aws
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="lake")
-    settings = Settings(lake_uri="s3://lake/prefix", s3_endpoint_url=endpoint, aws_region="us-east-1",
-                        orders_per_day=50, catalog=CatalogBackend.GLUE, glue_endpoint_url=endpoint)
+    # moto's backends live as long as the process: a bucket and a database of its own, whatever ran before in it.
+    bucket, database = f"lake-{uuid.uuid4().hex[:8]}", f"ecomm_{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    settings = Settings(lake_uri=f"s3://{bucket}/prefix", s3_endpoint_url=endpoint, aws_region="us-east-1", orders_per_day=50,
+                        catalog=CatalogBackend.GLUE, glue_endpoint_url=endpoint, glue_database=database)
     resources = resources_from(settings)
     with dg.instance_for_test() as instance:
         upstream = ["products_raw", "users_raw", "carts_raw", "orders_raw", "order_lines"]
@@ -204,7 +207,7 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
             assert {k.removeprefix("usage/glue/"): v for k, v in figures.items()
                     if k.startswith("usage/glue/") and k != "usage/glue/calls"} == dict(glue), asset
             assert figures["usage/glue/calls"] == sum(glue.values())
-        assert glue["BatchCreatePartition"] >= 1  # the catalog step registered its day's partitions
+        assert glue["BatchCreatePartition"] >= 1, (glue, figures)  # the catalog step registered its day's partitions
 
         # The estimate on an S3 lake: its queries scanned through S3, its tables registered in Glue for Athena.
         assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=resources).success
@@ -212,7 +215,7 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
         assert estimate["query_bytes_per_day_of_data"].value["total_sales_by_category.sql"] > 0
     glue_client = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
     for table in ("usage_by_asset", "usage_estimate"):
-        location = glue_client.get_table(DatabaseName="ecomm", Name=table)["Table"]["StorageDescriptor"]["Location"]
-        assert location == f"s3://lake/prefix/processed/{table}/"
-        assert len(glue_client.get_partitions(DatabaseName="ecomm", TableName=table)["Partitions"]) == 1
+        location = glue_client.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]["Location"]
+        assert location == f"s3://{bucket}/prefix/processed/{table}/"
+        assert len(glue_client.get_partitions(DatabaseName=database, TableName=table)["Partitions"]) == 1
 

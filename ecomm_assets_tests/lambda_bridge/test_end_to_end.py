@@ -138,12 +138,12 @@ def test_a_ui_backfill_of_a_range_is_one_run(tmp_path):
         runs = backfill_runs["data"]["runsOrError"]["results"]
         # Runs for the whole range, never one per day: the daily assets before dim_user_profiles (not
         # partitioned, in a run of its own), those after it (the purchase analytics, the catalog), and the
-        # dashboard (not partitioned) in a run after them.
+        # dashboard and the usage estimate (not partitioned) in runs after them.
         assert {r["status"] for r in runs} == {"SUCCESS"}
         ranges = [{t["key"]: t["value"] for t in r["tags"] if "partition" in t["key"]} for r in runs]
         whole = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
         assert all(tags in ({}, whole) for tags in ranges) and 1 <= ranges.count(whole) <= 2
         unpartitioned = sorted(a["path"] for r, tags in zip(runs, ranges) if not tags for a in r["assetSelection"])
-        assert unpartitioned == [["dashboard"], ["dim_user_profiles"]]
+        assert unpartitioned == [["dashboard"], ["dim_user_profiles"], ["usage"]]
     assert sorted(p.name for p in (lake / "processed" / "order_lines").iterdir()) == [f"dt={d}" for d in days]
     assert sorted(p.name for p in (lake / "processed" / "top_customers").iterdir()) == [f"dt={d}" for d in days]

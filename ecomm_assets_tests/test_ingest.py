@@ -6,6 +6,7 @@ import gzip
 import importlib
 import json
 import os
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -86,6 +87,24 @@ def raw_path_taken_by_a_folder(lake_dir) -> str:
     blocker.mkdir(parents=True)
     (blocker / "occupied").write_text("a folder where the ingest writes a file")
     return "b_fault.jsonl"
+
+
+def test_the_landed_files_materialization_shows_what_became_of_each_file(lake_dir, instance):
+    """The feed's bookmark in the UI: each file of the run with its state and counts, one table."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    land(lake_dir, "good|one.jsonl", jsonl(landed_order("A1", "2024-01-15T09:00:00Z"), landed_order("A2", "2024-01-16T09:00:00Z")))
+    land(lake_dir, "empty.json", b"  \n")
+    assert not ingest(defs, instance, files=["good|one.jsonl", "empty.json", "missing.jsonl"]).success  # missing: retried
+    table = landed_files_metadata(instance)["files"]
+    header, _, *rows = table.splitlines()
+    assert header == "| file | state | file_id | records_read | records_routed | records_quarantined | days |"
+    cells = [[cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
+    assert [(c[0], c[1].split(":")[0], c[3:]) for c in cells] == [
+        ("good\\|one.jsonl", "ingested", ["2", "2", "0", "2024-01-15, 2024-01-16"]),
+        ("empty.json", "quarantined whole", ["0", "0", "0", ""]),
+        ("missing.jsonl", "not ingested, still pending", ["", "", "", ""]),
+    ]
+    assert cells[1][1] == "quarantined whole: empty file" and cells[0][2] == file_id((lake_dir / "landing/_ingested/orders/good|one.jsonl").read_bytes())
 
 
 @pytest.mark.parametrize(

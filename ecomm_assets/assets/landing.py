@@ -26,7 +26,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ecomm_assets.assets.metadata import column_schema, usage_metadata
+from ecomm_assets.assets.metadata import column_schema, preview, usage_metadata
 from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
@@ -465,6 +465,7 @@ def ingest_feed(context: dg.OpExecutionContext, config: IngestConfig, lake: Lake
     window = DayWindow.for_lake(DAILY_PARTITIONS.start.date())
     ingested = set() if config.files or config.reingest else ingested_file_ids(store, feed)
     entries, refused_files, not_ingested, not_archived, archived = [], {}, {}, [], 0
+    handled: list[dict] = []  # what became of each file of the run, shown on the landed-files materialization
     for name, folder in [(name, None) for name in config.files] or _listed(context, store, config.reingest, feed):
         try:
             landing, data = read_landing(store, name, folder, feed)
@@ -472,16 +473,21 @@ def ingest_feed(context: dg.OpExecutionContext, config: IngestConfig, lake: Lake
             entry = None if content in ingested else ingest_file(store, landing, data, window, context.run_id, feed)
         except NotARegularFile as error:  # never read, so never quarantined: a verdict, alerted below
             refused_files[name] = str(error)
+            handled.append(_file_state(name, f"refused: {error}"))
             continue
         except Exception as error:  # noqa: BLE001 - vanished, unreadable, a day lock timeout: pending for a retry
             not_ingested[name] = f"{type(error).__name__}: {error}"
             context.log.error(f"{name!r}: not ingested: {not_ingested[name]}")
+            handled.append(_file_state(name, f"not ingested, still pending: {not_ingested[name]}"))
             continue
         if entry:
             entries.append(entry)
             _log_file(context, entry, feed)
+            handled.append(_file_state(name, f"quarantined whole: {entry['file_error']}" if entry["file_error"] else "ingested",
+                                       entry))
         else:  # recorded by a run that stopped before moving it (or the same content under another name)
             context.log.info(f"{name!r}: its content {content} is ingested already")
+            handled.append(_file_state(name, f"ingested already (content {content})"))
         moved, problem = archive_landed(context, store, landing, feed)
         archived += moved
         if problem:
@@ -518,6 +524,7 @@ def ingest_feed(context: dg.OpExecutionContext, config: IngestConfig, lake: Lake
                 "records_quarantined": recount["records_quarantined"],
                 "conservation_holds": conserved,
                 "days": dg.MetadataValue.json(days),
+                "files": preview(pa.Table.from_pylist(handled), rows=FILES_SHOWN),
                 "path": dg.MetadataValue.path(store.full_uri(table_dir(feed.landed_files_table))),
                 **usage_metadata(current(), days=0),
             },
@@ -611,6 +618,15 @@ def _log_file(context: dg.OpExecutionContext, entry: dict, feed: Feed) -> None:
                 metadata={"landed_file": entry["file"], "superseded": dg.MetadataValue.json(sorted(entry["supersedes"]))},
             )
         )
+
+
+FILES_SHOWN = 100  # rows of a run's "files" table in the UI; landed-files tables hold them all
+
+
+def _file_state(name: str, state: str, entry: dict | None = None) -> dict:
+    """A file's row in the run's "files" table: its name, what became of it, and its counts once recorded."""
+    counts = {key: (entry or {}).get(key) for key in ("file_id", "records_read", "records_routed", "records_quarantined")}
+    return {"file": name, "state": state, **counts, "days": ", ".join(entry["days"]) if entry else None}
 
 
 def _superseded_days(entry: dict) -> list[str]:

@@ -26,8 +26,13 @@ def preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
         return dg.MetadataValue.md("_no rows_")
     columns = table.column_names
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("" if row[c] is None else str(row[c]) for c in columns) + " |" for row in head]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in head]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def _cell(value: object) -> str:
+    """A value as one markdown table cell: a '|' or a line break in it would end the cell or the row."""
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def reasons_table(reasons: dict[str, int]) -> dg.MetadataValue:

@@ -74,12 +74,15 @@ def test_the_live_feed_schedule_is_off_by_default_and_its_tick_drops_a_file_the_
     else:
         lake, s3 = LakeResource(uri=str(lake_dir)), S3Resource()
     result = live_feed_run(defs, instance, tick.run_config, lake)
-    name = "simulated-orders-20240115T120000Z.json.gz"
-    assert result.success and result.output_for_node("drop_feed_files") == [f"landing/orders/{name}"]
+    name, log = "simulated-orders-20240115T120000Z.json.gz", "simulated-purchases-20240115T120000Z.csv"
+    profiles = "simulated-user-profiles.csv"
+    assert result.success and result.output_for_node("drop_feed_files") == [
+        f"landing/orders/{name}", f"landing/user_profiles/{profiles}", f"landing/purchases/{log}"]
     feed = LiveFeedResource().feed(5, defs.resolve_job_def("lake_job").partitions_def.start.date())
     assert lake.store().read_bytes(f"landing/orders/{name}") == order_drops(Tick(datetime(2024, 1, 15, 12, tzinfo=UTC), feed))[0].data
     requests, _ = sensor_requests(defs, "landing_files_sensor", lake=lake, s3=s3)
-    assert [r.run_config["ops"]["ingest_landing_files"]["config"]["files"] for r in requests] == [[name]]
+    files = {op: config["config"]["files"] for r in requests for op, config in r.run_config["ops"].items()}
+    assert files == {"ingest_landing_files": [name], "ingest_purchase_files": [log], "ingest_user_profile_files": [profiles]}
     again = live_feed_run(defs, instance, tick.run_config, lake)  # the same tick once more: nothing new lands
     assert again.success and again.output_for_node("drop_feed_files") == []
 

@@ -131,6 +131,14 @@ def simulated_orders_name(tick: datetime) -> str:
     return f"simulated-orders-{tick.astimezone(UTC).strftime(FEED_TICK_STAMP)}.json.gz"
 
 
+def simulated_purchases_name(tick: datetime) -> str:
+    """The simulator's purchase log of the tick at `tick` (below landing/purchases/)."""
+    return f"simulated-purchases-{tick.astimezone(UTC).strftime(FEED_TICK_STAMP)}.csv"
+
+
+SIMULATED_PROFILES_NAME = "simulated-user-profiles.csv"  # the simulator's profiles (below landing/user_profiles/)
+
+
 
 
 

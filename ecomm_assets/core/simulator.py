@@ -17,10 +17,13 @@ never sees half a file. A new feed (another landing zone) is one more entry in `
 
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
+import io
 import json
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -30,7 +33,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.core import synthetic
-from ecomm_assets.core.layout import ORDERS_FEED, simulated_orders_name
+from ecomm_assets.core.layout import (
+    ORDERS_FEED,
+    PURCHASES_FEED,
+    SIMULATED_PROFILES_NAME,
+    USER_PROFILES_FEED,
+    simulated_orders_name,
+    simulated_purchases_name,
+)
+from ecomm_assets.core.purchase_log import purchase_log_csv, user_profiles_csv
 from ecomm_assets.core.storage import LakeStore
 
 DAY_MINUTES = 24 * 60
@@ -249,7 +260,43 @@ def order_drops(tick: Tick) -> list[Drop]:
     return [Drop("orders", f"{ORDERS_FEED.landing_dir}/{name}", ORDERS_FEED.ingested_path(name), data, len(records), late, resent, days)]
 
 
-PRODUCERS: dict[str, Producer] = {"orders": order_drops}
+# The shop's buyers in the purchase log (USI_1 ... USI_<n>): one profile file holds them all.
+PURCHASE_LOG_USERS = 500
+
+
+def purchase_drops(tick: Tick) -> list[Drop]:
+    """The tick's purchase log in landing/purchases/, in the tutorial's shape (CSV, CRLF, zone-less
+    timestamps written in UTC): about orders_per_tick events of the interval, a late share dated 1
+    hour to 3 days before it (never before the first day), and a resent share written twice (the
+    same event: purchase_events keeps one); and the buyers' profile file, the same every tick, so
+    that it lands once."""
+    feed = tick.feed
+    rng = random.Random(feed.seed * 1_000_003 + tick.index)  # a tick's file is a function of the tick
+    late = sum(rng.random() < feed.late_rate for _ in range(feed.orders_per_tick))
+    resent = sum(rng.random() < feed.duplicate_rate for _ in range(feed.orders_per_tick))
+    naive = tick.at.astimezone(UTC).replace(tzinfo=None)
+    first = datetime.combine(feed.first_day, datetime.min.time())
+    late_from = max(first, naive - LATE_DELAY[1])
+    late_hours = max(0.0, (naive - LATE_DELAY[0] - late_from).total_seconds() / 3600)
+    on_time = purchase_log_csv(feed.orders_per_tick - late, seed=rng.randrange(2**32), start=naive - feed.every,
+                               hours=feed.every / timedelta(hours=1), users=PURCHASE_LOG_USERS, duplicates=resent)
+    late_rows = purchase_log_csv(late if late_hours else 0, seed=rng.randrange(2**32), start=late_from, hours=late_hours,
+                                 users=PURCHASE_LOG_USERS)
+    data = on_time + late_rows.split(b"\r\n", 1)[1]  # one header
+    rows = list(csv.reader(io.StringIO(data.decode())))[1:]
+    profiles = user_profiles_csv(PURCHASE_LOG_USERS, seed=feed.seed)
+    name = simulated_purchases_name(tick.at)
+    drops = [Drop("user_profiles", f"{USER_PROFILES_FEED.landing_dir}/{SIMULATED_PROFILES_NAME}",
+                  USER_PROFILES_FEED.ingested_path(SIMULATED_PROFILES_NAME), profiles, PURCHASE_LOG_USERS, 0, 0, ())]
+    if rows:
+        days = tuple(sorted({row[PURCHASE_TIMESTAMP][:10] for row in rows}))
+        drops.append(Drop("purchases", f"{PURCHASES_FEED.landing_dir}/{name}", PURCHASES_FEED.ingested_path(name), data,
+                          len(rows), late if late_hours else 0, resent, days))
+    return drops
+
+
+PURCHASE_TIMESTAMP = 7  # the timestamp's column in the purchase log
+PRODUCERS: dict[str, Producer] = {"orders": order_drops, "purchases": purchase_drops}
 
 
 def tick_drops(tick: Tick, producers: dict[str, Producer] = PRODUCERS) -> list[Drop]:

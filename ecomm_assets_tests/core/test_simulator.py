@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from ecomm_assets.core import simulator
-from ecomm_assets.core.layout import is_landing_file
+from ecomm_assets.core.layout import PURCHASES_FEED, is_landing_file
 from ecomm_assets.core.simulator import (
     LiveFeed,
     Tick,
@@ -109,7 +109,7 @@ def test_late_and_resent_shares_hold_over_many_ticks(late_rate, duplicate_rate):
     feed_ = feed(every_minutes=60, orders_per_tick=100, late_rate=late_rate, duplicate_rate=duplicate_rate)
     counts = Counter()
     for tick in ticks(feed_, datetime(2024, 2, 1, tzinfo=UTC), 24 * 5):
-        for file in tick_drops(tick):
+        for file in order_drops(tick):
             counts.update(records=file.records, late=file.late, resent=file.resent)
     sent = counts["records"] - counts["resent"]
     assert sent > 10_000
@@ -176,7 +176,7 @@ def test_tick_times_round_to_the_grid():
 
 def test_a_drop_is_written_once_and_left_alone_when_there_or_ingested(tmp_path):
     store = LakeStore.from_uri(str(tmp_path / "lake"))
-    files = tick_drops(Tick(NOON, feed()))
+    files = order_drops(Tick(NOON, feed()))
     assert [written for _, written in drop(store, files)] == [True]
     landed = tmp_path / "lake" / files[0].path
     assert landed.read_bytes() == files[0].data
@@ -186,6 +186,36 @@ def test_a_drop_is_written_once_and_left_alone_when_there_or_ingested(tmp_path):
     archived.parent.mkdir(parents=True)
     landed.rename(archived)
     assert [written for _, written in drop(store, files)] == [False] and not landed.exists()
-    other = tick_drops(Tick(NOON, feed(seed=7)))  # other settings, another version of the name: it lands
+    other = order_drops(Tick(NOON, feed(seed=7)))  # other settings, another version of the name: it lands
     assert [written for _, written in drop(store, other)] == [True] and landed.read_bytes() == other[0].data
     assert not list((tmp_path / "lake" / "landing" / "orders").glob(".*"))  # written through the hidden staging folder
+
+
+def test_a_ticks_purchase_log_is_the_tutorials_shape_and_splits_without_a_quarantined_row():
+    """Tick by tick over a day: the log's events (late ones dated 1 hour to 3 days before the tick,
+    resent ones written twice) all route to their days; the profiles file is the same every tick."""
+    from ecomm_assets.core.landing import DayWindow
+    from ecomm_assets.core.purchases import split_purchase_file, split_user_profile_file
+
+    live = feed(orders_per_tick=30, late_rate=0.2, duplicate_rate=0.1)
+    window = DayWindow(START, date(2024, 12, 31))
+    read = late = resent = 0
+    profiles = set()
+    for tick in ticks(live, NOON, 48):
+        drops = {file.kind: file for file in simulator.purchase_drops(tick)}
+        assert simulator.purchase_drops(tick)[1].data == drops["purchases"].data  # a function of the tick
+        log = drops["purchases"]
+        assert log.data.startswith(b"user_id,session_id,category,brand,cost_price,selling_price,discount,timestamp,")
+        assert log.path.startswith("landing/purchases/simulated-purchases-") and PURCHASES_FEED.takes(log.path.split("/", 2)[2])
+        landed = split_purchase_file(log.path, log.data, window, key=b"k")
+        assert (landed.records_read, landed.records_routed, landed.quarantined) == (log.records, log.records, [])
+        assert max(map(str, landed.days)) <= str(tick.at.date()) and sorted(map(str, landed.days)) == list(log.days)
+        read, late, resent = read + log.records, late + log.late, resent + log.resent
+        profiles.add(drops["user_profiles"].data)
+    assert len(profiles) == 1
+    users = split_user_profile_file("p.csv", profiles.pop(), window, NOON.date(), key=b"k")
+    assert users.records_routed == simulator.PURCHASE_LOG_USERS and not users.quarantined
+    # 48 ticks x 30 events: shares within 4 standard deviations of the rates asked for.
+    assert abs(late - 0.2 * 48 * 30) < 4 * (48 * 30 * 0.2 * 0.8) ** 0.5
+    assert abs(resent - 0.1 * 48 * 30) < 4 * (48 * 30 * 0.1 * 0.9) ** 0.5
+    assert read == 48 * 30 + resent

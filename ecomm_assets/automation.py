@@ -215,7 +215,9 @@ lake_job = dg.define_asset_job(
     "lake_job",
     # rating_vs_sales, downstream of order_lines, also reads product_reviews: a day known only from
     # landed files gets its (possibly empty) reviews in the same run.
-    selection=dg.AssetSelection.assets("order_lines").downstream() | dg.AssetSelection.assets("product_reviews"),
+    # Not the usage estimate (downstream of the catalog): the daily job makes it, not every recompute.
+    selection=(dg.AssetSelection.assets("order_lines").downstream() | dg.AssetSelection.assets("product_reviews"))
+    - dg.AssetSelection.assets("usage"),
     description="Recompute order_lines and everything downstream (with product_reviews, which rating_vs_sales "
     "reads) for one day or a range of days.",
 )
@@ -223,7 +225,8 @@ purchases_job = dg.define_asset_job(
     "purchases_job",
     # dim_user_profiles too (it is cheap): its file then exists before the catalog step, which
     # registers it once; later profile files are read through that registration at once.
-    selection=dg.AssetSelection.assets("purchase_events").downstream() | dg.AssetSelection.assets("dim_user_profiles"),
+    selection=(dg.AssetSelection.assets("purchase_events").downstream() | dg.AssetSelection.assets("dim_user_profiles"))
+    - dg.AssetSelection.assets("usage"),
     description="Recompute purchase_events and everything downstream for one day or a range of days "
     "(and dim_user_profiles, which the purchase analytics join).",
 )

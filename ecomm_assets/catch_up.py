@@ -19,9 +19,9 @@ from ecomm_assets.core.layout import FEEDS
 
 def catch_up(defs: dg.Definitions, instance: dg.DagsterInstance, say=print) -> bool:
     """Per feed: its ingest run, then a run of its recompute job per range of consecutive days it
-    touched; whether all succeeded."""
+    touched; whether all succeeded. The profiles first: the purchase analytics join them."""
     succeeded = True
-    for feed in FEEDS:
+    for feed in sorted(FEEDS, key=lambda feed: feed.daily):
         ingest_job = INGEST_JOBS[feed.name].name
         ingest = defs.resolve_job_def(ingest_job).execute_in_process(instance=instance, raise_on_error=False)
         say(f"{ingest_job} run {ingest.run_id}: {'succeeded' if ingest.success else 'failed'}")

@@ -24,7 +24,6 @@ from ecomm_assets.resources import (
 from ecomm_assets.settings import OrderSource
 
 COLLECTIONS = ("products", "users", "carts")  # what orders are made from
-ENGAGEMENT_COLLECTIONS = ("posts", "comments")
 SOURCES = {"group_name": "sources", "owners": ["team:data-platform"], "partitions_def": DAILY_PARTITIONS,
                "backfill_policy": BACKFILL_POLICY}
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from ecomm_assets.assets import analytics, sources
+from ecomm_assets.assets import analytics, engagement, purchases, sources
 from ecomm_assets.assets import catalog as catalog_assets
 from ecomm_assets.assets import lake as lake_assets
 from ecomm_assets.assets.analytics import dashboard
 from ecomm_assets.assets.catalog import catalog
-from ecomm_assets.assets.landing import landed_files
 from ecomm_assets.assets.metadata import column_schema, with_usage
 from ecomm_assets.automation import landing_files_sensor
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.costs import markdown, monthly_estimate, total
 from ecomm_assets.core.layout import (
+    FEEDS,
     PART_FILE,
     PROCESSED,
     partition_day,
@@ -40,9 +40,10 @@ from ecomm_assets.settings import SETTINGS, Switch
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 MEASURED_MATERIALIZATIONS = 30  # the newest materializations of each asset that a day's figures come from
 SECONDS_PER_DAY = 24 * 3600
-# Every asset that records usage (assets/metadata.py: with_usage; the ingest's landed_files).
-MEASURED_ASSETS = sorted([landed_files.key, *(key for assets in dg.load_assets_from_modules(
-    [sources, lake_assets, analytics, catalog_assets]) for key in assets.keys)])
+# Every asset that records usage (assets/metadata.py: with_usage; each feed's ingest, on its landed-files table).
+MEASURED_ASSETS = sorted([*(dg.AssetKey(feed.landed_files_table) for feed in FEEDS), *(
+    key for assets in dg.load_assets_from_modules([sources, lake_assets, engagement, purchases, analytics, catalog_assets])
+    for key in assets.keys)])
 
 
 def per_day_figures(instance: dg.DagsterInstance, assets: list[dg.AssetKey]) -> dict[str, tuple[dict[str, float], int]]:
@@ -115,7 +116,9 @@ def usage(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: Sq
     per_day = sum((Counter(figures) for figures, _ in measured.values()), Counter())
     scans, days_of_data = query_scans(context, store, [*LAKE_TABLES, *UNPARTITIONED_TABLES, *USAGE_TABLES])
     prices = pricing.prices()
-    polls = SECONDS_PER_DAY / landing_files_sensor.minimum_interval_seconds if SETTINGS.landing_sensor is Switch.ON else 0
+    # The sensor lists every feed's landing folder on each tick.
+    polls = (len(FEEDS) * SECONDS_PER_DAY / landing_files_sensor.minimum_interval_seconds
+             if SETTINGS.landing_sensor is Switch.ON else 0)
     lines = monthly_estimate(per_day, prices, query_scans=scans, queries_per_day=pricing.athena_queries_per_day,
                              listings_per_day=polls)
     by_asset = pa.Table.from_pylist(

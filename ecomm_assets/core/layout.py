@@ -257,9 +257,7 @@ FEEDS = (ORDERS_FEED, PURCHASES_FEED, USER_PROFILES_FEED)
 
 # The orders feed's facts under their first names (the Lambda bridge's copies are held equal to them).
 LANDING_DIR = ORDERS_FEED.landing_dir
-INGESTED_DIR = ORDERS_FEED.ingested_dir
 LANDING_SUFFIXES = ORDERS_FEED.suffixes
-MANIFEST_DIR = ORDERS_FEED.manifest_dir
 
 
 def landing_raw_name(landed_at: datetime, landed_file_id: str) -> str:

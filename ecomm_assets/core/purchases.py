@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ecomm_assets.core.landing import BOM, DayWindow, LandedFile, content, file_id
-from ecomm_assets.core.privacy import protected_columns
+from ecomm_assets.core.privacy import protect, protected_columns
+from ecomm_assets.core.schemas import Policy
 
 PURCHASE_COLUMNS = (
     "user_id", "session_id", "category", "brand", "cost_price", "selling_price", "discount", "timestamp",
@@ -38,6 +39,7 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"  # 2023-10-26 18:46:39, no zone ('T' betw
 # in `timestamp` (ECOMM_PURCHASES_TIMEZONE at the ingest): the table never reads the zone again.
 EVENT_TS_UTC = "event_ts_utc"
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+HASHED_ROW = "hmac-sha256:"  # a quarantined row of the wrong width: its text's keyed hash
 
 
 def encode_csv(table: pa.Table) -> bytes:
@@ -107,7 +109,7 @@ def _read(name: str, data: bytes, window: DayWindow, columns: tuple[str, ...], k
           ) -> tuple[LandedFile, pa.Table | None, np.ndarray]:
     """The file's well-formed records as text columns in `columns`' order, their personal columns
     protected (the feed `kind`'s, core/privacy.py), and their record numbers; rows of the wrong
-    width quarantined as they are (their columns cannot be told apart). None: the file is
+    width quarantined as their keyed hash (their columns cannot be told apart). None: the file is
     quarantined whole (landed.file_error)."""
     landed = LandedFile(name=name, file_id=file_id(data), window=window, encode_day=encode_csv)
     nothing = (landed, None, np.empty(0, np.int64))
@@ -144,7 +146,10 @@ def _read(name: str, data: bytes, window: DayWindow, columns: tuple[str, ...], k
         landed.notes.append(f"columns in another order than the {_KIND_NAMES[kind]}'s: read by name ({', '.join(header)})")
     table = protected_columns(kind, table.select(list(columns)), key)
     for number, reason, text in wrong_width:
-        landed.quarantined.append({"record_number": number, "reason": reason, "record": text})
+        # Its columns cannot be told apart, so neither can its personal values: the row is kept as its
+        # keyed hash (the producer finds it by its number in the archived file).
+        landed.quarantined.append({"record_number": number, "reason": reason,
+                                   "record": f"{HASHED_ROW}{protect(text, Policy.HASH, key)}"})
     landed.records_read = table.num_rows + len(wrong_width)
     numbers = np.setdiff1d(np.arange(1, landed.records_read + 1), [n for n, _, _ in wrong_width], assume_unique=True)
     return landed, table, numbers

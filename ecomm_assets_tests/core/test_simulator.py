@@ -18,7 +18,6 @@ from ecomm_assets.core.simulator import (
     order_drops,
     tick_at_or_after,
     tick_at_or_before,
-    tick_drops,
 )
 from ecomm_assets.core.storage import LakeStore
 

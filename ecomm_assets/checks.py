@@ -18,7 +18,6 @@ from ecomm_assets.core.engagement import COLLECTION
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
     PURCHASES_FEED,
-    USER_PROFILES_FEED,
     collection_path,
     counts_path,
     quarantine_path,
@@ -358,12 +357,13 @@ def purchase_sessions_daily_checks(context: dg.AssetCheckExecutionContext, lake:
 
 
 def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOutcome:
-    """Records of every raw profile file (parsed again) = profiles loaded + quarantined + replaced by newer."""
-    records_read = sum(count_csv_records(store.read_bytes(f.path))
-                       for f in store.list_files(USER_PROFILES_FEED.raw_root, recursive=True))
+    """Records of the raw profile files the table was built from (parsed again; a file landed since
+    is the next build's) = profiles loaded + quarantined + replaced by newer."""
+    counts = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))
+    records_read = sum(count_csv_records(store.read_bytes(path)) for path in counts["files"])
     rel = unpartitioned_quarantine_path("dim_user_profiles")
     quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
-    replaced = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))["replaced_by_newer"]
+    replaced = counts["replaced_by_newer"]
     return quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded", "replaced_by_newer")
 
 

@@ -37,7 +37,7 @@ from ecomm_assets.core.purchase_tables import (
     build_purchase_events,
 )
 from ecomm_assets.core.schemas import DIM_USER_PROFILES, PURCHASE_EVENTS, conform
-from ecomm_assets.core.storage import LakeFile
+from ecomm_assets.core.storage import LakeFile, LakeStore
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
@@ -104,6 +104,15 @@ def purchase_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     return dg.MaterializeResult(metadata=metadata)
 
 
+PROFILE_BUILDS = 3  # builds of dim_user_profiles while profile files keep landing, at the most
+
+
+def _raw_profile_files(store: LakeStore) -> list[LakeFile]:
+    """The raw profile files, oldest landed first: the order in which a user's versions win."""
+    return sorted((f for f in store.list_files(USER_PROFILES_FEED.raw_root, recursive=True)
+                   if f.name.endswith(USER_PROFILES_FEED.raw_suffix)), key=lambda f: (raw_file_age(f), f.name))
+
+
 def _counts_record(counts: Counts, dropped: str = "duplicates_dropped") -> dict:
     return {"records_read": counts.records_read, "loaded": counts.loaded, "quarantined": counts.quarantined,
             dropped: counts.dropped, "reasons": dict(counts.reasons.most_common())}
@@ -126,20 +135,26 @@ def _counts_record(counts: Counts, dropped: str = "duplicates_dropped") -> dict:
 @with_usage
 def dim_user_profiles(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     store = lake.store()
-    files = sorted((f for f in store.list_files(USER_PROFILES_FEED.raw_root, recursive=True)
-                    if f.name.endswith(USER_PROFILES_FEED.raw_suffix)), key=lambda f: (raw_file_age(f), f.name))
+    # A profile file ingested while the table is built (each ingest starts a run of this asset) makes
+    # the build stale: built again from the new listing, so that no older build replaces a newer one.
+    for attempt in range(1, PROFILE_BUILDS + 1):
+        files = _raw_profile_files(store)
+        with store.local_paths([f.path for f in files]) as paths:
+            typed, counts = build_dim_user_profiles(
+                [RawCsvFile(path, source_label(f.name, USER_PROFILES_FEED.raw_suffix), raw_file_age(f).date(), raw_file_age(f))
+                 for path, f in zip(paths, files)])
+        if _raw_profile_files(store) == files:
+            break
+        context.log.info(f"profile files changed while the table was built (build {attempt}): building it again")
     if not files:
         context.log.warning(f"no user-profile files under {USER_PROFILES_FEED.raw_root}/: writing an empty table")
-    with store.local_paths([f.path for f in files]) as paths:
-        typed, counts = build_dim_user_profiles(
-            [RawCsvFile(path, source_label(f.name, USER_PROFILES_FEED.raw_suffix), raw_file_age(f).date(), raw_file_age(f))
-             for path, f in zip(paths, files)])
     table = conform(typed.table, DIM_USER_PROFILES, "dim_user_profiles")
     rejects = typed.quarantined.drop_columns(["day"])
     store.replace_partition(f"{QUARANTINE}/dim_user_profiles", {QUARANTINE_FILE: json_lines(rejects)} if rejects.num_rows else {})
     size = store.replace_partition(table_dir("dim_user_profiles"), {
         PART_FILE: table,
-        COUNTS_FILE: json.dumps(_counts_record(counts, "replaced_by_newer"), indent=1).encode(),
+        # The raw files counted: the conservation check recounts exactly those.
+        COUNTS_FILE: json.dumps(_counts_record(counts, "replaced_by_newer") | {"files": [f.path for f in files]}, indent=1).encode(),
     })
     return dg.MaterializeResult(metadata={
         "dagster/row_count": table.num_rows,

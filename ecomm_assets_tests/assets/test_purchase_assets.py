@@ -253,3 +253,29 @@ def test_a_purchase_table_that_does_not_add_up_fails_its_check(lake, table, chec
         path.write_bytes(original)
     [evaluation] = result.get_asset_check_evaluations()
     assert (evaluation.check_name, evaluation.passed) == (check, False)
+
+
+def test_a_profile_file_landing_while_the_profiles_are_built_is_in_the_table_and_the_check_holds(lake_dir, instance,
+                                                                                                  monkeypatch):
+    """Each profile ingest starts a build of dim_user_profiles: a file that lands during one is built
+    in (the build starts again), and the conservation check recounts the files the table was built from."""
+    from ecomm_assets.assets import purchases as purchases_module
+
+    land(lake_dir, "user_profiles", "a.csv", user_profiles_csv(40, seed=1))
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    assert catch_up(defs, instance, say=lambda _: None)
+    raw = next((lake_dir / "raw" / "user_profiles").rglob("*.csv"))
+    build, builds = purchases_module.build_dim_user_profiles, []
+
+    def landing_meanwhile(files):
+        builds.append(len(files))
+        if len(builds) == 1:  # a second profile file ingested while the first build runs
+            (raw.parent / raw.name.replace(raw.name[-20:-4], "0" * 16)).write_bytes(user_profiles_csv(60, seed=2))
+        return build(files)
+
+    monkeypatch.setattr(purchases_module, "build_dim_user_profiles", landing_meanwhile)
+    result = defs.resolve_job_def("user_profiles_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success and builds == [1, 2]
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {
+        "schema_matches_contract": True, "keys_not_null_and_unique": True, "records_conserved": True}
+    assert table(lake_dir, "dim_user_profiles").num_rows == 60  # users 1-60; the newer file's 1-40 replace the older's

@@ -5,6 +5,7 @@ import json
 import threading
 import uuid
 from collections import Counter
+from datetime import datetime
 
 import boto3
 import dagster as dg
@@ -149,6 +150,26 @@ def test_an_ingest_the_sensor_requested_records_its_usage_on_landed_files(lake_d
         measured = con.execute("SELECT per_day, days_measured FROM usage_by_asset "
                                "WHERE asset = 'landed_files' AND figure = 'landing/bytes_read'").fetchall()
     assert measured == [(len(data), 1)]  # one ingest, on one day
+
+
+def test_a_lake_fed_only_by_the_purchase_log_is_estimated_with_its_ingests_and_its_queries(lake_dir, instance):
+    """No order day at all: the purchase and profile ingests are measured, and the purchase queries
+    priced per day of the purchase data they read."""
+    from ecomm_assets.catch_up import catch_up
+    from ecomm_assets.core.purchase_log import purchase_log_csv, user_profiles_csv
+    from ecomm_assets_tests.assets.test_purchase_assets import land as land_in
+
+    land_in(lake_dir, "purchases", "log.csv", purchase_log_csv(400, seed=4, start=datetime(2024, 1, 14, 1), hours=40, users=50))
+    land_in(lake_dir, "user_profiles", "users.csv", user_profiles_csv(50, seed=4))
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    assert catch_up(defs, instance, say=lambda _: None)
+    assert not (lake_dir / "processed" / "order_lines").exists()
+    assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=defs.resources).success
+    with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
+        assets = {asset for (asset,) in con.execute("SELECT DISTINCT asset FROM usage_by_asset").fetchall()}
+        athena = {item for (item,) in con.execute("SELECT item FROM usage_estimate WHERE service = 'Athena'").fetchall()}
+    assert {"landed_purchase_files", "landed_user_profile_files", "purchase_events", "dim_user_profiles"} <= assets
+    assert {"sql/purchase_sessions.sql", "sql/purchase_revenue_by_dimension.sql", "sql/revenue_by_user_segment.sql"} <= athena
 
 
 # What S3 bills each HTTP request as (a ListObjectsV2 and ListMultipartUploads are GETs on the bucket).

@@ -16,7 +16,7 @@ from ecomm_assets.assets.catalog import catalog
 from ecomm_assets.assets.metadata import column_schema, with_usage
 from ecomm_assets.automation import landing_files_sensor
 from ecomm_assets.core.catalog import CatalogTable
-from ecomm_assets.core.costs import markdown, monthly_estimate, total
+from ecomm_assets.core.costs import DAYS_PER_MONTH, markdown, monthly_estimate, total
 from ecomm_assets.core.layout import (
     FEEDS,
     PART_FILE,
@@ -72,11 +72,12 @@ def per_day_figures(instance: dg.DagsterInstance, assets: list[dg.AssetKey]) -> 
 
 
 def query_scans(context: dg.AssetExecutionContext, store, tables: list[str]) -> tuple[dict[str, float], int]:
-    """Each sql/ query's Athena bytes per day of data (its bytes over the whole lake / the days the
-    lake holds), and those days. A query of a table the lake does not hold yet (the usage tables,
-    before their first estimate) is left out, with a warning."""
-    present = {name: table_dir(name) for name in tables if store.list_files(table_dir(name), recursive=True)}
-    days = len({partition_day(f.path) for f in store.list_files(table_dir("order_lines"), recursive=True)})
+    """Each sql/ query's Athena bytes per day of data (its bytes over the whole lake / the days its
+    tables hold), and the days the lake holds. A query of a table the lake does not hold yet (the
+    usage tables, before their first estimate) is left out, with a warning."""
+    listed = {name: store.list_files(table_dir(name), recursive=True) for name in tables}
+    present = {name: table_dir(name) for name, files in listed.items() if files}
+    days = len({partition_day(f.path) for files in listed.values() for f in files} - {None})
     if not SQL_DIR.is_dir():
         context.log.warning(f"no {SQL_DIR}: the estimate has no Athena lines (run from a clone of the project)")
     if not days or not SQL_DIR.is_dir():
@@ -87,7 +88,9 @@ def query_scans(context: dg.AssetExecutionContext, store, tables: list[str]) -> 
         if isinstance(scanned, str):
             context.log.warning(f"sql/{name} left out of the estimate: {scanned}")
         else:
-            scans[name] = scanned[0] / days
+            read, _, query_days = scanned
+            # Per day of the data it reads (a query of an unpartitioned table alone scans it whole each run).
+            scans[name] = read / (query_days or DAYS_PER_MONTH)
     return scans, days
 
 

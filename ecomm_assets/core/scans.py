@@ -47,11 +47,11 @@ def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
 
 
 def scanned_bytes(queries: Mapping[str, str], filesystem: pafs.FileSystem, root: str,
-                  tables: Mapping[str, str], unpartitioned: Collection[str] = ()) -> dict[str, tuple[int, int] | str]:
+                  tables: Mapping[str, str], unpartitioned: Collection[str] = ()) -> dict[str, tuple[int, int, int] | str]:
     """For each query (name -> SQL) over the tables (name -> folder below `root` on `filesystem`,
     holding dt=YYYY-MM-DD/ partitions, or, for those named in `unpartitioned`, its files directly):
-    (bytes of column chunks scanned, files scanned), or why it could not be planned (a table the
-    lake does not hold)."""
+    (bytes of column chunks scanned, files scanned, days the tables it reads hold), or why it could
+    not be planned (a table the lake does not hold)."""
     with duckdb.connect() as con:
         con.register_filesystem(_LakeFileSystem(filesystem))
         for name, folder in tables.items():
@@ -85,7 +85,7 @@ def _tables_named(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
 
 
 def _scanned(con: duckdb.DuckDBPyConnection, sql: str, filesystem: pafs.FileSystem, root: str,
-             tables: Mapping[str, str]) -> tuple[int, int]:
+             tables: Mapping[str, str]) -> tuple[int, int, int]:
     scans = _scans(json.loads(con.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]))
     read = _tables_named(con, sql) & set(tables)
     files = {info.path: str(partition_day(info.path[len(root) + 1:])) for name in sorted(read)
@@ -113,4 +113,4 @@ def _scanned(con: duckdb.DuckDBPyConnection, sql: str, filesystem: pafs.FileSyst
             row_group = metadata.row_group(group)
             scanned += sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns)
                            if row_group.column(c).path_in_schema in columns)
-    return scanned, scanned_files
+    return scanned, scanned_files, len([day for day in days if day != str(None)])

@@ -48,12 +48,12 @@ def scan(lake, sql):
 
 def test_a_sql_query_scans_its_columns_of_every_day(lake):
     sql = (SQL_DIR / "total_sales_by_category.sql").read_text()
-    assert scan(lake, sql) == (chunks(lake, "order_lines", {"category", "order_id", "quantity", "line_total"}), 2)
+    assert scan(lake, sql) == (chunks(lake, "order_lines", {"category", "order_id", "quantity", "line_total"}), 2, 2)
 
 
 def test_one_days_column_scans_less_than_the_whole_table(lake):
     one_day = scan(lake, f"SELECT sum(quantity) FROM order_lines WHERE dt = DATE '{DAYS[1]}'")
-    assert one_day == (chunks(lake, "order_lines", {"quantity"}, [DAYS[1]]), 1)
+    assert one_day == (chunks(lake, "order_lines", {"quantity"}, [DAYS[1]]), 1, 2)
     everything = scan(lake, "SELECT * FROM order_lines")
     assert 0 < one_day[0] < everything[0]
     assert everything[1] == 2

@@ -8,6 +8,7 @@ schema comes from the table contracts, the partitions from the run that wrote th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -250,7 +251,8 @@ class DuckDBCatalog:
     Readers may hold the file open (read-only) for as long as they like: a sync never writes the
     file in place, where it would wait for their locks. It copies the file beside itself, updates
     the copy and renames it over the original. Open connections keep reading their snapshot; new
-    ones see the new views. Concurrent syncs each write a complete catalog, and the last rename wins.
+    ones see the new views. Syncs take turns (an exclusive lock on a file beside the catalog): each
+    copies the catalog the one before it wrote, so none drops a view another sync just created.
     """
 
     def __init__(self, path: str):
@@ -261,6 +263,11 @@ class DuckDBCatalog:
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         prefix = f".{os.path.basename(self.path)}."
+        with open(sync_lock_path(self.path), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when its process dies
+            return self._sync(tables, folder, prefix, report)
+
+    def _sync(self, tables: Sequence[CatalogTable], folder: str, prefix: str, report: SyncReport) -> SyncReport:
         _remove_leftovers(folder, prefix)
         fd, building = tempfile.mkstemp(prefix=f"{prefix}{owner()}~", dir=folder)
         os.close(fd)
@@ -316,6 +323,12 @@ def _column_comments(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, str
 
 def _comments_differ(con: duckdb.DuckDBPyConnection, view: str, comments: dict[str, str]) -> bool:
     return any(comment != comments[name] for name, comment in _column_comments(con, view).items() if name in comments)
+
+
+def sync_lock_path(catalog_path: str) -> str:
+    """The file DuckDB catalog syncs take turns on: it stays beside the catalog (it is never a
+    leftover: not below the copies' prefix, which a sync removes while another may hold the lock)."""
+    return os.path.join(os.path.dirname(os.path.abspath(catalog_path)), f".{os.path.basename(catalog_path)}-sync.lock")
 
 
 def _remove_leftovers(folder: str, prefix: str) -> None:

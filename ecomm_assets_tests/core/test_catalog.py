@@ -20,6 +20,7 @@ from ecomm_assets.core.catalog import (
     DuckDBCatalog,
     GlueCatalog,
     glue_columns,
+    sync_lock_path,
 )
 from ecomm_assets.core.schemas import (
     CONTRACTS,
@@ -202,7 +203,8 @@ def test_a_reader_holding_the_duckdb_catalog_open_never_blocks_the_writer(tmp_pa
     finally:
         reader.kill()
         reader.wait()
-    assert sorted(os.listdir(tmp_path)) == ["catalog.duckdb", "lake"]  # no temporary file left beside it
+    # No temporary file left beside it: the catalog and the lock its syncs take turns on.
+    assert sorted(os.listdir(tmp_path)) == sorted(["catalog.duckdb", "lake", os.path.basename(sync_lock_path(str(path)))])
 
 
 def test_a_copy_left_by_a_killed_sync_is_removed_by_the_next(tmp_path):
@@ -214,7 +216,8 @@ def test_a_copy_left_by_a_killed_sync_is_removed_by_the_next(tmp_path):
     dead.write_bytes(b"half a database")
     alive.write_bytes(b"another sync, still running")
     DuckDBCatalog(str(tmp_path / "catalog.duckdb")).sync([], [])
-    assert sorted(os.listdir(tmp_path)) == [alive.name, "catalog.duckdb"]
+    lock = os.path.basename(sync_lock_path(str(tmp_path / "catalog.duckdb")))
+    assert sorted(os.listdir(tmp_path)) == sorted([alive.name, "catalog.duckdb", lock])
 
 
 def test_a_table_without_partitions_yet_gets_its_duckdb_view_with_the_first(tmp_path):
@@ -346,3 +349,34 @@ def test_an_unpartitioned_table_is_a_duckdb_view_of_its_file(tmp_path):
         relation = con.sql("SELECT * FROM dim_user_profiles")
         assert relation.columns == DIM_USER_PROFILES.names  # no dt column
         assert relation.fetchall()[0][:2] == ("USI_1", 30)
+
+
+def test_two_duckdb_syncs_at_once_keep_both_their_views(tmp_path, monkeypatch):
+    """The catalog asset and the usage asset of concurrent runs sync different tables: the one that
+    renames its copy last must not drop the view the other just created."""
+    import threading
+    import time
+
+    lake = tmp_path / "lake" / "processed"
+    for name in ("orders", "order_lines"):
+        (lake / name / "dt=2024-01-15").mkdir(parents=True)
+        pq.write_table(CONTRACTS[name].empty_table(), lake / name / "dt=2024-01-15" / "part-00000.parquet")
+    path = str(tmp_path / "catalog.duckdb")
+    update = DuckDBCatalog._update_views
+
+    def slow_for_orders(con, tables, report):
+        if tables[0].name == "orders":
+            time.sleep(0.5)  # the other sync starts meanwhile
+        update(con, tables, report)
+
+    monkeypatch.setattr(DuckDBCatalog, "_update_views", staticmethod(slow_for_orders))
+    syncs = [threading.Thread(target=DuckDBCatalog(path).sync, args=([CatalogTable(name, CONTRACTS[name], str(lake / name))], []))
+             for name in ("orders", "order_lines")]
+    syncs[0].start()
+    time.sleep(0.1)
+    syncs[1].start()
+    for sync in syncs:
+        sync.join()
+    with duckdb.connect(path, read_only=True) as con:
+        views = {name for (name,) in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert views == {"orders", "order_lines"}

@@ -71,6 +71,7 @@ def resources_from(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             late_rate=settings.feed_late_rate,
             duplicate_rate=settings.feed_duplicate_rate,
             seed=settings.seed,
+            purchases_timezone=settings.purchases_timezone,
         ),
         "s3": S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region),
         "pricing": PricingResource(price_table=settings.price_table, athena_queries_per_day=settings.athena_queries_per_day),

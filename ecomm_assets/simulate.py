@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = command.parse_args(argv)
     try:
         feed = LiveFeed(arguments.every, arguments.orders_per_tick, arguments.late_rate, arguments.duplicate_rate,
-                    arguments.seed, SETTINGS.start_date)
+                    arguments.seed, SETTINGS.start_date, SETTINGS.purchases_timezone)
     except ValueError as error:
         command.error(str(error))
     behind = timedelta(days=arguments.days_behind)

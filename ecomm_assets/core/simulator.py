@@ -27,6 +27,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +43,7 @@ from ecomm_assets.core.layout import (
     simulated_purchases_name,
 )
 from ecomm_assets.core.purchase_log import purchase_log_csv, user_profiles_csv
+from ecomm_assets.core.purchases import TIMESTAMP_FORMAT
 from ecomm_assets.core.storage import LakeStore
 
 DAY_MINUTES = 24 * 60
@@ -101,6 +103,9 @@ class LiveFeed:
     duplicate_rate: float
     seed: int
     first_day: date
+    # The zone the purchase logs' zone-less timestamps are written in: the ingest reads them in
+    # ECOMM_PURCHASES_TIMEZONE, so the feed writes them in it too.
+    purchases_timezone: str = "UTC"
 
     def __post_init__(self):
         problems = []
@@ -266,7 +271,7 @@ PURCHASE_LOG_USERS = 500
 
 def purchase_drops(tick: Tick) -> list[Drop]:
     """The tick's purchase log in landing/purchases/, in the tutorial's shape (CSV, CRLF, zone-less
-    timestamps written in UTC): about orders_per_tick events of the interval, a late share dated 1
+    timestamps in the feed's purchases_timezone): about orders_per_tick events of the interval, a late share dated 1
     hour to 3 days before it (never before the first day), and a resent share written twice (the
     same event: purchase_events keeps one); and the buyers' profile file, the same every tick, so
     that it lands once."""
@@ -274,8 +279,9 @@ def purchase_drops(tick: Tick) -> list[Drop]:
     rng = random.Random(feed.seed * 1_000_003 + tick.index)  # a tick's file is a function of the tick
     late = sum(rng.random() < feed.late_rate for _ in range(feed.orders_per_tick))
     resent = sum(rng.random() < feed.duplicate_rate for _ in range(feed.orders_per_tick))
-    naive = tick.at.astimezone(UTC).replace(tzinfo=None)
-    first = datetime.combine(feed.first_day, datetime.min.time())
+    zone = ZoneInfo(feed.purchases_timezone)
+    naive = tick.at.astimezone(zone).replace(tzinfo=None)
+    first = datetime.combine(feed.first_day, datetime.min.time(), UTC).astimezone(zone).replace(tzinfo=None)
     late_from = max(first, naive - LATE_DELAY[1])
     late_hours = max(0.0, (naive - LATE_DELAY[0] - late_from).total_seconds() / 3600)
     on_time = purchase_log_csv(feed.orders_per_tick - late, seed=rng.randrange(2**32), start=naive - feed.every,
@@ -289,7 +295,8 @@ def purchase_drops(tick: Tick) -> list[Drop]:
     drops = [Drop("user_profiles", f"{USER_PROFILES_FEED.landing_dir}/{SIMULATED_PROFILES_NAME}",
                   USER_PROFILES_FEED.ingested_path(SIMULATED_PROFILES_NAME), profiles, PURCHASE_LOG_USERS, 0, 0, ())]
     if rows:
-        days = tuple(sorted({row[PURCHASE_TIMESTAMP][:10] for row in rows}))
+        days = tuple(sorted({str(datetime.strptime(row[PURCHASE_TIMESTAMP], TIMESTAMP_FORMAT).replace(tzinfo=zone)
+                                 .astimezone(UTC).date()) for row in rows}))  # the UTC days the ingest routes them to
         drops.append(Drop("purchases", f"{PURCHASES_FEED.landing_dir}/{name}", PURCHASES_FEED.ingested_path(name), data,
                           len(rows), late if late_hours else 0, resent, days))
     return drops

@@ -111,10 +111,12 @@ class LiveFeedResource(dg.ConfigurableResource):
     late_rate: float = Settings.feed_late_rate
     duplicate_rate: float = Settings.feed_duplicate_rate
     seed: int = Settings.seed
+    purchases_timezone: str = Settings.purchases_timezone  # the zone its purchase logs' timestamps are written in
 
     def feed(self, every_minutes: int, first_day: date) -> LiveFeed:
         """The feed ticking every `every_minutes`; ValueError: a value it cannot take."""
-        return LiveFeed(every_minutes, self.orders_per_tick, self.late_rate, self.duplicate_rate, self.seed, first_day)
+        return LiveFeed(every_minutes, self.orders_per_tick, self.late_rate, self.duplicate_rate, self.seed, first_day,
+                        self.purchases_timezone)
 
 
 class SqlCatalogResource(dg.ConfigurableResource):

@@ -190,13 +190,15 @@ def test_a_drop_is_written_once_and_left_alone_when_there_or_ingested(tmp_path):
     assert not list((tmp_path / "lake" / "landing" / "orders").glob(".*"))  # written through the hidden staging folder
 
 
-def test_a_ticks_purchase_log_is_the_tutorials_shape_and_splits_without_a_quarantined_row():
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/New_York"])
+def test_a_ticks_purchase_log_is_the_tutorials_shape_and_splits_without_a_quarantined_row(zone):
     """Tick by tick over a day: the log's events (late ones dated 1 hour to 3 days before the tick,
-    resent ones written twice) all route to their days; the profiles file is the same every tick."""
+    resent ones written twice) all route to their days, read in the zone they are written in (the
+    ingest's ECOMM_PURCHASES_TIMEZONE), none after the tick; the profiles file is the same every tick."""
     from ecomm_assets.core.landing import DayWindow
-    from ecomm_assets.core.purchases import split_purchase_file, split_user_profile_file
+    from ecomm_assets.core.purchases import EVENT_TS_UTC, split_purchase_file, split_user_profile_file
 
-    live = feed(orders_per_tick=30, late_rate=0.2, duplicate_rate=0.1)
+    live = feed(orders_per_tick=30, late_rate=0.2, duplicate_rate=0.1, purchases_timezone=zone)
     window = DayWindow(START, date(2024, 12, 31))
     read = late = resent = 0
     profiles = set()
@@ -206,8 +208,10 @@ def test_a_ticks_purchase_log_is_the_tutorials_shape_and_splits_without_a_quaran
         log = drops["purchases"]
         assert log.data.startswith(b"user_id,session_id,category,brand,cost_price,selling_price,discount,timestamp,")
         assert log.path.startswith("landing/purchases/simulated-purchases-") and PURCHASES_FEED.takes(log.path.split("/", 2)[2])
-        landed = split_purchase_file(log.path, log.data, window, key=b"k")
+        landed = split_purchase_file(log.path, log.data, window, zone, key=b"k")
         assert (landed.records_read, landed.records_routed, landed.quarantined) == (log.records, log.records, [])
+        instants = sorted(t for rows in landed.days.values() for t in rows[EVENT_TS_UTC].to_pylist())
+        assert instants[-1] <= f"{tick.at:%Y-%m-%dT%H:%M:%SZ}" and instants[0] >= f"{tick.at - timedelta(days=3, minutes=5):%Y-%m-%dT%H:%M:%SZ}"
         assert max(map(str, landed.days)) <= str(tick.at.date()) and sorted(map(str, landed.days)) == list(log.days)
         read, late, resent = read + log.records, late + log.late, resent + log.resent
         profiles.add(drops["user_profiles"].data)

@@ -76,10 +76,11 @@ def test_valid_settings_are_read(environment, expected):
          "ECOMM_PURCHASES_TIMEZONE='Mars/Olympus': must be an IANA time zone name such as UTC or Europe/Berlin"),
         ({"ECOMM_PURCHASES_TIMEZONE": "../../etc/passwd"}, "ECOMM_PURCHASES_TIMEZONE='../../etc/passwd': must be an IANA"),
         ({"ECOMM_PURCHASES_TIMEZONE": "+05:30"}, "ECOMM_PURCHASES_TIMEZONE='+05:30': must be an IANA"),
+        ({"ECOMM_PURCHASES_TIMEZONE": "posix/Asia/Kolkata"}, "ECOMM_PURCHASES_TIMEZONE='posix/Asia/Kolkata': must be an IANA"),
     ],
     ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "underscore", "non-ascii", "basic-date",
          "date", "inner-space", "feed-7-minutes", "feed-0-minutes", "feed-90-minutes", "late-over-1", "percent", "nan",
-         "negative-rate", "too-many-a-day", "unknown-zone", "zone-path", "zone-offset"],
+         "negative-rate", "too-many-a-day", "unknown-zone", "zone-path", "zone-offset", "zone-arrow-lacks"],
 )
 def test_invalid_settings_fail_with_the_variable_and_the_choices(environment, message):
     with pytest.raises(SettingError) as raised:

@@ -2,8 +2,9 @@
 by a script that appends every few minutes) and the static user-profile file.
 
 A real CSV parser (pyarrow), every column read as text: a quoted value holding commas is one value,
-a UTF-8 byte order mark is dropped, CRLF and LF both end a row, blank lines are no records. A newline
-inside a quoted value is not accepted (one event per line): such a row fails its column count. The
+a UTF-8 byte order mark is dropped, CRLF and LF both end a row, blank lines are no records. One event
+per line: a quoted value running over a line end (an unclosed quote, a newline in a value)
+quarantines the file whole, rather than merging the lines after it into one record. The
 header decides the columns: the same columns in another order are read by name (and the file's
 record says so); a header missing, or with columns missing, unknown or repeated, quarantines the
 file whole. Each record (numbered from 1, the header and blank lines not counted) lands in exactly
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date
 
 import numpy as np
@@ -64,6 +66,10 @@ def split_purchase_file(name: str, data: bytes, window: DayWindow, timezone: str
         return landed
     text = pc.replace_substring(pc.utf8_trim_whitespace(table["timestamp"]), "T", " ", max_replacements=1)
     local = pc.strptime(text, format=TIMESTAMP_FORMAT, unit="us", error_is_null=True)
+    # strptime rolls a day or second the calendar lacks over (2024-02-30 -> 03-01, :60 -> the next
+    # minute): such a timestamp is unparseable, not another time.
+    written = pc.strftime(pc.cast(local, pa.timestamp("s")), format=TIMESTAMP_FORMAT)  # whole seconds, as parsed
+    local = pc.if_else(pc.equal(written, text), local, pa.scalar(None, local.type))
     # In UTC before taking the date: Arrow dates a zoned timestamp by its local wall time.
     instants = pc.cast(pc.assume_timezone(local, timezone=timezone, ambiguous="earliest", nonexistent="latest"),
                        pa.timestamp("s", tz="UTC"), safe=False)  # the log has whole seconds
@@ -72,8 +78,9 @@ def split_purchase_file(name: str, data: bytes, window: DayWindow, timezone: str
     first, last = np.datetime64(window.first, "D"), np.datetime64(window.last, "D")
     keep = parsed & (days >= first) & (days <= last)
     for position in np.flatnonzero(~keep):
-        day = days[position].astype(object) if parsed[position] else None
-        reason = window.problem(day) if day else f"unparseable timestamp: {table['timestamp'][int(position)].as_py()!r}"
+        day = days[position].astype(object) if parsed[position] else None  # an int: beyond Python's years 1-9999
+        reason = (window.problem(day) if isinstance(day, date) else
+                  f"unparseable timestamp: {table['timestamp'][int(position)].as_py()!r}")
         _reject(landed, numbers[position], reason, table, position)
     table = table.append_column(EVENT_TS_UTC, pc.strftime(instants, format=UTC_FORMAT))
     _route(landed, table.filter(pa.array(keep)), days[keep])
@@ -151,16 +158,36 @@ def _read(name: str, data: bytes, window: DayWindow, columns: tuple[str, ...], k
         landed.quarantined.append({"record_number": number, "reason": reason,
                                    "record": f"{HASHED_ROW}{protect(text, Policy.HASH, key)}"})
     landed.records_read = table.num_rows + len(wrong_width)
+    # One event per line: a quoted value running over line ends (an unclosed quote) would take the
+    # lines after it into one record, and those events would vanish without a trace.
+    lines = sum(1 for line in data.splitlines() if line) - 1  # the header's
+    if lines != landed.records_read:
+        landed.file_error = (f"{lines} lines hold {landed.records_read} records: a quoted value runs over line ends "
+                             "(an unclosed quote?); one event per line")
+        landed.quarantined.clear()
+        landed.records_read = 0
+        return nothing
     numbers = np.setdiff1d(np.arange(1, landed.records_read + 1), [n for n, _, _ in wrong_width], assume_unique=True)
     return landed, table, numbers
 
 
+# A header name shown in a reason: a column-like name. Anything else (an email, a phone, an IP of a
+# data row read as the header) is counted, never written: the reason goes to the manifest and alerts.
+_NAME_SHOWN = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]{0,40}")
+
+
+def _shown(names: list[str]) -> list[str]:
+    hidden = sum(not _NAME_SHOWN.fullmatch(name) for name in names)
+    return [name for name in names if _NAME_SHOWN.fullmatch(name)] + ([f"{hidden} not shown"] if hidden else [])
+
+
 def _header_problem(header: list[str], columns: tuple[str, ...], kind: str) -> str | None:
     if not set(header) & set(columns):
-        return f"no header: the first row ({', '.join(header)[:200]}) is not the {kind}'s header ({', '.join(columns)})"
-    repeated = sorted({c for c in header if header.count(c) > 1})
+        return (f"no header: the first row ({len(header)} values) names none of the {kind}'s columns "
+                f"({', '.join(columns)})")
+    repeated = _shown(sorted({c for c in header if header.count(c) > 1}))
     missing = [c for c in columns if c not in header]
-    unknown = [c for c in header if c not in columns]
+    unknown = _shown([c for c in header if c not in columns])
     if repeated or missing or unknown:
         details = [f"{label}: {', '.join(names)}" for label, names in
                    (("missing columns", missing), ("unknown columns", unknown), ("repeated columns", repeated)) if names]

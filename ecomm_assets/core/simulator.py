@@ -284,8 +284,10 @@ def purchase_drops(tick: Tick) -> list[Drop]:
     first = datetime.combine(feed.first_day, datetime.min.time(), UTC).astimezone(zone).replace(tzinfo=None)
     late_from = max(first, naive - LATE_DELAY[1])
     late_hours = max(0.0, (naive - LATE_DELAY[0] - late_from).total_seconds() / 3600)
-    on_time = purchase_log_csv(feed.orders_per_tick - late, seed=rng.randrange(2**32), start=naive - feed.every,
-                               hours=feed.every / timedelta(hours=1), users=PURCHASE_LOG_USERS, duplicates=resent)
+    on_time_from = max(first, naive - feed.every)  # nothing before the lake's first day
+    on_time_hours = max(0.0, (naive - on_time_from) / timedelta(hours=1))
+    on_time = purchase_log_csv(feed.orders_per_tick - late if on_time_hours else 0, seed=rng.randrange(2**32),
+                               start=on_time_from, hours=on_time_hours, users=PURCHASE_LOG_USERS, duplicates=resent)
     late_rows = purchase_log_csv(late if late_hours else 0, seed=rng.randrange(2**32), start=late_from, hours=late_hours,
                                  users=PURCHASE_LOG_USERS)
     data = on_time + late_rows.split(b"\r\n", 1)[1]  # one header

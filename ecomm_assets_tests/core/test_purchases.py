@@ -78,7 +78,7 @@ def test_each_bad_row_is_quarantined_with_its_reason_and_every_record_counted(tm
 @pytest.mark.parametrize(
     "kind, data, error",
     [
-        ("header missing", purchase_log_csv(50, header=Header.MISSING), "no header: the first row (USI_"),
+        ("header missing", purchase_log_csv(50, header=Header.MISSING), "no header: the first row (14 values) names none of the purchase log's columns"),
         ("unknown column", purchase_log_csv(50, header=Header.UNKNOWN_COLUMN),
          "missing columns: payment_method; unknown columns: extra"),
         ("empty file", b"\r\n", "empty file"),
@@ -152,3 +152,49 @@ def test_profile_rows_stay_in_the_day_their_file_landed_and_bad_ones_are_quarant
                                      date(2024, 2, 1), key=KEY)
     assert list(landed.days) == [date(2024, 2, 1)] and landed.records_routed == 300
     assert [r["reason"] for r in landed.quarantined] == ["wrong column count: 10 values, the header has 11"] * 4
+
+
+def _log(*rows: str) -> bytes:
+    return (",".join(PURCHASE_COLUMNS) + "\r\n" + "".join(row + "\r\n" for row in rows)).encode()
+
+
+def _row(user="USI_1", ts="2024-01-15 10:00:00", cost="100", selling="150", discount="5") -> str:
+    return f"{user},SESI_1,Electronics,Acme,{cost},{selling},{discount},{ts},google,mobile,iOS,Safari,10.1.2.3,card"
+
+
+@pytest.mark.parametrize(
+    "row, where, reason",
+    [
+        (_row(ts="2024-02-30 10:00:00"), "split", "unparseable timestamp: '2024-02-30 10:00:00'"),  # once 03-01
+        (_row(ts="2024-01-31 23:59:61"), "split", "unparseable timestamp: '2024-01-31 23:59:61'"),  # once 02-01
+        (_row(ts="0000-01-01 00:00:00"), "split", "unparseable timestamp: '0000-01-01 00:00:00'"),  # once the whole file
+        (_row(cost="9999999999999999.99", selling="0", discount="9999999999999999.99"), "typed",
+         "cost_price out of range (>= 1,000,000,000,000): 9999999999999999.99"),  # once a failed range
+        (_row(selling="99999999999999999"), "typed", "selling_price out of range"),  # once "unparseable"
+        (_row(user='"\t"'), "typed", "missing user_id"),  # once loaded, then failing the blocking check
+    ],
+    ids=["february-30", "second-61", "year-0", "margin-overflow", "beyond-decimal-18", "tab-id"],
+)
+def test_an_odd_value_is_quarantined_alone_with_a_true_reason(tmp_path, row, where, reason):
+    data = _log(_row(user="USI_2"), row, _row(user="USI_3"))
+    landed, typed = split_and_typed(data, tmp_path)
+    rejected = landed.quarantined if where == "split" else typed.quarantined.to_pylist()
+    assert [r["reason"][:len(reason)] for r in rejected] == [reason]
+    assert typed.table.num_rows == 2 and all(c.conserved for c in typed.counts.values())
+
+
+def test_an_unclosed_quote_quarantines_the_file_whole_instead_of_swallowing_the_lines_after_it():
+    rows = [_row(user=f"USI_{n}") for n in range(2000)]
+    rows[5] = _row(user='"USI_5')
+    landed = split_purchase_file("log.csv", _log(*rows), WINDOW, key=KEY)
+    assert landed.file_error.startswith("2000 lines hold 6 records: a quoted value runs over line ends")
+    assert (landed.records_read, landed.records_routed, landed.quarantined) == (0, 0, [])
+
+
+def test_a_file_without_its_header_is_refused_without_writing_its_first_row():
+    """The reason goes to the manifest, landed-files table and alerts: no value of the row in it."""
+    data = user_profiles_csv(5, seed=1).split(b"\r\n", 1)[1]
+    landed = split_user_profile_file("users.csv", data, WINDOW, date(2024, 2, 1), key=KEY)
+    first_row = data.split(b"\r\n")[0].decode().split(",")
+    assert landed.file_error.startswith("no header: the first row (11 values) names none of")
+    assert not [value for value in first_row if value and value in landed.file_error]

@@ -222,3 +222,13 @@ def test_a_ticks_purchase_log_is_the_tutorials_shape_and_splits_without_a_quaran
     assert abs(late - 0.2 * 48 * 30) < 4 * (48 * 30 * 0.2 * 0.8) ** 0.5
     assert abs(resent - 0.1 * 48 * 30) < 4 * (48 * 30 * 0.1 * 0.9) ** 0.5
     assert read == 48 * 30 + resent
+
+
+def test_a_purchase_log_holds_no_event_before_the_lakes_first_day():
+    """The first tick of the first day: its interval is before midnight, so it holds no event (the
+    ingest would quarantine them all); the profiles still land."""
+    first_tick = Tick(datetime(2024, 1, 1, tzinfo=UTC), feed(every_minutes=60, orders_per_tick=20))
+    assert [file.kind for file in simulator.purchase_drops(first_tick)] == ["user_profiles"]
+    later = simulator.purchase_drops(Tick(datetime(2024, 1, 1, 1, tzinfo=UTC), feed(every_minutes=60, orders_per_tick=20)))
+    assert [file.kind for file in later] == ["user_profiles", "purchases"] and later[1].days == ("2024-01-01",)
+

@@ -196,7 +196,11 @@ def test_a_ticks_purchase_log_is_the_tutorials_shape_and_splits_without_a_quaran
     resent ones written twice) all route to their days, read in the zone they are written in (the
     ingest's ECOMM_PURCHASES_TIMEZONE), none after the tick; the profiles file is the same every tick."""
     from ecomm_assets.core.landing import DayWindow
-    from ecomm_assets.core.purchases import EVENT_TS_UTC, split_purchase_file, split_user_profile_file
+    from ecomm_assets.core.purchases import (
+        EVENT_TS_UTC,
+        split_purchase_file,
+        split_user_profile_file,
+    )
 
     live = feed(orders_per_tick=30, late_rate=0.2, duplicate_rate=0.1, purchases_timezone=zone)
     window = DayWindow(START, date(2024, 12, 31))

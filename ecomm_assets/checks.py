@@ -15,6 +15,7 @@ from ecomm_assets.assets.days import read_table, run_days
 from ecomm_assets.assets.lake import raw_day_files
 from ecomm_assets.core import quality
 from ecomm_assets.core.engagement import COLLECTION
+from ecomm_assets.core.landing import count_json_lines
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
     PURCHASES_FEED,
@@ -70,10 +71,10 @@ def _order_lines_conservation(lines: TableDays, day: date) -> quality.CheckOutco
     """Recounts every side independently: lines of the raw files, distinct orders in the table,
     records in quarantine; only the duplicates come from the run's own counts."""
     store = lines.store
-    records_read = sum(_count_lines(store.read_bytes(f.path)) for f in raw_day_files(store, day))
+    records_read = sum(count_json_lines(store.read_bytes(f.path)) for f in raw_day_files(store, day))
     loaded = pc.count_distinct(lines.rows[day]["order_id"]).as_py()
     rel = quarantine_path("order_lines", day)
-    quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
     duplicates = json.loads(store.read_bytes(counts_path("order_lines", day)))["duplicates_dropped"]
     return quality.conservation(records_read, loaded, quarantined, duplicates)
 
@@ -90,7 +91,7 @@ def _engagement_conservation(table_days: TableDays, day: date) -> quality.CheckO
     else:
         read = len(records)
     quarantined = quarantine_path(table, day)
-    rejected = _count_lines(store.read_bytes(quarantined)) if store.exists(quarantined) else 0
+    rejected = count_json_lines(store.read_bytes(quarantined)) if store.exists(quarantined) else 0
     return quality.conservation(read, table_days.rows[day].num_rows, rejected, 0)
 
 
@@ -106,7 +107,7 @@ def _purchase_events_conservation(events: TableDays, day: date) -> quality.Check
     store = events.store
     records_read = sum(count_csv_records(store.read_bytes(f.path)) for f in raw_day_files(store, day, PURCHASES_FEED))
     rel = quarantine_path("purchase_events", day)
-    quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
     duplicates = json.loads(store.read_bytes(counts_path("purchase_events", day)))["duplicates_dropped"]
     return quality.conservation(records_read, events.rows[day].num_rows, quarantined, duplicates, "events_loaded")
 
@@ -138,10 +139,6 @@ def _orders_match_lines(orders_days: TableDays, day: date) -> quality.CheckOutco
 def _row_count(days: TableDays, day: date) -> quality.CheckOutcome:
     trailing = [days.row_count(day - timedelta(days=n)) for n in range(1, TRAILING_DAYS + 1)]
     return quality.row_count_normal(days.rows[day].num_rows, [n for n in trailing if n is not None])
-
-
-def _count_lines(data: bytes) -> int:
-    return sum(1 for line in data.split(b"\n") if line.strip())
 
 
 @dataclass(frozen=True)
@@ -362,7 +359,7 @@ def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOu
     counts = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))
     records_read = sum(count_csv_records(store.read_bytes(path)) for path in counts["files"])
     rel = unpartitioned_quarantine_path("dim_user_profiles")
-    quarantined = _count_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
     replaced = counts["replaced_by_newer"]
     return quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded", "replaced_by_newer")
 

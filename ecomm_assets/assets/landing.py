@@ -30,6 +30,7 @@ from ecomm_assets.assets.metadata import column_schema, preview, usage_metadata
 from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
+    count_json_lines,
     file_id,
     split_landing_file,
 )
@@ -109,12 +110,8 @@ class FeedFormat:
     count_records: Callable[[bytes], int]
 
 
-def _count_lines(data: bytes) -> int:
-    return sum(1 for line in data.split(b"\n") if line.strip())
-
-
 FORMATS: dict[str, FeedFormat] = {
-    ORDERS_FEED.name: FeedFormat(lambda landing, data, window, key: split_landing_file(landing.name, data, window, key=key), _count_lines),
+    ORDERS_FEED.name: FeedFormat(lambda landing, data, window, key: split_landing_file(landing.name, data, window, key=key), count_json_lines),
     PURCHASES_FEED.name: FeedFormat(
         lambda landing, data, window, key: split_purchase_file(landing.name, data, window, SETTINGS.purchases_timezone, key=key),
         count_csv_records,

@@ -60,6 +60,11 @@ def json_lines(lines: list[str]) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
+def count_json_lines(data: bytes) -> int:
+    """The records of a JSON Lines file (a raw day file, a quarantine file): its non-blank lines."""
+    return sum(1 for line in data.split(b"\n") if line.strip())
+
+
 @dataclass
 class LandedFile:
     """A landed file split by day. A day's records are whatever its feed's split keeps (JSON lines

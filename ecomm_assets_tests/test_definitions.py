@@ -47,12 +47,12 @@ def test_whole_graph_for_one_day(lake_dir, instance):
     summary = sql(lake_dir, "SELECT orders, revenue, average_order_value, orders_not_reconciling FROM '{lake}/processed/daily_order_summary/*/*.parquet'")
     not_reconciling = sql(lake_dir, "SELECT count(*) FILTER (WHERE NOT reconciles) FROM '{lake}/processed/orders/*/*.parquet'")[0][0]
     assert summary == [(180, line_total, round(line_total / 180, 2), not_reconciling)]
-    # The day's headline figures are numbers on its materialization, for Dagster's plots.
-    summary_event = instance.get_latest_materialization_event(dg.AssetKey("daily_order_summary")).asset_materialization
-    figures = {k: summary_event.metadata[k].value for k in ("orders", "revenue", "average_order_value", "percent_not_reconciling")}
+    # The day's headline figures are numbers on the day's materialization of orders, for Dagster's plots.
+    orders_event = instance.get_latest_materialization_event(dg.AssetKey("orders")).asset_materialization
+    figures = {k: orders_event.metadata[k].value for k in ("orders", "revenue", "average_order_value", "percent_not_reconciling")}
     assert figures == {"orders": 180, "revenue": float(line_total), "average_order_value": float(round(line_total / 180, 2)),
                        "percent_not_reconciling": round(100 * not_reconciling / 180, 2)}
-    assert instance.fetch_observations(dg.AssetKey("daily_order_summary"), limit=10).records == []  # not twice
+    assert orders_event.metadata["dagster/row_count"].value == 180
     # The dashboard's charts are PNG files, and its report is one self-contained HTML file.
     report = lake_dir / "reports" / "dashboard"
     assert sorted(p.name for p in report.iterdir()) == ["dashboard.html", "revenue_by_category.png", "revenue_per_day.png", "top_products.png"]
@@ -269,25 +269,31 @@ def test_every_asset_and_check_is_declared_at_module_level():
     assert {key for step in check_steps.values() for key in step.check_keys} == set(graph.asset_check_keys)
 
 
-def test_a_range_run_gives_each_day_its_own_figures_and_no_shared_row_count(lake_dir, instance):
-    """One materialization metadata serves every day of a range run, so what differs per day (row
-    counts, headline figures) is not in it: the figures go on an observation of each day."""
+def test_a_range_run_gives_each_day_its_own_row_count_and_figures_and_the_run_its_totals_once(lake_dir, instance):
+    """Dagster copies what a range run's step returns onto every day's materialization: each day's
+    own row count and figures go on that day's event, and the run's totals on the newest day's only."""
     defs = make_definitions(lake_dir)
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {"dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-16"}
     assert job.execute_in_process(instance=instance, tags=tags).success
     rows = sql(lake_dir, "SELECT order_date::VARCHAR, orders, revenue FROM '{lake}/processed/daily_order_summary/*/*.parquet' ORDER BY 1")
-    observed = {r.partition_key: r.asset_observation.metadata
-                for r in instance.fetch_observations(dg.AssetKey("daily_order_summary"), limit=10).records}
-    assert {day: (meta["orders"].value, meta["revenue"].value) for day, meta in observed.items()} == {
-        day: (orders, float(revenue)) for day, orders, revenue in rows}
     assert len({orders for _, orders, _ in rows}) == 3  # three different days, three different figures
-    for key in ("order_lines", "orders_raw", "daily_order_summary"):
-        for record in instance.fetch_materializations(dg.AssetKey(key), limit=10).records:
-            metadata = record.asset_materialization.metadata
-            assert "dagster/row_count" not in metadata and "orders" not in metadata, key
-    lines = instance.get_latest_materialization_event(dg.AssetKey("order_lines")).asset_materialization.metadata
-    assert lines["rows"].value == sum(lines["rows_per_day"].value.values())
+    events = {r.partition_key: r.asset_materialization.metadata
+              for r in instance.fetch_materializations(dg.AssetKey("orders"), limit=10).records}
+    assert {day: (meta["orders"].value, meta["revenue"].value, meta["dagster/row_count"].value)
+            for day, meta in events.items()} == {day: (orders, float(revenue), orders) for day, orders, revenue in rows}
+    assert instance.fetch_observations(dg.AssetKey("daily_order_summary"), limit=10).records == []
+    for key, table in (("order_lines", "order_lines"), ("orders_raw", None)):
+        records = {r.partition_key: r.asset_materialization.metadata
+                   for r in instance.fetch_materializations(dg.AssetKey(key), limit=10).records}
+        assert sorted(records) == ["2024-01-14", "2024-01-15", "2024-01-16"], key
+        if table:
+            per_day = dict(sql(lake_dir, f"SELECT order_date::VARCHAR, count(*) FROM '{{lake}}/processed/{table}/*/*.parquet' GROUP BY 1"))
+            assert {day: meta["dagster/row_count"].value for day, meta in records.items()} == per_day
+        # the run's totals and usage once, on the newest day
+        assert [day for day, meta in records.items() if "rows" in meta] == ["2024-01-16"], key
+        assert [day for day, meta in records.items() if "usage/days" in meta] == ["2024-01-16"], key
+        assert records["2024-01-16"]["rows"].value == sum(meta["dagster/row_count"].value for meta in records.values())
 
 
 def run_assets(defs, keys: list[str], instance, day: str | None = None):

@@ -115,15 +115,16 @@ def test_a_range_runs_figures_are_the_whole_range_and_the_estimate_takes_them_pe
     assert len(list((lake_dir / "raw" / "orders").iterdir())) == 3  # a file in each day's folder
     records = instance.fetch_materializations(dg.AssetKey("orders_raw"), limit=10).records
     assert len(records) == 3
-    for record in records:  # each day's materialization holds the whole run's figures
-        figures = record.asset_materialization.metadata
-        assert (figures["usage/days"].value, figures["usage/raw/objects_written"].value) == (3, 3)
+    # the whole run's figures, once: on the newest day's materialization
+    figures = {r.partition_key: r.asset_materialization.metadata for r in records}
+    assert [day for day, metadata in figures.items() if "usage/days" in metadata] == ["2024-01-16"]
+    assert (figures["2024-01-16"]["usage/days"].value, figures["2024-01-16"]["usage/raw/objects_written"].value) == (3, 3)
     assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=defs.resources).success
     with duckdb.connect(str(lake_dir.parent / "catalog.duckdb"), read_only=True) as con:
         measured = con.execute("SELECT per_day, days_measured FROM usage_by_asset "
                                "WHERE asset = 'orders_raw' AND figure = 'raw/objects_written'").fetchall()
     written = sum(p.stat().st_size for p in (lake_dir / "raw" / "orders").rglob("*.jsonl"))
-    assert measured == [(1.0, 9)]  # 3 materializations of 3 days each, one file a day
+    assert measured == [(1.0, 3)]  # one materialization with the figures of 3 days, one file a day
     assert usage_of(instance, "orders_raw")["usage/raw/bytes_written"] == written
 
 

@@ -3,7 +3,6 @@
 from datetime import date, timedelta
 
 import dagster as dg
-import pyarrow as pa
 
 from ecomm_assets.assets.days import (
     read_days,
@@ -17,7 +16,7 @@ from ecomm_assets.assets.lake import order_lines, orders
 from ecomm_assets.assets.metadata import column_schema, with_usage
 from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
 from ecomm_assets.core.analytics import build_analytics, build_purchase_analytics
-from ecomm_assets.core.dashboard import headline_figures, html_report, render_charts
+from ecomm_assets.core.dashboard import html_report, render_charts
 from ecomm_assets.core.layout import (
     DASHBOARD_DIR,
     PART_FILE,
@@ -37,16 +36,15 @@ ANALYTICS_ASSET = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFI
                        "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}, "deps": [order_lines, orders]}
 
 
-def _analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> tuple[dict, pa.Table]:
-    """Computes and writes the days of an analytics table; its metadata and the table."""
+def _analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dict:
+    """Computes and writes the days of an analytics table; its metadata."""
     days = run_days(context)
     store = lake.store()
     reads = {table_dir("order_lines"): days, table_dir("orders"): days}
     with writing_days(context, store, days, reads) as ensure_inputs_unchanged:
         table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
         ensure_inputs_unchanged()
-        metadata = write_days(store, name, ANALYTICS[name], split_by_day(table, "order_date", days))
-    return metadata, table
+        return write_days(context, store, name, ANALYTICS[name], split_by_day(table, "order_date", days))
 
 
 def _analytics_description(text: str, name: str) -> str:
@@ -62,7 +60,7 @@ def _analytics_description(text: str, name: str) -> str:
 )
 @with_usage
 def sales_by_category(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_analytics(context, lake, "sales_by_category")[0])
+    return dg.MaterializeResult(metadata=_analytics(context, lake, "sales_by_category"))
 
 
 @dg.asset(
@@ -74,7 +72,7 @@ def sales_by_category(context: dg.AssetExecutionContext, lake: LakeResource) -> 
 )
 @with_usage
 def product_performance(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_analytics(context, lake, "product_performance")[0])
+    return dg.MaterializeResult(metadata=_analytics(context, lake, "product_performance"))
 
 
 @dg.asset(
@@ -84,7 +82,7 @@ def product_performance(context: dg.AssetExecutionContext, lake: LakeResource) -
 )
 @with_usage
 def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata=_analytics(context, lake, "top_customers")[0])
+    return dg.MaterializeResult(metadata=_analytics(context, lake, "top_customers"))
 
 
 @dg.asset(
@@ -92,24 +90,14 @@ def top_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     metadata={"dagster/column_schema": column_schema(ANALYTICS["daily_order_summary"])},
     description=_analytics_description(
         "Orders, customers, units, revenue, average order value, and the share of orders whose reported "
-        "total does not match their lines. A day's orders, revenue, average order value and percent not "
-        "reconciling are numbers on its materialization (a range run records them on an observation of each "
-        "day instead), which Dagster plots (Overview, Metadata, Plots).",
+        "total does not match their lines (the same figures are numbers on each day's materialization of "
+        "`orders`, which Dagster plots).",
         "daily_order_summary",
     ),
 )
 @with_usage
 def daily_order_summary(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    metadata, table = _analytics(context, lake, "daily_order_summary")
-    figures = headline_figures(table)
-    if len(figures) == 1:  # the day's own materialization: plotted per partition
-        metadata.update(next(iter(figures.values())))
-    else:
-        # A range run's materialization metadata is shared by all its days: each day's figures go in
-        # an observation of its own partition instead (plotted by the time they were recorded).
-        for day, day_figures in figures.items():
-            context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(day), metadata=day_figures))
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=_analytics(context, lake, "daily_order_summary"))
 
 
 PURCHASE_ANALYTICS_ASSET = ANALYTICS_ASSET | {"deps": [purchase_events, dim_user_profiles]}
@@ -128,7 +116,7 @@ def _purchase_analytics(context: dg.AssetExecutionContext, lake: LakeResource, n
             profiles = DIM_USER_PROFILES.empty_table()
         table = build_purchase_analytics(name, read_days(store, "purchase_events", days), profiles, days)
         ensure_inputs_unchanged()
-        return write_days(store, name, PURCHASE_ANALYTICS[name], split_by_day(table, "event_date", days))
+        return write_days(context, store, name, PURCHASE_ANALYTICS[name], split_by_day(table, "event_date", days))
 
 
 @dg.asset(

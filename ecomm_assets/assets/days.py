@@ -68,9 +68,18 @@ def split_by_day(table: pa.Table, day_column: str, days: list[date]) -> dict[dat
     return {day: slices.get(day, table.slice(0, 0)) for day in days}
 
 
-def write_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day: dict[date, pa.Table | Path]) -> dict:
+def day_metadata(context: dg.AssetExecutionContext, by_day: dict[date, dict]) -> None:
+    """Each day's own metadata (its row count, its figures) on that day's own materialization: what
+    a step returns is copied onto every day of a range run, so it cannot say what differs per day."""
+    for day, metadata in by_day.items():
+        context.add_asset_metadata(metadata, partition_key=str(day))
+
+
+def write_days(context: dg.AssetExecutionContext, store: LakeStore, table_name: str, contract: pa.Schema,
+               by_day: dict[date, pa.Table | Path]) -> dict:
     """Replace each day's partition of a table (tables, or staged Parquet files), each with
-    exactly the table's contract schema, empty or not; the metadata of it."""
+    exactly the table's contract schema, empty or not; each day's row count on its materialization;
+    the run's metadata."""
     rows, size, head = {}, 0, None
     for day, content in sorted(by_day.items()):
         where = f"{table_name} of {day}"
@@ -86,6 +95,7 @@ def write_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day: d
         if head is None or head.num_rows == 0:
             head = day_head  # the preview shows the first day that has rows
         size += store.replace_partition(partition_dir(PROCESSED, table_name, day), {PART_FILE: content})
+    day_metadata(context, {day: {"dagster/row_count": n} for day, n in rows.items()})
     days = sorted(by_day)
     single = len(days) == 1
     metadata = {
@@ -95,12 +105,9 @@ def write_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day: d
         ),
         "preview": preview(head if head is not None else pa.table({})),
     }
-    if single:
-        metadata["dagster/row_count"] = rows[days[0]]
-    else:  # one metadata for every day of a range: a day's own row count would be false for the others
+    if not single:
         metadata["days"] = len(days)
         metadata["rows"] = sum(rows.values())
-        metadata["rows_per_day"] = dg.MetadataValue.json({str(day): n for day, n in rows.items()})
     return metadata
 
 

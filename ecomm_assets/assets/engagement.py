@@ -62,7 +62,7 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
             lines = "".join(json.dumps(row) + "\n" for row in quarantined.to_pylist()).encode()
             store.replace_partition(quarantine_dir(name, day), {QUARANTINE_FILE: lines} if quarantined.num_rows else {})
             store.write_bytes(counts_path(name, day), json.dumps(counts[day].as_dict(), indent=1).encode())
-        metadata = write_days(store, name, ENGAGEMENT[name], split_by_day(result.rows, "snapshot_date", days))
+        metadata = write_days(context, store, name, ENGAGEMENT[name], split_by_day(result.rows, "snapshot_date", days))
     reasons = sum((c.reasons for c in counts.values()), Counter())
     metadata.update(
         {
@@ -125,7 +125,7 @@ def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource,
     with writing_days(context, store, days, {table_dir(table): days for table in inputs}) as ensure_inputs_unchanged:
         table = build_engagement_analytics(name, {table: read_days(store, table, days) for table in inputs})
         ensure_inputs_unchanged()
-        return write_days(store, name, ENGAGEMENT_ANALYTICS[name], split_by_day(table, "snapshot_date", days))
+        return write_days(context, store, name, ENGAGEMENT_ANALYTICS[name], split_by_day(table, "snapshot_date", days))
 
 
 @dg.asset(

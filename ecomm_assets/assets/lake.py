@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.assets.days import (
+    day_metadata,
     read_days,
     run_days,
     split_by_day,
@@ -25,6 +26,7 @@ from ecomm_assets.assets.sources import (
     users_raw,
 )
 from ecomm_assets.core import quality
+from ecomm_assets.core.dashboard import headline_figures
 from ecomm_assets.core.flatten import (
     DayCounts,
     FlattenResult,
@@ -77,12 +79,12 @@ def write_rejects(store: LakeStore, table: str, day: date, quarantined: pa.Table
     store.write_bytes(counts_path(table, day), json.dumps(counts, indent=1).encode())
 
 
-def _write_order_lines(store: LakeStore, days: list[date], result: FlattenResult) -> dict:
+def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, days: list[date], result: FlattenResult) -> dict:
     """Each day's quarantine, counts and order lines (a day without input gets an empty partition)."""
     for day in days:
         write_rejects(store, "order_lines", day, result.quarantined, result.counts.get(day, DayCounts()).as_dict())
     return write_days(
-        store, "order_lines", ORDER_LINES,
+        context, store, "order_lines", ORDER_LINES,
         {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table() for day in days},
     )
 
@@ -109,7 +111,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
                 [RawOrderFile(path, day, source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
             )
             ensure_inputs_unchanged()
-            metadata = _write_order_lines(store, days, result)
+            metadata = _write_order_lines(context, store, days, result)
     totals = [result.counts.get(day, DayCounts()) for day in days]
     reasons = sum((c.reasons for c in totals), Counter())
     metadata.update(
@@ -144,7 +146,8 @@ def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     with writing_days(context, store, days, {table_dir("order_lines"): days}) as ensure_inputs_unchanged:
         table = build_orders(read_days(store, "order_lines", days))
         ensure_inputs_unchanged()
-        metadata = write_days(store, "orders", ORDERS, split_by_day(table, "order_date", days))
+        metadata = write_days(context, store, "orders", ORDERS, split_by_day(table, "order_date", days))
+    day_metadata(context, headline_figures(table, days))
     metadata["orders_not_reconciling"] = quality.totals_reconcile(table)[1]["orders_not_reconciling"]
     return dg.MaterializeResult(metadata=metadata)
 
@@ -161,7 +164,7 @@ def _dimension(context: dg.AssetExecutionContext, lake: LakeResource, name: str,
             context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: rows come from orders only")
         table = builder({day: records or [] for day, records in snapshots.items()}, read_days(store, "order_lines", days))
         ensure_inputs_unchanged()
-        metadata = write_days(store, name, CONTRACTS[name], split_by_day(table, "snapshot_date", days))
+        metadata = write_days(context, store, name, CONTRACTS[name], split_by_day(table, "snapshot_date", days))
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -75,15 +75,21 @@ def usage_metadata(usage: Usage, days: int) -> dict[str, int]:
 def with_usage(compute: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.MaterializeResult]:
     """An asset's body, recording what its stores and catalog clients did (core/usage.py) into its
     materialization's metadata: usage/<area>/..., usage/s3/<request>, usage/glue/<operation>, and
-    usage/days, the days they are the total of (a range run's figures are the whole range's)."""
+    usage/days, the days they are the total of. A range run's metadata (its totals, preview and
+    usage) goes on its newest day only, the asset's latest materialization: Dagster would copy it
+    onto every day's event, where it describes the run, not the day."""
 
     @functools.wraps(compute)
     def recorded(context: dg.AssetExecutionContext, *args, **kwargs) -> dg.MaterializeResult:
         with recording() as usage:
             result = compute(context, *args, **kwargs)
-        days = len(context.partition_keys) if context.assets_def.partitions_def else 0
+        keys = context.partition_keys if context.assets_def.partitions_def else []
+        metadata = {**(result.metadata or {}), **usage_metadata(usage, len(keys))}
+        if len(keys) > 1:
+            context.add_asset_metadata(metadata, partition_key=keys[-1])
+            metadata = {}
         return dg.MaterializeResult(
-            asset_key=result.asset_key, metadata={**(result.metadata or {}), **usage_metadata(usage, days)},
+            asset_key=result.asset_key, metadata=metadata,
             check_results=result.check_results, data_version=result.data_version, tags=result.tags,
         )
 

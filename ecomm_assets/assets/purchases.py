@@ -87,7 +87,7 @@ def purchase_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         ensure_inputs_unchanged()
         for day in days:
             write_rejects(store, "purchase_events", day, typed.quarantined, _counts_record(typed.counts[day]))
-        metadata = write_days(store, "purchase_events", PURCHASE_EVENTS, split_by_day(typed.table, "event_date", days))
+        metadata = write_days(context, store, "purchase_events", PURCHASE_EVENTS, split_by_day(typed.table, "event_date", days))
     totals = list(typed.counts.values())
     reasons = sum((c.reasons for c in totals), Counter())
     metadata.update({

@@ -6,6 +6,7 @@ from datetime import date
 
 import dagster as dg
 
+from ecomm_assets.assets.days import day_metadata
 from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.core.layout import (
     collection_dir,
@@ -47,14 +48,12 @@ def _snapshot(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
         if records is not previous:  # a snapshot repeated every day is serialized once
             previous, data = records, json.dumps(records, separators=(",", ":")).encode()
         size += store.write_bytes(collection_path(collection, day), data)
-        rows[str(day)] = len(records)
-    # A range run's metadata is every day's: the path and row count of its day only for a single day.
-    single = len(keys) == 1
-    where = collection_path(collection, keys[0]) if single else collection_dir(collection)
-    counted = {"dagster/row_count": rows[keys[0]]} if single else {"rows": sum(rows.values())}
+        rows[day] = len(records)
+    day_metadata(context, {day: {"dagster/row_count": n} for day, n in rows.items()})
+    where = collection_path(collection, keys[0]) if len(keys) == 1 else collection_dir(collection)
     return dg.MaterializeResult(
         metadata={
-            **counted,
+            "rows": sum(rows.values()),
             "source": order_source.source.value,
             "bytes_written": size,
             "path": dg.MetadataValue.path(store.full_uri(where)),
@@ -111,7 +110,7 @@ def comments_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_so
 @with_usage
 def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     store = lake.store()
-    rows, size, files = 0, 0, {}
+    rows, size, files = {}, 0, {}
     for day in (date.fromisoformat(key) for key in context.partition_keys):
         products, users, carts = (read_collection(lake, c, day) or [] for c in COLLECTIONS)
         orders = order_source.day_orders(day, products, users, carts)
@@ -125,13 +124,12 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
             for other in OrderSource:
                 if other.generates_orders and other != order_source.source:
                     store.delete(f"{folder}/{generated_orders_name(other)}")
-        rows += orders.count(b"\n")
+        rows[day] = orders.count(b"\n")
         files = {f.name: f.size for f in store.list_files(folder)}
-    # A range run's metadata is every day's: a row count only for a single day.
-    counted = {"dagster/row_count": rows} if len(context.partition_keys) == 1 else {"rows": rows}
+    day_metadata(context, {day: {"dagster/row_count": n} for day, n in rows.items()})
     return dg.MaterializeResult(
         metadata={
-            **counted,
+            "rows": sum(rows.values()),
             "source": order_source.source.value,
             "bytes_written": size,
             "files_in_partition": dg.MetadataValue.json(files),  # of the last day

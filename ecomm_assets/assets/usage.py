@@ -48,8 +48,8 @@ MEASURED_ASSETS = sorted([*(dg.AssetKey(feed.landed_files_table) for feed in FEE
 
 def per_day_figures(instance: dg.DagsterInstance, assets: list[dg.AssetKey]) -> dict[str, tuple[dict[str, float], int]]:
     """Each asset's figures for one day, (figures, days measured), from its newest materializations
-    that carry usage: their sum over the days they cover (a range run's materialization of each
-    day holds the whole run's figures and days, so the ratio is the same). An unpartitioned asset
+    that carry usage: their sum over the days they cover (a range run's figures, for all its days,
+    are on its newest day's materialization). An unpartitioned asset
     (the dashboard, the ingest's landed_files) covers no day of data: its figures are summed over
     the UTC days its materializations happened on."""
     measured = {}

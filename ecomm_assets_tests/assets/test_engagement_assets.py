@@ -67,7 +67,9 @@ def test_a_synthetic_range_in_one_run_gives_each_day_its_engagement_and_analytic
         assert rows(con, "SELECT min(rank), count(DISTINCT rank) = count(*) FROM engaged_users WHERE dt = '2024-01-15'") == [(1, True)]
     materialization = instance.get_latest_materialization_event(dg.AssetKey("product_reviews")).asset_materialization
     assert materialization.metadata["conservation_holds"].value is True
-    assert materialization.metadata["rows_per_day"].value.keys() == set(DAYS)
+    records = instance.fetch_materializations(dg.AssetKey("product_reviews"), limit=10).records
+    assert {r.partition_key for r in records} == set(DAYS)
+    assert sum(r.asset_materialization.metadata["dagster/row_count"].value for r in records) == materialization.metadata["rows"].value
 
 
 GOOD_PRODUCT = {"id": 1, "title": "Mascara", "category": "beauty", "price": 9.99,

@@ -11,8 +11,11 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomm_assets.assets import analytics, engagement, purchases
+from ecomm_assets.assets import lake as lake_assets
 from ecomm_assets.assets.days import read_table, run_days
 from ecomm_assets.assets.lake import raw_day_files
+from ecomm_assets.assets.metadata import BUILT_DAYS
 from ecomm_assets.core import quality
 from ecomm_assets.core.engagement import COLLECTION
 from ecomm_assets.core.landing import count_json_lines
@@ -26,6 +29,7 @@ from ecomm_assets.core.layout import (
     table_path,
     unpartitioned_quarantine_path,
     unpartitioned_table_path,
+    withdrawn_path,
 )
 from ecomm_assets.core.purchases import count_csv_records
 from ecomm_assets.core.schemas import (
@@ -38,20 +42,26 @@ from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
 TRAILING_DAYS = 7
+_ASSETS = {key: assets for assets in dg.load_assets_from_modules([lake_assets, engagement, purchases, analytics])
+           for key in assets.keys}
 
 
 @dataclass(frozen=True)
 class TableDays:
-    """A table's rows for each day of a run, read once for all of the table's checks."""
+    """A table's rows of the day being checked, read once for all of the table's checks, and the
+    row counts of the days read before it in the same step."""
 
     store: LakeStore
     table: str
     rows: dict[date, pa.Table]
+    counted: dict[date, int]
 
     def row_count(self, day: date) -> int | None:
-        """Rows of a day: from the run's rows, else from the file's footer; None without a file."""
+        """Rows of a day: known in this step, else from the file's footer; None without a file."""
         if day in self.rows:
             return self.rows[day].num_rows
+        if day in self.counted:
+            return self.counted[day]
         rel = table_path(self.table, day)
         return parquet_row_count(self.store, rel) if self.store.exists(rel) else None
 
@@ -167,24 +177,53 @@ def _result(check: Check, table: str, outcomes: dict[date, quality.CheckOutcome]
     )
 
 
+def _partitioned(table: str) -> bool:
+    return _ASSETS[dg.AssetKey(table)].partitions_def is not None
+
+
 def _step(table: str) -> dict:
-    """The decorator arguments of a table's checks step: one spec per check, each runnable alone."""
-    specs = [
-        dg.AssetCheckSpec(c.name, asset=table, description=c.description, blocking=c.blocking, partitions_def=DAILY_PARTITIONS)
-        for c in CHECKS[table]
-    ]
-    return {"specs": specs, "can_subset": True, "description": f"The checks of {table}, evaluated on one read of its partitions."}
+    """The decorator arguments of a table's checks step: one spec per check, each runnable alone;
+    partitioned like the table's asset."""
+    partitions = {"partitions_def": DAILY_PARTITIONS} if _partitioned(table) else {}
+    specs = [dg.AssetCheckSpec(c.name, asset=table, description=c.description, blocking=c.blocking, **partitions)
+             for c in CHECKS[table]]
+    what = "its partitions of the run" if partitions else "the days its latest build wrote"
+    return {"specs": specs, "can_subset": True, "description": f"The checks of {table}, evaluated on {what}, one day at a time."}
+
+
+def _days(context: dg.AssetCheckExecutionContext, table: str) -> list[date]:
+    """A daily table's days of the run; a derived table's days of its latest build."""
+    if _partitioned(table):
+        return run_days(context)
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(table))
+    built = event.asset_materialization.metadata.get(BUILT_DAYS) if event else None
+    return [date.fromisoformat(day) for day in built.value] if built else []
+
+
+def _withdraw(store: LakeStore, table: str, day: date) -> None:
+    """Take a derived table's day that failed a blocking check out of the lake (into quarantine):
+    readers and the catalog no longer see it, and the next build makes it again (and checks it)."""
+    store.write_bytes(withdrawn_path(table, day), store.read_bytes(table_path(table, day)))
+    store.delete(table_path(table, day))
 
 
 def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table: str) -> Iterator[dg.AssetCheckResult]:
-    """The selected checks of a table, on one read of its partitions of the run."""
-    by_name = {check.name: check for check in CHECKS[table]}
+    """The selected checks of a table, each day read once for all of them (memory: one day)."""
+    selected = [check for check in CHECKS[table] if dg.AssetCheckKey(dg.AssetKey(table), check.name) in context.selected_asset_check_keys]
     store = lake.store()
-    days = run_days(context)
-    table_days = TableDays(store, table, {day: read_table(store, table, day) for day in days})
-    for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
-        check = by_name[key.name]
-        yield _result(check, table, {day: check.rule(table_days, day) for day in days})
+    outcomes: dict[str, dict[date, quality.CheckOutcome]] = {check.name: {} for check in selected}
+    counted: dict[date, int] = {}
+    for day in sorted(_days(context, table)):
+        table_days = TableDays(store, table, {day: read_table(store, table, day)}, counted)
+        counted[day] = table_days.rows[day].num_rows
+        failed_blocking = False
+        for check in selected:
+            outcomes[check.name][day] = outcome = check.rule(table_days, day)
+            failed_blocking |= check.blocking and not outcome[0]
+        if failed_blocking and not _partitioned(table):
+            _withdraw(store, table, day)
+    for check in sorted(selected, key=lambda c: c.name):
+        yield _result(check, table, outcomes[check.name])
 
 
 def _schema_check(table: str) -> Check:

@@ -261,7 +261,7 @@ def test_a_failed_run_writes_a_structured_alert(lake_dir, instance):
     sensor(context)
     [alert] = [json.loads(line) for line in alerts.read_text().splitlines()]
     assert alert["run_id"] == result.run_id and alert["partition"] == "2024-01-15"
-    assert "products_raw" in alert["assets"]
+    assert "snapshots" in alert["assets"]
     assert "127.0.0.1:9" in alert["error"]
 
 

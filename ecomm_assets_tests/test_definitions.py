@@ -226,7 +226,8 @@ def test_dummyjson_source_end_to_end(lake_dir, instance, dummyjson):
 
 def test_a_failed_blocking_check_keeps_the_day_out_of_the_catalog(lake_dir, instance):
     """A source with a duplicated customer id breaks dim_customers' key check (blocking): the
-    catalog asset of that run does not run, so the bad day is never registered."""
+    catalog asset of that run does not run, and the bad day of dim_customers (a derived table) is
+    withdrawn from the lake into quarantine; every later build makes it again and fails again."""
     defs = make_definitions(lake_dir)
     assert materialize_day(defs, "2024-01-15", instance).success
     users_file = lake_dir / "raw" / "users" / "dt=2024-01-16" / "users.json"
@@ -239,8 +240,18 @@ def test_a_failed_blocking_check_keeps_the_day_out_of_the_catalog(lake_dir, inst
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert "dim_customers" in materialized and "catalog" not in materialized
     catalog_runs = instance.fetch_materializations(dg.AssetKey("catalog"), limit=10).records
-    assert [r.partition_key for r in catalog_runs] == ["2024-01-16", "2024-01-15"]  # the earlier, good run only
+    assert len(catalog_runs) == 2  # the two earlier, good runs only
     assert {r.run_id for r in catalog_runs}.isdisjoint({result.run_id})
+    day = lake_dir / "processed" / "dim_customers" / "dt=2024-01-16"
+    assert not (day / "part-00000.parquet").exists()
+    assert (lake_dir / "quarantine" / "dim_customers" / "dt=2024-01-16" / "withdrawn.parquet").exists()
+    assert (lake_dir / "processed" / "dim_customers" / "dt=2024-01-15" / "part-00000.parquet").exists()
+
+    again = defs.resolve_job_def("lake_job").execute_in_process(partition_key="2024-01-16", instance=instance, raise_on_error=False)
+    assert check_results(again)[("dim_customers", "keys_not_null_and_unique")] is False
+    built = instance.get_latest_materialization_event(dg.AssetKey("dim_customers")).asset_materialization
+    assert built.metadata["built_days"].value == ["2024-01-16"]  # only the withdrawn day: the good one is current
+    assert not (day / "part-00000.parquet").exists()
 
 
 def test_every_asset_and_check_is_declared_at_module_level():
@@ -304,7 +315,7 @@ def run_assets(defs, keys: list[str], instance, day: str | None = None):
 def test_the_dashboard_reports_the_newest_day_all_its_tables_hold(lake_dir, instance):
     defs = make_definitions(lake_dir)
     assert materialize_day(defs, "2024-01-15", instance).success
-    upstream = ["products_raw", "users_raw", "carts_raw", "orders_raw", "order_lines", "orders", "daily_order_summary"]
+    upstream = ["snapshots", "orders_raw", "order_lines", "orders", "daily_order_summary"]
     assert run_assets(defs, upstream, instance, "2024-01-16").success  # no sales_by_category, product_performance
     assert run_assets(defs, ["dashboard"], instance).success
     dashboard = instance.get_latest_materialization_event(dg.AssetKey("dashboard")).asset_materialization
@@ -315,17 +326,37 @@ def test_the_dashboard_reports_the_newest_day_all_its_tables_hold(lake_dir, inst
 @pytest.mark.parametrize(
     "keys, message",
     [
-        (["daily_order_summary"], "order_lines has no partition for 2024-06-05: materialize order_lines for that day first"),
         (["orders"], "order_lines has no partition for 2024-06-05"),
         (["dashboard"], "no day of the lake has all of daily_order_summary, sales_by_category, product_performance yet"),
     ],
-    ids=["analytics", "lake", "dashboard"],
+    ids=["lake", "dashboard"],
 )
 def test_a_step_without_its_inputs_fails_saying_which(lake_dir, instance, keys, message):
     defs = make_definitions(lake_dir)
     result = run_assets(defs, keys, instance, None if keys == ["dashboard"] else "2024-06-05")
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert message in str(failure.event_specific_data.error)
+
+
+def test_a_derived_table_builds_the_days_its_inputs_hold_and_only_those_newer_than_it(lake_dir, instance):
+    """sales_by_category (derived, not partitioned) builds each day whose order_lines and orders
+    are there and newer than its own file; a day with order_lines but no orders yet waits."""
+    defs = make_definitions(lake_dir)
+    assert run_assets(defs, ["sales_by_category"], instance).success  # an empty lake: nothing to build
+    built = lambda: instance.get_latest_materialization_event(dg.AssetKey("sales_by_category")).asset_materialization.metadata
+    assert (built()["built_days"].value, built()["days_waiting_for_inputs"].value) == ([], 0)
+    for day in ("2024-01-15", "2024-01-16"):
+        assert run_assets(defs, ["snapshots", "orders_raw", "order_lines", "orders"], instance, day).success
+    assert run_assets(defs, ["snapshots", "orders_raw", "order_lines"], instance, "2024-01-17").success
+    assert run_assets(defs, ["sales_by_category"], instance).success
+    assert (built()["built_days"].value, built()["days_waiting_for_inputs"].value) == (["2024-01-15", "2024-01-16"], 1)
+    assert run_assets(defs, ["sales_by_category"], instance).success  # nothing changed since
+    assert built()["built_days"].value == []
+    assert run_assets(defs, ["orders"], instance, "2024-01-16").success  # a day rewritten upstream
+    assert run_assets(defs, ["sales_by_category"], instance).success
+    assert built()["built_days"].value == ["2024-01-16"]
+    written = sql(lake_dir, "SELECT DISTINCT order_date::VARCHAR FROM '{lake}/processed/sales_by_category/*/*.parquet' ORDER BY 1")
+    assert written == [("2024-01-15",), ("2024-01-16",)]
 
 
 def _personal_values(kind: str, records: list[dict], elsewhere: str = "") -> set[str]:
@@ -481,7 +512,7 @@ def test_another_key_gives_other_hashes_and_no_warning(tmp_path, instance):
             defs = make_definitions(lake)
             job = defs.resolve_implicit_global_asset_job_def()
             result = job.execute_in_process(partition_key="2024-01-15", instance=instance,
-                                            asset_selection=[dg.AssetKey("users_raw")])
+                                            asset_selection=[dg.AssetKey("snapshots")])
         logs = {entry.user_message for entry in instance.all_logs(result.run_id)}
         users = json.loads((lake / "raw/users/dt=2024-01-15/users.json").read_text())
         return [user["email"] for user in users], logs

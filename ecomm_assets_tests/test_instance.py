@@ -96,7 +96,7 @@ def test_a_cli_backfill_is_what_dagster_dev_shows_and_both_keep_it_in_the_projec
         assert stats["numMaterialized"] == 2
         # A run launched from the UI: the code server's run worker records into the same folder.
         launched = graphql(LAUNCH, params={
-            "selector": LOCATION | {"jobName": "__ASSET_JOB", "assetSelection": [{"path": ["products_raw"]}]},
+            "selector": LOCATION | {"jobName": "__ASSET_JOB", "assetSelection": [{"path": ["snapshots"]}]},
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2024-01-03"}]},
         })["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
@@ -108,7 +108,7 @@ def test_a_cli_backfill_is_what_dagster_dev_shows_and_both_keep_it_in_the_projec
     assert not list(clone.glob(".tmp_dagster_home_*"))
     with dg.DagsterInstance.from_config(str(clone / ".dagster")) as instance:
         assert {run.run_id for run in instance.get_runs()} == {backfill, run_id}
-        assert instance.get_materialized_partitions(dg.AssetKey("products_raw")) == {"2024-01-01", "2024-01-02", "2024-01-03"}
+        assert instance.get_materialized_partitions(dg.AssetKey("snapshots")) == {"2024-01-01", "2024-01-02", "2024-01-03"}
 
 
 def test_run_failure_alerts_under_dagster_dev_reports_a_failed_cli_run(tmp_path):
@@ -119,7 +119,7 @@ def test_run_failure_alerts_under_dagster_dev_reports_a_failed_cli_run(tmp_path)
         sensor = LOCATION | {"sensorName": "run_failure_alerts"}
         wait_for("run_failure_alerts' first tick", lambda: graphql(SENSOR_TICKS, sensor=sensor)["sensorOrError"]["sensorState"]["ticks"])
         (tmp_path / "a-file").write_text("")
-        cli = materialize(clone, env | {"ECOMM_LAKE_URI": str(tmp_path / "a-file" / "lake")}, "products_raw", "2024-01-05")
+        cli = materialize(clone, env | {"ECOMM_LAKE_URI": str(tmp_path / "a-file" / "lake")}, "snapshots", "2024-01-05")
         assert cli.returncode != 0 and "RUN_FAILURE" in cli.stderr, cli.stderr[-3000:]
         failed = run_id_of(cli)
 
@@ -129,7 +129,7 @@ def test_run_failure_alerts_under_dagster_dev_reports_a_failed_cli_run(tmp_path)
 
         # The sensor evaluates at most every 10 s.
         [alert] = wait_for("the alert of the CLI's failed run", alerted, timeout=30)
-    assert (alert["job"], alert["assets"], alert["partition"]) == ("__ASSET_JOB", ["products_raw"], "2024-01-05")
+    assert (alert["job"], alert["assets"], alert["partition"]) == ("__ASSET_JOB", ["snapshots"], "2024-01-05")
     assert "NotADirectoryError" in alert["error"]
 
 

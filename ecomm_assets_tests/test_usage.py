@@ -109,7 +109,7 @@ def test_a_price_table_setting_names_its_file(tmp_path):
 def test_a_range_runs_figures_are_the_whole_range_and_the_estimate_takes_them_per_day(lake_dir, instance):
     defs = make_definitions(lake_dir, orders_per_day=20)
     job = defs.resolve_implicit_global_asset_job_def()
-    sources = [dg.AssetKey(name) for name in ("products_raw", "users_raw", "carts_raw", "orders_raw")]
+    sources = [dg.AssetKey(name) for name in ("snapshots", "orders_raw")]
     assert job.execute_in_process(instance=instance, asset_selection=sources, tags={
         "dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-16"}).success
     assert len(list((lake_dir / "raw" / "orders").iterdir())) == 3  # a file in each day's folder
@@ -216,7 +216,7 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
                         catalog=CatalogBackend.GLUE, glue_endpoint_url=endpoint, glue_database=database)
     resources = resources_from(settings)
     with dg.instance_for_test() as instance:
-        upstream = ["products_raw", "users_raw", "carts_raw", "orders_raw", "order_lines"]
+        upstream = ["snapshots", "orders_raw", "order_lines"]
         assert dg.materialize(ASSETS, selection=upstream, partition_key=DAY, instance=instance, resources=resources).success
         for asset in ("orders", "catalog"):
             served.clear()

@@ -5,12 +5,11 @@ from datetime import date, timedelta
 import dagster as dg
 
 from ecomm_assets.assets.days import (
+    Derivation,
+    derived_build,
     read_days,
     read_table,
-    run_days,
     split_by_day,
-    write_days,
-    writing_days,
 )
 from ecomm_assets.assets.lake import order_lines, orders
 from ecomm_assets.assets.metadata import column_schema, with_usage
@@ -26,25 +25,29 @@ from ecomm_assets.core.layout import (
 )
 from ecomm_assets.core.schemas import ANALYTICS, DIM_USER_PROFILES, PURCHASE_ANALYTICS
 from ecomm_assets.core.storage import LakeStore
-from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
+from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS
 from ecomm_assets.resources import LakeResource
 
 DASHBOARD_DAYS = 30
 DASHBOARD_INPUTS = ("daily_order_summary", "sales_by_category", "product_performance")
-ANALYTICS_ASSET = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
+# Derived tables: the lake keeps them per day, Dagster does not partition them (see README, "Which
+# assets are partitioned"); a materialization builds every day whose inputs are newer than it.
+ANALYTICS_ASSET = {"backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
                        "group_name": "analytics",
                        "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}, "deps": [order_lines, orders]}
 
 
+ORDER_ANALYTICS_INPUTS = (table_dir("order_lines"), table_dir("orders"))
+
+
 def _analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dict:
-    """Computes and writes the days of an analytics table; its metadata."""
-    days = run_days(context)
+    """Builds the stale days of an analytics table; its metadata."""
     store = lake.store()
-    reads = {table_dir("order_lines"): days, table_dir("orders"): days}
-    with writing_days(context, store, days, reads) as ensure_inputs_unchanged:
-        table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
-        ensure_inputs_unchanged()
-        return write_days(context, store, name, ANALYTICS[name], split_by_day(table, "order_date", days))
+    with derived_build(context, store, Derivation(name, ORDER_ANALYTICS_INPUTS), ANALYTICS[name]) as build:
+        for days in build.batches():
+            table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
+            build.write(split_by_day(table, "order_date", days))
+    return build.metadata()
 
 
 def _analytics_description(text: str, name: str) -> str:
@@ -104,19 +107,20 @@ PURCHASE_ANALYTICS_ASSET = ANALYTICS_ASSET | {"deps": [purchase_events, dim_user
 
 
 def _purchase_analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dict:
-    """Computes and writes the days of a purchase analytics table; its metadata."""
-    days = run_days(context)
+    """Builds the stale days of a purchase analytics table; its metadata."""
     store = lake.store()
-    with writing_days(context, store, days, {table_dir("purchase_events"): days}) as ensure_inputs_unchanged:
+    derivation = Derivation(name, (table_dir("purchase_events"),))
+    with derived_build(context, store, derivation, PURCHASE_ANALYTICS[name]) as build:
         profiles_path = unpartitioned_table_path("dim_user_profiles")
         if store.exists(profiles_path):
             profiles = store.read_parquet([profiles_path])
         else:
             context.log.warning("no dim_user_profiles yet: the profile dimensions (age band, occupation, city) are null")
             profiles = DIM_USER_PROFILES.empty_table()
-        table = build_purchase_analytics(name, read_days(store, "purchase_events", days), profiles, days)
-        ensure_inputs_unchanged()
-        return write_days(context, store, name, PURCHASE_ANALYTICS[name], split_by_day(table, "event_date", days))
+        for days in build.batches():
+            table = build_purchase_analytics(name, read_days(store, "purchase_events", days), profiles, days)
+            build.write(split_by_day(table, "event_date", days))
+    return build.metadata()
 
 
 @dg.asset(

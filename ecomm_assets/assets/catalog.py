@@ -10,7 +10,6 @@ from ecomm_assets.assets.analytics import (
     sales_by_category,
     top_customers,
 )
-from ecomm_assets.assets.days import run_days
 from ecomm_assets.assets.engagement import (
     comments,
     engaged_users,
@@ -24,14 +23,13 @@ from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, o
 from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
 from ecomm_assets.core.catalog import CatalogTable
-from ecomm_assets.core.layout import FEEDS, table_dir
+from ecomm_assets.core.layout import FEEDS, partition_day, table_dir
 from ecomm_assets.core.schemas import LAKE_TABLES, LANDED_FILES, UNPARTITIONED_TABLES
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource, SqlCatalogResource
 
 
 @dg.asset(
-    partitions_def=DAILY_PARTITIONS,
     backfill_policy=BACKFILL_POLICY,
     group_name="catalog",
     owners=["team:data-platform"],
@@ -40,8 +38,8 @@ from ecomm_assets.resources import LakeResource, SqlCatalogResource
           sales_by_category, product_performance, top_customers, daily_order_summary,
           product_reviews, posts, comments, rating_distribution, rating_vs_sales, engaged_users, tag_engagement,
           purchase_events, dim_user_profiles, purchase_breakdown, purchase_sessions_daily],
-    description="Registers the day's partition of every lake table in the SQL catalog (ECOMM_CATALOG: "
-    "`duckdb` views in a local file, or AWS Glue tables for Athena), and the unpartitioned dim_user_profiles "
+    description="Registers every lake table and each day it holds in the SQL catalog (ECOMM_CATALOG: "
+    "`duckdb` views in a local file, or AWS Glue tables and their dt partitions for Athena), and the unpartitioned dim_user_profiles "
     "(a table without partitions: every new version of its file is read at once). Creates the database and tables "
     "when missing and applies additive schema changes; refuses breaking ones. Runs only after the "
     "blocking checks of its upstream partitions passed.",
@@ -55,7 +53,9 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: 
     ] + [CatalogTable(name, schema, store.full_uri(table_dir(name)), partitioned=False)
          for name, schema in UNPARTITIONED_TABLES.items()]
     backend = sql_catalog.catalog(projection_start=DAILY_PARTITIONS.start.date())
-    report = backend.sync(tables, run_days(context))
+    held = {partition_day(f.path) for table in tables if table.partitioned
+            for f in store.list_files(table_dir(table.name), recursive=True)}
+    report = backend.sync(tables, sorted(held - {None}))
     return dg.MaterializeResult(
         metadata={
             "backend": sql_catalog.backend.value,

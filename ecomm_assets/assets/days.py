@@ -7,7 +7,8 @@ it computes all the days in one pass and writes each day's file itself.
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ecomm_assets.assets.metadata import preview
+from ecomm_assets.assets.metadata import BUILT_DAYS, preview
 from ecomm_assets.core.layout import (
     PART_FILE,
     PROCESSED,
@@ -75,40 +76,57 @@ def day_metadata(context: dg.AssetExecutionContext, by_day: dict[date, dict]) ->
         context.add_asset_metadata(metadata, partition_key=str(day))
 
 
-def write_days(context: dg.AssetExecutionContext, store: LakeStore, table_name: str, contract: pa.Schema,
-               by_day: dict[date, pa.Table | Path]) -> dict:
+@dataclass
+class DaysWritten:
+    """What replacing a table's days wrote: rows per day, bytes, and the first rows for a preview."""
+
+    rows: dict[date, int] = field(default_factory=dict)
+    bytes: int = 0
+    head: pa.Table | None = None
+
+    def metadata(self, store: LakeStore, table_name: str) -> dict:
+        days = sorted(self.rows)
+        metadata = {
+            "bytes_written": self.bytes,
+            "path": dg.MetadataValue.path(
+                store.full_uri(table_path(table_name, days[0]) if len(days) == 1 else table_dir(table_name))
+            ),
+            "preview": preview(self.head if self.head is not None else pa.table({})),
+        }
+        if len(days) != 1:
+            metadata["days"] = len(days)
+            metadata["rows"] = sum(self.rows.values())
+        return metadata
+
+
+def replace_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day: dict[date, pa.Table | Path],
+                 written: DaysWritten) -> None:
     """Replace each day's partition of a table (tables, or staged Parquet files), each with
-    exactly the table's contract schema, empty or not; each day's row count on its materialization;
-    the run's metadata."""
-    rows, size, head = {}, 0, None
+    exactly the table's contract schema, empty or not, adding to `written`."""
     for day, content in sorted(by_day.items()):
         where = f"{table_name} of {day}"
         if isinstance(content, Path):
             content = conform_parquet_file(content, contract, where)
             parquet = pq.ParquetFile(content)
-            rows[day] = parquet.metadata.num_rows
+            written.rows[day] = parquet.metadata.num_rows
             first = next(parquet.iter_batches(batch_size=10), None)
             day_head = pa.Table.from_batches([first]) if first is not None else None
         else:
             content = conform(content, contract, where)
-            rows[day], day_head = content.num_rows, content.slice(0, 10)
-        if head is None or head.num_rows == 0:
-            head = day_head  # the preview shows the first day that has rows
-        size += store.replace_partition(partition_dir(PROCESSED, table_name, day), {PART_FILE: content})
-    day_metadata(context, {day: {"dagster/row_count": n} for day, n in rows.items()})
-    days = sorted(by_day)
-    single = len(days) == 1
-    metadata = {
-        "bytes_written": size,
-        "path": dg.MetadataValue.path(
-            store.full_uri(table_path(table_name, days[0]) if single else table_dir(table_name))
-        ),
-        "preview": preview(head if head is not None else pa.table({})),
-    }
-    if not single:
-        metadata["days"] = len(days)
-        metadata["rows"] = sum(rows.values())
-    return metadata
+            written.rows[day], day_head = content.num_rows, content.slice(0, 10)
+        if written.head is None or written.head.num_rows == 0:
+            written.head = day_head  # the preview shows the first day that has rows
+        written.bytes += store.replace_partition(partition_dir(PROCESSED, table_name, day), {PART_FILE: content})
+
+
+def write_days(context: dg.AssetExecutionContext, store: LakeStore, table_name: str, contract: pa.Schema,
+               by_day: dict[date, pa.Table | Path]) -> dict:
+    """Replace the days of a daily asset's table; each day's row count on its materialization; the
+    run's metadata."""
+    written = DaysWritten()
+    replace_days(store, table_name, contract, by_day, written)
+    day_metadata(context, {day: {"dagster/row_count": n} for day, n in written.rows.items()})
+    return written.metadata(store, table_name)
 
 
 class InputsChanged(RuntimeError):
@@ -142,3 +160,111 @@ def writing_days(
                 )
 
         yield ensure_inputs_unchanged
+
+
+# Input bytes (Parquet, JSON) a derived build reads at once: its memory is a small multiple of this,
+# whatever the range; a day larger than this is a batch of its own.
+BATCH_INPUT_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """What each day of a derived table is computed from: input folders (`<area>/<name>`) that must
+    all hold the day, and folders read for the day when they hold it."""
+
+    table: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+@dataclass(frozen=True)
+class StaleDays:
+    """The days a derived table must (re)build, their input bytes, and the days some of whose
+    required inputs are not there yet."""
+
+    days: list[date]
+    input_bytes: dict[date, int]
+    waiting: list[date]
+
+
+def stale_days(store: LakeStore, derivation: Derivation) -> StaleDays:
+    """Days every required input holds whose output is missing or not newer than its newest input
+    file: one listing per folder, whatever the number of days."""
+    newest: dict[date, datetime] = {}
+    size: dict[date, int] = {}
+    held: dict[str, set[date]] = {}
+    for folder in derivation.inputs:
+        held[folder] = set()
+        for f in store.list_files(folder, recursive=True):
+            day = partition_day(f.path)
+            if day is None:
+                continue
+            held[folder].add(day)
+            size[day] = size.get(day, 0) + f.size
+            if day not in newest or f.mtime > newest[day]:
+                newest[day] = f.mtime
+    buildable = set.intersection(*(held[folder] for folder in derivation.required))
+    built = {partition_day(f.path): f.mtime for f in store.list_files(table_dir(derivation.table), recursive=True)
+             if f.name == PART_FILE}
+    days = sorted(day for day in buildable if day not in built or built[day] <= newest[day])
+    waiting = sorted(set().union(*(held[folder] for folder in derivation.required)) - buildable)
+    return StaleDays(days, {day: size[day] for day in days}, waiting)
+
+
+def day_batches(days: list[date], input_bytes: dict[date, int], budget: int = BATCH_INPUT_BYTES) -> Iterator[list[date]]:
+    """Consecutive days whose inputs together hold at most `budget` bytes (at least one day each)."""
+    batch, held = [], 0
+    for day in days:
+        if batch and held + input_bytes[day] > budget:
+            yield batch
+            batch, held = [], 0
+        batch.append(day)
+        held += input_bytes[day]
+    if batch:
+        yield batch
+
+
+class DerivedBuild:
+    """One build of a derived table (one the lake keeps per day, which Dagster does not partition):
+    its stale days, all built in one run in batches of bounded input (each batch one vectorized
+    computation of every day in it), written under the day locks with the inputs checked unchanged
+    before each write."""
+
+    def __init__(self, store: LakeStore, derivation: Derivation, contract: pa.Schema,
+                 ensure_inputs_unchanged: Callable[[], None], stale: StaleDays):
+        self.store, self.derivation, self.contract, self.stale = store, derivation, contract, stale
+        self.ensure_inputs_unchanged = ensure_inputs_unchanged
+        self.written = DaysWritten()
+
+    def batches(self) -> Iterator[list[date]]:
+        return day_batches(self.stale.days, self.stale.input_bytes)
+
+    def write(self, by_day: dict[date, pa.Table | Path]) -> None:
+        self.ensure_inputs_unchanged()
+        replace_days(self.store, self.derivation.table, self.contract, by_day, self.written)
+
+    def metadata(self) -> dict:
+        """The days built (what its checks evaluate), totals, a preview."""
+        table = self.derivation.table
+        metadata = self.written.metadata(self.store, table) if self.written.rows else {
+            "path": dg.MetadataValue.path(self.store.full_uri(table_dir(table)))}
+        metadata.update({BUILT_DAYS: dg.MetadataValue.json([str(day) for day in sorted(self.written.rows)]),
+                         "days": len(self.written.rows), "rows": sum(self.written.rows.values()),
+                         "days_waiting_for_inputs": len(self.stale.waiting)})
+        return metadata
+
+
+@contextlib.contextmanager
+def derived_build(context: dg.AssetExecutionContext, store: LakeStore, derivation: Derivation,
+                  contract: pa.Schema) -> Iterator[DerivedBuild]:
+    stale = stale_days(store, derivation)
+    if stale.waiting:
+        shown = ", ".join(map(str, stale.waiting[:10])) + (" ..." if len(stale.waiting) > 10 else "")
+        context.log.info(f"{len(stale.waiting)} days wait for one of {', '.join(derivation.required)}: {shown}")
+    reads = {folder: stale.days for folder in derivation.inputs}
+    with writing_days(context, store, stale.days, reads) as ensure_inputs_unchanged:
+        yield DerivedBuild(store, derivation, contract, ensure_inputs_unchanged, stale)

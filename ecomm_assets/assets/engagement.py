@@ -9,15 +9,14 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from ecomm_assets.assets.days import (
+    Derivation,
+    derived_build,
     read_days,
-    run_days,
     split_by_day,
-    write_days,
-    writing_days,
 )
-from ecomm_assets.assets.lake import LAKE, order_lines
+from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
-from ecomm_assets.assets.sources import comments_raw, posts_raw, products_raw
+from ecomm_assets.assets.sources import snapshots
 from ecomm_assets.core.analytics import build_engagement_analytics
 from ecomm_assets.core.engagement import (
     COLLECTION,
@@ -35,34 +34,33 @@ from ecomm_assets.core.layout import (
     table_dir,
 )
 from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS
-from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
+from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS
 from ecomm_assets.resources import LakeResource
 
-ENGAGEMENT_ANALYTICS_ASSET = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY,
+ENGAGEMENT_ANALYTICS_ASSET = {"backfill_policy": BACKFILL_POLICY,
                               "freshness_policy": DAILY_FRESHNESS, "group_name": "analytics",
                               "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}}
 
 
 def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dg.MaterializeResult:
-    """A table's days from its collection's snapshots: rows, quarantine with reasons, and counts."""
-    days = run_days(context)
+    """A table's stale days from its collection's snapshots: rows, quarantine with reasons, and counts."""
     store = lake.store()
     collection = COLLECTION[name]
-    with writing_days(context, store, days, {collection_dir(collection): days}) as ensure_inputs_unchanged:
-        present = {day: collection_path(collection, day) for day in days if store.exists(collection_path(collection, day))}
-        missing = [str(day) for day in days if day not in present]
-        if missing:
-            context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: writing empty partitions")
-        with store.local_paths(list(present.values())) as paths:
-            result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, present)])
-        ensure_inputs_unchanged()
-        counts = {day: result.counts.get(day, EngagementCounts()) for day in days}
-        for day in days:
-            quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
-            lines = "".join(json.dumps(row) + "\n" for row in quarantined.to_pylist()).encode()
-            store.replace_partition(quarantine_dir(name, day), {QUARANTINE_FILE: lines} if quarantined.num_rows else {})
-            store.write_bytes(counts_path(name, day), json.dumps(counts[day].as_dict(), indent=1).encode())
-        metadata = write_days(context, store, name, ENGAGEMENT[name], split_by_day(result.rows, "snapshot_date", days))
+    counts: dict[date, EngagementCounts] = {}
+    with derived_build(context, store, Derivation(name, (collection_dir(collection),)), ENGAGEMENT[name]) as build:
+        for days in build.batches():
+            paths_of_days = {day: collection_path(collection, day) for day in days}
+            with store.local_paths(list(paths_of_days.values())) as paths:
+                result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)])
+            build.ensure_inputs_unchanged()
+            for day in days:
+                counts[day] = result.counts.get(day, EngagementCounts())
+                quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
+                lines = "".join(json.dumps(row) + "\n" for row in quarantined.to_pylist()).encode()
+                store.replace_partition(quarantine_dir(name, day), {QUARANTINE_FILE: lines} if quarantined.num_rows else {})
+                store.write_bytes(counts_path(name, day), json.dumps(counts[day].as_dict(), indent=1).encode())
+            build.write(split_by_day(result.rows, "snapshot_date", days))
+    metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())
     metadata.update(
         {
@@ -82,8 +80,8 @@ _QUARANTINED = "Bad records (missing ids, {rules}) go to quarantine/{table}/dt=Y
 
 
 @dg.asset(
-    **LAKE,
-    deps=[products_raw],
+    **DERIVED_LAKE,
+    deps=[snapshots],
     metadata={"dagster/column_schema": column_schema(ENGAGEMENT["product_reviews"])},
     description="One row per review of the day's products snapshot (its reviews[]), keyed by product_id and "
     "review_number, with the product's category; review_ts is the review's own date. "
@@ -95,8 +93,8 @@ def product_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
 
 
 @dg.asset(
-    **LAKE,
-    deps=[posts_raw],
+    **DERIVED_LAKE,
+    deps=[snapshots],
     metadata={"dagster/column_schema": column_schema(ENGAGEMENT["posts"])},
     description="One row per post of the day's posts snapshot: author, title, body, tags, likes, dislikes, views. "
     + _QUARANTINED.format(rules="tags not a list of strings, negative or fractional counts, repeated ids", table="posts"),
@@ -107,8 +105,8 @@ def posts(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materiali
 
 
 @dg.asset(
-    **LAKE,
-    deps=[comments_raw],
+    **DERIVED_LAKE,
+    deps=[snapshots],
     metadata={"dagster/column_schema": column_schema(ENGAGEMENT["comments"])},
     description="One row per comment of the day's comments snapshot: the post, the commenter (id, username, "
     "full name), the text and its likes. "
@@ -120,12 +118,14 @@ def comments(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
 
 
 def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str, inputs: list[str]) -> dict:
-    days: list[date] = run_days(context)
+    """Builds the stale days of an engagement analytics table; its metadata."""
     store = lake.store()
-    with writing_days(context, store, days, {table_dir(table): days for table in inputs}) as ensure_inputs_unchanged:
-        table = build_engagement_analytics(name, {table: read_days(store, table, days) for table in inputs})
-        ensure_inputs_unchanged()
-        return write_days(context, store, name, ENGAGEMENT_ANALYTICS[name], split_by_day(table, "snapshot_date", days))
+    derivation = Derivation(name, tuple(table_dir(table) for table in inputs))
+    with derived_build(context, store, derivation, ENGAGEMENT_ANALYTICS[name]) as build:
+        for days in build.batches():
+            table = build_engagement_analytics(name, {table: read_days(store, table, days) for table in inputs})
+            build.write(split_by_day(table, "snapshot_date", days))
+    return build.metadata()
 
 
 @dg.asset(

@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.assets.days import (
+    Derivation,
     day_metadata,
+    derived_build,
     read_days,
     run_days,
     split_by_day,
@@ -21,9 +23,8 @@ from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import (
     orders_raw,
-    products_raw,
     read_collection,
-    users_raw,
+    snapshots,
 )
 from ecomm_assets.core import quality
 from ecomm_assets.core.dashboard import headline_figures
@@ -61,8 +62,11 @@ from ecomm_assets.core.tables import (
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
-LAKE = {"partitions_def": DAILY_PARTITIONS, "backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
-            "group_name": "lake", "owners": ["team:data-platform"], "kinds": {"duckdb", "parquet"}}
+# Derived lake tables: kept per day in the lake, not partitioned by Dagster (see README, "Which assets
+# are partitioned"); a materialization builds every day whose inputs are newer than it.
+DERIVED_LAKE = {"backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
+                "group_name": "lake", "owners": ["team:data-platform"], "kinds": {"duckdb", "parquet"}}
+LAKE = DERIVED_LAKE | {"partitions_def": DAILY_PARTITIONS}
 
 
 def raw_day_files(store: LakeStore, day: date | str, feed: Feed = ORDERS_FEED) -> list[LakeFile]:
@@ -153,24 +157,23 @@ def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
 
 
 def _dimension(context: dg.AssetExecutionContext, lake: LakeResource, name: str, collection: str, builder) -> dg.MaterializeResult:
-    """A dimension's days: each day's snapshot of its collection, plus ids seen only in that day's orders."""
-    days = run_days(context)
+    """A dimension's stale days: each day's snapshot of its collection, plus ids seen only in that day's orders."""
     store = lake.store()
-    reads = {collection_dir(collection): days, table_dir("order_lines"): days}
-    with writing_days(context, store, days, reads) as ensure_inputs_unchanged:
-        snapshots = {day: read_collection(lake, collection, day) for day in days}
-        missing = [str(day) for day, records in snapshots.items() if records is None]
-        if missing:
-            context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: rows come from orders only")
-        table = builder({day: records or [] for day, records in snapshots.items()}, read_days(store, "order_lines", days))
-        ensure_inputs_unchanged()
-        metadata = write_days(context, store, name, CONTRACTS[name], split_by_day(table, "snapshot_date", days))
-    return dg.MaterializeResult(metadata=metadata)
+    derivation = Derivation(name, (table_dir("order_lines"),), (collection_dir(collection),))
+    with derived_build(context, store, derivation, CONTRACTS[name]) as build:
+        for days in build.batches():
+            snapshots = {day: read_collection(lake, collection, day) for day in days}
+            missing = [str(day) for day, records in snapshots.items() if records is None]
+            if missing:
+                context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: rows come from orders only")
+            table = builder({day: records or [] for day, records in snapshots.items()}, read_days(store, "order_lines", days))
+            build.write(split_by_day(table, "snapshot_date", days))
+    return dg.MaterializeResult(metadata=build.metadata())
 
 
 @dg.asset(
-    **LAKE,
-    deps=[products_raw, order_lines],
+    **DERIVED_LAKE,
+    deps=[snapshots, order_lines],
     metadata={"dagster/column_schema": column_schema(DIM_PRODUCTS)},
     description="Products of the day's products snapshot, plus products seen only in orders (origin 'orders').",
 )
@@ -180,8 +183,8 @@ def dim_products(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
 
 
 @dg.asset(
-    **LAKE,
-    deps=[users_raw, order_lines],
+    **DERIVED_LAKE,
+    deps=[snapshots, order_lines],
     metadata={"dagster/column_schema": column_schema(DIM_CUSTOMERS)},
     description="Customers (DummyJSON users) with address, city, state and country flattened, plus "
     "customers seen only in orders (origin 'orders').",

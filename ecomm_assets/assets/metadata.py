@@ -18,6 +18,7 @@ from ecomm_assets.core.schemas import (
 from ecomm_assets.core.usage import DAYS, Usage, recording
 
 PREVIEW_ROWS = 10
+BUILT_DAYS = "built_days"  # the days a derived table's build wrote: what its checks evaluate, what its usage covers
 
 
 def preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
@@ -75,7 +76,7 @@ def usage_metadata(usage: Usage, days: int) -> dict[str, int]:
 def with_usage(compute: Callable[..., dg.MaterializeResult]) -> Callable[..., dg.MaterializeResult]:
     """An asset's body, recording what its stores and catalog clients did (core/usage.py) into its
     materialization's metadata: usage/<area>/..., usage/s3/<request>, usage/glue/<operation>, and
-    usage/days, the days they are the total of. A range run's metadata (its totals, preview and
+    usage/days, the days they are the total of (a derived table's: the days it built). A range run's metadata (its totals, preview and
     usage) goes on its newest day only, the asset's latest materialization: Dagster would copy it
     onto every day's event, where it describes the run, not the day."""
 
@@ -84,7 +85,9 @@ def with_usage(compute: Callable[..., dg.MaterializeResult]) -> Callable[..., dg
         with recording() as usage:
             result = compute(context, *args, **kwargs)
         keys = context.partition_keys if context.assets_def.partitions_def else []
-        metadata = {**(result.metadata or {}), **usage_metadata(usage, len(keys))}
+        metadata = dict(result.metadata or {})
+        built = metadata.get(BUILT_DAYS)
+        metadata.update(usage_metadata(usage, len(built.value) if built else len(keys)))
         if len(keys) > 1:
             context.add_asset_metadata(metadata, partition_key=keys[-1])
             metadata = {}

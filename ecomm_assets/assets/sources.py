@@ -9,13 +9,12 @@ import dagster as dg
 from ecomm_assets.assets.days import day_metadata
 from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.core.layout import (
-    collection_dir,
+    RAW,
     collection_path,
     generated_orders_name,
     raw_orders_dir,
 )
 from ecomm_assets.core.locks import day_locks
-from ecomm_assets.core.privacy import SOURCE_FIELDS
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import (
     LakeResource,
@@ -25,6 +24,7 @@ from ecomm_assets.resources import (
 from ecomm_assets.settings import OrderSource
 
 COLLECTIONS = ("products", "users", "carts")  # what orders are made from
+SNAPSHOT_COLLECTIONS = (*COLLECTIONS, "posts", "comments")
 SOURCES = {"group_name": "sources", "owners": ["team:data-platform"], "partitions_def": DAILY_PARTITIONS,
                "backfill_policy": BACKFILL_POLICY}
 
@@ -37,72 +37,45 @@ def read_collection(lake: LakeResource, collection: str, day: date | str) -> lis
     return json.loads(store.read_bytes(rel)) if store.exists(rel) else None
 
 
-def _snapshot(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource,
-              collection: str) -> dg.MaterializeResult:
-    if collection in SOURCE_FIELDS:
-        warn_if_default_key(context.log.warning)
+@dg.asset(
+    **SOURCES,
+    kinds={"json"},
+    description="The day's snapshot of every DummyJSON-shaped collection, as fetched or generated: "
+    + ", ".join(f"{c} ({collection_path(c, 'YYYY-MM-DD')})" for c in SNAPSHOT_COLLECTIONS)
+    + ". One asset for the five: they are taken together, one view of the shop at one moment. Each product "
+    "carries its reviews (rating, comment, date, reviewer). DummyJSON posts and comments carry no date: they "
+    "belong to the day of the snapshot that holds them.",
+)
+@with_usage
+def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
+    warn_if_default_key(context.log.warning)
     store = lake.store()
     keys = context.partition_keys
-    rows, size, previous, data = {}, 0, None, b""
-    for day, records in order_source.snapshots(collection, [date.fromisoformat(key) for key in keys]):
-        if records is not previous:  # a snapshot repeated every day is serialized once
-            previous, data = records, json.dumps(records, separators=(",", ":")).encode()
-        size += store.write_bytes(collection_path(collection, day), data)
-        rows[day] = len(records)
-    day_metadata(context, {day: {"dagster/row_count": n} for day, n in rows.items()})
-    where = collection_path(collection, keys[0]) if len(keys) == 1 else collection_dir(collection)
+    days = [date.fromisoformat(key) for key in keys]
+    rows: dict[date, dict[str, int]] = {day: {} for day in days}
+    size = 0
+    for collection in SNAPSHOT_COLLECTIONS:
+        previous, data = None, b""
+        for day, records in order_source.snapshots(collection, days):
+            if records is not previous:  # a snapshot repeated every day is serialized once
+                previous, data = records, json.dumps(records, separators=(",", ":")).encode()
+            size += store.write_bytes(collection_path(collection, day), data)
+            rows[day][collection] = len(records)
+    day_metadata(context, {day: {f"{c}_rows": n for c, n in counts.items()} for day, counts in rows.items()})
     return dg.MaterializeResult(
         metadata={
-            "rows": sum(rows.values()),
+            **{f"{c}_rows": sum(counts[c] for counts in rows.values()) for c in SNAPSHOT_COLLECTIONS},
             "source": order_source.source.value,
             "bytes_written": size,
-            "path": dg.MetadataValue.path(store.full_uri(where)),
+            "path": dg.MetadataValue.path(store.full_uri(RAW)),
         }
     )
-
-
-def _snapshot_description(collection: str) -> str:
-    return (f"The day's snapshot of DummyJSON-shaped {collection}, as fetched or generated "
-            f"({collection_path(collection, 'YYYY-MM-DD')}).")
-
-
-@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("products")
-          + " Each product carries its reviews (rating, comment, date, reviewer).")
-@with_usage
-def products_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
-    return _snapshot(context, lake, order_source, "products")
-
-
-@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("users"))
-@with_usage
-def users_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
-    return _snapshot(context, lake, order_source, "users")
-
-
-@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("carts"))
-@with_usage
-def carts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
-    return _snapshot(context, lake, order_source, "carts")
-
-
-@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("posts")
-          + " DummyJSON posts carry no date: a post belongs to the day of the snapshot that holds it.")
-@with_usage
-def posts_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
-    return _snapshot(context, lake, order_source, "posts")
-
-
-@dg.asset(**SOURCES, kinds={"json"}, description=_snapshot_description("comments")
-          + " DummyJSON comments carry no date: a comment belongs to the day of the snapshot that holds it.")
-@with_usage
-def comments_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
-    return _snapshot(context, lake, order_source, "comments")
 
 
 @dg.asset(
     **SOURCES,
     kinds={"json"},
-    deps=[products_raw, users_raw, carts_raw],
+    deps=[snapshots],
     description="The day's orders in the canonical nested form, as JSON Lines under "
     "raw/orders/dt=YYYY-MM-DD/: one file from the configured generator (synthetic orders or "
     "DummyJSON carts; none with ECOMM_SOURCE=landing) beside the day's share of every landed producer file.",

@@ -42,6 +42,7 @@ HIDDEN_NAME_STARTS = (".", "_")
 
 PART_FILE = "part-00000.parquet"
 QUARANTINE_FILE = "part-00000.jsonl"
+WITHDRAWN_FILE = "withdrawn.parquet"
 COUNTS_FILE = "_counts.json"  # '_' keeps it out of every reader's view of the table
 ORDERS = "orders"  # the raw orders' folder
 # Sortable, fixed width, UTC: raw file names order by it exactly as the times do.
@@ -95,6 +96,11 @@ def quarantine_dir(table: str, day: date | str) -> str:
 
 def quarantine_path(table: str, day: date | str) -> str:
     return f"{quarantine_dir(table, day)}/{QUARANTINE_FILE}"
+
+
+def withdrawn_path(table: str, day: date | str) -> str:
+    """Where a derived table's day that failed a blocking check is moved, out of every reader's view."""
+    return f"{quarantine_dir(table, day)}/{WITHDRAWN_FILE}"
 
 
 def collection_path(collection: str, day: date | str) -> str:

@@ -20,6 +20,7 @@ against the usage it recorded (usage/s3/<class> on its materialization).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,7 @@ FIRST = date(2024, 1, 15)
 LOCKS_PART = "/.locks/"
 CLASSES = ("put", "get", "head", "list", "delete", "other")
 OUTSIDE = "(between steps)"
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the table, not the run's log
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class CountingMotoServer:
                 self.served.append(request)
             return app(environ, start_response)
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         self._server = make_server("127.0.0.1", 0, recording, threaded=True)
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -186,7 +189,7 @@ def measure(server: CountingMotoServer, days: int, orders: int) -> tuple[dict[st
     last = FIRST + timedelta(days=days - 1)
     with dg.instance_for_test() as instance:
         started = time.time()
-        result = job.execute_in_process(instance=instance, tags={
+        result = job.execute_in_process(instance=instance, run_config=QUIET, tags={
             "dagster/asset_partition_range_start": str(FIRST), "dagster/asset_partition_range_end": str(last)})
         assert result.success, "the run failed"
         steps = attribute(server.since(started), step_windows(instance, result.run_id))

@@ -4,21 +4,22 @@ downstream assets never read a partition that failed one; WARN checks flag what 
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomm_assets.assets.days import read_table, run_days
-from ecomm_assets.assets.lake import raw_day_files
+from ecomm_assets.assets.days import input_files, read_table, run_days
 from ecomm_assets.core import quality
 from ecomm_assets.core.engagement import COLLECTION
 from ecomm_assets.core.landing import count_json_lines
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
+    ORDERS_FEED,
     PURCHASES_FEED,
+    Feed,
     collection_path,
     counts_path,
     quarantine_path,
@@ -33,7 +34,7 @@ from ecomm_assets.core.schemas import (
     LAKE_TABLES,
     PURCHASE_DIMENSIONS,
 )
-from ecomm_assets.core.storage import LakeStore, parquet_row_count
+from ecomm_assets.core.storage import LakeFile, LakeStore, parquet_row_count
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
@@ -47,13 +48,30 @@ class TableDays:
     store: LakeStore
     table: str
     rows: dict[date, pa.Table]
+    footer_rows: dict[date, int | None] = field(default_factory=dict)  # each other day's footer, read once
+    raw_listed: dict[str, dict[str, list[LakeFile]]] = field(default_factory=dict)  # feed -> day folder -> files
 
     def row_count(self, day: date) -> int | None:
-        """Rows of a day: from the run's rows, else from the file's footer; None without a file."""
+        """Rows of a day: from the run's rows, else from the file's footer (one GET, once per day);
+        None without a file."""
         if day in self.rows:
             return self.rows[day].num_rows
-        rel = table_path(self.table, day)
-        return parquet_row_count(self.store, rel) if self.store.exists(rel) else None
+        if day not in self.footer_rows:
+            try:
+                self.footer_rows[day] = parquet_row_count(self.store, table_path(self.table, day))
+            except FileNotFoundError:
+                self.footer_rows[day] = None
+        return self.footer_rows[day]
+
+    def raw_files(self, feed: Feed, day: date) -> list[LakeFile]:
+        """A feed's raw files of a day of the run, from one listing of the feed for all the run's days
+        (not a LIST per day)."""
+        if feed.raw_root not in self.raw_listed:
+            by_folder: dict[str, list[LakeFile]] = {}
+            for file in input_files(self.store, feed.raw_root, list(self.rows)):
+                by_folder.setdefault(file.path.rpartition("/")[0], []).append(file)
+            self.raw_listed[feed.raw_root] = by_folder
+        return self.raw_listed[feed.raw_root].get(feed.raw_dir(day), [])
 
 
 Rule = Callable[[TableDays, date], quality.CheckOutcome]
@@ -71,10 +89,9 @@ def _order_lines_conservation(lines: TableDays, day: date) -> quality.CheckOutco
     """Recounts every side independently: lines of the raw files, distinct orders in the table,
     records in quarantine; only the duplicates come from the run's own counts."""
     store = lines.store
-    records_read = sum(count_json_lines(store.read_bytes(f.path)) for f in raw_day_files(store, day))
+    records_read = sum(count_json_lines(store.read_bytes(f.path)) for f in lines.raw_files(ORDERS_FEED, day))
     loaded = pc.count_distinct(lines.rows[day]["order_id"]).as_py()
-    rel = quarantine_path("order_lines", day)
-    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    quarantined = count_json_lines(store.read_if_exists(quarantine_path("order_lines", day)) or b"")
     duplicates = json.loads(store.read_bytes(counts_path("order_lines", day)))["duplicates_dropped"]
     return quality.conservation(records_read, loaded, quarantined, duplicates)
 
@@ -83,15 +100,14 @@ def _engagement_conservation(table_days: TableDays, day: date) -> quality.CheckO
     """Recounts both sides independently: records of the raw snapshot (reviews, for product_reviews)
     against the rows of the table and the records in quarantine."""
     store, table = table_days.store, table_days.table
-    rel = collection_path(COLLECTION[table], day)
-    records = json.loads(store.read_bytes(rel)) if store.exists(rel) else []
+    snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
+    records = json.loads(snapshot) if snapshot is not None else []
     if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
         read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
                    for r in records if isinstance(r, dict))
     else:
         read = len(records)
-    quarantined = quarantine_path(table, day)
-    rejected = count_json_lines(store.read_bytes(quarantined)) if store.exists(quarantined) else 0
+    rejected = count_json_lines(store.read_if_exists(quarantine_path(table, day)) or b"")
     return quality.conservation(read, table_days.rows[day].num_rows, rejected, 0)
 
 
@@ -105,9 +121,8 @@ def _purchase_events_conservation(events: TableDays, day: date) -> quality.Check
     """Recounts every side independently: records of the raw CSV files (parsed again), rows in the
     table, records in quarantine; only the duplicates come from the run's own counts."""
     store = events.store
-    records_read = sum(count_csv_records(store.read_bytes(f.path)) for f in raw_day_files(store, day, PURCHASES_FEED))
-    rel = quarantine_path("purchase_events", day)
-    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    records_read = sum(count_csv_records(store.read_bytes(f.path)) for f in events.raw_files(PURCHASES_FEED, day))
+    quarantined = count_json_lines(store.read_if_exists(quarantine_path("purchase_events", day)) or b"")
     duplicates = json.loads(store.read_bytes(counts_path("purchase_events", day)))["duplicates_dropped"]
     return quality.conservation(records_read, events.rows[day].num_rows, quarantined, duplicates, "events_loaded")
 
@@ -358,8 +373,7 @@ def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOu
     is the next build's) = profiles loaded + quarantined + replaced by newer."""
     counts = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))
     records_read = sum(count_csv_records(store.read_bytes(path)) for path in counts["files"])
-    rel = unpartitioned_quarantine_path("dim_user_profiles")
-    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    quarantined = count_json_lines(store.read_if_exists(unpartitioned_quarantine_path("dim_user_profiles")) or b"")
     replaced = counts["replaced_by_newer"]
     return quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded", "replaced_by_newer")
 

@@ -6,8 +6,9 @@ skip names starting with '.' or '_'.
 
 A killed writer cannot clean up after itself, so every temporary name carries its host and
 process id, and the first write of a store sweeps what dead processes (or anything older than
-LEFTOVER_MAX_AGE) left in the staging folder; on S3 it also aborts stale incomplete multipart
-uploads under the lake's prefix.
+LEFTOVER_MAX_AGE) left in the staging folder; on S3 the first write of a process to a lake also
+aborts stale incomplete multipart uploads under the lake's prefix (once, not in every step: it is
+a LIST).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ PARQUET_TAIL = 8  # the footer's length and the magic bytes after it
 FOOTER_READ = 64 << 10  # the last bytes of a Parquet file read for its footer: one ranged GET holds a lake file's
 
 PartitionFile = bytes | pa.Table | Path  # a file's contents, a table written as Parquet, or a staged local file
+_UPLOADS_SWEPT: set[tuple[str | None, str]] = set()  # (endpoint, lake) whose stale uploads this process aborted
 
 
 def owner() -> str:
@@ -270,12 +272,14 @@ class LakeStore:
     def _sweep_once(self) -> None:
         if not self._swept:
             self._swept = True
-            self.sweep_leftovers()
+            lake = (self.s3_endpoint_url, self.uri)
+            self.sweep_leftovers(uploads=lake not in _UPLOADS_SWEPT)
+            _UPLOADS_SWEPT.add(lake)
 
-    def sweep_leftovers(self) -> list[str]:
+    def sweep_leftovers(self, uploads: bool = True) -> list[str]:
         """Remove what killed writers left behind: temporary files and folders of dead processes
-        of this host or older than LEFTOVER_MAX_AGE, and on S3 incomplete multipart uploads older
-        than that. Returns what was removed."""
+        of this host or older than LEFTOVER_MAX_AGE, and on S3 (with `uploads`) incomplete
+        multipart uploads older than that. Returns what was removed."""
         removed, now = [], time.time()
         with contextlib.suppress(FileNotFoundError), os.scandir(self._staging_path) as entries:
             for entry in entries:
@@ -286,7 +290,7 @@ class LakeStore:
                         else:
                             os.unlink(entry.path)
                         removed.append(entry.path)
-        if not self.is_local:
+        if uploads and not self.is_local:
             removed += self._abort_stale_uploads(datetime.now(UTC) - LEFTOVER_MAX_AGE)
         return removed
 

@@ -79,11 +79,23 @@ def test_the_first_write_on_s3_aborts_stale_incomplete_multipart_uploads(aws, mo
     stale = s3.create_multipart_upload(Bucket="lake", Key="prefix/processed/t/dt=2024-01-15/part-00000.parquet")
     other = s3.create_multipart_upload(Bucket="lake", Key="elsewhere/file")
     monkeypatch.setattr(storage, "LEFTOVER_MAX_AGE", storage.timedelta(seconds=0))
+    monkeypatch.setattr(storage, "_UPLOADS_SWEPT", set())  # as in a new process (another test may have had this port)
     store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
     store.write_bytes("processed/t/dt=2024-01-15/part-00000.parquet", b"data")
     uploads = s3.list_multipart_uploads(Bucket="lake").get("Uploads", [])
     assert [(u["Key"], u["UploadId"]) for u in uploads] == [("elsewhere/file", other["UploadId"])]
     assert stale["UploadId"] not in {u["UploadId"] for u in uploads}
+
+
+def test_a_process_lists_a_lakes_incomplete_uploads_once_not_in_every_step(counted_aws):
+    first, bucket = counted_store(counted_aws)
+    started = time.time()
+    first.write_bytes("processed/t/dt=2024-01-15/part-00000.parquet", b"a")
+    # The next step's store (LakeResource makes one per step) writes without listing the uploads again.
+    LakeStore.from_uri(f"s3://{bucket}/prefix", counted_aws.endpoint, "us-east-1").write_bytes("processed/t/x", b"b")
+    served = counted_aws.since(started)
+    assert [r.request_class() for r in served] == ["list", "put", "put"]
+    assert served[0].query.startswith("uploads")  # ListMultipartUploads
 
 
 def test_a_staged_file_is_rewritten_with_its_contract_in_bounded_batches(tmp_path, monkeypatch):

@@ -149,6 +149,11 @@ def _error_code(error: ClientError) -> tuple[str, int]:
     return str(error.response.get("Error", {}).get("Code", "")), error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
 
 
+def _not_found(error: ClientError) -> bool:
+    code, status = _error_code(error)
+    return status == 404 or code in ("NoSuchKey", "404", "NotFound")
+
+
 class LakeStore:
     """Reads and writes lake files by relative path on one pyarrow filesystem, recording what it
     does in `usage` (core/usage.py; by default the Usage being recorded when it is made): each
@@ -318,16 +323,18 @@ class LakeStore:
         caller can produce each day's content as it goes) hold exactly its `files` (contents, tables
         or staged local files): each written atomically, then the stale files removed (and `.tmp`
         files that writers before `.staging/` existed left in partition folders), found in one
-        listing of all the folders rather than one per folder. Returns the bytes written."""
+        listing of all the folders rather than one per folder. A failure part-way still leaves each
+        folder written before it exactly replaced. Returns the bytes written."""
         written, kept = 0, {}
-        for rel_dir, files in partitions:
-            for name, content in files.items():
-                written += self._write_content(f"{rel_dir}/{name}", content)
-            kept[rel_dir] = set(files)
-        for rel_dir, info in self._files_in(list(kept)):
-            stale = (info.base_name not in kept[rel_dir] and not is_hidden_name(info.base_name)) or info.base_name.endswith(".tmp")
-            if stale:
-                self.delete(f"{rel_dir}/{info.base_name}")
+        try:
+            for rel_dir, files in partitions:
+                for name, content in files.items():
+                    written += self._write_content(f"{rel_dir}/{name}", content)
+                kept[rel_dir] = set(files)
+        finally:
+            for rel_dir, info in self._files_in(list(kept)) if kept else ():
+                if (info.base_name not in kept[rel_dir] and not is_hidden_name(info.base_name)) or info.base_name.endswith(".tmp"):
+                    self.delete(f"{rel_dir}/{info.base_name}")
         return written
 
     def _write_content(self, rel: str, content: PartitionFile) -> int:
@@ -377,7 +384,7 @@ class LakeStore:
             try:
                 response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel), Range=f"bytes=-{size}")
             except ClientError as error:
-                if _error_code(error)[0] in ("NoSuchKey", "404") or _error_code(error)[1] == 404:
+                if _not_found(error):
                     raise FileNotFoundError(f"no file {rel}") from None
                 raise
             with contextlib.closing(response["Body"]) as body:
@@ -406,7 +413,7 @@ class LakeStore:
             try:
                 response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel))
             except ClientError as error:
-                if _error_code(error)[0] in ("NoSuchKey", "404") or _error_code(error)[1] == 404:
+                if _not_found(error):
                     raise FileNotFoundError(f"no file {rel}") from None
                 raise
             with contextlib.closing(response["Body"]) as body:
@@ -553,7 +560,7 @@ class LakeStore:
             try:
                 self._client().head_object(Bucket=self.bucket, Key=self.key(rel))
             except ClientError as error:
-                if _error_code(error)[1] == 404 or _error_code(error)[0] in ("NoSuchKey", "404", "NotFound"):
+                if _not_found(error):
                     return False
                 raise
             return True

@@ -344,3 +344,21 @@ def test_a_parquet_files_row_count_is_its_footer_read_in_ranged_gets(counted_aws
     for lake in (local, store):
         with pytest.raises(FileNotFoundError):
             storage.parquet_row_count(lake, "processed/t/dt=2024-01-16/part-00000.parquet")
+
+
+def test_a_replacement_failing_part_way_leaves_the_days_written_before_it_exactly_replaced(tmp_path):
+    store = LakeStore.from_uri(str(tmp_path / "lake"))
+    days = ["2024-01-13", "2024-01-14", "2024-01-15"]
+    for day in days:
+        store.write_bytes(f"processed/t/dt={day}/part-00001.parquet", b"an older writer's")
+
+    def partitions():
+        for day in days[:2]:
+            yield f"processed/t/dt={day}", {"part-00000.parquet": b"new"}
+        raise ValueError("the third day breaks its contract")
+
+    with pytest.raises(ValueError, match="third day"):
+        store.replace_partitions(partitions())
+    assert [f.path for f in store.list_files("processed/t", recursive=True)] == [
+        "processed/t/dt=2024-01-13/part-00000.parquet", "processed/t/dt=2024-01-14/part-00000.parquet",
+        "processed/t/dt=2024-01-15/part-00001.parquet"]

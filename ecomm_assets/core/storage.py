@@ -381,16 +381,7 @@ class LakeStore:
         """The file's last `size` bytes (all of a smaller file): one ranged GetObject on S3. A
         missing file raises FileNotFoundError."""
         if not self.is_local:
-            try:
-                response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel), Range=f"bytes=-{size}")
-            except ClientError as error:
-                if _not_found(error):
-                    raise FileNotFoundError(f"no file {rel}") from None
-                raise
-            with contextlib.closing(response["Body"]) as body:
-                data = body.read()
-            self.usage.read(rel, len(data), request=None)  # the client's hook counted the GET
-            return data
+            return self._get_object(rel, Range=f"bytes=-{size}")[1]
         try:
             with open(self.full_path(rel), "rb") as file:
                 file.seek(max(0, os.fstat(file.fileno()).st_size - size))
@@ -410,15 +401,7 @@ class LakeStore:
         same object version. A missing file raises FileNotFoundError."""
         rel = f"{folder}/{name}"
         if not self.is_local:
-            try:
-                response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel))
-            except ClientError as error:
-                if _not_found(error):
-                    raise FileNotFoundError(f"no file {rel}") from None
-                raise
-            with contextlib.closing(response["Body"]) as body:
-                data = body.read()
-            self.usage.read(rel, len(data), request=None)  # the client's hook counted the GET
+            response, data = self._get_object(rel)
             version = FileVersion(
                 size=response["ContentLength"], etag=response["ETag"],
                 metadata=dict(response.get("Metadata") or {}), content_type=response.get("ContentType"),
@@ -445,6 +428,20 @@ class LakeStore:
             size=status.st_size, inode=(status.st_dev, status.st_ino), mtime_ns=status.st_mtime_ns, ctime_ns=status.st_ctime_ns,
         )
         return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC), version)
+
+    def _get_object(self, rel: str, **arguments) -> tuple[dict, bytes]:
+        """One GetObject of a lake file, its response and bytes (recorded as read; the client's hook
+        counted the GET). A missing file raises FileNotFoundError."""
+        try:
+            response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel), **arguments)
+        except ClientError as error:
+            if _not_found(error):
+                raise FileNotFoundError(f"no file {rel}") from None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            data = body.read()
+        self.usage.read(rel, len(data), request=None)
+        return response, data
 
     @staticmethod
     def _open_below(path: str, parts: Sequence[str], rel: str, create: bool = False) -> int:

@@ -248,6 +248,7 @@ def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted
             if three[step].written:
                 assert three[step].data["put"] == len(three[step].written), step  # one PUT per object
         assert three["orders"].data["head"] == three["dashboard"].data["head"] == 0  # its 30 trailing days in one LIST
-        assert three["orders"].lock == Counter({"put": 3, "delete": 3})  # a lease per day: taken, released
+        # A lease per day, taken and released (a step slower than a renewal period renews them too).
+        assert three["orders"].lock["delete"] == 3 and three["orders"].lock["put"] >= 3
         for step in ("orders", "daily_order_summary", "dashboard"):  # what each recorded is what was served
             assert +bench.recorded_usage(instance, step) == +three[step].usage_classes, step

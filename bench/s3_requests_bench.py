@@ -277,8 +277,11 @@ def main() -> None:
     finally:
         server.stop()
     lines, missed = report(runs)
+    split = ("'n/d +m': n per day written plus m per run" if len(runs) > 1 else
+             "one run: each figure over its days, per run and per day not told apart (give two --days for that, "
+             "and for the targets on growth)")
     print(f"S3 requests per step of one run of the whole graph, {args.orders:,} orders a day, runs of "
-          f"{', '.join(map(str, sorted(runs)))} days; 'n/d +m': n per day written plus m per run")
+          f"{', '.join(map(str, sorted(runs)))} days; {split}")
     print("\n".join(["", *lines, "", *totals(runs)]))
     print("\nrecorded usage (usage/s3/*) = requests served, for every asset step: "
           + ("yes" if not disagreeing else "NO\n  " + "\n  ".join(disagreeing)))

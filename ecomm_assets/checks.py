@@ -13,15 +13,16 @@ import pyarrow.compute as pc
 
 from ecomm_assets.assets import analytics, engagement, purchases
 from ecomm_assets.assets import lake as lake_assets
-from ecomm_assets.assets.days import read_table, run_days
-from ecomm_assets.assets.lake import raw_day_files
+from ecomm_assets.assets.days import input_files, read_table, run_days
 from ecomm_assets.assets.metadata import BUILT_DAYS
 from ecomm_assets.core import quality
 from ecomm_assets.core.engagement import COLLECTION
 from ecomm_assets.core.landing import count_json_lines
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
+    ORDERS_FEED,
     PURCHASES_FEED,
+    Feed,
     collection_path,
     counts_path,
     quarantine_path,
@@ -37,7 +38,7 @@ from ecomm_assets.core.schemas import (
     LAKE_TABLES,
     PURCHASE_DIMENSIONS,
 )
-from ecomm_assets.core.storage import LakeStore, parquet_row_count
+from ecomm_assets.core.storage import LakeFile, LakeStore, parquet_row_count
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
@@ -48,22 +49,37 @@ _ASSETS = {key: assets for assets in dg.load_assets_from_modules([lake_assets, e
 
 @dataclass(frozen=True)
 class TableDays:
-    """A table's rows of the day being checked, read once for all of the table's checks, and the
-    row counts of the days read before it in the same step."""
+    """A table's rows of the day being checked, read once for all of the table's checks, and what
+    the step's days share: row counts known, raw listings."""
 
     store: LakeStore
     table: str
     rows: dict[date, pa.Table]
-    counted: dict[date, int]
+    days: list[date]  # every day the step checks
+    footer_rows: dict[date, int | None]  # the row counts known: days checked before, footers read once
+    raw_listed: dict[str, dict[str, list[LakeFile]]]  # feed -> day folder -> files, shared by the step's days
 
     def row_count(self, day: date) -> int | None:
-        """Rows of a day: known in this step, else from the file's footer; None without a file."""
+        """Rows of a day: from its rows, else known in this step, else from the file's footer (one
+        GET, once per day); None without a file."""
         if day in self.rows:
             return self.rows[day].num_rows
-        if day in self.counted:
-            return self.counted[day]
-        rel = table_path(self.table, day)
-        return parquet_row_count(self.store, rel) if self.store.exists(rel) else None
+        if day not in self.footer_rows:
+            try:
+                self.footer_rows[day] = parquet_row_count(self.store, table_path(self.table, day))
+            except FileNotFoundError:
+                self.footer_rows[day] = None
+        return self.footer_rows[day]
+
+    def raw_files(self, feed: Feed, day: date) -> list[LakeFile]:
+        """A feed's raw files of a day of the step, from one listing of the feed for all its days
+        (not a LIST per day)."""
+        if feed.raw_root not in self.raw_listed:
+            by_folder: dict[str, list[LakeFile]] = {}
+            for file in input_files(self.store, feed.raw_root, self.days):
+                by_folder.setdefault(file.path.rpartition("/")[0], []).append(file)
+            self.raw_listed[feed.raw_root] = by_folder
+        return self.raw_listed[feed.raw_root].get(feed.raw_dir(day), [])
 
 
 Rule = Callable[[TableDays, date], quality.CheckOutcome]
@@ -81,10 +97,9 @@ def _order_lines_conservation(lines: TableDays, day: date) -> quality.CheckOutco
     """Recounts every side independently: lines of the raw files, distinct orders in the table,
     records in quarantine; only the duplicates come from the run's own counts."""
     store = lines.store
-    records_read = sum(count_json_lines(store.read_bytes(f.path)) for f in raw_day_files(store, day))
+    records_read = sum(count_json_lines(store.read_bytes(f.path)) for f in lines.raw_files(ORDERS_FEED, day))
     loaded = pc.count_distinct(lines.rows[day]["order_id"]).as_py()
-    rel = quarantine_path("order_lines", day)
-    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    quarantined = count_json_lines(store.read_if_exists(quarantine_path("order_lines", day)) or b"")
     duplicates = json.loads(store.read_bytes(counts_path("order_lines", day)))["duplicates_dropped"]
     return quality.conservation(records_read, loaded, quarantined, duplicates)
 
@@ -93,15 +108,14 @@ def _engagement_conservation(table_days: TableDays, day: date) -> quality.CheckO
     """Recounts both sides independently: records of the raw snapshot (reviews, for product_reviews)
     against the rows of the table and the records in quarantine."""
     store, table = table_days.store, table_days.table
-    rel = collection_path(COLLECTION[table], day)
-    records = json.loads(store.read_bytes(rel)) if store.exists(rel) else []
+    snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
+    records = json.loads(snapshot) if snapshot is not None else []
     if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
         read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
                    for r in records if isinstance(r, dict))
     else:
         read = len(records)
-    quarantined = quarantine_path(table, day)
-    rejected = count_json_lines(store.read_bytes(quarantined)) if store.exists(quarantined) else 0
+    rejected = count_json_lines(store.read_if_exists(quarantine_path(table, day)) or b"")
     return quality.conservation(read, table_days.rows[day].num_rows, rejected, 0)
 
 
@@ -115,9 +129,8 @@ def _purchase_events_conservation(events: TableDays, day: date) -> quality.Check
     """Recounts every side independently: records of the raw CSV files (parsed again), rows in the
     table, records in quarantine; only the duplicates come from the run's own counts."""
     store = events.store
-    records_read = sum(count_csv_records(store.read_bytes(f.path)) for f in raw_day_files(store, day, PURCHASES_FEED))
-    rel = quarantine_path("purchase_events", day)
-    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    records_read = sum(count_csv_records(store.read_bytes(f.path)) for f in events.raw_files(PURCHASES_FEED, day))
+    quarantined = count_json_lines(store.read_if_exists(quarantine_path("purchase_events", day)) or b"")
     duplicates = json.loads(store.read_bytes(counts_path("purchase_events", day)))["duplicates_dropped"]
     return quality.conservation(records_read, events.rows[day].num_rows, quarantined, duplicates, "events_loaded")
 
@@ -212,9 +225,11 @@ def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table:
     selected = [check for check in CHECKS[table] if dg.AssetCheckKey(dg.AssetKey(table), check.name) in context.selected_asset_check_keys]
     store = lake.store()
     outcomes: dict[str, dict[date, quality.CheckOutcome]] = {check.name: {} for check in selected}
-    counted: dict[date, int] = {}
-    for day in sorted(_days(context, table)):
-        table_days = TableDays(store, table, {day: read_table(store, table, day)}, counted)
+    days = sorted(_days(context, table))
+    counted: dict[date, int | None] = {}
+    raw_listed: dict[str, dict[str, list[LakeFile]]] = {}
+    for day in days:
+        table_days = TableDays(store, table, {day: read_table(store, table, day)}, days, counted, raw_listed)
         counted[day] = table_days.rows[day].num_rows
         failed_blocking = False
         for check in selected:
@@ -397,8 +412,7 @@ def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOu
     is the next build's) = profiles loaded + quarantined + replaced by newer."""
     counts = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))
     records_read = sum(count_csv_records(store.read_bytes(path)) for path in counts["files"])
-    rel = unpartitioned_quarantine_path("dim_user_profiles")
-    quarantined = count_json_lines(store.read_bytes(rel)) if store.exists(rel) else 0
+    quarantined = count_json_lines(store.read_if_exists(unpartitioned_quarantine_path("dim_user_profiles")) or b"")
     replaced = counts["replaced_by_newer"]
     return quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded", "replaced_by_newer")
 

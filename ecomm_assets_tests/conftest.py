@@ -1,6 +1,7 @@
 import contextlib
 import glob
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -218,6 +219,27 @@ def project_loaded_with(**environment: str):
 def materialize_day(defs: dg.Definitions, day: str, instance) -> dg.ExecuteInProcessResult:
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(partition_key=day, instance=instance)
+
+
+def bench_module(name: str):
+    """A script of bench/ as a module (registered, as its dataclasses need)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, PROJECT / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def counted_aws(monkeypatch):
+    """A moto S3 + Glue endpoint that keeps every request it serves (bench/s3_requests_bench.py's)."""
+    server = bench_module("s3_requests_bench").CountingMotoServer()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

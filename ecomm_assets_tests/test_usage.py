@@ -2,7 +2,7 @@
 exact against the files on disk, and against the requests an S3 endpoint (moto) served."""
 
 import json
-import threading
+import time
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -13,10 +13,15 @@ import duckdb
 import pytest
 
 from ecomm_assets.core.costs import PriceTable
-from ecomm_assets.definitions import ASSETS, resources_from
+from ecomm_assets.definitions import ASSET_CHECKS, ASSETS, resources_from
 from ecomm_assets.resources import PricingResource
 from ecomm_assets.settings import CatalogBackend, SettingError, Settings
-from ecomm_assets_tests.conftest import PROJECT, make_definitions, materialize_day
+from ecomm_assets_tests.conftest import (
+    PROJECT,
+    bench_module,
+    make_definitions,
+    materialize_day,
+)
 from ecomm_assets_tests.test_automation import sensor_requests
 from ecomm_assets_tests.test_definitions import land, landed_order
 
@@ -173,57 +178,30 @@ def test_a_lake_fed_only_by_the_purchase_log_is_estimated_with_its_ingests_and_i
     assert {"sql/purchase_sessions.sql", "sql/purchase_revenue_by_dimension.sql", "sql/revenue_by_user_segment.sql"} <= athena
 
 
-# What S3 bills each HTTP request as (a ListObjectsV2 and ListMultipartUploads are GETs on the bucket).
-def request_class(method: str, path: str, query: str) -> str:
-    if method == "GET" and path.count("/") == 1:
-        return "list"
-    if method == "POST" or (method == "PUT" and "x-amz-copy-source" in query):
-        return "put"
-    return {"PUT": "put", "GET": "get", "HEAD": "head", "DELETE": "delete"}[method]
-
-
-@pytest.fixture
-def counted_aws(monkeypatch):
-    """A moto S3 + Glue endpoint that keeps every request it serves (method, path, target)."""
-    from moto.server import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
-
-    served = []
-    app = DomainDispatcherApplication(create_backend_app)
-
-    def recording(environ, start_response):
-        copy = "x-amz-copy-source" if "HTTP_X_AMZ_COPY_SOURCE" in environ else ""
-        served.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("QUERY_STRING", "") + copy,
-                       environ.get("HTTP_X_AMZ_TARGET")))
-        return app(environ, start_response)
-
-    server = make_server("127.0.0.1", 0, recording, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    yield f"http://127.0.0.1:{server.server_port}", served
-    server.shutdown()
-
-
-def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
-    endpoint, served = counted_aws
+def s3_settings(endpoint: str, orders_per_day: int) -> Settings:
     # moto's backends live as long as the process: a bucket and a database of its own, whatever ran before in it.
     bucket, database = f"lake-{uuid.uuid4().hex[:8]}", f"ecomm_{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    settings = Settings(lake_uri=f"s3://{bucket}/prefix", s3_endpoint_url=endpoint, aws_region="us-east-1", orders_per_day=50,
-                        catalog=CatalogBackend.GLUE, glue_endpoint_url=endpoint, glue_database=database)
+    return Settings(lake_uri=f"s3://{bucket}/prefix", s3_endpoint_url=endpoint, aws_region="us-east-1",
+                    orders_per_day=orders_per_day, catalog=CatalogBackend.GLUE, glue_endpoint_url=endpoint,
+                    glue_database=database)
+
+
+def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
+    endpoint = counted_aws.endpoint
+    settings = s3_settings(endpoint, 50)
+    bucket, database = settings.lake_uri.split("/")[2], settings.glue_database
     resources = resources_from(settings)
     with dg.instance_for_test() as instance:
         upstream = ["snapshots", "orders_raw", "order_lines"]
         assert dg.materialize(ASSETS, selection=upstream, partition_key=DAY, instance=instance, resources=resources).success
         for asset in ("orders", "catalog"):
-            served.clear()
+            started = time.time()
             assert dg.materialize(ASSETS, selection=[asset], partition_key=DAY, instance=instance, resources=resources).success
+            served = counted_aws.since(started)
             figures = usage_of(instance, asset)
-            s3 = Counter(request_class(m, p, q) for m, p, q, target in served if not target)
-            glue = Counter(target.rpartition(".")[2] for *_, target in served if target and target.startswith("AWSGlue"))
+            s3 = Counter(r.usage_class() for r in served if r.is_s3)
+            glue = Counter(r.target.rpartition(".")[2] for r in served if r.target and r.target.startswith("AWSGlue"))
             assert {kind: figures[f"usage/s3/{kind}"] for kind in ("put", "copy", "list", "get", "head", "delete")} == {
                 kind: s3[kind] for kind in ("put", "copy", "list", "get", "head", "delete")}, asset
             assert {k.removeprefix("usage/glue/"): v for k, v in figures.items()
@@ -241,3 +219,37 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
         assert location == f"s3://{bucket}/prefix/processed/{table}/"
         assert len(glue_client.get_partitions(DatabaseName=database, TableName=table)["Partitions"]) == 1
 
+
+
+def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted_aws):
+    """Steps that read and write days (read_days, write_days, the checks' row counts and raw
+    recounts) send as many LISTs and HEADs for three days as for one: one listing answers all the
+    days, never a request per day or file. Each file written is one PUT, each day one lease."""
+    bench = bench_module("s3_requests_bench")
+    resources = resources_from(s3_settings(counted_aws.endpoint, 20))
+    everything = [*ASSETS, *ASSET_CHECKS]
+    measured = (dg.AssetSelection.assets("orders", "daily_order_summary", "sales_by_category", "product_performance", "dashboard")
+                | dg.AssetSelection.checks_for_assets("order_lines", "orders"))
+    with dg.instance_for_test() as instance:
+        def run(selection, first: str) -> dict:
+            started = time.time()
+            result = dg.materialize(everything, selection=selection, instance=instance, resources=resources, tags={
+                "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": DAY})
+            assert result.success
+            return bench.attribute(counted_aws.since(started), bench.step_windows(instance, result.run_id))
+
+        upstream = dg.AssetSelection.assets("products_raw", "users_raw", "carts_raw", "orders_raw", "order_lines")
+        run(upstream.without_checks(), "2024-01-13")
+        one, three = run(measured, DAY), run(measured, "2024-01-13")
+        steps = ["orders", "orders_checks", "order_lines_checks", "daily_order_summary", "dashboard"]
+        assert set(steps) <= set(three)
+        for step in steps:
+            assert [three[step].data[kind] for kind in ("list", "head")] == [one[step].data[kind] for kind in ("list", "head")], step
+            assert three[step].data["other"] == 0, step  # no multipart upload, no copy
+            if three[step].written:
+                assert three[step].data["put"] == len(three[step].written), step  # one PUT per object
+        assert three["orders"].data["head"] == three["dashboard"].data["head"] == 0  # its 30 trailing days in one LIST
+        # A lease per day, taken and released (a step slower than a renewal period renews them too).
+        assert three["orders"].lock["delete"] == 3 and three["orders"].lock["put"] >= 3
+        for step in ("orders", "daily_order_summary", "dashboard"):  # what each recorded is what was served
+            assert +bench.recorded_usage(instance, step) == +three[step].usage_classes, step

@@ -6,8 +6,9 @@ skip names starting with '.' or '_'.
 
 A killed writer cannot clean up after itself, so every temporary name carries its host and
 process id, and the first write of a store sweeps what dead processes (or anything older than
-LEFTOVER_MAX_AGE) left in the staging folder; on S3 it also aborts stale incomplete multipart
-uploads under the lake's prefix.
+LEFTOVER_MAX_AGE) left in the staging folder; on S3 the first write of a process to a lake also
+aborts stale incomplete multipart uploads under the lake's prefix (once, not in every step: it is
+a LIST).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import os
 import shutil
 import socket
 import stat
+import struct
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +57,10 @@ MULTIPART_THRESHOLD = 64 << 20  # an object larger than this is uploaded in part
 UPLOAD_CONFIG = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
                                use_threads=False)
 PARQUET_TAIL = 8  # the footer's length and the magic bytes after it
+FOOTER_READ = 64 << 10  # the last bytes of a Parquet file read for its footer: one ranged GET holds a lake file's
+
+PartitionFile = bytes | pa.Table | Path  # a file's contents, a table written as Parquet, or a staged local file
+_UPLOADS_SWEPT: set[tuple[str | None, str]] = set()  # (endpoint, lake) whose stale uploads this process aborted
 
 
 def owner() -> str:
@@ -141,6 +147,11 @@ def _version_identity(version: FileVersion) -> tuple:
 
 def _error_code(error: ClientError) -> tuple[str, int]:
     return str(error.response.get("Error", {}).get("Code", "")), error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+
+def _not_found(error: ClientError) -> bool:
+    code, status = _error_code(error)
+    return status == 404 or code in ("NoSuchKey", "404", "NotFound")
 
 
 class LakeStore:
@@ -266,12 +277,14 @@ class LakeStore:
     def _sweep_once(self) -> None:
         if not self._swept:
             self._swept = True
-            self.sweep_leftovers()
+            lake = (self.s3_endpoint_url, self.uri)
+            self.sweep_leftovers(uploads=lake not in _UPLOADS_SWEPT)
+            _UPLOADS_SWEPT.add(lake)
 
-    def sweep_leftovers(self) -> list[str]:
+    def sweep_leftovers(self, uploads: bool = True) -> list[str]:
         """Remove what killed writers left behind: temporary files and folders of dead processes
-        of this host or older than LEFTOVER_MAX_AGE, and on S3 incomplete multipart uploads older
-        than that. Returns what was removed."""
+        of this host or older than LEFTOVER_MAX_AGE, and on S3 (with `uploads`) incomplete
+        multipart uploads older than that. Returns what was removed."""
         removed, now = [], time.time()
         with contextlib.suppress(FileNotFoundError), os.scandir(self._staging_path) as entries:
             for entry in entries:
@@ -282,7 +295,7 @@ class LakeStore:
                         else:
                             os.unlink(entry.path)
                         removed.append(entry.path)
-        if not self.is_local:
+        if uploads and not self.is_local:
             removed += self._abort_stale_uploads(datetime.now(UTC) - LEFTOVER_MAX_AGE)
         return removed
 
@@ -301,27 +314,42 @@ class LakeStore:
         pq.write_table(table, buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
         return self.write_bytes(rel, buffer.getvalue())
 
-    def replace_partition(self, rel_dir: str, files: dict[str, bytes | pa.Table | Path]) -> int:
-        """Make `rel_dir` hold exactly `files` (contents, tables or staged local files): each
-        written atomically, stale files removed after (and `.tmp` files that writers before
-        `.staging/` existed left in partition folders)."""
-        written = 0
-        for name, content in files.items():
-            rel = f"{rel_dir}/{name}"
-            if isinstance(content, pa.Table):
-                written += self.write_parquet(rel, content)
-            elif isinstance(content, Path):
-                written += self.put_file(rel, content)
-            else:
-                written += self.write_bytes(rel, content)
-        selector = pafs.FileSelector(self.full_path(rel_dir), allow_not_found=True)
-        for info in self.listing(selector):
-            stale = (info.base_name not in files and not is_hidden_name(info.base_name)) or info.base_name.endswith(".tmp")
-            if info.type == pafs.FileType.File and stale:
-                self.delete(f"{rel_dir}/{info.base_name}")
+    def replace_partition(self, rel_dir: str, files: Mapping[str, PartitionFile]) -> int:
+        """Make `rel_dir` hold exactly `files` (see replace_partitions)."""
+        return self.replace_partitions([(rel_dir, files)])
+
+    def replace_partitions(self, partitions: Iterable[tuple[str, Mapping[str, PartitionFile]]]) -> int:
+        """Make each folder of `partitions` ((folder, files) pairs, taken one at a time so that a
+        caller can produce each day's content as it goes) hold exactly its `files` (contents, tables
+        or staged local files): each written atomically, then the stale files removed (and `.tmp`
+        files that writers before `.staging/` existed left in partition folders), found in one
+        listing of all the folders rather than one per folder. A failure part-way still leaves each
+        folder written before it exactly replaced. Returns the bytes written."""
+        written, kept = 0, {}
+        try:
+            for rel_dir, files in partitions:
+                for name, content in files.items():
+                    written += self._write_content(f"{rel_dir}/{name}", content)
+                kept[rel_dir] = set(files)
+        finally:
+            for rel_dir, info in self._files_in(list(kept)) if kept else ():
+                if (info.base_name not in kept[rel_dir] and not is_hidden_name(info.base_name)) or info.base_name.endswith(".tmp"):
+                    self.delete(f"{rel_dir}/{info.base_name}")
         return written
 
+    def _write_content(self, rel: str, content: PartitionFile) -> int:
+        if isinstance(content, pa.Table):
+            return self.write_parquet(rel, content)
+        if isinstance(content, Path):
+            return self.put_file(rel, content)
+        return self.write_bytes(rel, content)
+
     def delete(self, rel: str) -> None:
+        """Remove a file if it is there: one DeleteObject on S3 (pyarrow's delete_file adds a
+        HeadObject before it and PUTs a folder marker after it)."""
+        if not self.is_local:
+            self._client().delete_object(Bucket=self.bucket, Key=self.key(rel))
+            return
         self.usage.request(Request.DELETE)
         with contextlib.suppress(FileNotFoundError):
             self.filesystem.delete_file(self.full_path(rel))
@@ -333,8 +361,34 @@ class LakeStore:
         GetObject (pyarrow's input stream adds a HeadObject)."""
         if not self.is_local:
             return self.read_confined(*rel.rsplit("/", 1))[0]
-        with self.filesystem.open_input_stream(self.full_path(rel), compression=None) as stream:
-            data = stream.read()
+        try:
+            with self.filesystem.open_input_stream(self.full_path(rel), compression=None) as stream:
+                data = stream.read()
+        except FileNotFoundError:
+            self.usage.request(Request.GET)  # S3 answers the GET with a 404
+            raise
+        self.usage.read(rel, len(data))
+        return data
+
+    def read_if_exists(self, rel: str) -> bytes | None:
+        """The file's bytes, or None without a file: one GET either way (no HEAD before it)."""
+        try:
+            return self.read_bytes(rel)
+        except FileNotFoundError:
+            return None
+
+    def read_tail(self, rel: str, size: int) -> bytes:
+        """The file's last `size` bytes (all of a smaller file): one ranged GetObject on S3. A
+        missing file raises FileNotFoundError."""
+        if not self.is_local:
+            return self._get_object(rel, Range=f"bytes=-{size}")[1]
+        try:
+            with open(self.full_path(rel), "rb") as file:
+                file.seek(max(0, os.fstat(file.fileno()).st_size - size))
+                data = file.read()
+        except FileNotFoundError:
+            self.usage.request(Request.GET)
+            raise
         self.usage.read(rel, len(data))
         return data
 
@@ -347,15 +401,7 @@ class LakeStore:
         same object version. A missing file raises FileNotFoundError."""
         rel = f"{folder}/{name}"
         if not self.is_local:
-            try:
-                response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel))
-            except ClientError as error:
-                if _error_code(error)[0] in ("NoSuchKey", "404") or _error_code(error)[1] == 404:
-                    raise FileNotFoundError(f"no file {rel}") from None
-                raise
-            with contextlib.closing(response["Body"]) as body:
-                data = body.read()
-            self.usage.read(rel, len(data), request=None)  # the client's hook counted the GET
+            response, data = self._get_object(rel)
             version = FileVersion(
                 size=response["ContentLength"], etag=response["ETag"],
                 metadata=dict(response.get("Metadata") or {}), content_type=response.get("ContentType"),
@@ -382,6 +428,20 @@ class LakeStore:
             size=status.st_size, inode=(status.st_dev, status.st_ino), mtime_ns=status.st_mtime_ns, ctime_ns=status.st_ctime_ns,
         )
         return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC), version)
+
+    def _get_object(self, rel: str, **arguments) -> tuple[dict, bytes]:
+        """One GetObject of a lake file, its response and bytes (recorded as read; the client's hook
+        counted the GET). A missing file raises FileNotFoundError."""
+        try:
+            response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel), **arguments)
+        except ClientError as error:
+            if _not_found(error):
+                raise FileNotFoundError(f"no file {rel}") from None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            data = body.read()
+        self.usage.read(rel, len(data), request=None)
+        return response, data
 
     @staticmethod
     def _open_below(path: str, parts: Sequence[str], rel: str, create: bool = False) -> int:
@@ -491,17 +551,43 @@ class LakeStore:
         return Moved.MOVED
 
     def exists(self, rel: str) -> bool:
-        """Whether a file is there: one HeadObject on S3 (pyarrow adds a LIST when there is none)."""
+        """Whether a file is there: one HeadObject on S3 (pyarrow adds a LIST when there is none).
+        For several files, `existing` answers in one listing."""
         if not self.is_local:
             try:
                 self._client().head_object(Bucket=self.bucket, Key=self.key(rel))
             except ClientError as error:
-                if _error_code(error)[1] == 404 or _error_code(error)[0] in ("NoSuchKey", "404", "NotFound"):
+                if _not_found(error):
                     return False
                 raise
             return True
         self.usage.request(Request.HEAD)
         return self.filesystem.get_file_info(self.full_path(rel)).type == pafs.FileType.File
+
+    def existing(self, rels: Sequence[str]) -> set[str]:
+        """Which of `rels` are files: one HEAD for a single file, else one listing of their folders
+        (a LIST per 1,000 keys of their common folder) rather than a HEAD per file."""
+        if len(rels) <= 1:
+            return {rel for rel in rels if self.exists(rel)}
+        wanted = set(rels)
+        folders = sorted({rel.rpartition("/")[0] for rel in wanted})
+        return {rel for folder, info in self._files_in(folders) if (rel := f"{folder}/{info.base_name}") in wanted}
+
+    def _files_in(self, rel_dirs: Sequence[str]) -> Iterator[tuple[str, pafs.FileInfo]]:
+        """The files directly in each of `rel_dirs`, as (folder, info): one listing of the folder,
+        or of the folders' common parent (recursive: S3 answers it with one flat LIST per 1,000
+        keys) rather than one per folder; one listing per folder when they share no parent."""
+        common = os.path.commonpath(rel_dirs) if len(rel_dirs) > 1 else None
+        if common == "":
+            for rel_dir in rel_dirs:
+                yield from self._files_in([rel_dir])
+            return
+        full = {self.full_path(rel_dir): rel_dir for rel_dir in rel_dirs}
+        base = self.full_path(common) if common is not None else next(iter(full))
+        for info in self.listing(pafs.FileSelector(base, allow_not_found=True, recursive=common is not None)):
+            folder = full.get(info.path.rpartition("/")[0])
+            if info.type == pafs.FileType.File and folder is not None:
+                yield folder, info
 
     def list_files(self, rel_dir: str, recursive: bool = False) -> list[LakeFile]:
         """Visible files below `rel_dir`, sorted by path; hidden ('.', '_') names are skipped."""
@@ -516,14 +602,27 @@ class LakeStore:
 
     def listing(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         """The filesystem's listing, recorded as S3 serves it: one LIST per 1,000 keys listed
-        (pyarrow pages ListObjectsV2 so; a non-recursive listing's folders count as keys)."""
+        (pyarrow pages ListObjectsV2 so; a non-recursive listing's folders count as keys, a
+        recursive one is a flat listing of the objects, whose folders pyarrow infers)."""
         infos = self.filesystem.get_file_info(selector)
-        self.usage.request(Request.LIST, list_requests(len(infos)))
+        keys = sum(info.type == pafs.FileType.File for info in infos) if selector.recursive else len(infos)
+        self.usage.request(Request.LIST, list_requests(keys))
         return infos
 
     def read_parquet(self, rels: Sequence[str]) -> pa.Table:
         tables = [self._read_parquet_file(rel) for rel in rels]
         return pa.concat_tables(tables) if tables else pa.table({})
+
+    def read_parquet_present(self, rels: Sequence[str]) -> tuple[pa.Table, list[str]]:
+        """The rows of those of `rels` that are there, and the rels that are not: a GET of each
+        (for files expected to be there; where many may be missing, `existing` lists them once)."""
+        tables, missing = [], []
+        for rel in rels:
+            try:
+                tables.append(self._read_parquet_file(rel))
+            except FileNotFoundError:
+                missing.append(rel)
+        return (pa.concat_tables(tables) if tables else pa.table({})), missing
 
     def _read_parquet_file(self, rel: str) -> pa.Table:
         # Every column is read: the whole file in one GET, not a HEAD and ranged GETs. A ParquetFile
@@ -563,11 +662,11 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
 
 
 def parquet_row_count(store: LakeStore, rel: str) -> int:
-    """Rows of a Parquet file from its footer, without reading the data (recorded as the HEAD and
-    the ranged GET of the footer that S3 serves)."""
-    with store.filesystem.open_input_file(store.full_path(rel)) as handle:
-        metadata = pq.ParquetFile(handle).metadata
-        size = handle.size()
-    store.usage.request(Request.HEAD)
-    store.usage.read(rel, min(metadata.serialized_size + PARQUET_TAIL, size))
-    return metadata.num_rows
+    """Rows of a Parquet file from its footer, without reading the data: one ranged GET of its last
+    FOOTER_READ bytes (a second one only for a larger footer; pyarrow's file would add a HEAD
+    first). A missing file raises FileNotFoundError."""
+    tail = store.read_tail(rel, FOOTER_READ)
+    footer = struct.unpack("<I", tail[-PARQUET_TAIL:-4])[0] + PARQUET_TAIL
+    if footer > len(tail) == FOOTER_READ:
+        tail = store.read_tail(rel, footer)
+    return pq.ParquetFile(pa.BufferReader(tail)).metadata.num_rows

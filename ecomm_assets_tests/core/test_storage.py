@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from ecomm_assets.core import storage
 from ecomm_assets.core.schemas import ContractViolation
 from ecomm_assets.core.storage import LakeStore, conform_parquet_file
+from ecomm_assets.core.usage import Request, Usage
 
 CONTRACT = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("price", pa.decimal128(18, 2))])
 
@@ -76,11 +79,23 @@ def test_the_first_write_on_s3_aborts_stale_incomplete_multipart_uploads(aws, mo
     stale = s3.create_multipart_upload(Bucket="lake", Key="prefix/processed/t/dt=2024-01-15/part-00000.parquet")
     other = s3.create_multipart_upload(Bucket="lake", Key="elsewhere/file")
     monkeypatch.setattr(storage, "LEFTOVER_MAX_AGE", storage.timedelta(seconds=0))
+    monkeypatch.setattr(storage, "_UPLOADS_SWEPT", set())  # as in a new process (another test may have had this port)
     store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
     store.write_bytes("processed/t/dt=2024-01-15/part-00000.parquet", b"data")
     uploads = s3.list_multipart_uploads(Bucket="lake").get("Uploads", [])
     assert [(u["Key"], u["UploadId"]) for u in uploads] == [("elsewhere/file", other["UploadId"])]
     assert stale["UploadId"] not in {u["UploadId"] for u in uploads}
+
+
+def test_a_process_lists_a_lakes_incomplete_uploads_once_not_in_every_step(counted_aws):
+    first, bucket = counted_store(counted_aws)
+    started = time.time()
+    first.write_bytes("processed/t/dt=2024-01-15/part-00000.parquet", b"a")
+    # The next step's store (LakeResource makes one per step) writes without listing the uploads again.
+    LakeStore.from_uri(f"s3://{bucket}/prefix", counted_aws.endpoint, "us-east-1").write_bytes("processed/t/x", b"b")
+    served = counted_aws.since(started)
+    assert [r.request_class() for r in served] == ["list", "put", "put"]
+    assert served[0].query.startswith("uploads")  # ListMultipartUploads
 
 
 def test_a_staged_file_is_rewritten_with_its_contract_in_bounded_batches(tmp_path, monkeypatch):
@@ -269,3 +284,81 @@ def test_an_s3_read_is_one_get_that_gives_the_version_read(aws):
     assert requests == ["GetObject"]
     with pytest.raises(FileNotFoundError):
         store.read_confined("landing/orders", "missing.json")
+
+
+def counted_store(server) -> tuple[LakeStore, str]:
+    """A store on a fresh bucket of the counting moto server (its backends outlive a test)."""
+    bucket = f"lake-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return LakeStore.from_uri(f"s3://{bucket}/prefix", server.endpoint, "us-east-1", usage=Usage()), bucket
+
+
+def test_an_s3_delete_is_one_request_and_leaves_no_folder_marker(counted_aws):
+    store, bucket = counted_store(counted_aws)
+    store.write_bytes("processed/t/dt=2024-01-15/part-00000.parquet", b"old")
+    before, started = Counter(store.usage.requests), time.time()
+    store.delete("processed/t/dt=2024-01-15/part-00000.parquet")
+    store.delete("processed/t/dt=2024-01-15/never-there.parquet")  # nothing to delete: no error
+    served = counted_aws.since(started)
+    assert [(r.method, r.key) for r in served] == [
+        ("DELETE", f"{bucket}/prefix/processed/t/dt=2024-01-15/part-00000.parquet"),
+        ("DELETE", f"{bucket}/prefix/processed/t/dt=2024-01-15/never-there.parquet"),
+    ]
+    assert store.usage.requests - before == Counter({Request.DELETE: 2})
+    assert "Contents" not in boto3.client("s3", endpoint_url=counted_aws.endpoint).list_objects_v2(Bucket=bucket)
+
+
+def test_replacing_many_days_finds_their_stale_files_in_one_listing(counted_aws):
+    store, _ = counted_store(counted_aws)
+    days = ["2024-01-13", "2024-01-14", "2024-01-15"]
+    for day in days:
+        for name in ("part-00000.parquet", "part-00001.parquet", "_counts.json", "x.tmp"):
+            store.write_bytes(f"processed/t/dt={day}/{name}", b"old")
+    store.write_bytes("processed/t/dt=2024-01-16/part-00001.parquet", b"another day")
+    store.write_bytes("processed/t/dt=2024-01-15/nested/part-00001.parquet", b"not in the day's folder")
+    before, started = Counter(store.usage.requests), time.time()
+    written = store.replace_partitions((f"processed/t/dt={day}", {"part-00000.parquet": b"new"}) for day in days)
+    served = Counter(r.request_class() for r in counted_aws.since(started))
+    assert written == 9
+    # A PUT per file written, one LIST for the three days, a DELETE per stale file.
+    assert served == Counter({"put": 3, "list": 1, "delete": 6})
+    assert store.usage.requests - before == Counter({Request.PUT: 3, Request.LIST: 1, Request.DELETE: 6})
+    left = {f.path for f in store.list_files("processed/t", recursive=True)} | {
+        f"processed/t/dt={day}/_counts.json" for day in days if store.exists(f"processed/t/dt={day}/_counts.json")}
+    assert left == {*(f"processed/t/dt={day}/{name}" for day in days for name in ("part-00000.parquet", "_counts.json")),
+                    "processed/t/dt=2024-01-16/part-00001.parquet", "processed/t/dt=2024-01-15/nested/part-00001.parquet"}
+    assert store.read_bytes("processed/t/dt=2024-01-14/part-00000.parquet") == b"new"
+
+
+@pytest.mark.parametrize(("columns", "gets"), [(2, 1), (3000, 2)], ids=["footer-in-the-first-read", "larger-footer"])
+def test_a_parquet_files_row_count_is_its_footer_read_in_ranged_gets(counted_aws, tmp_path, columns, gets):
+    table = pa.table({f"c{n}": list(range(7)) for n in range(columns)})
+    local = LakeStore.from_uri(str(tmp_path / "lake"))
+    store, _ = counted_store(counted_aws)
+    for lake in (local, store):
+        lake.write_parquet("processed/t/dt=2024-01-15/part-00000.parquet", table)
+    started = time.time()
+    assert storage.parquet_row_count(store, "processed/t/dt=2024-01-15/part-00000.parquet") == 7
+    assert [r.request_class() for r in counted_aws.since(started)] == ["get"] * gets  # no HEAD, no GET of the data
+    assert storage.parquet_row_count(local, "processed/t/dt=2024-01-15/part-00000.parquet") == 7
+    for lake in (local, store):
+        with pytest.raises(FileNotFoundError):
+            storage.parquet_row_count(lake, "processed/t/dt=2024-01-16/part-00000.parquet")
+
+
+def test_a_replacement_failing_part_way_leaves_the_days_written_before_it_exactly_replaced(tmp_path):
+    store = LakeStore.from_uri(str(tmp_path / "lake"))
+    days = ["2024-01-13", "2024-01-14", "2024-01-15"]
+    for day in days:
+        store.write_bytes(f"processed/t/dt={day}/part-00001.parquet", b"an older writer's")
+
+    def partitions():
+        for day in days[:2]:
+            yield f"processed/t/dt={day}", {"part-00000.parquet": b"new"}
+        raise ValueError("the third day breaks its contract")
+
+    with pytest.raises(ValueError, match="third day"):
+        store.replace_partitions(partitions())
+    assert [f.path for f in store.list_files("processed/t", recursive=True)] == [
+        "processed/t/dt=2024-01-13/part-00000.parquet", "processed/t/dt=2024-01-14/part-00000.parquet",
+        "processed/t/dt=2024-01-15/part-00001.parquet"]

@@ -57,6 +57,8 @@ def test_the_setting_batches_every_daily_asset_and_leaves_the_others_one_run():
     assert {key: policy for key, (_, policy) in batched_policies.items()} == {
         key: dg.BackfillPolicy.multi_run(30) if key in daily else dg.BackfillPolicy.single_run() for key in batched_policies}
     assert {policy for _, policy in single_policies.values()} == {dg.BackfillPolicy.single_run()}
+    # The jobs (schedules, the sensors' recompute ranges) still resolve: one policy among their daily assets.
+    assert {job.name for job in batched.resolve_all_job_defs()} == {job.name for job in single.resolve_all_job_defs()}
 
 
 def lake_files(lake: Path) -> dict[str, Path]:

@@ -31,6 +31,7 @@ from ecomm_assets.automation import (
     run_failure_alerts,
     user_profiles_job,
 )
+from ecomm_assets.partitions import in_backfill_batches
 from ecomm_assets.resources import (
     AlertSinkResource,
     LakeResource,
@@ -43,8 +44,8 @@ from ecomm_assets.settings import SETTINGS, Settings
 
 # The landed-files tables and the raw CSV feeds are AssetSpecs (written by the ingest ops), which
 # module loading does not collect.
-ASSETS = [*dg.load_assets_from_modules([sources, lake, engagement, purchases, analytics, catalog, usage]), landing.landed_files,
-          landing.landed_purchase_files, landing.landed_user_profile_files, purchases.purchases_raw,
+ASSETS = [*in_backfill_batches(dg.load_assets_from_modules([sources, lake, engagement, purchases, analytics, catalog, usage])),
+          landing.landed_files, landing.landed_purchase_files, landing.landed_user_profile_files, purchases.purchases_raw,
           purchases.user_profiles_raw]
 ASSET_CHECKS = dg.load_asset_checks_from_modules([checks])
 

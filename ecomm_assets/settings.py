@@ -63,6 +63,10 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+def _days_per_run_problem(days: int) -> str | None:
+    return "must be at least 1 day (leave it unset for one run per range)" if days < 1 else None
+
+
 def _decimal(text: str) -> float:
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         raise ValueError("must be a decimal number written with ASCII digits, e.g. 0.05")
@@ -140,6 +144,8 @@ class Settings:
     pii_hash_key: str | None = dataclass_field(default=None, repr=False)
     price_table: str | None = None
     athena_queries_per_day: int = 1
+    # None: a backfill computes its whole range in one run; N: in runs of at most N days (partitions.py).
+    backfill_days_per_run: int | None = None
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str] = os.environ) -> "Settings":
@@ -177,8 +183,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "feed_late_rate": _checked(_decimal, rate_problem),
     "feed_duplicate_rate": _checked(_decimal, rate_problem),
     "feed_days_behind": _non_negative_int,
-
-
+    "backfill_days_per_run": _checked(_non_negative_int, _days_per_run_problem),
     "purchases_timezone": _time_zone,
 }
 # Settings whose variable is not ECOMM_<FIELD>: AWS's own.

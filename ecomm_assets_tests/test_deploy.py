@@ -207,5 +207,23 @@ def test_production_run_monitoring_sees_dead_run_tasks_and_one_run_writes_a_day(
     assert launcher.supports_check_run_worker_health.fget(None) is True  # the property the monitor asks
     assert config["run_coordinator"]["config"]["tag_concurrency_limits"] == [
         {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+        {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}, "limit": 16},
         {"key": "ecomm/landing-file", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
     ]
+
+
+def test_a_scale_out_backfill_leaves_run_slots_for_the_daily_runs_and_its_tasks_hold_a_batch(monkeypatch):
+    """deploy/README.md's figures against deploy/dagster.yaml: one backfill's runs (its batches of
+    days) never take every slot of the queue, and the task size is the one the README sizes batches for."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    config, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
+    coordinator = config["run_coordinator"]["config"]
+    [backfill_limit] = [entry["limit"] for entry in coordinator["tag_concurrency_limits"] if entry["key"] == "dagster/backfill"]
+    assert 1 <= backfill_limit < coordinator["max_concurrent_runs"]
+    resources = config["run_launcher"]["config"]["run_resources"]
+    readme = deploy_readme()
+    assert f"max_concurrent_runs: {coordinator['max_concurrent_runs']}" in readme
+    assert f"`dagster/backfill` limit {backfill_limit}" in readme
+    assert f"{int(resources['cpu']) / 1024:g} vCPU / {int(resources['memory']) / 1024:g} GB" in readme
+    assert "ECOMM_BACKFILL_DAYS_PER_RUN" in readme

@@ -40,9 +40,11 @@ PROJECT = Path(__file__).resolve().parents[1]
         ({"ECOMM_FEED_EVERY_MINUTES": "1440", "ECOMM_FEED_LATE_RATE": "0"}, Settings(feed_every_minutes=1440, feed_late_rate=0.0)),
         ({"ECOMM_PII_HASH_KEY": " 7f3a secret "}, Settings(pii_hash_key="7f3a secret")),
         ({"ECOMM_PURCHASES_TIMEZONE": "Asia/Kolkata"}, Settings(purchases_timezone="Asia/Kolkata")),
+        ({"ECOMM_BACKFILL_DAYS_PER_RUN": "30"}, Settings(backfill_days_per_run=30)),
+        ({"ECOMM_BACKFILL_DAYS_PER_RUN": "1"}, Settings(backfill_days_per_run=1)),
     ],
     ids=["defaults", "source", "catalog", "switch-upper", "projection", "numbers", "start", "aws", "empty", "spaces",
-         "feed", "feed-daily", "hash-key", "time-zone"],
+         "feed", "feed-daily", "hash-key", "time-zone", "days-per-run", "one-day-runs"],
 )
 def test_valid_settings_are_read(environment, expected):
     assert Settings.from_environment(environment) == expected
@@ -77,10 +79,14 @@ def test_valid_settings_are_read(environment, expected):
         ({"ECOMM_PURCHASES_TIMEZONE": "../../etc/passwd"}, "ECOMM_PURCHASES_TIMEZONE='../../etc/passwd': must be an IANA"),
         ({"ECOMM_PURCHASES_TIMEZONE": "+05:30"}, "ECOMM_PURCHASES_TIMEZONE='+05:30': must be an IANA"),
         ({"ECOMM_PURCHASES_TIMEZONE": "posix/Asia/Kolkata"}, "ECOMM_PURCHASES_TIMEZONE='posix/Asia/Kolkata': must be an IANA"),
+        ({"ECOMM_BACKFILL_DAYS_PER_RUN": "0"}, "ECOMM_BACKFILL_DAYS_PER_RUN='0': must be at least 1 day"),
+        ({"ECOMM_BACKFILL_DAYS_PER_RUN": "-5"}, "ECOMM_BACKFILL_DAYS_PER_RUN='-5': must be a whole number"),
+        ({"ECOMM_BACKFILL_DAYS_PER_RUN": "7d"}, "ECOMM_BACKFILL_DAYS_PER_RUN='7d': must be a whole number"),
     ],
     ids=["switch-false", "switch-no", "source", "catalog", "int", "negative", "underscore", "non-ascii", "basic-date",
          "date", "inner-space", "feed-7-minutes", "feed-0-minutes", "feed-90-minutes", "late-over-1", "percent", "nan",
-         "negative-rate", "too-many-a-day", "unknown-zone", "zone-path", "zone-offset", "zone-arrow-lacks"],
+         "negative-rate", "too-many-a-day", "unknown-zone", "zone-path", "zone-offset", "zone-arrow-lacks",
+         "zero-days-per-run", "negative-days-per-run", "days-per-run-unit"],
 )
 def test_invalid_settings_fail_with_the_variable_and_the_choices(environment, message):
     with pytest.raises(SettingError) as raised:

@@ -31,7 +31,6 @@ from ecomm_assets.automation import (
     run_failure_alerts,
     user_profiles_job,
 )
-from ecomm_assets.partitions import in_backfill_batches
 from ecomm_assets.resources import (
     AlertSinkResource,
     LakeResource,
@@ -44,7 +43,7 @@ from ecomm_assets.settings import SETTINGS, Settings
 
 # The landed-files tables and the raw CSV feeds are AssetSpecs (written by the ingest ops), which
 # module loading does not collect.
-ASSETS = [*in_backfill_batches(dg.load_assets_from_modules([sources, lake, engagement, purchases, analytics, catalog, usage])),
+ASSETS = [*dg.load_assets_from_modules([sources, lake, engagement, purchases, analytics, catalog, usage]),
           landing.landed_files, landing.landed_purchase_files, landing.landed_user_profile_files, purchases.purchases_raw,
           purchases.user_profiles_raw]
 ASSET_CHECKS = dg.load_asset_checks_from_modules([checks])

@@ -53,7 +53,7 @@ def test_the_setting_batches_every_daily_asset_and_leaves_the_others_one_run():
     batched_policies, single_policies = policies(batched), policies(single)
     assert batched_policies.keys() == single_policies.keys()
     daily = {key for key, (partitioned, _) in batched_policies.items() if partitioned}
-    assert {"order_lines", "catalog", "purchase_breakdown"} <= daily
+    assert daily == {"snapshots", "orders_raw", "order_lines", "orders", "purchase_events"}
     assert {key: policy for key, (_, policy) in batched_policies.items()} == {
         key: dg.BackfillPolicy.multi_run(30) if key in daily else dg.BackfillPolicy.single_run() for key in batched_policies}
     assert {policy for _, policy in single_policies.values()} == {dg.BackfillPolicy.single_run()}

@@ -59,14 +59,19 @@ from ecomm_assets.core.tables import (
     build_dim_products,
     build_orders,
 )
-from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
+from ecomm_assets.partitions import (
+    BACKFILL_POLICY,
+    DAILY_BACKFILL_POLICY,
+    DAILY_FRESHNESS,
+    DAILY_PARTITIONS,
+)
 from ecomm_assets.resources import LakeResource
 
 # Derived lake tables: kept per day in the lake, not partitioned by Dagster (see README, "Which assets
 # are partitioned"); a materialization builds every day whose inputs are newer than it.
 DERIVED_LAKE = {"backfill_policy": BACKFILL_POLICY, "freshness_policy": DAILY_FRESHNESS,
                 "group_name": "lake", "owners": ["team:data-platform"], "kinds": {"duckdb", "parquet"}}
-LAKE = DERIVED_LAKE | {"partitions_def": DAILY_PARTITIONS}
+LAKE = DERIVED_LAKE | {"partitions_def": DAILY_PARTITIONS, "backfill_policy": DAILY_BACKFILL_POLICY}
 
 
 def raw_day_files(store: LakeStore, day: date | str, feed: Feed = ORDERS_FEED) -> list[LakeFile]:

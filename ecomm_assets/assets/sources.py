@@ -15,7 +15,7 @@ from ecomm_assets.core.layout import (
     raw_orders_dir,
 )
 from ecomm_assets.core.locks import day_locks
-from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
+from ecomm_assets.partitions import DAILY_BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import (
     LakeResource,
     OrderSourceResource,
@@ -26,7 +26,7 @@ from ecomm_assets.settings import OrderSource
 COLLECTIONS = ("products", "users", "carts")  # what orders are made from
 SNAPSHOT_COLLECTIONS = (*COLLECTIONS, "posts", "comments")
 SOURCES = {"group_name": "sources", "owners": ["team:data-platform"], "partitions_def": DAILY_PARTITIONS,
-               "backfill_policy": BACKFILL_POLICY}
+               "backfill_policy": DAILY_BACKFILL_POLICY}
 
 
 def read_collection(lake: LakeResource, collection: str, day: date | str) -> list[dict] | None:

@@ -173,7 +173,7 @@ def writing_days(
 
 # Input bytes (Parquet, JSON) a derived build reads at once: its memory is a small multiple of this,
 # whatever the range; a day larger than this is a batch of its own.
-BATCH_INPUT_BYTES = 64 * 2**20
+BATCH_INPUT_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from ecomm_assets.core.layout import (
     quarantine_path,
     table_dir,
 )
-from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS
+from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS, LAKE_TABLES
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS
 from ecomm_assets.resources import LakeResource
 
@@ -117,13 +117,19 @@ def comments(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
     return _engagement_table(context, lake, "comments")
 
 
-def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str, inputs: list[str]) -> dict:
-    """Builds the stale days of an engagement analytics table; its metadata."""
+def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str, inputs: list[str],
+                          optional: tuple[str, ...] = ()) -> dict:
+    """Builds the stale days of an engagement analytics table from `inputs` (all must hold a day)
+    and `optional` tables (read where they hold it); its metadata."""
     store = lake.store()
-    derivation = Derivation(name, tuple(table_dir(table) for table in inputs))
+    derivation = Derivation(name, tuple(table_dir(t) for t in inputs), tuple(table_dir(t) for t in optional))
     with derived_build(context, store, derivation, ENGAGEMENT_ANALYTICS[name]) as build:
         for days in build.batches():
-            table = build_engagement_analytics(name, {table: read_days(store, table, days) for table in inputs})
+            tables = {table: read_days(store, table, days) for table in inputs}
+            for table in optional:
+                read = read_days(store, table, days, missing_ok=True)
+                tables[table] = read if read.num_columns else LAKE_TABLES[table].empty_table()
+            table = build_engagement_analytics(name, tables)
             build.write(split_by_day(table, "snapshot_date", days))
     return build.metadata()
 
@@ -149,8 +155,9 @@ def rating_distribution(context: dg.AssetExecutionContext, lake: LakeResource) -
 )
 @with_usage
 def rating_vs_sales(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    # A day known only from landed files has sales and no snapshot, so no reviews: built all the same.
     return dg.MaterializeResult(
-        metadata=_engagement_analytics(context, lake, "rating_vs_sales", ["product_reviews", "order_lines"])
+        metadata=_engagement_analytics(context, lake, "rating_vs_sales", ["order_lines"], optional=("product_reviews",))
     )
 
 

@@ -1,5 +1,7 @@
 """The SQL catalog (Glue for Athena, or a local DuckDB file) kept in step with the lake."""
 
+from datetime import date
+
 import dagster as dg
 
 from ecomm_assets.assets.analytics import (
@@ -25,6 +27,7 @@ from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
 from ecomm_assets.core.catalog import CatalogTable
 from ecomm_assets.core.layout import FEEDS, partition_day, table_dir
 from ecomm_assets.core.schemas import LAKE_TABLES, LANDED_FILES, UNPARTITIONED_TABLES
+from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource, SqlCatalogResource
 
@@ -47,15 +50,13 @@ from ecomm_assets.resources import LakeResource, SqlCatalogResource
 @with_usage
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: SqlCatalogResource) -> dg.MaterializeResult:
     store = lake.store()
-    tables = [
-        CatalogTable(name, schema, store.full_uri(table_dir(name)))
-        for name, schema in {**LAKE_TABLES, **{feed.landed_files_table: LANDED_FILES for feed in FEEDS}}.items()
-    ] + [CatalogTable(name, schema, store.full_uri(table_dir(name)), partitioned=False)
-         for name, schema in UNPARTITIONED_TABLES.items()]
+    partitioned = {**LAKE_TABLES, **{feed.landed_files_table: LANDED_FILES for feed in FEEDS}}
+    tables = [CatalogTable(name, schema, store.full_uri(table_dir(name)), days=_days_held(store, name))
+              for name, schema in partitioned.items()]
+    tables += [CatalogTable(name, schema, store.full_uri(table_dir(name)), partitioned=False)
+               for name, schema in UNPARTITIONED_TABLES.items()]
     backend = sql_catalog.catalog(projection_start=DAILY_PARTITIONS.start.date())
-    held = {partition_day(f.path) for table in tables if table.partitioned
-            for f in store.list_files(table_dir(table.name), recursive=True)}
-    report = backend.sync(tables, sorted(held - {None}))
+    report = backend.sync(tables, [])
     return dg.MaterializeResult(
         metadata={
             "backend": sql_catalog.backend.value,
@@ -64,3 +65,8 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: 
             "query": dg.MetadataValue.md(f"```sql\n{backend.query_hint('order_lines')}\n```"),
         }
     )
+
+
+def _days_held(store: LakeStore, table: str) -> tuple[date, ...]:
+    """The days of a table's dt= partitions, from one listing."""
+    return tuple(sorted({partition_day(f.path) for f in store.list_files(table_dir(table), recursive=True)} - {None}))

@@ -1,7 +1,8 @@
 """Keep a SQL catalog in step with the lake: AWS Glue (for Athena) or a local DuckDB file.
 
-Both backends take the same call: `sync(tables, days)`, where each table names its Arrow schema
-and its location in the lake, and `days` are the `dt=` partitions that now exist. No crawler: the
+Both backends take the same call: `sync(tables, days)`, where each table names its Arrow schema,
+its location in the lake and the `dt=` partitions it holds, and `days` are partitions that now exist
+in every table. No crawler: the
 schema comes from the table contracts, the partitions from the run that wrote them.
 """
 
@@ -46,6 +47,7 @@ class CatalogTable:
     schema: pa.Schema
     location: str  # the table's folder, holding dt=YYYY-MM-DD/ partitions; ends without '/'
     partitioned: bool = True  # False: the folder holds the table's file itself (no dt=, no partitions)
+    days: Sequence[date] = ()  # dt= partitions this table holds, registered with the sync's `days`
 
 
 @dataclass
@@ -123,7 +125,7 @@ class GlueCatalog:
         for table in tables:
             self._ensure_table(table, report)
             if table.partitioned:
-                self._register_partitions(table, days, report)
+                self._register_partitions(table, [*days, *table.days], report)
         return report
 
     def query_hint(self, table: str) -> str:

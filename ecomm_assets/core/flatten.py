@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -32,7 +32,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ecomm_assets.core import duck
 from ecomm_assets.core.records import ORDER_DATE_PATTERN
 from ecomm_assets.core.schemas import ORDER_LINES, PERCENT, UNIT_PRICE
 
@@ -235,12 +234,13 @@ list_transform(ps, lambda p: struct_pack(
 
 _PRECISE_RECORDS = f"""
 WITH texts AS (
-    SELECT f.file_index, string_split(t.content, chr(10)) AS lines FROM read_text($paths) t JOIN files f ON f.path = t.filename
+    SELECT $file_index::BIGINT AS file_index, string_split($text, chr(10)) AS lines
 ), numbered AS (
     SELECT file_index, rtrim(unnest(lines), chr(13)) AS line, generate_subscripts(lines, 1) AS position FROM texts
 ), raw AS (
     -- Each line as text, then as JSON: a line DuckDB cannot read is a record of its own to quarantine.
-    SELECT file_index, row_number() OVER (PARTITION BY file_index ORDER BY position) AS record_number, line,
+    -- Records are numbered in their file: the block's first follows the previous blocks' last.
+    SELECT file_index, $records_before + row_number() OVER (ORDER BY position) AS record_number, line,
         TRY_CAST(line AS JSON) AS j
     FROM numbered WHERE trim(line, chr(32) || chr(9)) <> ''
 ), shaped AS (
@@ -414,34 +414,50 @@ WITH records AS ({_PRECISE_RECORDS}), parsed AS (
 SELECT *, CASE WHEN unreadable IS NOT NULL THEN [unreadable] ELSE {_reasons()} END AS reasons FROM shaped
 """
 
-# Newest version of each valid order wins: later file, then later record in the file.
-_PRECISE_COPY = f"""
+# A block's valid records, one row per line, with where each record was in the day's files.
+_STAGE_BLOCK = f"""
 COPY (
-    WITH newest AS (
-        SELECT * FROM validated WHERE len(reasons) = 0
-        QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY file_index DESC, record_number DESC) = 1
-    ), lines AS (
-        SELECT n.* EXCLUDE (products), UNNEST(products) AS p, generate_subscripts(products, 1) AS line_number
-        FROM newest n
+    WITH lines AS (
+        SELECT v.* EXCLUDE (products), UNNEST(products) AS p, generate_subscripts(products, 1) AS line_number
+        FROM validated v WHERE len(reasons) = 0
     )
-    SELECT {_line_columns("line_number")} FROM lines ORDER BY file_index, record_number, line_number
+    SELECT file_index, record_number, {_line_columns("line_number")} FROM lines ORDER BY record_number, line_number
 ) TO $out ({PARQUET_COPY_OPTIONS})
 """
+
+# A record's place in the day: a later file, then a later record in the file, is newer.
+_RECORD_PLACE = "file_index * 1099511627776 + record_number"  # 2^40 records a file
+
+# The orders valid in more than one version over the whole day, with the place of the newest:
+# an aggregate DuckDB spills to disk, so the day's size does not bound it by memory.
+_DUPLICATED = f"""
+CREATE OR REPLACE TEMP TABLE duplicated AS
+SELECT order_id, max({_RECORD_PLACE}) AS newest, count(*) AS versions
+FROM read_parquet($blocks) WHERE line_number = 1 GROUP BY order_id HAVING count(*) > 1
+"""
+
+# The day's lines in input order: the staged blocks already are, unless a newer version of a
+# record must be dropped (then sorted back, with spilling).
+_OLDER_VERSIONS_DROPPED = f"""
+    WHERE NOT EXISTS (SELECT 1 FROM duplicated d WHERE d.order_id = b.order_id AND d.newest <> {_RECORD_PLACE})
+    ORDER BY file_index, record_number, line_number"""
+_PRECISE_COPY = {
+    duplicates: f"""
+COPY (
+    SELECT * EXCLUDE (file_index, record_number) FROM read_parquet($blocks) b {_OLDER_VERSIONS_DROPPED if duplicates else ""}
+) TO $out ({PARQUET_COPY_OPTIONS})
+"""
+    for duplicates in (False, True)
+}
 
 _QUARANTINED = """
 SELECT file_day AS day, source, record_number, order_id, array_to_string(reasons, '; ') AS reason, record
 FROM validated WHERE len(reasons) > 0
-ORDER BY file_index, record_number
+ORDER BY record_number
 """
 
-_PRECISE_COUNTS = """
-SELECT count(*) AS records_read,
-       count(DISTINCT order_id) FILTER (WHERE len(reasons) = 0) AS orders_loaded,
-       count(*) FILTER (WHERE len(reasons) > 0) AS quarantined,
-       count(*) FILTER (WHERE len(reasons) = 0) - count(DISTINCT order_id) FILTER (WHERE len(reasons) = 0)
-           AS duplicates_dropped,
-       (SELECT count(*) FROM read_parquet($out)) AS lines_loaded
-FROM validated
+_BLOCK_COUNTS = """
+SELECT count(*) AS records, count(*) FILTER (WHERE len(reasons) = 0) AS valid FROM validated
 """
 
 # Top reasons are counted by category: the text before ':' without the 'line N: ' prefix.
@@ -466,26 +482,38 @@ def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult
     for f in files:
         by_day.setdefault(f.day, []).append(f)
     quarantined = [_empty(QUARANTINE)]
-    con = duck.connect()
-    clean: dict[date, tuple[str, DayCounts]] = {}
-    untried: set[date] = set()
-    for days in _batches_of_days(by_day):
-        try:
-            clean |= _optimistic(con, [f for day in days for f in by_day[day]], out_dir)
-        except _WRONG_JSON_TYPE:
-            untried.update(days)  # somewhere in these days a value of another JSON type: day by day
-    for day, day_files in sorted(by_day.items()):
-        if day in clean:
-            result.line_files[day], result.counts[day] = clean[day]
-            result.read_modes[day] = "optimistic"
-            continue
-        out = os.path.join(out_dir, f"order_lines-{day}.parquet")
-        counts, read_mode, rejected = _flatten_day(con, day, day_files, out, try_optimistic=day in untried)
-        result.line_files[day], result.counts[day], result.read_modes[day] = out, counts, read_mode
-        quarantined.append(rejected)
-    con.close()
+    with tempfile.TemporaryDirectory(prefix="spill-", dir=out_dir) as spill, _connect(spill) as con:
+        clean: dict[date, tuple[str, DayCounts]] = {}
+        untried: set[date] = set()
+        for days in _batches_of_days(by_day):
+            try:
+                clean |= _optimistic(con, [f for day in days for f in by_day[day]], out_dir)
+            except _WRONG_JSON_TYPE:
+                untried.update(days)  # somewhere in these days a value of another JSON type: day by day
+        for day, day_files in sorted(by_day.items()):
+            if day in clean:
+                result.line_files[day], result.counts[day] = clean[day]
+                result.read_modes[day] = "optimistic"
+                continue
+            out = os.path.join(out_dir, f"order_lines-{day}.parquet")
+            counts, read_mode, rejected = _flatten_day(con, day, day_files, out, try_optimistic=day in untried)
+            result.line_files[day], result.counts[day], result.read_modes[day] = out, counts, read_mode
+            quarantined.append(rejected)
     result.quarantined = pa.concat_tables(quarantined)
     return result
+
+
+# DuckDB's memory while flattening; beyond it, joins, aggregates and sorts spill to the staging
+# folder. With Python and pyarrow beside it, a day of any size flattens in well under 1 GiB.
+MEMORY_LIMIT = "512MB"
+
+
+def _connect(spill: str) -> duckdb.DuckDBPyConnection:
+    """A database of its own (memory_limit is a database's setting, not a connection's), spilling
+    into the folder `spill`, with date parts and casts in UTC."""
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
 
 
 _WRONG_JSON_TYPE = (duckdb.ConversionException, duckdb.InvalidInputException)
@@ -521,14 +549,52 @@ def _flatten_day(
             pass  # a value of another JSON type: the precise pass says which record and why
     paths = [f.path for f in files]
     con.execute(_FILES, {"paths": paths, "sources": [f.source for f in files], "days": [day] * len(files)})
-    con.execute(_VALIDATE, {"paths": paths})
-    con.execute(_PRECISE_COPY, {"out": out})
-    counts = DayCounts()
-    (counts.records_read, counts.orders_loaded, counts.quarantined, counts.duplicates_dropped,
-     counts.lines_loaded) = con.sql(_PRECISE_COUNTS, params={"out": out}).fetchall()[0]
-    counts.reasons.update(dict(con.sql(_REASON_COUNTS).fetchall()))
-    rejected = con.sql(_QUARANTINED).to_arrow_table().cast(QUARANTINE)
-    return counts, "precise", rejected
+    counts, valid, blocks, rejected = DayCounts(), 0, [], [_empty(QUARANTINE)]
+    folder = tempfile.mkdtemp(prefix="precise-", dir=os.path.dirname(out))
+    for file_index, path in enumerate(paths):
+        records_before = 0
+        for text in text_blocks(path, PRECISE_BLOCK_BYTES):
+            con.execute(_VALIDATE, {"file_index": file_index, "text": text, "records_before": records_before})
+            records, block_valid = con.sql(_BLOCK_COUNTS).fetchall()[0]
+            records_before += records
+            counts.records_read += records
+            counts.quarantined += records - block_valid
+            valid += block_valid
+            counts.reasons.update(dict(con.sql(_REASON_COUNTS).fetchall()))
+            rejected.append(con.sql(_QUARANTINED).to_arrow_table().cast(QUARANTINE))
+            blocks.append(os.path.join(folder, f"block-{len(blocks)}.parquet"))
+            con.execute(_STAGE_BLOCK, {"out": blocks[-1]})
+    con.execute("DROP TABLE IF EXISTS validated")
+    if blocks:
+        con.execute(_DUPLICATED, {"blocks": blocks})
+        counts.duplicates_dropped = con.sql("SELECT coalesce(sum(versions - 1), 0) FROM duplicated").fetchall()[0][0]
+        con.execute(_PRECISE_COPY[counts.duplicates_dropped > 0], {"blocks": blocks, "out": out})
+        con.execute("DROP TABLE duplicated")
+        counts.lines_loaded = pq.ParquetFile(out).metadata.num_rows
+    else:  # files without a single line of text
+        pq.write_table(_empty(ORDER_LINES), out)
+    counts.orders_loaded = valid - counts.duplicates_dropped
+    for block in blocks:
+        os.remove(block)
+    return counts, "precise", pa.concat_tables(rejected)
+
+
+# Raw text the precise pass validates at once: its memory follows this, not the size of the day.
+PRECISE_BLOCK_BYTES = 32 << 20
+
+
+def text_blocks(path: str, block_bytes: int) -> Iterator[str]:
+    """The file's text in blocks of whole lines, each about `block_bytes` (or one longer line)."""
+    with open(path, "rb") as handle:
+        rest = b""
+        while chunk := handle.read(block_bytes):
+            text = rest + chunk
+            cut = text.rfind(b"\n") + 1
+            if cut:
+                yield text[:cut].decode()
+            rest = text[cut:]
+        if rest:
+            yield rest.decode()
 
 
 def _optimistic(con: duckdb.DuckDBPyConnection, files: Sequence[RawOrderFile], out_dir: str) -> dict[date, tuple[str, DayCounts]]:

@@ -42,17 +42,22 @@ class MissingPartitions(RuntimeError):
     """An input table has no partition for days a step computes from it."""
 
 
-def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool = False) -> pa.Table:
-    """The table's rows of `days`, in one table. A day without a file is an error naming the table
-    and the days (materialize them first), or, with `missing_ok`, contributes nothing."""
-    present = [day for day in days if store.exists(table_path(table, day))]
+def day_files(store: LakeStore, table: str, days: list[date], missing_ok: bool = False) -> dict[date, str]:
+    """The table's file of each of `days`. A day without a file is an error naming the table and
+    the days (materialize them first), or, with `missing_ok`, is left out."""
+    present = {day: table_path(table, day) for day in days if store.exists(table_path(table, day))}
     missing = sorted(set(days) - set(present))
     if missing and not missing_ok:
         raise MissingPartitions(
             f"{table} has no partition for {', '.join(map(str, missing))}: materialize {table} for "
             f"{'that day' if len(missing) == 1 else 'those days'} first"
         )
-    return store.read_parquet([table_path(table, day) for day in present])
+    return present
+
+
+def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool = False) -> pa.Table:
+    """The table's rows of `days`, in one table (see day_files for days without a file)."""
+    return store.read_parquet(list(day_files(store, table, days, missing_ok).values()))
 
 
 def split_by_day(table: pa.Table, day_column: str, days: list[date]) -> dict[date, pa.Table]:

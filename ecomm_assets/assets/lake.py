@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.assets.days import (
+    day_files,
     read_days,
     run_days,
     split_by_day,
@@ -24,7 +25,6 @@ from ecomm_assets.assets.sources import (
     read_collection,
     users_raw,
 )
-from ecomm_assets.core import quality
 from ecomm_assets.core.flatten import (
     DayCounts,
     FlattenResult,
@@ -54,7 +54,7 @@ from ecomm_assets.core.storage import LakeFile, LakeStore
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
-    build_orders,
+    write_orders,
 )
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
@@ -142,10 +142,12 @@ def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     days = run_days(context)
     store = lake.store()
     with writing_days(context, store, days, {table_dir("order_lines"): days}) as ensure_inputs_unchanged:
-        table = build_orders(read_days(store, "order_lines", days))
-        ensure_inputs_unchanged()
-        metadata = write_days(store, "orders", ORDERS, split_by_day(table, "order_date", days))
-    metadata["orders_not_reconciling"] = quality.totals_reconcile(table)[1]["orders_not_reconciling"]
+        lines_files = day_files(store, "order_lines", days)
+        with store.local_paths(list(lines_files.values())) as paths, store.staging_dir() as staging:
+            written = write_orders(dict(zip(lines_files, paths)), staging)
+            ensure_inputs_unchanged()
+            metadata = write_days(store, "orders", ORDERS, {day: out for day, (out, _) in written.items()})
+    metadata["orders_not_reconciling"] = sum(not_reconciling for _, not_reconciling in written.values())
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -32,6 +32,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ecomm_assets.core import duck
 from ecomm_assets.core.records import ORDER_DATE_PATTERN
 from ecomm_assets.core.schemas import ORDER_LINES, PERCENT, UNIT_PRICE
 
@@ -482,7 +483,7 @@ def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult
     for f in files:
         by_day.setdefault(f.day, []).append(f)
     quarantined = [_empty(QUARANTINE)]
-    with tempfile.TemporaryDirectory(prefix="spill-", dir=out_dir) as spill, _connect(spill) as con:
+    with tempfile.TemporaryDirectory(prefix="spill-", dir=out_dir) as spill, duck.bounded(spill) as con:
         clean: dict[date, tuple[str, DayCounts]] = {}
         untried: set[date] = set()
         for days in _batches_of_days(by_day):
@@ -501,19 +502,6 @@ def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult
             quarantined.append(rejected)
     result.quarantined = pa.concat_tables(quarantined)
     return result
-
-
-# DuckDB's memory while flattening; beyond it, joins, aggregates and sorts spill to the staging
-# folder. With Python and pyarrow beside it, a day of any size flattens in well under 1 GiB.
-MEMORY_LIMIT = "512MB"
-
-
-def _connect(spill: str) -> duckdb.DuckDBPyConnection:
-    """A database of its own (memory_limit is a database's setting, not a connection's), spilling
-    into the folder `spill`, with date parts and casts in UTC."""
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
-    con.execute("SET TimeZone = 'UTC'")
-    return con
 
 
 _WRONG_JSON_TYPE = (duckdb.ConversionException, duckdb.InvalidInputException)

@@ -55,6 +55,7 @@ MULTIPART_THRESHOLD = 64 << 20  # an object larger than this is uploaded in part
 UPLOAD_CONFIG = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
                                use_threads=False)
 PARQUET_TAIL = 8  # the footer's length and the magic bytes after it
+DOWNLOAD_CHUNK_BYTES = 8 << 20
 
 
 def owner() -> str:
@@ -338,6 +339,15 @@ class LakeStore:
         self.usage.read(rel, len(data))
         return data
 
+    def _get_object(self, rel: str) -> dict:
+        """One GetObject; a missing key raises FileNotFoundError."""
+        try:
+            return self._client().get_object(Bucket=self.bucket, Key=self.key(rel))
+        except ClientError as error:
+            if _error_code(error)[0] in ("NoSuchKey", "404") or _error_code(error)[1] == 404:
+                raise FileNotFoundError(f"no file {rel}") from None
+            raise
+
     def read_confined(self, folder: str, name: str) -> tuple[bytes, LakeFile]:
         """A file below `folder` with its size, mtime and the version read (see FileVersion). Locally
         each part of `name` is opened without following symlinks (the file through the descriptor it
@@ -347,12 +357,7 @@ class LakeStore:
         same object version. A missing file raises FileNotFoundError."""
         rel = f"{folder}/{name}"
         if not self.is_local:
-            try:
-                response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel))
-            except ClientError as error:
-                if _error_code(error)[0] in ("NoSuchKey", "404") or _error_code(error)[1] == 404:
-                    raise FileNotFoundError(f"no file {rel}") from None
-                raise
+            response = self._get_object(rel)
             with contextlib.closing(response["Body"]) as body:
                 data = body.read()
             self.usage.read(rel, len(data), request=None)  # the client's hook counted the GET
@@ -543,8 +548,10 @@ class LakeStore:
             paths = []
             for index, rel in enumerate(rels):
                 local = os.path.join(folder, f"{index:05d}-{rel.rsplit('/', 1)[-1]}")
-                with open(local, "wb") as out:
-                    out.write(self.read_bytes(rel))
+                # Streamed to disk in chunks: a day's raw file may be larger than the task's memory.
+                with contextlib.closing(self._get_object(rel)["Body"]) as body, open(local, "wb") as out:
+                    shutil.copyfileobj(body, out, DOWNLOAD_CHUNK_BYTES)
+                self.usage.read(rel, os.path.getsize(local), request=None)  # the client's hook counted the GET
                 paths.append(local)
             yield paths
 

@@ -28,6 +28,7 @@ Conservation, per day: records_read = orders_loaded + records_quarantined + dupl
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -572,8 +573,7 @@ def _flatten_day(
     else:  # files without a single line of text
         pq.write_table(_empty(ORDER_LINES), out)
     counts.orders_loaded = valid - counts.duplicates_dropped
-    for block in blocks:
-        os.remove(block)
+    shutil.rmtree(folder)
     return counts, "precise", pa.concat_tables(rejected)
 
 

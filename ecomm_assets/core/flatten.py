@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ecomm_assets.core import duck
@@ -241,16 +243,9 @@ list_transform(ps, lambda p: struct_pack(
 """
 
 _PRECISE_RECORDS = f"""
-WITH texts AS (
-    SELECT $file_index::BIGINT AS file_index, string_split($text, chr(10)) AS lines
-), numbered AS (
-    SELECT file_index, rtrim(unnest(lines), chr(13)) AS line, generate_subscripts(lines, 1) AS position FROM texts
-), raw AS (
+WITH raw AS (
     -- Each line as text, then as JSON: a line DuckDB cannot read is a record of its own to quarantine.
-    -- Records are numbered in their file: the block's first follows the previous blocks' last.
-    SELECT file_index, $records_before + row_number() OVER (ORDER BY position) AS record_number, line,
-        TRY_CAST(line AS JSON) AS j
-    FROM numbered WHERE trim(line, chr(32) || chr(9)) <> ''
+    SELECT $file_index::BIGINT AS file_index, record_number, line, TRY_CAST(line AS JSON) AS j FROM block_records
 ), shaped AS (
     SELECT *,
         CASE WHEN json_type(j -> 'customer') = 'OBJECT' THEN j -> 'customer' END AS c,
@@ -553,7 +548,8 @@ def _flatten_day(
     for file_index, path in enumerate(paths):
         records_before = 0
         for text in text_blocks(path, PRECISE_BLOCK_BYTES):
-            con.execute(_VALIDATE, {"file_index": file_index, "text": text, "records_before": records_before})
+            con.register("block_records", block_records(text, records_before))
+            con.execute(_VALIDATE, {"file_index": file_index})
             records, block_valid = con.sql(_BLOCK_COUNTS).fetchall()[0]
             records_before += records
             counts.records_read += records
@@ -578,7 +574,17 @@ def _flatten_day(
 
 
 # Raw text the precise pass validates at once: its memory follows this, not the size of the day.
-PRECISE_BLOCK_BYTES = 32 << 20
+PRECISE_BLOCK_BYTES = 8 << 20
+
+
+def block_records(text: str, records_before: int) -> pa.Table:
+    """The records of a block of lines: each line that is not blank, without its line end, and its
+    record number in the file (the block's first follows the previous blocks' last). Numbered here,
+    not by a window in DuckDB, which would hold every parsed record of the block at once."""
+    lines = pc.utf8_rtrim(pc.split_pattern(pa.array([text]), "\n").flatten(), "\r")
+    records = lines.filter(pc.not_equal(pc.utf8_trim(lines, " \t"), ""))
+    numbers = pa.array(np.arange(records_before + 1, records_before + 1 + len(records), dtype=np.int64))
+    return pa.table({"record_number": numbers, "line": records})
 
 
 def text_blocks(path: str, block_bytes: int) -> Iterator[str]:

@@ -30,7 +30,7 @@ MEMORY_LIMIT = "512MB"
 def bounded(spill: str) -> duckdb.DuckDBPyConnection:
     """A database of its own (memory_limit is a database's setting, not a connection's) whose work
     past MEMORY_LIMIT spills into the folder `spill`, with date parts and casts in UTC."""
-    # No progress bar: a long day's query would draw one on the run's stderr.
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill, "enable_progress_bar": False})
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # a long day's query would draw one on the run's stderr
     return con

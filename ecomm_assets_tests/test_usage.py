@@ -245,7 +245,8 @@ def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted
         steps = ["orders", "orders_checks", "order_lines_checks", "daily_order_summary", "dashboard"]
         assert set(steps) <= set(three)
         for step in steps:
-            assert [three[step].data[kind] for kind in ("list", "head")] == [one[step].data[kind] for kind in ("list", "head")], step
+            # as many LIST and HEAD requests for 3 days as for 1 (one file is found with a HEAD, several with a LIST)
+            assert three[step].data["list"] + three[step].data["head"] == one[step].data["list"] + one[step].data["head"], step
             assert three[step].data["other"] == 0, step  # no multipart upload, no copy
             if three[step].written:
                 assert three[step].data["put"] == len(three[step].written), step  # one PUT per object

@@ -43,6 +43,24 @@ class MissingPartitions(RuntimeError):
     """An input table has no partition for days a step computes from it."""
 
 
+def _missing(table: str, days: list[date]) -> MissingPartitions:
+    return MissingPartitions(
+        f"{table} has no partition for {', '.join(map(str, days))}: materialize {table} for "
+        f"{'that day' if len(days) == 1 else 'those days'} first"
+    )
+
+
+def day_files(store: LakeStore, table: str, days: list[date]) -> dict[date, str]:
+    """The table's file of each of `days`, found with one listing (no HEAD per day); a day without
+    a file is an error naming the table and the days (materialize them first)."""
+    rels = {table_path(table, day): day for day in days}
+    present = store.existing(list(rels))
+    missing = sorted(day for rel, day in rels.items() if rel not in present)
+    if missing:
+        raise _missing(table, missing)
+    return {day: rel for rel, day in rels.items()}
+
+
 def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool = False) -> pa.Table:
     """The table's rows of `days`, in one table. A day without a file is an error naming the table
     and the days (materialize them first), or, with `missing_ok`, contributes nothing. On S3: a GET
@@ -53,11 +71,7 @@ def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool =
         return store.read_parquet([rel for rel in rels if rel in present])
     rows, missing = store.read_parquet_present(list(rels))
     if missing:
-        days_missing = sorted(rels[rel] for rel in missing)
-        raise MissingPartitions(
-            f"{table} has no partition for {', '.join(map(str, days_missing))}: materialize {table} for "
-            f"{'that day' if len(days_missing) == 1 else 'those days'} first"
-        )
+        raise _missing(table, sorted(rels[rel] for rel in missing))
     return rows
 
 

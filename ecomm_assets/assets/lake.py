@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from ecomm_assets.assets.days import (
     Derivation,
+    day_files,
     day_metadata,
     derived_build,
     read_days,
@@ -26,7 +27,6 @@ from ecomm_assets.assets.sources import (
     read_collection,
     snapshots,
 )
-from ecomm_assets.core import quality
 from ecomm_assets.core.dashboard import headline_figures
 from ecomm_assets.core.flatten import (
     DayCounts,
@@ -57,7 +57,7 @@ from ecomm_assets.core.storage import LakeFile, LakeStore
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
-    build_orders,
+    write_orders,
 )
 from ecomm_assets.partitions import (
     BACKFILL_POLICY,
@@ -153,11 +153,13 @@ def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     days = run_days(context)
     store = lake.store()
     with writing_days(context, store, days, {table_dir("order_lines"): days}) as ensure_inputs_unchanged:
-        table = build_orders(read_days(store, "order_lines", days))
-        ensure_inputs_unchanged()
-        metadata = write_days(context, store, "orders", ORDERS, split_by_day(table, "order_date", days))
-    day_metadata(context, headline_figures(table, days))
-    metadata["orders_not_reconciling"] = quality.totals_reconcile(table)[1]["orders_not_reconciling"]
+        lines_files = day_files(store, "order_lines", days)
+        with store.local_paths(list(lines_files.values())) as paths, store.staging_dir() as staging:
+            written = write_orders(dict(zip(lines_files, paths)), staging)
+            ensure_inputs_unchanged()
+            metadata = write_days(context, store, "orders", ORDERS, {day: out for day, (out, _) in written.items()})
+    day_metadata(context, headline_figures({day: totals for day, (_, totals) in written.items()}))
+    metadata["orders_not_reconciling"] = sum(totals.not_reconciling for _, totals in written.values())
     return dg.MaterializeResult(metadata=metadata)
 
 

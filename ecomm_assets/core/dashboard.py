@@ -14,32 +14,26 @@ matplotlib.use("Agg")  # headless: no display on servers and in CI
 
 import matplotlib.pyplot as plt
 import pyarrow as pa
-import pyarrow.compute as pc
 from matplotlib.ticker import StrMethodFormatter
+
+from ecomm_assets.core.tables import OrderTotals
 
 TOP_PRODUCTS = 10
 MONEY_TICKS = StrMethodFormatter("{x:,.0f}")
 
 
-def headline_figures(orders: pa.Table, days: list[date]) -> dict[date, dict[str, float | int]]:
+def headline_figures(totals: dict[date, OrderTotals]) -> dict[date, dict[str, float | int]]:
     """Each day's orders, revenue, average order value (to the cent) and percent of orders not
-    reconciling, from the orders table, as plain numbers (Dagster plots numeric metadata); zeros for
-    a day without orders."""
-    not_reconciling = pc.cast(pc.invert(pc.fill_null(orders["reconciles"], True)), pa.int64())
-    grouped = orders.append_column("not_reconciling", not_reconciling).group_by("order_date").aggregate(
-        [("order_id", "count"), ("items_total", "sum"), ("not_reconciling", "sum")]
-    )
-    figures = {day: {"orders": 0, "revenue": 0.0, "average_order_value": 0.0, "percent_not_reconciling": 0.0}
-               for day in days}
-    for row in grouped.to_pylist():
-        count, revenue = row["order_id_count"], row["items_total_sum"]
-        figures[row["order_date"]] = {
-            "orders": count,
-            "revenue": float(revenue),
-            "average_order_value": float(round(revenue / count, 2)),
-            "percent_not_reconciling": round(100 * row["not_reconciling_sum"] / count, 2),
+    reconciling, as plain numbers (Dagster plots numeric metadata); zeros for a day without orders."""
+    return {
+        day: {
+            "orders": t.orders,
+            "revenue": float(t.revenue),
+            "average_order_value": float(round(t.revenue / t.orders, 2)) if t.orders else 0.0,
+            "percent_not_reconciling": round(100 * t.not_reconciling / t.orders, 2) if t.orders else 0.0,
         }
-    return figures
+        for day, t in totals.items()
+    }
 
 
 def _png(figure) -> bytes:

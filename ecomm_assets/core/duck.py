@@ -20,3 +20,17 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = _database[1].cursor()
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+# DuckDB's memory for work over a whole day (flattening, orders); beyond it, joins, aggregates and
+# sorts spill to disk. With Python and pyarrow beside it, a day of any size stays well under 1 GiB.
+MEMORY_LIMIT = "512MB"
+
+
+def bounded(spill: str) -> duckdb.DuckDBPyConnection:
+    """A database of its own (memory_limit is a database's setting, not a connection's) whose work
+    past MEMORY_LIMIT spills into the folder `spill`, with date parts and casts in UTC."""
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # a long day's query would draw one on the run's stderr
+    return con

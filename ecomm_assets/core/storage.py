@@ -61,6 +61,7 @@ FOOTER_READ = 64 << 10  # the last bytes of a Parquet file read for its footer: 
 
 PartitionFile = bytes | pa.Table | Path  # a file's contents, a table written as Parquet, or a staged local file
 _UPLOADS_SWEPT: set[tuple[str | None, str]] = set()  # (endpoint, lake) whose stale uploads this process aborted
+DOWNLOAD_CHUNK_BYTES = 8 << 20
 
 
 def owner() -> str:
@@ -429,15 +430,20 @@ class LakeStore:
         )
         return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC), version)
 
-    def _get_object(self, rel: str, **arguments) -> tuple[dict, bytes]:
-        """One GetObject of a lake file, its response and bytes (recorded as read; the client's hook
-        counted the GET). A missing file raises FileNotFoundError."""
+    def _open_object(self, rel: str, **arguments) -> dict:
+        """One GetObject of a lake file: its response, the body still to read. A missing file
+        raises FileNotFoundError."""
         try:
-            response = self._client().get_object(Bucket=self.bucket, Key=self.key(rel), **arguments)
+            return self._client().get_object(Bucket=self.bucket, Key=self.key(rel), **arguments)
         except ClientError as error:
             if _not_found(error):
                 raise FileNotFoundError(f"no file {rel}") from None
             raise
+
+    def _get_object(self, rel: str, **arguments) -> tuple[dict, bytes]:
+        """One GetObject of a lake file, its response and bytes (recorded as read; the client's hook
+        counted the GET). A missing file raises FileNotFoundError."""
+        response = self._open_object(rel, **arguments)
         with contextlib.closing(response["Body"]) as body:
             data = body.read()
         self.usage.read(rel, len(data), request=None)
@@ -642,8 +648,10 @@ class LakeStore:
             paths = []
             for index, rel in enumerate(rels):
                 local = os.path.join(folder, f"{index:05d}-{rel.rsplit('/', 1)[-1]}")
-                with open(local, "wb") as out:
-                    out.write(self.read_bytes(rel))
+                # Streamed to disk in chunks: a day's raw file may be larger than the task's memory.
+                with contextlib.closing(self._open_object(rel)["Body"]) as body, open(local, "wb") as out:
+                    shutil.copyfileobj(body, out, DOWNLOAD_CHUNK_BYTES)
+                self.usage.read(rel, os.path.getsize(local), request=None)  # the client's hook counted the GET
                 paths.append(local)
             yield paths
 

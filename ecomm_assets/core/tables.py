@@ -5,11 +5,16 @@ returns rows carrying their day (order_date or snapshot_date), ready to split in
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 
 from ecomm_assets.core import duck
+from ecomm_assets.core.flatten import PARQUET_COPY_OPTIONS
 from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, ORDERS
 
 
@@ -22,23 +27,51 @@ def _query(sql: str, **tables: pa.Table) -> pa.Table:
     return result
 
 
+# One row per order and day (an id is unique within a day: a range must give what its days give
+# one by one); `reconciles` says whether the reported total equals the line totals.
+_ORDERS = """
+SELECT order_id, any_value(order_ts) AS order_ts, order_date,
+       any_value(customer_id) AS customer_id, any_value(customer_name) AS customer_name,
+       any_value(customer_email) AS customer_email, any_value(customer_country) AS customer_country,
+       count(*)::INTEGER AS items, sum(quantity)::BIGINT AS units,
+       sum(line_total)::DECIMAL(18,2) AS items_total, any_value(order_total) AS reported_total,
+       (any_value(order_total) - sum(line_total))::DECIMAL(18,2) AS total_difference,
+       any_value(order_total) = sum(line_total) AS reconciles,
+       any_value(source) AS source
+FROM order_lines GROUP BY order_date, order_id ORDER BY order_ts, order_id
+"""
+
+
 def build_orders(order_lines: pa.Table) -> pa.Table:
-    """One row per order and day (an id is unique within a day: a range must give what its days
-    give one by one); `reconciles` says whether the reported total equals the line totals."""
-    return _query(
-        """
-        SELECT order_id, any_value(order_ts) AS order_ts, order_date,
-               any_value(customer_id) AS customer_id, any_value(customer_name) AS customer_name,
-               any_value(customer_email) AS customer_email, any_value(customer_country) AS customer_country,
-               count(*)::INTEGER AS items, sum(quantity)::BIGINT AS units,
-               sum(line_total)::DECIMAL(18,2) AS items_total, any_value(order_total) AS reported_total,
-               (any_value(order_total) - sum(line_total))::DECIMAL(18,2) AS total_difference,
-               any_value(order_total) = sum(line_total) AS reconciles,
-               any_value(source) AS source
-        FROM order_lines GROUP BY order_date, order_id ORDER BY order_ts, order_id
-        """,
-        order_lines=order_lines,
-    ).cast(ORDERS)
+    """The orders of `order_lines` (any number of days), one row per order and day."""
+    return _query(_ORDERS, order_lines=order_lines).cast(ORDERS)
+
+
+@dataclass(frozen=True)
+class OrderTotals:
+    """A day's orders: how many, their revenue (the sum of their lines), and how many do not reconcile."""
+
+    orders: int
+    revenue: Decimal
+    not_reconciling: int
+
+
+def write_orders(order_lines_files: dict[date, str], out_dir: str) -> dict[date, tuple[Path, OrderTotals]]:
+    """Each day's orders computed from its order lines Parquet file into a Parquet file of
+    `out_dir` by DuckDB, which spills past its memory limit, so a day of any size fits in bounded
+    memory; per day, the file and its totals."""
+    written = {}
+    with tempfile.TemporaryDirectory(prefix="spill-", dir=out_dir) as spill, duck.bounded(spill) as con:
+        for day, lines_file in sorted(order_lines_files.items()):
+            con.read_parquet(lines_file).create_view("order_lines")
+            out = Path(out_dir, f"orders-{day}.parquet")
+            con.execute(f"COPY ({_ORDERS}) TO $out ({PARQUET_COPY_OPTIONS})", {"out": str(out)})
+            [totals] = con.execute(
+                "SELECT count(*), coalesce(sum(items_total), 0), count(*) FILTER (WHERE NOT reconciles) "
+                "FROM read_parquet($out)", {"out": str(out)}
+            ).fetchall()
+            written[day] = (out, OrderTotals(*totals))
+    return written
 
 
 def build_dim_products(products: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:

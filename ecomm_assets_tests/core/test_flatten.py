@@ -360,3 +360,61 @@ def test_a_line_the_json_reader_refuses_is_quarantined_and_its_neighbours_load(t
     assert rejected["record"] == line and rejected["record_number"] == 2
     assert rejected["reason"] == ("record is not a JSON object" if label == "not an object" else "malformed JSON")
     assert all(result.counts[day].conserved for day in RANGE)
+
+
+def write_text(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_bytes(text.encode())
+    return RawOrderFile(str(path), DAY, name.removesuffix(".jsonl"))
+
+
+def lines_of(*records):
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+
+
+# Days the precise pass reads block by block; each a list of (file name, its text).
+BLOCKED_DAYS = [
+    ("duplicates across files", [("a.jsonl", lines_of(order(total_amount=1), order("O2"))),
+                                 ("b.jsonl", lines_of(order("O3"), order(total_amount=2)))]),
+    ("duplicates within a file, blocks apart", [("a.jsonl", lines_of(order(total_amount=1), order("O2"), order("O3"),
+                                                                      order(total_amount=3), order("O2", total_amount=4)))]),
+    ("bad records around good ones", [("a.jsonl", lines_of(order(None), order("O2"), '{"order_id": "cut', order("O3"),
+                                                            order("O4", products=[]), order("O5")))]),
+    ("blank lines, CRLF, no final newline", [("a.jsonl", "\n" + lines_of(order("O2")).replace("\n", "\r\n") + "  \n\n"
+                                              + json.dumps(order(None)) + "\n" + json.dumps(order("O3")))]),
+    ("nothing valid: blank lines and a bad record", [("a.jsonl", "\n\n"), ("b.jsonl", lines_of(order(None)))]),
+    ("an empty file beside one with a duplicate", [("a.jsonl", ""), ("b.jsonl", lines_of(order(), order()))]),
+]
+
+
+@pytest.mark.parametrize("label, texts", BLOCKED_DAYS, ids=[case[0] for case in BLOCKED_DAYS])
+def test_the_precise_pass_gives_the_same_day_whatever_its_block_size(tmp_path, monkeypatch, label, texts):
+    """A block per line against the whole day in one block: the same lines in the same order, the
+    same quarantine and the same counts."""
+    def flattened(folder):
+        folder.mkdir()
+        files = [write_text(folder, name, text) for name, text in texts]
+        result = flatten_orders(files, str(folder))
+        assert result.read_modes == {DAY: "precise"} and result.counts[DAY].conserved
+        return result.lines().to_pylist(), result.quarantined.to_pylist(), result.counts[DAY].as_dict()
+
+    whole_day = flattened(tmp_path / "one block")
+    monkeypatch.setattr(flatten, "PRECISE_BLOCK_BYTES", 1)
+    assert flattened(tmp_path / "blocks") == whole_day
+
+
+@pytest.mark.parametrize("block_bytes", [1, 60, 150, 1000])
+def test_text_blocks_are_whole_lines_of_about_the_block_size(tmp_path, block_bytes):
+    """The precise pass holds one block of raw text at a time: each block ends a line and is at
+    most the block size plus one line (a line longer than a block is a block of its own)."""
+    text = "".join(f'{{"n": {i}, "pad": "{"x" * (i % 7) * 9}"}}\n' for i in range(40)) + '{"last": 1}'
+    path = tmp_path / "a.jsonl"
+    path.write_text(text)
+    blocks = list(flatten.text_blocks(str(path), block_bytes))
+    assert "".join(blocks) == text
+    assert all(block.endswith("\n") for block in blocks[:-1])
+    longest_line = max(len(line) + 1 for line in text.split("\n"))
+    assert all(len(block) <= block_bytes + longest_line for block in blocks)
+    assert len(blocks) >= len(text) // (block_bytes + longest_line)
+    if block_bytes == 1:
+        assert blocks == text.splitlines(keepends=True)  # a block per line

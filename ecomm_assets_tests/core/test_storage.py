@@ -362,3 +362,26 @@ def test_a_replacement_failing_part_way_leaves_the_days_written_before_it_exactl
     assert [f.path for f in store.list_files("processed/t", recursive=True)] == [
         "processed/t/dt=2024-01-13/part-00000.parquet", "processed/t/dt=2024-01-14/part-00000.parquet",
         "processed/t/dt=2024-01-15/part-00001.parquet"]
+
+
+def test_local_copies_of_s3_files_are_streamed_in_chunks_one_get_each(aws, monkeypatch):
+    """A day's raw file can be larger than the task's memory: it is copied to local disk chunk by
+    chunk (it was once read whole into memory first)."""
+    from botocore.response import StreamingBody
+
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    contents = {"raw/orders/dt=2024-01-15/a.jsonl": b'{"order_id": 1}\n' * 50, "raw/orders/dt=2024-01-15/b.jsonl": b""}
+    for rel, body in contents.items():
+        s3.put_object(Bucket="lake", Key=f"prefix/{rel}", Body=body)
+    store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
+    requests, reads = [], []
+    store._client().meta.events.register("before-call.s3.*", lambda model, **_: requests.append(model.name))
+    read = StreamingBody.read
+    monkeypatch.setattr(StreamingBody, "read", lambda self, amt=None: reads.append(amt) or read(self, amt))
+    monkeypatch.setattr(storage, "DOWNLOAD_CHUNK_BYTES", 64)
+    with store.local_paths(list(contents)) as paths:
+        assert [Path(path).read_bytes() for path in paths] == list(contents.values())
+    assert requests == ["GetObject", "GetObject"]
+    assert reads and all(amount == 64 for amount in reads)  # never the whole body at once
+    assert sum(area["bytes_read"] for area in store.usage.areas.values()) == sum(map(len, contents.values()))

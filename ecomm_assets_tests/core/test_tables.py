@@ -4,6 +4,8 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, ORDER_LINES, ORDERS
@@ -11,6 +13,7 @@ from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
     build_orders,
+    write_orders,
 )
 
 DAY, NEXT = date(2024, 1, 15), date(2024, 1, 16)
@@ -66,6 +69,25 @@ def test_build_orders(label, rows, expected):
     orders = build_orders(lines_table(rows))
     assert orders.schema == ORDERS
     assert [order_summary(row) for row in orders.to_pylist()] == expected
+
+
+@pytest.mark.parametrize("label, rows, expected", ORDERS_CASES, ids=[c[0] for c in ORDERS_CASES])
+def test_orders_written_day_by_day_from_files_are_the_orders_built_in_memory(tmp_path, label, rows, expected):
+    """The orders asset's path (each day's order lines file to its orders file, in DuckDB with
+    bounded memory) gives each day exactly the rows of build_orders, in the same order."""
+    lines = lines_table(rows)
+    files = {}
+    for day in (DAY, NEXT):
+        files[day] = str(tmp_path / f"lines-{day}.parquet")
+        pq.write_table(lines.filter(pc.equal(lines["order_date"], day)), files[day])
+    written = write_orders(files, str(tmp_path))
+    built = build_orders(lines)
+    for day, (path, totals) in written.items():
+        day_orders = built.filter(pc.equal(built["order_date"], day))
+        assert pq.read_table(path).cast(ORDERS).to_pylist() == day_orders.to_pylist()
+        assert totals.not_reconciling == day_orders.filter(pc.invert(day_orders["reconciles"])).num_rows
+        assert (totals.orders, totals.revenue) == (day_orders.num_rows, pc.sum(day_orders["items_total"]).as_py() or 0)
+    assert sum(pq.read_metadata(path).num_rows for path, _ in written.values()) == len(expected)
 
 
 def test_an_order_keeps_its_customer_time_and_source():

@@ -732,10 +732,10 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes, tree: PolicyTree
         *(pc.less_equal(pc.count_substring_regex(texts, _key_pattern(name)), 1) for name in tree),
     ]
     rows = pc.indices_nonzero(functools.reduce(pc.and_, screens))
-    table, rows = _read_objects(texts.take(rows), rows, tree)
+    table, rows = _read_objects(texts if len(rows) == len(texts) else texts.take(rows), rows, tree)
     if not len(rows):
         return None, None
-    fast = texts.take(rows)
+    fast = texts if len(rows) == len(texts) else texts.take(rows)
     days = _order_days(table["order_date"], window)
     no_day = pa.nulls(len(fast), pa.date32())
     for name, rule in tree.items():
@@ -762,6 +762,10 @@ def _key_pattern(name: str) -> str:
 def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tuple[pa.Table, pa.Array]:
     """The candidate lines Arrow's JSON reader reads (order_date as text, the policy's objects as
     found) and their rows; a row it refuses (it names it) is left out, and the rows after it are read again."""
+    try:  # usually every one: read in blocks, in parallel
+        return _read_json(candidates, tree, one_block=False), rows
+    except pa.ArrowInvalid:  # a refused row is named in its block only: read again in one block
+        pass
     tables, kept, start = [], [], 0
     while start < len(candidates):
         try:
@@ -783,9 +787,10 @@ def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tup
     return pa.concat_tables(tables, promote_options="permissive"), pa.concat_arrays(kept)
 
 
-def _read_json(lines: pa.Array, tree: PolicyTree) -> pa.Table:
-    data = _joined(lines).encode()
-    table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1),
+def _read_json(lines: pa.Array, tree: PolicyTree, one_block: bool = True) -> pa.Table:
+    data = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")[0].as_buffer()
+    options = pajson.ReadOptions(use_threads=False, block_size=data.size + 1) if one_block else pajson.ReadOptions(block_size=1 << 20)
+    table = pajson.read_json(pa.BufferReader(data), read_options=options,
                              parse_options=pajson.ParseOptions(explicit_schema=pa.schema([("order_date", pa.string())])))
     return table.select(["order_date", *(name for name in tree if name in table.column_names)])
 

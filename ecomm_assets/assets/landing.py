@@ -33,7 +33,7 @@ from ecomm_assets.assets.metadata import column_schema, preview, usage_metadata
 from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
-    count_json_lines,
+    count_json_lines_in,
     file_id_of,
     split_landing_stream,
 )
@@ -113,25 +113,25 @@ class FeedFormat:
     # (the landed file, its open bytes, its file id, the window, the personal data's hash key, a local
     # folder for the days' staged files): the orders' split streams; the CSV feeds' read the file whole.
     split: Callable[[LandingFile, BinaryIO, str, DayWindow, bytes, str], LandedFile]
-    count_records: Callable[[bytes], int]
+    count_records: Callable[[BinaryIO], int]  # of a raw day file, open
 
 
 FORMATS: dict[str, FeedFormat] = {
     ORDERS_FEED.name: FeedFormat(
         lambda landing, source, content, window, key, staging: split_landing_stream(
             landing.name, source, window, key=key, staging=staging, landed_file_id=content),
-        count_json_lines,
+        count_json_lines_in,
     ),
     PURCHASES_FEED.name: FeedFormat(
         lambda landing, source, content, window, key, staging: split_purchase_file(
             landing.name, source.read(), window, SETTINGS.purchases_timezone, key=key),
-        count_csv_records,
+        lambda source: count_csv_records(source.read()),
     ),
     # A profile file has no days: its rows are kept in the day it landed (dim_user_profiles reads every day).
     USER_PROFILES_FEED.name: FeedFormat(
         lambda landing, source, content, window, key, staging: split_user_profile_file(
             landing.name, source.read(), window, landing.landed_at.date(), key=key),
-        count_csv_records,
+        lambda source: count_csv_records(source.read()),
     ),
 }
 
@@ -397,8 +397,12 @@ def conservation_outcome(store: LakeStore, entries: list[dict], feed: Feed = ORD
     }
 
 
-def _count_records(store: LakeStore, rel: str, count: Callable[[bytes], int]) -> int:
-    return count(store.read_bytes(rel)) if store.exists(rel) else 0
+def _count_records(store: LakeStore, rel: str, count: Callable[[BinaryIO], int]) -> int:
+    if not store.exists(rel):
+        return 0
+    source, _ = store.read_confined(*rel.rsplit("/", 1))
+    with source:
+        return count(source)
 
 
 def _landed_files_spec(feed: Feed, job: str) -> dg.AssetSpec:

@@ -53,8 +53,9 @@ BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 FUTURE_HORIZON_DAYS = 1
 # The landed text read, parsed and written out at a time (one record larger than this is read whole).
 # A file larger than one batch that is neither an array of orders nor one document (its first line
-# not a value by itself) is read as JSON Lines.
-BATCH_BYTES = MAX_RECORD_BYTES
+# not a value by itself) is read as JSON Lines. The work on a batch holds about 20 times its size
+# at its peak (Arrow columns of it, DuckDB's, Python's texts); larger batches are no faster.
+BATCH_BYTES = 2 << 20
 _HASH_CHUNK = 1 << 20
 
 
@@ -85,6 +86,17 @@ def json_lines(lines: list[str]) -> bytes:
 def count_json_lines(data: bytes) -> int:
     """The records of a JSON Lines file (a raw day file, a quarantine file): its non-blank lines."""
     return sum(1 for line in data.split(b"\n") if line.strip())
+
+
+def count_json_lines_in(source: BinaryIO) -> int:
+    """count_json_lines of an open file, read a batch at a time (a raw day file may be large)."""
+    count, rest = 0, b""
+    while chunk := source.read(BATCH_BYTES):
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        count += count_json_lines(data[:cut])
+        rest = data[cut:]
+    return count + count_json_lines(rest)
 
 
 @dataclass

@@ -219,13 +219,16 @@ LINES_ONLY = [  # what breaks a JSON array as a whole
 
 
 def landed_file(layout: str, records: list[str], hostile: str | None = None) -> tuple[str, bytes]:
-    """A landed file of `records` (texts) in `layout`: JSON Lines, or one JSON array with each
-    record but the `hostile` one pretty-printed over many lines; gzip of either."""
+    """A landed file of `records` (texts) in `layout`: JSON Lines, or one JSON array (bare or in
+    {"count": ..., "orders": [...]}) with each record but the `hostile` one pretty-printed over
+    many lines; gzip of either."""
     if layout.startswith("json lines"):
         name, text = "feed.jsonl", "\n".join(records) + "\n"
     else:
         elements = [r if r == hostile else json.dumps(json.loads(r), indent=2) for r in records]
         name, text = "feed.json", "[\n" + ",\n".join(elements) + "\n]\n"
+        if layout.startswith("wrapped"):
+            text = f'{{"count": {len(records)}, "orders": {text.strip()}, "producer": "shop"}}\n'
     data = text.encode("utf-8", "surrogateescape")  # a lone surrogate: the byte it escapes
     return (name + ".gz", gzip.compress(data)) if layout.endswith("gzip") else (name, data)
 
@@ -246,7 +249,7 @@ def outcome(landed) -> tuple:
     return (landed.file_error, landed.records_read, {d: landed.day_bytes(d) for d in sorted(landed.days)}, landed.quarantined)
 
 
-LAYOUTS = ["json lines", "json array", "json lines, gzip", "json array, gzip"]
+LAYOUTS = ["json lines", "json array", "json lines, gzip", "json array, gzip", "wrapped array"]
 STREAM_CASES = [(layout, *case) for layout in LAYOUTS for case in STREAM_RECORDS] + [
     (layout, *case) for layout in LAYOUTS if "lines" in layout for case in LINES_ONLY]
 

@@ -282,8 +282,8 @@ def _split_stream(landed: LandedFile, chunks: Iterator[bytes], staging: str | No
 
 
 def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
-    """A whole file's content in memory (at most a batch): an array of orders (bare or wrapped in
-    an object), one order, or JSON Lines."""
+    """A whole file's content in memory (at most a batch, or one document over many lines): an
+    array of orders (bare or wrapped in an object), one order, or JSON Lines."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -730,9 +730,10 @@ _OBJECT_SPAN = r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}"
 _READER_ROW = re.compile(r"in row (\d+)")
 
 
-def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes, tree: PolicyTree = _ORDER_FIELDS) -> tuple[pa.Array | None, pa.Array | None]:
+def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Array | None, pa.Array | None]:
     """The day and protected text of each line (trimmed) that takes the vectorized path, null
     for the others; (None, None) when none can."""
+    tree = _ORDER_FIELDS
     if not len(texts) or not all(isinstance(rule, dict) for rule in tree.values()):
         return None, None
     opens, closes = pc.count_substring(texts, "{"), pc.count_substring(texts, "}")
@@ -750,11 +751,11 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes, tree: PolicyTree
     fast = texts if len(rows) == len(texts) else texts.take(rows)
     days = _order_days(table["order_date"], window)
     no_day = pa.nulls(len(fast), pa.date32())
-    for name, rule in tree.items():
+    for name in tree:
         column = table[name].combine_chunks() if name in table.column_names else pa.nulls(len(fast))
         present, elsewhere = pc.is_valid(column), pc.greater(pc.count_substring_regex(fast, _key_pattern(name)), 0)
         if pa.types.is_struct(column.type):  # an object here is spliced; a key of the name elsewhere (none here) is slow
-            spliced = _spliced(fast, name, rule, key)
+            spliced = _spliced(fast, name, key)
             days = pc.if_else(pc.if_else(present, pc.is_valid(spliced), pc.invert(elsewhere)), days, no_day)
             fast = pc.if_else(present, spliced, fast)
         else:  # not an object where present: the slow path's applied_to says what lands
@@ -825,17 +826,21 @@ def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
     return pc.if_else(inside, days, pa.nulls(len(days), pa.date32()))
 
 
-def _spliced(texts: pa.Array, name: str, rule: PolicyTree, key: bytes) -> pa.Array:
+def _spliced(texts: pa.Array, name: str, key: bytes) -> pa.Array:
     """Each text with its member `name`'s object protected in place; null where the object's span
     is not found, or does not parse to an object."""
     parts = pc.extract_regex(texts, rf"^(?P<before>.*?{_key_pattern(name)}[ \t\r\n]*)(?P<object>{_OBJECT_SPAN})(?P<after>.*)$")
     objects = parts.field("object")
     distinct = pc.unique(objects.drop_null())
-    replaced = pa.array([protected_text(text, key, None, rule) if _is_object(text) else None for text in distinct.to_pylist()],
-                        pa.string())
+    replaced = pa.array([_protected_object(text, key, name) for text in distinct.to_pylist()], pa.string())
     return pc.binary_join_element_wise(parts.field("before"), pc.take(replaced, pc.index_in(objects, distinct)), parts.field("after"), "")
 
 
-def _is_object(text: str) -> bool:
+# A shop's customers come back in batch after batch: each distinct object is protected once (a
+# bounded cache: a few MiB).
+@functools.lru_cache(maxsize=1 << 14)
+def _protected_object(text: str, key: bytes, name: str) -> str | None:
+    """The object of the policy's member `name` (_ORDER_FIELDS), protected; None if the text found
+    for it is not one JSON object (its span was not found right: the record takes the slow path)."""
     record, reason = parse_record(text)
-    return reason is None and isinstance(record, dict)
+    return protected_text(text, key, None, _ORDER_FIELDS[name]) if reason is None and isinstance(record, dict) else None

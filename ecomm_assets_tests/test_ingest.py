@@ -521,6 +521,19 @@ def test_gzip_files_are_ingested_and_a_broken_one_is_quarantined_as_it_landed(la
     assert json.loads(store.read_bytes(f"{folder}/reason.json"))["file_error"].startswith("not a readable gzip file")
 
 
+def test_each_day_is_written_whole_from_its_staged_file_and_no_staged_file_stays(lake_dir, instance):
+    """The split appends each day's records to a local staged file as it reads; the raw day file is
+    then moved into the lake whole (readers never see part of it), and nothing is left behind."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    orders = [landed_order(f"S{n}", f"2024-01-{15 + n % 3}T10:00:00Z") for n in range(30)]
+    land(lake_dir, "days.json.gz", gzip.compress(json.dumps(orders, indent=2).encode()))
+    assert ingest(defs, instance).success
+    raw = {path.parent.name: [json.loads(line)["order_id"] for line in path.read_text().splitlines()]
+           for path in (lake_dir / "raw/orders").glob("dt=*/*.jsonl")}
+    assert raw == {f"dt=2024-01-{15 + k}": [f"S{n}" for n in range(30) if n % 3 == k] for k in range(3)}
+    assert not [path for path in (lake_dir / ".staging").rglob("*") if path.is_file()]
+
+
 def test_landed_files_are_a_table_in_the_lake_and_in_sql(lake_dir, instance):
     defs = make_definitions(lake_dir, orders_per_day=0)
     data = jsonl(landed_order("T1", "2024-01-15T10:00:00Z"), landed_order("T2", "2024-01-16T10:00:00Z")) + b"{cut\n"

@@ -17,10 +17,13 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 import pyarrow as pa
@@ -30,9 +33,9 @@ from ecomm_assets.assets.metadata import column_schema, preview, usage_metadata
 from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
-    count_json_lines,
-    file_id,
-    split_landing_file,
+    count_json_lines_in,
+    file_id_of,
+    split_landing_stream,
 )
 from ecomm_assets.core.layout import (
     LANDING_DIR,
@@ -52,6 +55,7 @@ from ecomm_assets.core.purchases import (
 )
 from ecomm_assets.core.schemas import LANDED_FILES
 from ecomm_assets.core.storage import (
+    COPY_CHUNK,
     FileVersion,
     LakeFile,
     LakeStore,
@@ -106,20 +110,28 @@ class FeedFormat:
     """How a feed's landed files are read: the split of one file by day, and the recount of the
     records of one of its raw day files (conservation_outcome)."""
 
-    split: Callable[[LandingFile, bytes, DayWindow, bytes], LandedFile]  # ..., the personal data's hash key
-    count_records: Callable[[bytes], int]
+    # (the landed file, its open bytes, its file id, the window, the personal data's hash key, a local
+    # folder for the days' staged files): the orders' split streams; the CSV feeds' read the file whole.
+    split: Callable[[LandingFile, BinaryIO, str, DayWindow, bytes, str], LandedFile]
+    count_records: Callable[[BinaryIO], int]  # of a raw day file, open
 
 
 FORMATS: dict[str, FeedFormat] = {
-    ORDERS_FEED.name: FeedFormat(lambda landing, data, window, key: split_landing_file(landing.name, data, window, key=key), count_json_lines),
+    ORDERS_FEED.name: FeedFormat(
+        lambda landing, source, content, window, key, staging: split_landing_stream(
+            landing.name, source, window, key=key, staging=staging, landed_file_id=content),
+        count_json_lines_in,
+    ),
     PURCHASES_FEED.name: FeedFormat(
-        lambda landing, data, window, key: split_purchase_file(landing.name, data, window, SETTINGS.purchases_timezone, key=key),
-        count_csv_records,
+        lambda landing, source, content, window, key, staging: split_purchase_file(
+            landing.name, source.read(), window, SETTINGS.purchases_timezone, key=key),
+        lambda source: count_csv_records(source.read()),
     ),
     # A profile file has no days: its rows are kept in the day it landed (dim_user_profiles reads every day).
     USER_PROFILES_FEED.name: FeedFormat(
-        lambda landing, data, window, key: split_user_profile_file(landing.name, data, window, landing.landed_at.date(), key=key),
-        count_csv_records,
+        lambda landing, source, content, window, key, staging: split_user_profile_file(
+            landing.name, source.read(), window, landing.landed_at.date(), key=key),
+        lambda source: count_csv_records(source.read()),
     ),
 }
 
@@ -169,9 +181,9 @@ def _refusal(mode: int) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file"
 
 
-def read_landing(store: LakeStore, name: str, folder: str | None = None, feed: Feed = ORDERS_FEED) -> tuple[LandingFile, bytes]:
-    """A landed file's bytes, its size, landing time and the version read, from one open of it
-    (NotARegularFile: a symlink or no regular file, refused unread), in `folder`. With `folder`
+def read_landing(store: LakeStore, name: str, folder: str | None = None, feed: Feed = ORDERS_FEED) -> tuple[LandingFile, BinaryIO]:
+    """A landed file open for reading (the caller closes it), its size, landing time and the version
+    read, from one open of it (NotARegularFile: a symlink or no regular file, refused unread), in `folder`. With `folder`
     None: in the feed's landing folder, or, if it is not there (ingested and moved already), in its
     archive folder (FileNotFoundError: in neither)."""
     if folder is None:
@@ -182,20 +194,20 @@ def read_landing(store: LakeStore, name: str, folder: str | None = None, feed: F
                 return read_landing(store, name, feed.ingested_dir, feed)
             except FileNotFoundError:
                 raise not_landed from None
-    data, info = store.read_confined(folder, name)
+    source, info = store.read_confined(folder, name)
     landed_at = info.mtime.astimezone(UTC)  # locally the rename into the archive kept the mtime
     if folder == feed.ingested_dir and not store.is_local:
-        landed_at = _archived_landed_at(store, info, data, feed)
-    return LandingFile(name, info.size, landed_at, folder=folder, version=info.version), data
+        landed_at = _archived_landed_at(store, info, source, feed)
+    return LandingFile(name, info.size, landed_at, folder=folder, version=info.version), source
 
 
-def _archived_landed_at(store: LakeStore, info: LakeFile, data: bytes, feed: Feed) -> datetime:
+def _archived_landed_at(store: LakeStore, info: LakeFile, source: BinaryIO, feed: Feed) -> datetime:
     """When an archived S3 object first landed: its `landed-at` metadata, else its manifest entry's
     landed_at, else (neither: copied there by hand) the copy's LastModified."""
     with contextlib.suppress(KeyError, TypeError, ValueError):
         return datetime.fromisoformat(info.version.metadata[LANDED_AT_METADATA]).astimezone(UTC)
     with contextlib.suppress(OSError, KeyError, ValueError):
-        return datetime.fromisoformat(json.loads(store.read_bytes(feed.manifest_path(file_id(data))))["landed_at"]).astimezone(UTC)
+        return datetime.fromisoformat(json.loads(store.read_bytes(feed.manifest_path(file_id_of(source))))["landed_at"]).astimezone(UTC)
     return info.mtime.astimezone(UTC)
 
 
@@ -218,17 +230,18 @@ class ConservationError(Exception):
     """A landed file's records do not add up: records read != routed + quarantined."""
 
 
-def _split(landing: LandingFile, data: bytes, window: DayWindow, feed: Feed) -> LandedFile:
-    """The file split by day; any exception (a parser limit such as RecursionError, a bug) or a
-    split that does not conserve its records quarantines the file whole instead."""
+def _split(landing: LandingFile, source: BinaryIO, content: str, window: DayWindow, feed: Feed, staging: str) -> LandedFile:
+    """The file split by day (its days staged in `staging`); any exception (a parser limit such as
+    RecursionError, a bug) or a split that does not conserve its records quarantines the file whole instead."""
     try:
-        landed = FORMATS[feed.name].split(landing, data, window, pii_key())
+        source.seek(0)
+        landed = FORMATS[feed.name].split(landing, source, content, window, pii_key(), staging)
         if landed.records_read != landed.records_routed + len(landed.quarantined):
             raise ConservationError(
                 f"records read {landed.records_read} != routed {landed.records_routed} + quarantined {len(landed.quarantined)}"
             )
     except Exception as error:  # noqa: BLE001 - one file must never stop the others
-        return _quarantined_whole(landing.name, file_id(data), window, f"could not be split: {type(error).__name__}: {error}")
+        return _quarantined_whole(landing.name, content, window, f"could not be split: {type(error).__name__}: {error}")
     return landed
 
 
@@ -249,7 +262,11 @@ def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime, f
         for day in sorted(landed.days):
             folder = feed.raw_dir(day)
             written.append(f"{folder}/{name}")
-            store.write_bytes(f"{folder}/{name}", landed.day_bytes(day))
+            staged = landed.staged_path(day)
+            if staged:  # moved (locally) or uploaded whole: a reader never sees part of it
+                store.put_file(f"{folder}/{name}", Path(staged))
+            else:
+                store.write_bytes(f"{folder}/{name}", landed.day_bytes(day))
             for older in _raw_files_of(store, day, landed.file_id, feed):
                 if older.name != name:
                     store.delete(older.path)
@@ -259,10 +276,14 @@ def _write_raw_days(store: LakeStore, landed: LandedFile, landed_at: datetime, f
         raise
 
 
-def _quarantine(store: LakeStore, landed: LandedFile, data: bytes, feed: Feed) -> None:
+def _quarantine(store: LakeStore, landed: LandedFile, source: BinaryIO, feed: Feed, staging: str) -> None:
     folder = feed.quarantine_dir(landed.file_id)
-    if landed.file_error:  # the original bytes, as they landed
-        store.write_bytes(f"{folder}/file-{landed.name.replace('/', '_')}", data)
+    if landed.file_error:  # the original bytes, as they landed, copied a chunk at a time
+        copy = Path(staging, "quarantined-file")
+        source.seek(0)
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(source, out, COPY_CHUNK)
+        store.put_file(f"{folder}/file-{landed.name.replace('/', '_')}", copy)
     if landed.file_error or landed.quarantined:
         report = {"file": landed.name, "file_error": landed.file_error, "records": landed.quarantined}
         store.write_bytes(f"{folder}/reason.json", json.dumps(report, indent=1).encode())
@@ -306,12 +327,19 @@ def _earlier_versions(store: LakeStore, name: str, landed_file_id: str, feed: Fe
             if e["file"] == name and e["file_id"] != landed_file_id and e.get("superseded_by", landed_file_id) == landed_file_id]
 
 
-def ingest_file(store: LakeStore, landing: LandingFile, data: bytes, window: DayWindow, run_id: str,
+def ingest_file(store: LakeStore, landing: LandingFile, source: BinaryIO, content: str, window: DayWindow, run_id: str,
                 feed: Feed = ORDERS_FEED) -> dict:
-    """Split one landed file into raw day files, quarantine what cannot be routed (the whole file
-    when it cannot be split or written), and record it. Returns its manifest entry. Raises (the file
-    is not ingested, and stays pending) when the lake cannot be read or written, or a day stays locked."""
-    landed = _split(landing, data, window, feed)
+    """Split one landed file (`source`, open; `content`: its file id) into raw day files, staged
+    locally as it is read, quarantine what cannot be routed (the whole file when it cannot be split
+    or written), and record it. Returns its manifest entry. Raises (the file is not ingested, and
+    stays pending) when the lake cannot be read or written, or a day stays locked."""
+    with store.staging_dir() as staging:
+        return _ingest_staged(store, landing, source, content, window, run_id, feed, staging)
+
+
+def _ingest_staged(store: LakeStore, landing: LandingFile, source: BinaryIO, content: str, window: DayWindow, run_id: str,
+                   feed: Feed, staging: str) -> dict:
+    landed = _split(landing, source, content, window, feed, staging)
     # The name's content now is its only version: earlier ones leave raw, and their days are touched
     # too. They are read under the locks of every day involved; the days to lock depend on them, so
     # an earlier version that appeared meanwhile with other days means locking again.
@@ -322,11 +350,11 @@ def ingest_file(store: LakeStore, landing: LandingFile, data: bytes, window: Day
         with day_locks(store, locked, holder=run_id):
             earlier = _earlier_versions(store, landing.name, landed.file_id, feed)
             if set().union(*(e["days"] for e in earlier)) <= locked:
-                return _write_version(store, landing, data, landed, earlier, run_id, feed)
+                return _write_version(store, landing, source, landed, earlier, run_id, feed, staging)
 
 
-def _write_version(store: LakeStore, landing: LandingFile, data: bytes, landed: LandedFile, earlier: list[dict],
-                   run_id: str, feed: Feed) -> dict:
+def _write_version(store: LakeStore, landing: LandingFile, source: BinaryIO, landed: LandedFile, earlier: list[dict],
+                   run_id: str, feed: Feed, staging: str) -> dict:
     """Under the locks of its days and its earlier versions' days: the raw day files, the removal of
     the earlier versions' ones, quarantine, then the manifest. The earlier entries are marked before
     the new one is recorded: a run that stops in between leaves this content unrecorded, so pending,
@@ -340,12 +368,12 @@ def _write_version(store: LakeStore, landing: LandingFile, data: bytes, landed: 
         for day in days:
             for stale in _raw_files_of(store, day, old_id, feed):
                 store.delete(stale.path)
-    _quarantine(store, landed, data, feed)
+    _quarantine(store, landed, source, feed, staging)
     ingested_at = datetime.now(UTC).isoformat()
     for old in earlier:
         superseded = old | {"superseded_by": landed.file_id, "superseded_at": ingested_at}
         store.write_bytes(feed.manifest_path(old['file_id']), json.dumps(superseded, indent=1).encode())
-    return _record(store, landed, landing, len(data), run_id, supersedes, ingested_at, feed)
+    return _record(store, landed, landing, landing.size, run_id, supersedes, ingested_at, feed)
 
 
 def conservation_outcome(store: LakeStore, entries: list[dict], feed: Feed = ORDERS_FEED) -> tuple[bool, dict]:
@@ -369,8 +397,12 @@ def conservation_outcome(store: LakeStore, entries: list[dict], feed: Feed = ORD
     }
 
 
-def _count_records(store: LakeStore, rel: str, count: Callable[[bytes], int]) -> int:
-    return count(store.read_bytes(rel)) if store.exists(rel) else 0
+def _count_records(store: LakeStore, rel: str, count: Callable[[BinaryIO], int]) -> int:
+    if not store.exists(rel):
+        return 0
+    source, _ = store.read_confined(*rel.rsplit("/", 1))
+    with source:
+        return count(source)
 
 
 def _landed_files_spec(feed: Feed, job: str) -> dg.AssetSpec:
@@ -465,9 +497,10 @@ def ingest_feed(context: dg.OpExecutionContext, config: IngestConfig, lake: Lake
     handled: list[dict] = []  # what became of each file of the run, shown on the landed-files materialization
     for name, folder in [(name, None) for name in config.files] or _listed(context, store, config.reingest, feed):
         try:
-            landing, data = read_landing(store, name, folder, feed)
-            content = file_id(data)
-            entry = None if content in ingested else ingest_file(store, landing, data, window, context.run_id, feed)
+            landing, source = read_landing(store, name, folder, feed)
+            with source:
+                content = file_id_of(source)
+                entry = None if content in ingested else ingest_file(store, landing, source, content, window, context.run_id, feed)
         except NotARegularFile as error:  # never read, so never quarantined: a verdict, alerted below
             refused_files[name] = str(error)
             handled.append(_file_state(name, f"refused: {error}"))

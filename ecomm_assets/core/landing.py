@@ -1,25 +1,42 @@
 """Files that producers drop in landing/orders/ -> order records split by UTC day.
 
 A landed file may hold orders of any mix of days; each order belongs to the UTC day of its
-order_date. Parsing is per record (files are producer-sized), and every record either lands in
-exactly one day or is quarantined with a reason; a file that cannot be read at all is
-quarantined whole. The split is a pure function of the bytes (and the hash key), so ingesting a
-file twice writes the same day files again. A record's personal fields are protected
-(core/privacy.py) in its text before it is kept, for a day or for quarantine.
+order_date. Parsing is per record, and every record either lands in exactly one day or is
+quarantined with a reason; a file that cannot be read at all is quarantined whole. The split is a
+pure function of the bytes (and the hash key), so ingesting a file twice writes the same day files
+again. A record's personal fields are protected (core/privacy.py) in its text before it is kept,
+for a day or for quarantine.
+
+The split streams: the file (decompressed as it is read, for a .gz name) is read a batch of
+`batch_bytes` at a time, JSON Lines cut at a line end, an array of orders at an element's end, and
+each batch's records are appended to one staged file per day (`staging`) before the next batch is
+read, so memory holds one batch (or the one record larger than a batch), whatever the file's size.
 """
 
 from __future__ import annotations
 
+import codecs
+import functools
 import gzip
 import hashlib
+import io
 import json
+import os
 import re
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import BinaryIO
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from ecomm_assets.core import duck
+from ecomm_assets.core.flatten import _order_ts
 from ecomm_assets.core.privacy import PolicyTree, applied_to, policy_tree, protect
 from ecomm_assets.core.records import (
     MALFORMED,
@@ -34,6 +51,12 @@ BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 # Producers' clocks run a little ahead and a day's orders arrive while it is still going on: a
 # record dated up to this many days after today (UTC) is kept for its day; a later one is "in the future".
 FUTURE_HORIZON_DAYS = 1
+# The landed text read, parsed and written out at a time (one record larger than this is read whole).
+# A file larger than one batch that is neither an array of orders nor one document (its first line
+# not a value by itself) is read as JSON Lines. The work on a batch holds about 20 times its size
+# at its peak (Arrow columns of it, DuckDB's, Python's texts); larger batches are no faster.
+BATCH_BYTES = 2 << 20
+_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -65,6 +88,17 @@ def count_json_lines(data: bytes) -> int:
     return sum(1 for line in data.split(b"\n") if line.strip())
 
 
+def count_json_lines_in(source: BinaryIO) -> int:
+    """count_json_lines of an open file, read a batch at a time (a raw day file may be large)."""
+    count, rest = 0, b""
+    while chunk := source.read(BATCH_BYTES):
+        data = rest + chunk
+        cut = data.rfind(b"\n") + 1
+        count += count_json_lines(data[:cut])
+        rest = data[cut:]
+    return count + count_json_lines(rest)
+
+
 @dataclass
 class LandedFile:
     """A landed file split by day. A day's records are whatever its feed's split keeps (JSON lines
@@ -80,17 +114,72 @@ class LandedFile:
     file_error: str | None = None
     notes: list[str] = field(default_factory=list)  # what a reader of the file's record should know
     encode_day: Callable[[Sized], bytes] = json_lines
+    # The current batch's JSON texts by day, until `flush` moves them to `days`: blocks of one or
+    # more texts joined by "\n" (a JSON text holds no raw line end).
+    pending: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
 
     @property
     def records_routed(self) -> int:
         return sum(len(records) for records in self.days.values())
 
     def day_bytes(self, day: date) -> bytes:
-        return self.encode_day(self.days[day])
+        records = self.days[day]
+        if isinstance(records, StagedDay):
+            with open(records.path, "rb") as staged:
+                return staged.read()
+        return self.encode_day(records)
+
+    def staged_path(self, day: date) -> str | None:
+        """The local file holding the day's records as its raw file, if they were staged."""
+        records = self.days[day]
+        return records.path if isinstance(records, StagedDay) else None
+
+    def flush(self, staging: str | None) -> None:
+        """The pending batch's records to their days: appended to each day's staged file in the
+        `staging` folder, or kept in memory without one."""
+        for day, blocks in self.pending.items():
+            if staging is None:
+                self.days[day].extend(line for block in blocks for line in block.split("\n"))
+                continue
+            if day not in self.days:
+                self.days[day] = StagedDay(os.path.join(staging, f"{self.file_id}-{day}.jsonl"))
+            self.days[day].append(blocks)
+        self.pending.clear()
+
+
+@dataclass
+class StagedDay:
+    """A day's JSON lines, appended batch by batch to a local file that becomes its raw file whole."""
+
+    path: str
+    records: int = 0
+
+    def __len__(self) -> int:
+        return self.records
+
+    def append(self, blocks: list[str]) -> None:
+        """Appends blocks of JSON texts joined by "\n"."""
+        with open(self.path, "ab") as staged:
+            staged.write(json_lines(blocks))
+        self.records += sum(block.count("\n") + 1 for block in blocks)
+
+    def discard(self) -> None:
+        if os.path.exists(self.path):
+            os.unlink(self.path)
 
 
 def file_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def file_id_of(source: BinaryIO) -> str:
+    """file_id of a seekable file's bytes, read a chunk at a time; the file is left at its start."""
+    digest = hashlib.sha256()
+    source.seek(0)
+    while chunk := source.read(_HASH_CHUNK):
+        digest.update(chunk)
+    source.seek(0)
+    return digest.hexdigest()[:16]
 
 
 def content(landed: LandedFile, data: bytes) -> bytes | None:
@@ -109,40 +198,208 @@ def content(landed: LandedFile, data: bytes) -> bytes | None:
 
 
 def split_landing_file(name: str, data: bytes, window: DayWindow, *, key: bytes) -> LandedFile:
-    """Route each record of a landed file (its bytes as stored) to its UTC day, or to quarantine,
-    its personal fields protected with `key` (core/privacy.py)."""
-    landed = LandedFile(name=name, file_id=file_id(data), window=window, key=key)
-    data = content(landed, data)
-    if data is None:
-        return landed
+    """split_landing_stream of bytes in memory, the days' records kept in memory."""
+    return split_landing_stream(name, io.BytesIO(data), window, key=key)
+
+
+class _Unreadable(Exception):
+    """The file cannot be read at all (its gzip is broken): it is quarantined whole."""
+
+
+def split_landing_stream(name: str, source: BinaryIO, window: DayWindow, *, key: bytes, staging: str | None = None,
+                         landed_file_id: str | None = None, batch_bytes: int = BATCH_BYTES, vectorized: bool = True) -> LandedFile:
+    """Route each record of a landed file (`source`: its bytes as stored, seekable) to its UTC day,
+    or to quarantine, its personal fields protected with `key` (core/privacy.py). Each day's records
+    are appended to a file in `staging` batch by batch (kept in memory without `staging`); a file
+    found broken part way (a cut gzip or array) keeps none of them. `vectorized` False: every JSON
+    line is parsed in Python (the slow path, which the vectorized one must agree with)."""
+    landed = LandedFile(name=name, file_id=landed_file_id or file_id_of(source), window=window, key=key)
+    source.seek(0)
+    try:
+        _split_stream(landed, _chunks(source, name, batch_bytes), staging, batch_bytes, vectorized)
+    except _Unreadable as error:
+        landed.file_error = str(error)
+    if landed.file_error:
+        _discard_records(landed)
+    else:
+        landed.flush(staging)
+    return landed
+
+
+def _chunks(source: BinaryIO, name: str, size: int) -> Iterator[bytes]:
+    """The file's content (a .gz name decompressed as it is read), `size` bytes at a time."""
+    if not name.lower().endswith(".gz"):
+        while chunk := source.read(size):
+            yield chunk
+        return
+    try:
+        with gzip.GzipFile(fileobj=source, mode="rb") as unzipped:
+            while chunk := unzipped.read(size):
+                yield chunk
+    except (OSError, EOFError, zlib.error) as error:
+        raise _Unreadable(f"not a readable gzip file: {error}") from None
+
+
+def _split_stream(landed: LandedFile, chunks: Iterator[bytes], staging: str | None, batch_bytes: int, vectorized: bool) -> None:
+    head = b""
+    for chunk in chunks:  # up to the first byte that is not whitespace
+        head += chunk
+        if head.strip():
+            break
+        head = b""
+    if not head.strip():
+        landed.file_error = "empty file"
+        return
+    start = head.removeprefix(BOM).lstrip()
+    # A .jsonl/.ndjson file is JSON Lines whatever its first line looks like; a .json file may be either.
+    if landed.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson")):
+        _stream_json_lines(landed, head, chunks, staging, vectorized)
+        return
+    if start.startswith(b"["):  # an array of orders: element by element
+        try:
+            window = _TextWindow(head, chunks)
+        except UnicodeDecodeError as error:
+            landed.file_error = f"not UTF-8: {error}"
+            return
+        _stream_orders(landed, window, 1 + window.text.index("["), False, staging, batch_bytes)
+        return
+    while len(head) <= batch_bytes and (chunk := next(chunks, None)) is not None:
+        head += chunk
+    if len(head) <= batch_bytes:  # the whole file in one batch: one document, or JSON Lines
+        _split_document(landed, head, vectorized)
+        return
+    try:  # larger than one record may be: orders wrapped in an object, or JSON Lines
+        window = _TextWindow(head, chunks)
+        orders = _orders_array(window.text)
+    except UnicodeDecodeError:
+        orders = None
+    if orders is not None:
+        _stream_orders(landed, window, orders[0], True, staging, batch_bytes)
+    elif _one_value(head.split(b"\n", 1)[0].removeprefix(BOM).decode("utf-8", "replace")) or b"\n" not in head:
+        _stream_json_lines(landed, head, chunks, staging, vectorized)
+    else:  # a document over many lines: one record (larger than a batch), read whole to tell why it cannot land
+        _split_document(landed, head + b"".join(chunks), vectorized)
+
+
+def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
+    """A whole file's content in memory (at most a batch, or one document over many lines): an
+    array of orders (bare or wrapped in an object), one order, or JSON Lines."""
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        if data.lstrip().startswith(b"["):
-            landed.file_error = f"not UTF-8: {error}"
-            return landed
+    except UnicodeDecodeError:
         text = None  # JSON Lines: the bad lines are quarantined one by one
-    # A .jsonl/.ndjson file is JSON Lines whatever its first line looks like; a .json file may be either.
-    if text is not None and not name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson")):
+    if text is not None:
         orders = _orders_array(text)
-        if orders is not None:  # an array of orders, bare or in {..., "orders": [...]}: element by element
-            position, wrapped = orders
-            try:
-                position = _array_elements(text, position, _Router(landed))
-                _document_end(text, position, wrapped)
-            except _AmbiguousDocument as error:
-                landed.file_error = str(error)
-                _discard_records(landed)
-            except ValueError as error:
-                landed.file_error = f"malformed or truncated JSON document: {error}"
-                _discard_records(landed)
-            return landed
+        if orders is not None:
+            _stream_orders(landed, _TextWindow(data, iter(())), orders[0], orders[1], None, len(text) + 1)
+            return
         record, reason = parse_record(text)
         if record is not None or not reason.startswith(MALFORMED) and _one_value(text):
             _route(landed, 1, record, reason, text.strip() if reason else None)  # one document: one order
-            return landed
-    _split_json_lines(landed, data)
-    return landed
+            return
+    _split_json_lines(landed, data, 0, vectorized)
+
+
+def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes], staging: str | None, vectorized: bool) -> None:
+    """JSON Lines a batch at a time, each batch cut after its last line end (a line longer than a
+    batch is read whole, then split with the lines after it)."""
+    number, parts = 0, [head]
+    for chunk in chunks:
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            parts.append(chunk)
+            continue
+        parts.append(chunk[:cut])
+        number = _split_json_lines(landed, b"".join(parts), number, vectorized)
+        landed.flush(staging)
+        parts = [chunk[cut:]]
+    _split_json_lines(landed, b"".join(parts), number, vectorized)
+
+
+class _TextWindow:
+    """The decoded text of a file read a chunk at a time, from the last position consumed on.
+    UnicodeDecodeError: the bytes are not UTF-8 (a BOM at the start is skipped)."""
+
+    def __init__(self, head: bytes, chunks: Iterator[bytes]):
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self._chunks = chunks
+        self.text = self._decoder.decode(head)
+        self.ended = False
+
+    def more(self) -> bool:
+        """Reads the next chunk onto the text; False at the end of the file."""
+        if self.ended:
+            return False
+        chunk = next(self._chunks, None)
+        self.ended = chunk is None
+        self.text += self._decoder.decode(chunk or b"", final=self.ended)
+        return not self.ended
+
+    def drop(self, position: int) -> int:
+        """Forgets the text before `position` (routed already); returns the new position of it."""
+        self.text = self.text[position:]
+        return 0
+
+    def skip_whitespace(self, position: int) -> int:
+        """The position of the first character that is not whitespace, reading on as needed."""
+        while (position := _WHITESPACE.match(self.text, position).end()) == len(self.text) and self.more():
+            pass
+        return position
+
+    def value_end(self, position: int) -> int:
+        """Reads on until the object or array at `position` ends in the text; returns its end."""
+        while True:
+            try:
+                return _value_end(self.text, position)
+            except ValueError:
+                if not self.more():
+                    raise
+
+    def decoded(self, position: int) -> tuple[object, int, str | None]:
+        """decode_at of the value at `position`, reading on while the text may end inside it (a
+        scalar's end is known from what follows it)."""
+        while True:
+            try:
+                record, end, reason = decode_at(self.text, position)
+            except json.JSONDecodeError:
+                if self._cut_at(position) and self.more():
+                    continue
+                raise
+            if end == -1 and self._cut_at(position) and self.more():  # gave up inside what may be cut short
+                continue
+            if end != len(self.text) or not self.more():
+                return record, end, reason
+
+    def _cut_at(self, position: int) -> bool:
+        """Whether the value at `position` may go on past the text read (an object or an array
+        with no end yet; a scalar that could be one record)."""
+        if self.ended:
+            return False
+        if not self.text.startswith(("{", "["), position):
+            return len(self.text) - position <= MAX_RECORD_BYTES
+        try:
+            _value_end(self.text, position)
+        except ValueError:
+            return True
+        return False
+
+
+def _stream_orders(landed: LandedFile, window: _TextWindow, position: int, wrapped: bool, staging: str | None,
+                   batch_bytes: int) -> None:
+    """The elements of the array of orders opening just before `position`, routed in order and
+    flushed a batch at a time; then the rest of the document. A broken document quarantines the file whole."""
+    try:
+        position = _array_elements(window, position, _Router(landed), lambda: landed.flush(staging), batch_bytes)
+        position = window.drop(position)
+        while window.more():  # what follows the array: nothing, or the rest of the wrapping object
+            pass
+        _document_end(window.text, position, wrapped)
+    except _AmbiguousDocument as error:
+        landed.file_error = str(error)
+    except UnicodeDecodeError as error:
+        landed.file_error = f"not UTF-8: {error}"
+    except ValueError as error:
+        landed.file_error = f"malformed or truncated JSON document: {error}"
 
 
 _WHITESPACE = re.compile(r"\s*")
@@ -229,26 +486,31 @@ def _document_end(text: str, position: int, wrapped: bool) -> None:
         raise ValueError(f"unexpected text after the orders at character {position}")
 
 
-def _array_elements(text: str, position: int, emit) -> int:
+def _array_elements(window: _TextWindow, position: int, emit, flush: Callable[[], None], batch_bytes: int) -> int:
     """Emits (record, None, None) or (None, reason, text) per element of the array opening just
-    before `position`, and returns the position after its `]`. An element that cannot be a record
-    (a repeated key, nesting too deep) is cut out by its brackets, so the elements after it are
-    still read. ValueError: the array is broken."""
-    position = _WHITESPACE.match(text, position).end()
-    if text.startswith("]", position):
+    before `position` in the window's text, calling `flush` and forgetting the text read after
+    each batch, and returns the position after its `]`. An element that cannot be a record (a
+    repeated key, nesting too deep) is cut out by its brackets, so the elements after it are still
+    read. ValueError: the array is broken."""
+    position = window.skip_whitespace(position)
+    if window.text.startswith("]", position):
         return position + 1
     while True:
+        if position >= batch_bytes:
+            flush()
+            position = window.drop(position)
         start = position
-        record, position, reason = decode_at(text, position)
+        record, position, reason = window.decoded(position)
         if position == -1:
-            position = _value_end(text, start)
+            position = window.value_end(start)
+        text = window.text
         if reason is None and position - start > MAX_RECORD_BYTES // 4:
             reason = size_problem(text[start:position])
         emit(*((record, None, None) if reason is None else (None, reason, text[start:position])))
-        position = _WHITESPACE.match(text, position).end()
-        if text.startswith(",", position):
-            position = _WHITESPACE.match(text, position + 1).end()
-        elif text.startswith("]", position):
+        position = window.skip_whitespace(position)
+        if window.text.startswith(",", position):
+            position = window.skip_whitespace(position + 1)
+        elif window.text.startswith("]", position):
             return position + 1
         else:
             raise ValueError(f"expected ',' or ']' at character {position}")
@@ -291,28 +553,65 @@ def _value_end(text: str, position: int) -> int:
 
 def _discard_records(landed: LandedFile) -> None:
     """A file that turns out to be broken is quarantined whole: none of its records land."""
+    for records in landed.days.values():
+        if isinstance(records, StagedDay):
+            records.discard()
     landed.days.clear()
+    landed.pending.clear()
     landed.quarantined.clear()
     landed.records_read = 0
 
 
-def _split_json_lines(landed: LandedFile, data: bytes) -> None:
-    number = 0
-    for raw_line in data.split(b"\n"):
+def _split_json_lines(landed: LandedFile, data: bytes, number: int = 0, fast: bool = True) -> int:
+    """Routes the lines of `data` (whole lines), numbering the records after `number`; returns the
+    last number. The well-formed routable records are found and protected by vectorized checks
+    (_fast_lines); only the others are parsed one by one (`fast` False: every record), and each
+    day's records keep their order in the file."""
+    lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
+    try:
+        texts = pc.utf8_trim(lines.cast(pa.string()), " \t\r")
+    except pa.ArrowInvalid:  # a line that is not UTF-8: its batch takes the slow path
+        texts = None
+    days, protected = _fast_lines(texts, landed.window, landed.key) if fast and texts is not None else (None, None)
+    if days is None:
+        days, protected = pa.nulls(len(lines), pa.date32()), pa.nulls(len(lines), pa.string())
+    slow = pc.invert(pc.is_valid(days))
+    if texts is not None:  # lines of spaces, tabs and CRs only are blank
+        slow = pc.and_(slow, pc.greater(pc.binary_length(texts), 0))
+    slow_rows = pc.indices_nonzero(slow).to_numpy()
+    slow_lines = lines.take(slow_rows).to_pylist()
+    counted = pc.is_valid(days).to_numpy(zero_copy_only=False).astype(np.int64)
+    counted[slow_rows] = [bool(raw_line.strip()) for raw_line in slow_lines]
+    numbers = number + np.cumsum(counted)  # each record's number: the non-blank lines up to it
+    slow_days, slow_texts = [], []
+    for row, raw_line in zip(slow_rows, slow_lines, strict=True):
         if not raw_line.strip():
-            continue
-        number += 1
-        try:
-            line = raw_line.decode("utf-8-sig").strip()
-        except UnicodeDecodeError as error:
-            _route(landed, number, None, f"not UTF-8: {error}", raw_line.decode("utf-8", "backslashreplace"))
-            continue
-        record, reason = parse_record(line)
-        _route(landed, number, record, reason, line)
+            verdict = None, None
+        else:
+            try:
+                line = raw_line.decode("utf-8-sig").strip()
+            except UnicodeDecodeError as error:
+                verdict = _verdict(landed, int(numbers[row]), None, f"not UTF-8: {error}", raw_line.decode("utf-8", "backslashreplace"))
+            else:
+                verdict = _verdict(landed, int(numbers[row]), *parse_record(line), line)
+        slow_days.append(verdict[0])
+        slow_texts.append(verdict[1])
+    landed.records_read += int(pc.sum(pc.is_valid(days)).as_py() or 0)
+    if len(slow_rows):
+        mask = np.zeros(len(lines), bool)
+        mask[slow_rows] = True
+        mask = pa.array(mask)
+        days = pc.replace_with_mask(days, mask, pa.array(slow_days, pa.date32()))
+        protected = pc.replace_with_mask(protected, mask, pa.array(slow_texts, pa.string()))
+    for day in pc.unique(days.drop_null()).to_pylist():
+        kept = protected.filter(pc.equal(days, day))
+        landed.pending[day].append(_joined(kept))
+    return int(numbers[-1]) if len(numbers) else number
 
 
-def _route(landed: LandedFile, number: int, record: object, reason: str | None, text: str | None) -> None:
-    """One record read: to its day, or to quarantine with the first reason it cannot land."""
+def _verdict(landed: LandedFile, number: int, record: object, reason: str | None, text: str | None) -> tuple[date | None, str | None]:
+    """One record read: (its day, its protected text), or quarantined with the first reason it
+    cannot land: (None, None)."""
     landed.records_read += 1
     if reason is None and not isinstance(record, dict):
         reason = "record is not a JSON object"
@@ -329,8 +628,15 @@ def _route(landed: LandedFile, number: int, record: object, reason: str | None, 
     text = protected_text(text, landed.key, record if reason is None else None)
     if reason is not None:
         landed.quarantined.append({"record_number": number, "reason": reason, "record": text})
-        return
-    landed.days[day].append(text)
+        return None, None
+    return day, text
+
+
+def _route(landed: LandedFile, number: int, record: object, reason: str | None, text: str | None) -> None:
+    """One record read: to its day, or to quarantine with the first reason it cannot land."""
+    day, text = _verdict(landed, number, record, reason, text)
+    if day is not None:
+        landed.pending[day].append(text)
 
 
 _ORDER_FIELDS = policy_tree("orders")
@@ -404,3 +710,137 @@ def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, par
         if after.group(1) == "}":
             return after.end()
         position = after.end()
+
+
+# The vectorized path of JSON Lines. A record takes it only when every rule is checked without
+# parsing it in Python, so that it gets the verdict and the bytes the record-by-record path gives:
+# Arrow's JSON reader (as strict as Python's json: a repeated key at any depth, a trailing comma, a
+# lone surrogate fail its row, which then takes the slow path) reads an object, after screens for
+# what it would accept and Python not (a number of 1,000 digits, a `\ud800` escape) and for deep
+# nesting (few brackets); its order_date is a text giving a day in the window (core/records.py's
+# rule, as core/flatten.py states it in SQL). Its personal values are protected by protected_text
+# on each distinct object of the policy (customers come back), spliced in place; the object's span
+# is found by a pattern (one nested level, no brace in a string) and must parse to an object, else
+# the record takes the slow path. Every other record, and every line of a batch with a byte that
+# is not UTF-8, takes the slow path.
+_FAST_BRACKETS = 200  # far below Python's recursion limit
+_LONG_DIGITS = 1000  # a number this long may be one Python refuses (more than 4,300 digits)
+# One object of the policy, with objects one level deep inside, no brace in its strings.
+_OBJECT_SPAN = r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}"
+_READER_ROW = re.compile(r"in row (\d+)")
+
+
+def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Array | None, pa.Array | None]:
+    """The day and protected text of each line (trimmed) that takes the vectorized path, null
+    for the others; (None, None) when none can."""
+    tree = _ORDER_FIELDS
+    if not len(texts) or not all(isinstance(rule, dict) for rule in tree.values()):
+        return None, None
+    opens, closes = pc.count_substring(texts, "{"), pc.count_substring(texts, "}")
+    screens = [
+        pc.starts_with(texts, "{"), pc.ends_with(texts, "}"), pc.less_equal(pc.utf8_length(texts), MAX_RECORD_BYTES // 4),
+        pc.equal(opens, closes), pc.less_equal(pc.add(opens, pc.count_substring(texts, "[")), _FAST_BRACKETS),
+        pc.invert(pc.match_substring_regex(texts, r"\\u[dD][89a-fA-F]")),
+        pc.or_(pc.less(pc.utf8_length(texts), _LONG_DIGITS), pc.invert(pc.match_substring_regex(texts, f"[0-9]{{{_LONG_DIGITS}}}"))),
+        *(pc.less_equal(pc.count_substring_regex(texts, _key_pattern(name)), 1) for name in tree),
+    ]
+    rows = pc.indices_nonzero(functools.reduce(pc.and_, screens))
+    table, rows = _read_objects(texts if len(rows) == len(texts) else texts.take(rows), rows, tree)
+    if not len(rows):
+        return None, None
+    fast = texts if len(rows) == len(texts) else texts.take(rows)
+    days = _order_days(table["order_date"], window)
+    no_day = pa.nulls(len(fast), pa.date32())
+    for name in tree:
+        column = table[name].combine_chunks() if name in table.column_names else pa.nulls(len(fast))
+        present, elsewhere = pc.is_valid(column), pc.greater(pc.count_substring_regex(fast, _key_pattern(name)), 0)
+        if pa.types.is_struct(column.type):  # an object here is spliced; a key of the name elsewhere (none here) is slow
+            spliced = _spliced(fast, name, key)
+            days = pc.if_else(pc.if_else(present, pc.is_valid(spliced), pc.invert(elsewhere)), days, no_day)
+            fast = pc.if_else(present, spliced, fast)
+        else:  # not an object where present: the slow path's applied_to says what lands
+            days = pc.if_else(pc.or_(present, elsewhere), no_day, days)
+    mask = np.zeros(len(texts), bool)
+    mask[rows.to_numpy()] = True
+    every_day = pc.replace_with_mask(pa.nulls(len(texts), pa.date32()), pa.array(mask), days)
+    every_text = pc.replace_with_mask(pa.nulls(len(texts), pa.string()), pa.array(mask), fast)
+    return every_day, pc.if_else(pc.is_valid(every_day), every_text, pa.nulls(len(texts), pa.string()))
+
+
+def _key_pattern(name: str) -> str:
+    """A member named `name` (its key written without escapes): in valid JSON, a key of some object."""
+    return rf'"{re.escape(name)}"[ \t\r\n]*:'
+
+
+def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tuple[pa.Table, pa.Array]:
+    """The candidate lines Arrow's JSON reader reads (order_date as text, the policy's objects as
+    found) and their rows; a row it refuses (it names it) is left out, and the rows after it are read again."""
+    try:  # usually every one: read in blocks, in parallel
+        return _read_json(candidates, tree, one_block=False), rows
+    except pa.ArrowInvalid:  # a refused row is named in its block only: read again in one block
+        pass
+    tables, kept, start = [], [], 0
+    while start < len(candidates):
+        try:
+            tables.append(_read_json(candidates.slice(start), tree))
+        except pa.ArrowInvalid as error:
+            refused = _READER_ROW.search(str(error))
+            if refused is None:
+                break
+            refused = start + int(refused.group(1))
+            if refused > start:
+                tables.append(_read_json(candidates.slice(start, refused - start), tree))
+                kept.append(rows.slice(start, refused - start))
+            start = refused + 1
+            continue
+        kept.append(rows.slice(start))
+        break
+    if not tables:
+        return pa.table({"order_date": pa.array([], pa.string())}), pa.array([], pa.int64())
+    return pa.concat_tables(tables, promote_options="permissive"), pa.concat_arrays(kept)
+
+
+def _read_json(lines: pa.Array, tree: PolicyTree, one_block: bool = True) -> pa.Table:
+    data = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")[0].as_buffer()
+    options = pajson.ReadOptions(use_threads=False, block_size=data.size + 1) if one_block else pajson.ReadOptions(block_size=1 << 20)
+    table = pajson.read_json(pa.BufferReader(data), read_options=options,
+                             parse_options=pajson.ParseOptions(explicit_schema=pa.schema([("order_date", pa.string())])))
+    return table.select(["order_date", *(name for name in tree if name in table.column_names)])
+
+
+def _joined(texts: pa.Array) -> str:
+    """The texts joined by "\n", in one string."""
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")[0].as_py()
+
+
+def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
+    """The UTC day of each order_date text in the window; null for any other."""
+    con = duck.connect()
+    try:
+        con.register("dates", pa.table({"order_date": dates}))
+        days = con.sql(f"SELECT CAST({_order_ts('order_date')} AS DATE) AS day FROM dates").to_arrow_table()["day"]
+    finally:
+        con.close()
+    days = days.combine_chunks() if days.num_chunks else pa.array([], pa.date32())
+    inside = pc.and_(pc.greater_equal(days, pa.scalar(window.first)), pc.less_equal(days, pa.scalar(window.last)))
+    return pc.if_else(inside, days, pa.nulls(len(days), pa.date32()))
+
+
+def _spliced(texts: pa.Array, name: str, key: bytes) -> pa.Array:
+    """Each text with its member `name`'s object protected in place; null where the object's span
+    is not found, or does not parse to an object."""
+    parts = pc.extract_regex(texts, rf"^(?P<before>.*?{_key_pattern(name)}[ \t\r\n]*)(?P<object>{_OBJECT_SPAN})(?P<after>.*)$")
+    objects = parts.field("object")
+    distinct = pc.unique(objects.drop_null())
+    replaced = pa.array([_protected_object(text, key, name) for text in distinct.to_pylist()], pa.string())
+    return pc.binary_join_element_wise(parts.field("before"), pc.take(replaced, pc.index_in(objects, distinct)), parts.field("after"), "")
+
+
+# A shop's customers come back in batch after batch: each distinct object is protected once (a
+# bounded cache: a few MiB).
+@functools.lru_cache(maxsize=1 << 14)
+def _protected_object(text: str, key: bytes, name: str) -> str | None:
+    """The object of the policy's member `name` (_ORDER_FIELDS), protected; None if the text found
+    for it is not one JSON object (its span was not found right: the record takes the slow path)."""
+    record, reason = parse_record(text)
+    return protected_text(text, key, None, _ORDER_FIELDS[name]) if reason is None and isinstance(record, dict) else None

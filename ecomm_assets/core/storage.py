@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import boto3
 import pyarrow as pa
@@ -56,12 +57,12 @@ LEFTOVER_MAX_AGE = timedelta(hours=6)
 MULTIPART_THRESHOLD = 64 << 20  # an object larger than this is uploaded in parts of this size
 UPLOAD_CONFIG = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
                                use_threads=False)
+COPY_CHUNK = 8 << 20  # bytes copied at a time from a stream to a file
 PARQUET_TAIL = 8  # the footer's length and the magic bytes after it
 FOOTER_READ = 64 << 10  # the last bytes of a Parquet file read for its footer: one ranged GET holds a lake file's
 
 PartitionFile = bytes | pa.Table | Path  # a file's contents, a table written as Parquet, or a staged local file
 _UPLOADS_SWEPT: set[tuple[str | None, str]] = set()  # (endpoint, lake) whose stale uploads this process aborted
-DOWNLOAD_CHUNK_BYTES = 8 << 20
 
 
 def owner() -> str:
@@ -361,7 +362,7 @@ class LakeStore:
         """The file's bytes as stored (pyarrow would decompress a `.gz` name by itself); on S3 one
         GetObject (pyarrow's input stream adds a HeadObject)."""
         if not self.is_local:
-            return self.read_confined(*rel.rsplit("/", 1))[0]
+            return self._get_object(rel)[1]
         try:
             with self.filesystem.open_input_stream(self.full_path(rel), compression=None) as stream:
                 data = stream.read()
@@ -393,21 +394,32 @@ class LakeStore:
         self.usage.read(rel, len(data))
         return data
 
-    def read_confined(self, folder: str, name: str) -> tuple[bytes, LakeFile]:
-        """A file below `folder` with its size, mtime and the version read (see FileVersion). Locally
+    def read_confined(self, folder: str, name: str) -> tuple[BinaryIO, LakeFile]:
+        """A file below `folder`, open for reading (the caller closes it; seekable, read a chunk at
+        a time, never whole), with its size, mtime and the version read (see FileVersion). Locally
         each part of `name` is opened without following symlinks (the file through the descriptor it
         was checked on), so nothing outside `folder`'s real path is ever read: a symlink anywhere
         below `folder`, or anything but a regular file, raises NotARegularFile before a byte is read.
-        On S3 a key is only a key: one GetObject gives the bytes, size, LastModified and ETag of the
-        same object version. A missing file raises FileNotFoundError."""
+        On S3 a key is only a key: one GetObject gives the bytes (copied as they come to a local
+        temporary file), size, LastModified and ETag of the same object version. A missing file
+        raises FileNotFoundError."""
         rel = f"{folder}/{name}"
         if not self.is_local:
-            response, data = self._get_object(rel)
+            response = self._open_object(rel)
+            local = tempfile.TemporaryFile(dir=self._staging_root())  # noqa: SIM115 - the caller closes it
+            try:
+                with contextlib.closing(response["Body"]) as body:
+                    shutil.copyfileobj(body, local, COPY_CHUNK)
+            except BaseException:
+                local.close()
+                raise
+            local.seek(0)
+            self.usage.read(rel, response["ContentLength"], request=None)  # the client's hook counted the GET
             version = FileVersion(
                 size=response["ContentLength"], etag=response["ETag"],
                 metadata=dict(response.get("Metadata") or {}), content_type=response.get("ContentType"),
             )
-            return data, LakeFile(rel, response["ContentLength"], response["LastModified"].astimezone(UTC), version)
+            return local, LakeFile(rel, response["ContentLength"], response["LastModified"].astimezone(UTC), version)
         *folders, leaf = name.split("/")
         descriptor = self._open_below(self.full_path(folder), folders, rel)
         try:
@@ -419,16 +431,16 @@ class LakeStore:
             raise
         finally:
             os.close(descriptor)
-        with os.fdopen(below, "rb") as file:
-            status = os.fstat(file.fileno())
-            if not stat.S_ISREG(status.st_mode):
-                raise NotARegularFile(f"{rel}: not a regular file")
-            data = file.read()
-        self.usage.read(rel, len(data))
+        file = os.fdopen(below, "rb")
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            file.close()
+            raise NotARegularFile(f"{rel}: not a regular file")
+        self.usage.read(rel, status.st_size)
         version = FileVersion(
             size=status.st_size, inode=(status.st_dev, status.st_ino), mtime_ns=status.st_mtime_ns, ctime_ns=status.st_ctime_ns,
         )
-        return data, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC), version)
+        return file, LakeFile(rel, status.st_size, datetime.fromtimestamp(status.st_mtime, UTC), version)
 
     def _open_object(self, rel: str, **arguments) -> dict:
         """One GetObject of a lake file: its response, the body still to read. A missing file
@@ -650,7 +662,7 @@ class LakeStore:
                 local = os.path.join(folder, f"{index:05d}-{rel.rsplit('/', 1)[-1]}")
                 # Streamed to disk in chunks: a day's raw file may be larger than the task's memory.
                 with contextlib.closing(self._open_object(rel)["Body"]) as body, open(local, "wb") as out:
-                    shutil.copyfileobj(body, out, DOWNLOAD_CHUNK_BYTES)
+                    shutil.copyfileobj(body, out, COPY_CHUNK)
                 self.usage.read(rel, os.path.getsize(local), request=None)  # the client's hook counted the GET
                 paths.append(local)
             yield paths

@@ -1,10 +1,18 @@
 import gzip
+import io
 import json
+import os
 from datetime import date
 
 import pytest
 
-from ecomm_assets.core.landing import DayWindow, split_landing_file
+from ecomm_assets.core.landing import (
+    DayWindow,
+    LandedFile,
+    count_json_lines,
+    split_landing_file,
+    split_landing_stream,
+)
 from ecomm_assets.core.layout import is_landing_file
 
 WINDOW = DayWindow(date(2024, 1, 1), date(2099, 12, 31))
@@ -158,3 +166,154 @@ def test_a_json_lines_file_is_read_line_by_line_whatever_its_first_line(first_li
     assert landed.file_error is None and landed.records_read == 3
     assert [json.loads(line)["order_id"] for line in landed.days[date(2024, 1, 15)]] == ["ok", "two"]
     assert [q["record_number"] for q in landed.quarantined] == [1]
+
+
+# --- the streaming split: many small batches give what one batch gives --------------------------------
+
+STREAM_WINDOW = DayWindow(date(2024, 1, 1), date(2024, 1, 20))
+CUSTOMER = {"customer_id": "7", "name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0958",
+            "address": {"address": "12 St James's Square", "city": "London"}}
+PERSONAL_VALUES = [b"Ada Lovelace", b"ada@example.com", b"+44 20 7946 0958", b"12 St James's Square"]
+SMALL_BATCH = 300  # bytes: about one order, so every few records a batch ends
+
+
+def order(number: int, **fields) -> str:
+    return json.dumps({"order_id": f"o{number}", "order_date": f"2024-01-{10 + number % 3}T10:00:00Z", "total_amount": 12.5,
+                       "customer": CUSTOMER, "products": [{"product_id": "1", "name": "Tea", "price": 2.5, "quantity": 5}]}
+                      | fields, separators=(",", ":"))
+
+
+# (case, a record's text, its reason; None: it lands). Each is put between good orders, at three
+# places of a file read a few hundred bytes at a time.
+STREAM_RECORDS = [
+    ("nested 10,000 deep", DEEP, "JSON nested too deeply"),
+    ("repeated key", '{"order_id":"d","order_date":"2024-01-15","order_date":"2024-03-01"}', "duplicate key 'order_date'"),
+    ("repeated key in a product", order(90, products=[{"id": 1}]).replace('"id":1', '"id":1,"id":2'), "duplicate key 'id'"),
+    ("repeated key in the customer", order(91).replace('"customer_id":"7"', '"customer_id":"7","customer_id":"8"'),
+     "duplicate key 'customer_id'"),
+    ("missing order_date", '{"order_id":"m"}', "missing order_date"),
+    ("order_date a number", '{"order_id":"m","order_date":20240115}', "unparseable order_date: 20240115"),
+    ("impossible day", order(92, order_date="2024-02-30"), "unparseable order_date: 2024-02-30"),
+    ("before the lake", order(93, order_date="2023-10-26T18:46:39"), "before the first partition: 2023-10-26 < 2024-01-01"),
+    ("far future", order(94, order_date="2999-01-01"), "in the future: 2999-01-01 is after 2024-01-20"),
+    ("lone surrogate", order(95, note="\ud800").replace("\\ud800", "\\ud800x"), "a string holds a lone surrogate escape"),
+    ("5,000-digit number", '{"order_id":"n","order_date":"2024-01-15","x":' + "1" * 5000 + "}", "unreadable number"),
+    ("not an object", "[1, 2]", "record is not a JSON object"),
+    ("customer is a text", order(96, customer="Ada Lovelace, ada@example.com"), None),
+    ("braces in the customer's strings", order(97, customer=CUSTOMER | {"name": "Ada {Lovelace}"}), None),
+    ("escaped customer key", order(98).replace('"customer"', '"cust\\u006fmer"'), None),
+    ("a customer key in a product", order(99, products=[{"customer": {"email": "x@y.z"}}]), None),
+    ("spaces around", "  " + order(100) + " \t", None),
+    ("pretty, one line", json.dumps(json.loads(order(101)), indent=None, separators=(", ", ": ")), None),
+    ("a record larger than a batch", order(102, note="x" * (8 * SMALL_BATCH)), None),
+    ("NaN and a huge exponent", order(104).replace("12.5", "NaN").replace('"quantity":5', '"quantity":1e999'), None),
+    ("unicode, escaped or not", order(105, note="caf\u00e9 \u2615 \U0001f600").replace("\\u2615", "\u2615"), None),
+]
+LINES_ONLY = [  # what breaks a JSON array as a whole
+    ("malformed", '{"order_id": "cut', "malformed JSON"),
+    ("trailing comma", order(103)[:-1] + ",}", "malformed JSON"),
+    ("a tab inside a string", order(106, note="a\tb").replace("\\t", "\t"), "malformed JSON"),
+    ("leading zero", order(107).replace("12.5", "012.5"), "malformed JSON"),
+    ("not UTF-8", order(108, note="\xff").replace("\\u00ff", "\udcff"), "not UTF-8"),
+]
+
+
+def landed_file(layout: str, records: list[str], hostile: str | None = None) -> tuple[str, bytes]:
+    """A landed file of `records` (texts) in `layout`: JSON Lines, or one JSON array (bare or in
+    {"count": ..., "orders": [...]}) with each record but the `hostile` one pretty-printed over
+    many lines; gzip of either."""
+    if layout.startswith("json lines"):
+        name, text = "feed.jsonl", "\n".join(records) + "\n"
+    else:
+        elements = [r if r == hostile else json.dumps(json.loads(r), indent=2) for r in records]
+        name, text = "feed.json", "[\n" + ",\n".join(elements) + "\n]\n"
+        if layout.startswith("wrapped"):
+            text = f'{{"count": {len(records)}, "orders": {text.strip()}, "producer": "shop"}}\n'
+    data = text.encode("utf-8", "surrogateescape")  # a lone surrogate: the byte it escapes
+    return (name + ".gz", gzip.compress(data)) if layout.endswith("gzip") else (name, data)
+
+
+def file_with(record: str, count: int = 30) -> list[str]:
+    records = [order(n) for n in range(count)]
+    for place in (25, 12, 2):
+        records.insert(place, record)
+    return records
+
+
+def streamed(name: str, data: bytes, staging, **options):
+    staging.mkdir(exist_ok=True)
+    return split_landing_stream(name, io.BytesIO(data), STREAM_WINDOW, key=KEY, staging=str(staging), **options)
+
+
+def outcome(landed) -> tuple:
+    return (landed.file_error, landed.records_read, {d: landed.day_bytes(d) for d in sorted(landed.days)}, landed.quarantined)
+
+
+LAYOUTS = ["json lines", "json array", "json lines, gzip", "json array, gzip", "wrapped array"]
+STREAM_CASES = [(layout, *case) for layout in LAYOUTS for case in STREAM_RECORDS] + [
+    (layout, *case) for layout in LAYOUTS if "lines" in layout for case in LINES_ONLY]
+
+
+@pytest.mark.parametrize("layout, label, record, reason", STREAM_CASES, ids=[f"{c[1]}-{c[0]}" for c in STREAM_CASES])
+def test_a_file_read_in_small_batches_gives_the_verdicts_and_bytes_of_one_batch(tmp_path, layout, label, record, reason):
+    name, data = landed_file(layout, file_with(record), record)
+    landed = streamed(name, data, tmp_path / "small", batch_bytes=SMALL_BATCH)
+    assert outcome(landed) == outcome(split_landing_file(name, data, STREAM_WINDOW, key=KEY))  # one batch, in memory
+    if "lines" in layout:  # the vectorized path (JSON Lines) agrees with the record-by-record one
+        assert outcome(landed) == outcome(streamed(name, data, tmp_path / "slow", batch_bytes=SMALL_BATCH, vectorized=False))
+    assert landed.file_error is None and landed.records_read == 33
+    expected = [] if reason is None else [(3, reason), (14, reason), (28, reason)]
+    assert [(q["record_number"], q["reason"][:len(reason)]) for q in landed.quarantined] == expected
+    # conservation: each record in one day file or in quarantine, once
+    assert sum(count_json_lines(landed.day_bytes(day)) for day in landed.days) + len(landed.quarantined) == 33
+    written = b"".join(landed.day_bytes(day) for day in landed.days) + json.dumps(landed.quarantined).encode()
+    if (label, record, reason) not in LINES_ONLY:  # a record whose members cannot all be read keeps its bytes (README)
+        assert not [value for value in PERSONAL_VALUES if value in written]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_day_is_written_to_its_staged_file_in_the_file_s_order(tmp_path, layout):
+    records = [order(n) for n in range(40)]
+    landed = streamed(*landed_file(layout, records), tmp_path / "staging", batch_bytes=SMALL_BATCH)
+    assert sorted(os.listdir(tmp_path / "staging")) == [f"{landed.file_id}-2024-01-{day}.jsonl" for day in (10, 11, 12)]
+    for day in landed.days:
+        staged = (tmp_path / "staging" / f"{landed.file_id}-{day}.jsonl").read_bytes()
+        assert landed.staged_path(day) and staged == landed.day_bytes(day)
+        assert [json.loads(line)["order_id"] for line in staged.splitlines()] == [
+            f"o{n}" for n in range(40) if json.loads(records[n])["order_date"].startswith(str(day))]
+
+
+@pytest.mark.parametrize("layout, cut, error", [
+    ("json lines, gzip", lambda data: data[:-20], "not a readable gzip file"),
+    ("json array", lambda data: data[:-40], "malformed or truncated JSON document"),
+    ("json array", lambda data: data.replace(b'"o35"', b'"o35\xff"'), "not UTF-8"),
+    ("json array, gzip", lambda data: gzip.compress(gzip.decompress(data)[:-40]), "malformed or truncated JSON document"),
+])
+def test_a_file_broken_part_way_keeps_nothing(tmp_path, layout, cut, error):
+    name, data = landed_file(layout, [order(n) for n in range(40)])
+    landed = streamed(name, cut(data), tmp_path / "staging", batch_bytes=SMALL_BATCH)
+    assert landed.file_error.startswith(error)
+    assert (landed.days, landed.quarantined, landed.records_read) == ({}, [], 0)
+    assert os.listdir(tmp_path / "staging") == []  # the days staged before the break are gone
+
+
+@pytest.mark.parametrize("layout", ["json lines", "json array"])
+def test_the_split_holds_one_batch_of_records_at_a_time(tmp_path, layout, monkeypatch):
+    """Memory is bounded by the batch, not by the file: each flush to the staged day files carries
+    at most the records of two batches of text (a batch, and the record read past its end), and a
+    file of 200 batches is written out in about as many flushes."""
+    records = [order(n) for n in range(2000)]
+    name, data = landed_file(layout, records)
+    record_bytes = min(len(r) for r in records)
+    flushed = []
+    flush = LandedFile.flush
+
+    def counting_flush(landed, staging):
+        flushed.append(sum(block.count("\n") + 1 for blocks in landed.pending.values() for block in blocks))
+        flush(landed, staging)
+
+    monkeypatch.setattr(LandedFile, "flush", counting_flush)
+    landed = streamed(name, data, tmp_path, batch_bytes=len(data) // 200)
+    assert landed.records_routed == 2000 and sum(flushed) == 2000
+    assert len(flushed) >= 100
+    assert max(flushed) <= 2 * (len(data) // 200) // record_bytes + 1

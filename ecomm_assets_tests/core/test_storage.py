@@ -172,8 +172,9 @@ def test_a_local_move_takes_the_version_read_and_never_another(tmp_path, monkeyp
     store.write_bytes(f"{LANDED}/{NAME}", V1)
     landed_at = time.time() - 3600
     os.utime(store.full_path(f"{LANDED}/{NAME}"), (landed_at, landed_at))
-    data, info = store.read_confined(LANDED, NAME)
-    assert data == V1
+    source, info = store.read_confined(LANDED, NAME)
+    with source:
+        assert source.read() == V1
     if race == "replaced after the read":
         replaced(store, V2)
     elif race == "rewritten in place keeping size and mtime":
@@ -200,7 +201,8 @@ def test_a_local_move_never_follows_a_symlinked_archive_folder(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "lake/landing/_ingested").symlink_to(elsewhere)
-    _, info = store.read_confined(LANDED, "a.jsonl")
+    source, info = store.read_confined(LANDED, "a.jsonl")
+    source.close()
     with pytest.raises(storage.NotARegularFile):
         store.move_confined(LANDED, "a.jsonl", ARCHIVE, info.version)
     assert (tmp_path / "lake/landing/orders/a.jsonl").read_bytes() == V1 and not list(elsewhere.iterdir())
@@ -243,7 +245,9 @@ def test_an_s3_move_takes_the_version_read_and_never_another(aws, race, outcome,
     store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
     s3.put_object(Bucket="lake", Key=f"prefix/{LANDED}/{NAME}", Body=V1, ContentType="application/x-ndjson", Metadata={"producer": "p1"})
     head = s3.head_object(Bucket="lake", Key=f"prefix/{LANDED}/{NAME}")
-    data, info = store.read_confined(LANDED, NAME)
+    source, info = store.read_confined(LANDED, NAME)
+    with source:
+        data = source.read()
     assert (data, info.size, info.mtime, info.version.etag) == (V1, len(V1), head["LastModified"], head["ETag"])
     client = store._s3 = RacingClient(store.s3_client(), after_copy=(lambda: replaced(store, V2)) if "copy" in race else None)
     if race == "replaced after the read":
@@ -278,8 +282,9 @@ def test_an_s3_read_is_one_get_that_gives_the_version_read(aws):
     store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
     requests = []
     store._client().meta.events.register("before-call.s3.*", lambda model, **_: requests.append(model.name))
-    data, info = store.read_confined("landing/orders", "a.json.gz")
-    assert data == b"\x1f\x8b not really gzip"  # as stored, never decompressed
+    source, info = store.read_confined("landing/orders", "a.json.gz")
+    with source:  # a local copy, as stored, never decompressed
+        assert source.read() == b"\x1f\x8b not really gzip"
     assert info.version.etag == s3.head_object(Bucket="lake", Key="prefix/landing/orders/a.json.gz")["ETag"]
     assert requests == ["GetObject"]
     with pytest.raises(FileNotFoundError):
@@ -379,7 +384,7 @@ def test_local_copies_of_s3_files_are_streamed_in_chunks_one_get_each(aws, monke
     store._client().meta.events.register("before-call.s3.*", lambda model, **_: requests.append(model.name))
     read = StreamingBody.read
     monkeypatch.setattr(StreamingBody, "read", lambda self, amt=None: reads.append(amt) or read(self, amt))
-    monkeypatch.setattr(storage, "DOWNLOAD_CHUNK_BYTES", 64)
+    monkeypatch.setattr(storage, "COPY_CHUNK", 64)
     with store.local_paths(list(contents)) as paths:
         assert [Path(path).read_bytes() for path in paths] == list(contents.values())
     assert requests == ["GetObject", "GetObject"]

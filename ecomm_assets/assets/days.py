@@ -187,7 +187,7 @@ def writing_days(
 
 # Input bytes (Parquet, JSON) a derived build reads at once: its memory is a small multiple of this,
 # whatever the range; a day larger than this is a batch of its own.
-BATCH_INPUT_BYTES = 16 * 2**20
+BATCH_INPUT_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def stale_days(store: LakeStore, derivation: Derivation) -> StaleDays:
     return StaleDays(days, {day: size[day] for day in days}, waiting)
 
 
-def day_batches(days: list[date], input_bytes: dict[date, int], budget: int = BATCH_INPUT_BYTES) -> Iterator[list[date]]:
+def day_batches(days: list[date], input_bytes: dict[date, int], budget: int) -> Iterator[list[date]]:
     """Consecutive days whose inputs together hold at most `budget` bytes (at least one day each)."""
     batch, held = [], 0
     for day in days:
@@ -264,7 +264,7 @@ class DerivedBuild:
         self.written = DaysWritten()
 
     def batches(self) -> Iterator[list[date]]:
-        return day_batches(self.stale.days, self.stale.input_bytes)
+        return day_batches(self.stale.days, self.stale.input_bytes, BATCH_INPUT_BYTES)
 
     def write(self, by_day: dict[date, pa.Table | Path]) -> None:
         self.ensure_inputs_unchanged()

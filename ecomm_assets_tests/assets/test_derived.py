@@ -1,0 +1,53 @@
+"""Derived tables (kept per day in the lake, not partitioned by Dagster): the days a build takes in
+each batch, and a range built in many batches giving the same tables as in one."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+
+from ecomm_assets.assets import days as days_module
+from ecomm_assets.assets.days import day_batches
+from ecomm_assets_tests.conftest import make_definitions
+
+D = [date(2024, 1, 1) + timedelta(days=n) for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    "sizes, budget, batches",
+    [
+        ([1, 1, 1, 1, 1], 10, [D]),  # all fit
+        ([4, 4, 4, 4, 4], 8, [D[0:2], D[2:4], D[4:5]]),  # exactly full batches
+        ([1, 20, 1, 1, 1], 8, [D[0:1], D[1:2], D[2:5]]),  # a day over the budget is a batch of its own
+        ([0, 0, 0, 0, 0], 1, [D]),  # empty inputs
+        ([5, 5, 5, 5, 5], 1, [[d] for d in D]),  # every day alone
+    ],
+    ids=["all-fit", "full-batches", "a-day-over-budget", "empty-days", "one-day-each"],
+)
+def test_a_build_takes_consecutive_days_up_to_the_budget_and_never_none(sizes, budget, batches):
+    assert list(day_batches(D, dict(zip(D, sizes)), budget)) == batches
+
+
+DERIVED = ["dim_products", "dim_customers", "sales_by_category", "product_performance", "top_customers",
+           "daily_order_summary", "product_reviews", "rating_distribution", "rating_vs_sales"]
+
+
+def test_a_range_built_in_one_batch_per_day_is_the_range_built_at_once(tmp_path, instance, monkeypatch):
+    days = ["2024-01-14", "2024-01-15", "2024-01-16"]
+    tags = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
+    tables = {}
+    for budget in (days_module.BATCH_INPUT_BYTES, 1):  # 1 byte: every day a batch of its own
+        monkeypatch.setattr(days_module, "BATCH_INPUT_BYTES", budget)
+        lake = tmp_path / str(budget) / "lake"
+        job = make_definitions(lake, orders_per_day=60).resolve_implicit_global_asset_job_def()
+        selection = [dg.AssetKey(k) for k in ("snapshots", "orders_raw", "order_lines", "orders", *DERIVED)]
+        assert job.execute_in_process(instance=instance, tags=tags, asset_selection=selection).success
+        tables[budget] = {
+            table: duckdb.sql(f"SELECT * FROM '{lake}/processed/{table}/*/*.parquet' ORDER BY ALL").fetchall()
+            for table in DERIVED
+        }
+        built = instance.get_latest_materialization_event(dg.AssetKey("sales_by_category")).asset_materialization
+        assert built.metadata["built_days"].value == days
+    assert all(tables[1][table] for table in DERIVED)
+    assert tables[1] == tables[days_module.BATCH_INPUT_BYTES]

@@ -46,7 +46,7 @@ import yaml
 
 from ecomm_assets.core.layout import raw_orders_root, table_dir
 
-FIRST = date(2024, 1, 1)
+FIRST = date(2024, 1, 1)  # the first day, unless the range would reach today (then it ends yesterday)
 BENCH = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(BENCH)
 NOOP_GRAPH = os.path.join(BENCH, "noop_graph.py")
@@ -70,7 +70,8 @@ BATCHED = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
 SUBSET_PLANNED = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
 
 
-def run(target: list[str], folder: str, last: date, orders_per_day: int, instance: dict, env_extra: dict) -> tuple[float, float, int]:
+def run(target: list[str], folder: str, first: date, last: date, orders_per_day: int, instance: dict,
+        env_extra: dict) -> tuple[float, float, int]:
     """Wall seconds, peak MiB and events recorded of one CLI backfill run in `folder` (new), which
     holds the instance's dagster.yaml, with DAGSTER_HOME unset: what a user's clone gets."""
     os.makedirs(folder)
@@ -81,12 +82,12 @@ def run(target: list[str], folder: str, last: date, orders_per_day: int, instanc
         "ECOMM_DUCKDB_CATALOG": os.path.join(folder, "catalog.duckdb"),
         "ECOMM_ALERTS_PATH": os.path.join(folder, "alerts.jsonl"),
         "ECOMM_ORDERS_PER_DAY": str(orders_per_day),
-        "ECOMM_START_DATE": str(FIRST),
+        "ECOMM_START_DATE": str(first),
     }
     with open(os.path.join(folder, "dagster.yaml"), "w") as config:
         yaml.safe_dump(instance | {"telemetry": {"enabled": False}}, config)
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    command = [dagster, "asset", "materialize", *target, "--select", "*", "--partition-range", f"{FIRST}...{last}"]
+    command = [dagster, "asset", "materialize", *target, "--select", "*", "--partition-range", f"{first}...{last}"]
     log_path = os.path.join(folder, "cli.log")
     with open(log_path, "w") as log:
         start = time.perf_counter()
@@ -160,13 +161,13 @@ class PostgresDatabase:
         self._admin(f"DROP DATABASE {self.name}")
 
 
-def measure(name: str, folder: str, last: date, orders_per_day: int, new_instance, env_extra: dict) -> dict:
+def measure(name: str, folder: str, first: date, last: date, orders_per_day: int, new_instance, env_extra: dict) -> dict:
     """`new_instance()`: a context giving a fresh instance's dagster.yaml settings."""
     results = {}
     for label, target in (("ours", ["-m", "ecomm_assets"]), ("control", ["-f", NOOP_GRAPH])):
         run_folder = os.path.join(folder, name, label)
         with new_instance() as instance:
-            results[label] = run(target, run_folder, last, orders_per_day, instance, env_extra)
+            results[label] = run(target, run_folder, first, last, orders_per_day, instance, env_extra)
         if label == "ours":
             lake = os.path.join(run_folder, "lake", table_dir("order_lines"))
             results["partitions"] = sum(1 for _ in os.scandir(lake))
@@ -185,7 +186,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", help="a PostgreSQL server (libpq URL) for the postgres instances")
     parser.add_argument("--instances", help="comma-separated names of the instances to measure (default: all)")
     args = parser.parse_args()
-    last = FIRST + timedelta(days=args.days - 1)
+    first = min(FIRST, date.today() - timedelta(days=args.days))  # days exist up to yesterday (UTC)
+    last = first + timedelta(days=args.days - 1)
     default = functools.partial(contextlib.nullcontext, DEFAULT_INSTANCE)
     fast_local = functools.partial(contextlib.nullcontext, FAST_LOCAL_INSTANCE)
     setups = [("default", default, {}), ("default+subset", default, SUBSET_PLANNED),
@@ -207,7 +209,7 @@ def main() -> None:
     verdicts = []
     with tempfile.TemporaryDirectory(prefix="ecomm-backfill-") as folder:
         for name, new_instance, env_extra in setups:
-            r = measure(name, folder, last, args.orders_per_day, new_instance, env_extra)
+            r = measure(name, folder, first, last, args.orders_per_day, new_instance, env_extra)
             (ours, peak, events), (control, _, control_events) = r["ours"], r["control"]
             assert r["partitions"] == args.days, r["partitions"]
             if engine is None:  # the same orders for every instance: measured once

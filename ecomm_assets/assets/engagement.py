@@ -1,12 +1,10 @@
 """Engagement: product reviews, posts and comments from the day's collection snapshots (validated,
 bad records quarantined with reasons), and their daily analytics computed with DuckDB."""
 
-import json
 from collections import Counter
 from datetime import date
 
 import dagster as dg
-import pyarrow.compute as pc
 
 from ecomm_assets.assets.days import (
     Derivation,
@@ -14,7 +12,7 @@ from ecomm_assets.assets.days import (
     read_days,
     split_by_day,
 )
-from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines
+from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines, write_rejects
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import snapshots
 from ecomm_assets.core.analytics import build_engagement_analytics
@@ -25,11 +23,8 @@ from ecomm_assets.core.engagement import (
     build_engagement,
 )
 from ecomm_assets.core.layout import (
-    QUARANTINE_FILE,
     collection_dir,
     collection_path,
-    counts_path,
-    quarantine_dir,
     quarantine_path,
     table_dir,
 )
@@ -55,10 +50,7 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
             build.ensure_inputs_unchanged()
             for day in days:
                 counts[day] = result.counts.get(day, EngagementCounts())
-                quarantined = result.quarantined.filter(pc.equal(result.quarantined["day"], day)).drop_columns(["day"])
-                lines = "".join(json.dumps(row) + "\n" for row in quarantined.to_pylist()).encode()
-                store.replace_partition(quarantine_dir(name, day), {QUARANTINE_FILE: lines} if quarantined.num_rows else {})
-                store.write_bytes(counts_path(name, day), json.dumps(counts[day].as_dict(), indent=1).encode())
+                write_rejects(store, name, day, result.quarantined, counts[day].as_dict())
             build.write(split_by_day(result.rows, "snapshot_date", days))
     metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())

@@ -7,7 +7,7 @@ Runs exactly what a user types in the project folder, with DAGSTER_HOME unset:
     dagster asset materialize -m ecomm_assets --select '*' --partition-range FIRST...LAST
 in a fresh folder holding the instance's dagster.yaml (so a fresh .dagster/ storage), and prints
 the wall time (CLI start to exit), the peak memory of the run and the events it recorded in the
-instance. Then it runs the same command on bench/noop_graph.py, the same asset graph doing nothing:
+instance. Then it runs the same command on bench/noop_graph.py, the same asset graph and check steps doing nothing:
 the time Dagster's own bookkeeping takes (events per asset and day in the instance's storage). The
 difference is the data work, which is set against the engine's limit measured in the same
 invocation: bench/flatten_bench.py's DuckDB same-columns pipeline flattening all the run's raw
@@ -202,7 +202,7 @@ def main() -> None:
             parser.error(f"unknown instances {sorted(unknown)}: choose from {[name for name, _, _ in setups]}")
         setups = [setup for setup in setups if setup[0] in wanted]
     print(f"{args.days} days x {args.orders_per_day} orders/day, whole graph, one CLI run per line; "
-          "control = the same graph doing nothing; engine = DuckDB same-columns flatten of the same orders as one file")
+          "control = the same graph and checks doing nothing; engine = DuckDB same-columns flatten of the same orders as one file")
     print(f"{'instance':<18} {'wall':>8} {'peak MiB':>9} {'control':>8} {'data work':>10} {'engine':>7} "
           f"{'work/engine':>11} {'events':>7} {'control events':>14}")
     engine = None

@@ -1,4 +1,4 @@
-"""bench/noop_graph.py, the backfill benchmark's control, stays the project's graph doing nothing;
+"""bench/noop_graph.py, the backfill benchmark's control, stays the project's graph and checks doing nothing;
 bench/s3_requests_bench.py classifies requests as S3 bills them and flags what misses its targets."""
 
 from collections import Counter
@@ -18,6 +18,9 @@ def test_the_control_graph_is_the_project_graph_and_runs_a_range_in_one_run():
         assert control.get(key).parent_keys == ours.get(key).parent_keys, key
         assert control.get(key).partitions_def == ours.get(key).partitions_def, key
         assert control.get(key).backfill_policy == ours.get(key).backfill_policy, key
+    # the same check steps with the same specs: their bookkeeping is Dagster's too
+    assert {step.node_def.name: list(step.check_specs) for step in noop_graph.defs.asset_checks} == {
+        step.node_def.name: list(step.check_specs) for step in defs.asset_checks}
     with dg.instance_for_test() as instance:
         job = noop_graph.defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
@@ -25,6 +28,9 @@ def test_the_control_graph_is_the_project_graph_and_runs_a_range_in_one_run():
             tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-03"},
         )
         assert result.success
+        evaluations = [e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+        assert len(evaluations) == sum(len(list(step.check_specs)) for step in defs.asset_checks)
+        assert all(e.event_specific_data.passed for e in evaluations)
         records = instance.fetch_materializations(dg.AssetKey("orders"), limit=10).records
         assert sorted((r.partition_key, r.asset_materialization.metadata["dagster/row_count"].value) for r in records) == [
             ("2024-01-01", 0), ("2024-01-02", 0), ("2024-01-03", 0)]

@@ -14,7 +14,11 @@ from ecomm_assets.assets.days import (
 from ecomm_assets.assets.lake import order_lines, orders
 from ecomm_assets.assets.metadata import column_schema, with_usage
 from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
-from ecomm_assets.core.analytics import build_analytics, build_purchase_analytics
+from ecomm_assets.core.analytics import (
+    build_analytics,
+    build_purchase_analytics,
+    columns_read_by,
+)
 from ecomm_assets.core.dashboard import html_report, render_charts
 from ecomm_assets.core.layout import (
     DASHBOARD_DIR,
@@ -45,7 +49,9 @@ def _analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str)
     store = lake.store()
     with derived_build(context, store, Derivation(name, ORDER_ANALYTICS_INPUTS), ANALYTICS[name]) as build:
         for days in build.batches():
-            table = build_analytics(name, read_days(store, "order_lines", days), read_days(store, "orders", days), days)
+            inputs = {table: read_days(store, table, days, columns=columns)
+                      for table, columns in columns_read_by(name).items()}
+            table = build_analytics(name, inputs, days)
             build.write(split_by_day(table, "order_date", days))
     return build.metadata()
 
@@ -118,7 +124,8 @@ def _purchase_analytics(context: dg.AssetExecutionContext, lake: LakeResource, n
             context.log.warning("no dim_user_profiles yet: the profile dimensions (age band, occupation, city) are null")
             profiles = DIM_USER_PROFILES.empty_table()
         for days in build.batches():
-            table = build_purchase_analytics(name, read_days(store, "purchase_events", days), profiles, days)
+            events = read_days(store, "purchase_events", days, columns=columns_read_by(name)["purchase_events"])
+            table = build_purchase_analytics(name, events, profiles, days)
             build.write(split_by_day(table, "event_date", days))
     return build.metadata()
 

@@ -61,15 +61,17 @@ def day_files(store: LakeStore, table: str, days: list[date]) -> dict[date, str]
     return {day: rel for rel, day in rels.items()}
 
 
-def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool = False) -> pa.Table:
-    """The table's rows of `days`, in one table. A day without a file is an error naming the table
-    and the days (materialize them first), or, with `missing_ok`, contributes nothing. On S3: a GET
-    per day there, and with `missing_ok` one LIST that finds them (no HEAD per day)."""
+def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool = False,
+              columns: Sequence[str] | None = None) -> pa.Table:
+    """The table's rows of `days` (of `columns` only, when given), in one table. A day without a
+    file is an error naming the table and the days (materialize them first), or, with
+    `missing_ok`, contributes nothing. On S3: a GET per day there, and with `missing_ok` one LIST
+    that finds them (no HEAD per day)."""
     rels = {table_path(table, day): day for day in days}
     if missing_ok:
         present = store.existing(list(rels))
-        return store.read_parquet([rel for rel in rels if rel in present])
-    rows, missing = store.read_parquet_present(list(rels))
+        return store.read_parquet([rel for rel in rels if rel in present], columns)
+    rows, missing = store.read_parquet_present(list(rels), columns)
     if missing:
         raise _missing(table, sorted(rels[rel] for rel in missing))
     return rows

@@ -15,7 +15,7 @@ from ecomm_assets.assets.days import (
 from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines, write_rejects
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import snapshots
-from ecomm_assets.core.analytics import build_engagement_analytics
+from ecomm_assets.core.analytics import build_engagement_analytics, columns_read_by
 from ecomm_assets.core.engagement import (
     COLLECTION,
     EngagementCounts,
@@ -115,12 +115,13 @@ def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource,
     and `optional` tables (read where they hold it); its metadata."""
     store = lake.store()
     derivation = Derivation(name, tuple(table_dir(t) for t in inputs), tuple(table_dir(t) for t in optional))
+    columns = columns_read_by(name)
     with derived_build(context, store, derivation, ENGAGEMENT_ANALYTICS[name]) as build:
         for days in build.batches():
-            tables = {table: read_days(store, table, days) for table in inputs}
+            tables = {table: read_days(store, table, days, columns=columns[table]) for table in inputs}
             for table in optional:
-                read = read_days(store, table, days, missing_ok=True)
-                tables[table] = read if read.num_columns else LAKE_TABLES[table].empty_table()
+                read = read_days(store, table, days, missing_ok=True, columns=columns[table])
+                tables[table] = read if read.num_columns else LAKE_TABLES[table].empty_table().select(columns[table])
             table = build_engagement_analytics(name, tables)
             build.write(split_by_day(table, "snapshot_date", days))
     return build.metadata()

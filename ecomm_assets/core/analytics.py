@@ -6,14 +6,18 @@ row carries its order_date, and each result has a contract in core/schemas.py (A
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from datetime import date
 
 import pyarrow as pa
 
 from ecomm_assets.core import duck
+from ecomm_assets.core.scans import columns_read
 from ecomm_assets.core.schemas import (
     ANALYTICS,
     ENGAGEMENT_ANALYTICS,
+    LAKE_TABLES,
     PURCHASE_ANALYTICS,
     PURCHASE_DIMENSIONS,
     TOP_CUSTOMERS,
@@ -55,9 +59,10 @@ _SQL = {
 }
 
 
-def build_analytics(name: str, order_lines: pa.Table, orders: pa.Table, days: list[date]) -> pa.Table:
-    """The analytics table `name` for `days`. Revenue is the sum of line totals (what was sold)."""
-    return _query(_SQL[name], ANALYTICS[name], days, order_lines=order_lines, orders=orders)
+def build_analytics(name: str, inputs: Mapping[str, pa.Table], days: list[date]) -> pa.Table:
+    """The analytics table `name` for `days` from its inputs (see `columns_read_by`). Revenue is
+    the sum of line totals (what was sold)."""
+    return _query(_SQL[name], ANALYTICS[name], days, **inputs)
 
 
 def _query(sql: str, contract: pa.Schema, days: list[date], **tables: pa.Table) -> pa.Table:
@@ -157,7 +162,14 @@ _PURCHASE_SQL = {
 }
 
 
-def build_engagement_analytics(name: str, inputs: dict[str, pa.Table]) -> pa.Table:
+@functools.cache
+def columns_read_by(name: str) -> dict[str, list[str]]:
+    """The lake tables the query of analytics table `name` reads, each with the columns it reads:
+    what to read of them (a day's files are decoded for these columns only)."""
+    return columns_read({**_SQL, **_ENGAGEMENT_SQL, **_PURCHASE_SQL}[name], LAKE_TABLES)
+
+
+def build_engagement_analytics(name: str, inputs: Mapping[str, pa.Table]) -> pa.Table:
     """The engagement analytics table `name` from the days' product_reviews, posts, comments and
     order_lines (each table of `inputs`, by name)."""
     con = duck.connect()

@@ -12,9 +12,10 @@ those tables' files that has them (an upper bound).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 import duckdb
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.arrow import ArrowFSWrapper
@@ -68,20 +69,38 @@ def scanned_bytes(queries: Mapping[str, str], filesystem: pafs.FileSystem, root:
     return results
 
 
-def _tables_named(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
-    """The tables a query names, from its parse tree alone: binding it (duckdb.get_table_names)
-    fails on an UNNEST of a column whose type it does not know, and on the views' hive_types."""
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
-    named, nodes = set(), [tree]
+def _parse_tree(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict]:
+    """Every node of a query's parse tree: it needs no tables, where binding the query
+    (duckdb.get_table_names) fails on an UNNEST of a column whose type it does not know, and on
+    the views' hive_types."""
+    nodes = [json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])]
     while nodes:
         node = nodes.pop()
         if isinstance(node, dict):
-            if node.get("type") == "BASE_TABLE" and "table_name" in node:
-                named.add(node["table_name"])
+            yield node
             nodes.extend(node.values())
         elif isinstance(node, list):
             nodes.extend(node)
-    return named
+
+
+def _tables_named(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
+    """The tables a query names."""
+    return {node["table_name"] for node in _parse_tree(con, sql) if node.get("type") == "BASE_TABLE" and "table_name" in node}
+
+
+def columns_read(sql: str, schemas: Mapping[str, pa.Schema]) -> dict[str, list[str]]:
+    """For each table of `schemas` (name -> schema) the query names, the columns of it the query
+    can read: those whose name it mentions (as a column, a qualified column or a join's USING),
+    or all of them when it selects `*`. A superset of what it reads, from its parse tree alone."""
+    named, star = set(), False
+    with duckdb.connect() as con:
+        tables = _tables_named(con, sql) & set(schemas)
+        for node in _parse_tree(con, sql):
+            star |= node.get("class") == "STAR"
+            if node.get("class") == "COLUMN_REF":
+                named.add(node["column_names"][-1])
+            named.update(node.get("using_columns") or ())
+    return {table: [name for name in schemas[table].names if star or name in named] for table in sorted(tables)}
 
 
 def _scanned(con: duckdb.DuckDBPyConnection, sql: str, filesystem: pafs.FileSystem, root: str,

@@ -627,25 +627,26 @@ class LakeStore:
         self.usage.request(Request.LIST, list_requests(keys))
         return infos
 
-    def read_parquet(self, rels: Sequence[str]) -> pa.Table:
-        tables = [self._read_parquet_file(rel) for rel in rels]
+    def read_parquet(self, rels: Sequence[str], columns: Sequence[str] | None = None) -> pa.Table:
+        """The files' rows, of `columns` only when given (the others are not decoded)."""
+        tables = [self._read_parquet_file(rel, columns) for rel in rels]
         return pa.concat_tables(tables) if tables else pa.table({})
 
-    def read_parquet_present(self, rels: Sequence[str]) -> tuple[pa.Table, list[str]]:
+    def read_parquet_present(self, rels: Sequence[str], columns: Sequence[str] | None = None) -> tuple[pa.Table, list[str]]:
         """The rows of those of `rels` that are there, and the rels that are not: a GET of each
         (for files expected to be there; where many may be missing, `existing` lists them once)."""
         tables, missing = [], []
         for rel in rels:
             try:
-                tables.append(self._read_parquet_file(rel))
+                tables.append(self._read_parquet_file(rel, columns))
             except FileNotFoundError:
                 missing.append(rel)
         return (pa.concat_tables(tables) if tables else pa.table({})), missing
 
-    def _read_parquet_file(self, rel: str) -> pa.Table:
-        # Every column is read: the whole file in one GET, not a HEAD and ranged GETs. A ParquetFile
+    def _read_parquet_file(self, rel: str, columns: Sequence[str] | None) -> pa.Table:
+        # The whole file in one GET, not a HEAD and ranged GETs (a lake file is small). A ParquetFile
         # reads one known file at half the cost of pq.read_table (no dataset discovery).
-        return pq.ParquetFile(pa.BufferReader(self.read_bytes(rel))).read()
+        return pq.ParquetFile(pa.BufferReader(self.read_bytes(rel))).read(columns=columns)
 
     @contextlib.contextmanager
     def local_paths(self, rels: Sequence[str]) -> Iterator[list[str]]:

@@ -60,10 +60,10 @@ def scanned_bytes(queries: Mapping[str, str], filesystem: pafs.FileSystem, root:
                       f"'{PROTOCOL}://{root}/{folder}/{PARTITION_FILES_GLOB}', hive_partitioning = true, "
                       f"hive_types = {{'{PARTITION_KEY}': DATE}}")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source})")
-        results = {}
+        results, lake = {}, _LakeFiles(filesystem, root, tables)
         for query, sql in queries.items():
             try:
-                results[query] = _scanned(con, sql, filesystem, root, tables)
+                results[query] = _scanned(con, sql, lake)
             except duckdb.CatalogException as error:
                 results[query] = str(error)
     return results
@@ -103,13 +103,42 @@ def columns_read(sql: str, schemas: Mapping[str, pa.Schema]) -> dict[str, list[s
     return {table: [name for name in schemas[table].names if star or name in named] for table in sorted(tables)}
 
 
-def _scanned(con: duckdb.DuckDBPyConnection, sql: str, filesystem: pafs.FileSystem, root: str,
-             tables: Mapping[str, str]) -> tuple[int, int, int]:
+class _LakeFiles:
+    """The tables' Parquet files and their column chunks' sizes, each folder listed and each footer
+    read once for all the queries."""
+
+    def __init__(self, filesystem: pafs.FileSystem, root: str, tables: Mapping[str, str]):
+        self.filesystem, self.root, self.tables = filesystem, root, tables
+        self._listed: dict[str, dict[str, str]] = {}
+        self._chunks: dict[str, dict[str, int]] = {}
+
+    def days(self, table: str) -> dict[str, str]:
+        """The table's files (path -> day, 'None' for an unpartitioned file)."""
+        if table not in self._listed:
+            selector = pafs.FileSelector(f"{self.root}/{self.tables[table]}", recursive=True)
+            self._listed[table] = {info.path: str(partition_day(info.path[len(self.root) + 1:]))
+                                   for info in self.filesystem.get_file_info(selector) if info.path.endswith(".parquet")}
+        return self._listed[table]
+
+    def chunk_bytes(self, path: str) -> dict[str, int]:
+        """Compressed bytes of each column of the file, over its row groups, from its footer."""
+        if path not in self._chunks:
+            with self.filesystem.open_input_file(path) as handle:
+                metadata = pq.ParquetFile(handle).metadata
+            sizes: dict[str, int] = {}
+            for group in range(metadata.num_row_groups):
+                row_group = metadata.row_group(group)
+                for c in range(row_group.num_columns):
+                    column = row_group.column(c)
+                    sizes[column.path_in_schema] = sizes.get(column.path_in_schema, 0) + column.total_compressed_size
+            self._chunks[path] = sizes
+        return self._chunks[path]
+
+
+def _scanned(con: duckdb.DuckDBPyConnection, sql: str, lake: _LakeFiles) -> tuple[int, int, int]:
     scans = _scans(json.loads(con.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]))
-    read = _tables_named(con, sql) & set(tables)
-    files = {info.path: str(partition_day(info.path[len(root) + 1:])) for name in sorted(read)
-             for info in filesystem.get_file_info(pafs.FileSelector(f"{root}/{tables[name]}", recursive=True))
-             if info.path.endswith(".parquet")}
+    read = _tables_named(con, sql) & set(lake.tables)
+    files = {path: day for name in sorted(read) for path, day in lake.days(name).items()}
     days = sorted(set(files.values()))
     columns_by_day: dict[str, set[str]] = {}
     for columns, day_filter in scans:
@@ -126,10 +155,5 @@ def _scanned(con: duckdb.DuckDBPyConnection, sql: str, filesystem: pafs.FileSyst
         if not columns:
             continue  # pruned by its partition
         scanned_files += 1
-        with filesystem.open_input_file(path) as handle:
-            metadata = pq.ParquetFile(handle).metadata
-        for group in range(metadata.num_row_groups):
-            row_group = metadata.row_group(group)
-            scanned += sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns)
-                           if row_group.column(c).path_in_schema in columns)
+        scanned += sum(size for column, size in lake.chunk_bytes(path).items() if column in columns)
     return scanned, scanned_files, len([day for day in days if day != str(None)])

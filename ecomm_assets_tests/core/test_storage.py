@@ -390,3 +390,22 @@ def test_local_copies_of_s3_files_are_streamed_in_chunks_one_get_each(aws, monke
     assert requests == ["GetObject", "GetObject"]
     assert reads and all(amount == 64 for amount in reads)  # never the whole body at once
     assert sum(area["bytes_read"] for area in store.usage.areas.values()) == sum(map(len, contents.values()))
+
+
+@pytest.mark.parametrize("columns", [None, ["day"]], ids=["all-columns", "one-column"])
+def test_a_ranges_files_read_at_once_keep_their_order_one_get_each(counted_aws, columns):
+    store, _ = counted_store(counted_aws)
+    rels = [f"processed/t/dt=2024-01-{day:02d}/part-00000.parquet" for day in range(1, 3 * storage.READ_CONCURRENCY)]
+    missing = rels[3::5]
+    for day, rel in enumerate(rels, start=1):
+        if rel not in missing:
+            store.write_parquet(rel, pa.table({"day": [day, day], "other": ["x", "y"]}))
+    started = time.time()
+    rows, absent = store.read_parquet_present(rels, columns)
+    served = Counter(r.request_class() for r in counted_aws.since(started))
+    assert absent == missing
+    assert rows.column_names == (columns or ["day", "other"])
+    assert rows["day"].to_pylist() == [day for day, rel in enumerate(rels, start=1) if rel not in missing for _ in range(2)]
+    assert served == Counter({"get": len(rels)})  # one GET per file, a 404 for the missing ones
+    with pytest.raises(FileNotFoundError, match=missing[0]):
+        store.read_parquet(rels)

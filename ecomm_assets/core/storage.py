@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +62,7 @@ UPLOAD_CONFIG = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipar
                                use_threads=False)
 COPY_CHUNK = 8 << 20  # bytes copied at a time from a stream to a file
 READ_CONCURRENCY = 8  # files of a range read at once (S3 GETs wait on the network; pyarrow decodes without the GIL)
+WRITE_CONCURRENCY = 8  # folders of a range written at once on S3
 PARQUET_TAIL = 8  # the footer's length and the magic bytes after it
 FOOTER_READ = 64 << 10  # the last bytes of a Parquet file read for its footer: one ranged GET holds a lake file's
 
@@ -332,18 +333,43 @@ class LakeStore:
         or staged local files): each written atomically, then the stale files removed (and `.tmp`
         files that writers before `.staging/` existed left in partition folders), found in one
         listing of all the folders rather than one per folder. A failure part-way still leaves each
-        folder written before it exactly replaced. Returns the bytes written."""
+        folder written before it exactly replaced. Returns the bytes written. On S3, WRITE_CONCURRENCY
+        folders are written at once (each PUT waits on the network), their contents produced one at
+        a time as before."""
         written, kept = 0, {}
+        in_flight: dict[Future, tuple[str, set[str]]] = {}
+
+        def settle(futures: Iterable[Future]) -> None:
+            nonlocal written
+            for future in futures:
+                rel_dir, names = in_flight.pop(future)
+                written += future.result()  # a write's error is raised here
+                kept[rel_dir] = names
+
+        pool = None if self.is_local else ThreadPoolExecutor(WRITE_CONCURRENCY)
         try:
             for rel_dir, files in partitions:
-                for name, content in files.items():
-                    written += self._write_content(f"{rel_dir}/{name}", content)
-                kept[rel_dir] = set(files)
+                if pool is None:
+                    written += self._write_folder(rel_dir, files)
+                    kept[rel_dir] = set(files)
+                    continue
+                self._sweep_once()  # before the writers start: it runs once
+                if len(in_flight) >= WRITE_CONCURRENCY:
+                    settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+                in_flight[pool.submit(self._write_folder, rel_dir, files)] = (rel_dir, set(files))
+            settle(list(in_flight))
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+                # After a failure: the folders whose writes completed were replaced, and are cleaned.
+                settle([future for future in list(in_flight) if future.exception() is None])
             for rel_dir, info in self._files_in(list(kept)) if kept else ():
                 if (info.base_name not in kept[rel_dir] and not is_hidden_name(info.base_name)) or info.base_name.endswith(".tmp"):
                     self.delete(f"{rel_dir}/{info.base_name}")
         return written
+
+    def _write_folder(self, rel_dir: str, files: Mapping[str, PartitionFile]) -> int:
+        return sum(self._write_content(f"{rel_dir}/{name}", content) for name, content in files.items())
 
     def _write_content(self, rel: str, content: PartitionFile) -> int:
         if isinstance(content, pa.Table):

@@ -351,22 +351,40 @@ def test_a_parquet_files_row_count_is_its_footer_read_in_ranged_gets(counted_aws
             storage.parquet_row_count(lake, "processed/t/dt=2024-01-16/part-00000.parquet")
 
 
-def test_a_replacement_failing_part_way_leaves_the_days_written_before_it_exactly_replaced(tmp_path):
-    store = LakeStore.from_uri(str(tmp_path / "lake"))
-    days = ["2024-01-13", "2024-01-14", "2024-01-15"]
+def _producer_fails_on_the_third_day(days):
+    for day in days[:2]:
+        yield f"processed/t/dt={day}", {"part-00000.parquet": b"new"}
+    raise ValueError("the third day breaks its contract")
+
+
+def _second_days_write_fails(days):
+    for day in days:
+        content = Path("/nonexistent/staged.parquet") if day == days[1] else b"new"
+        yield f"processed/t/dt={day}", {"part-00000.parquet": content}
+
+
+@pytest.mark.parametrize("lake", ["local", "s3"])
+@pytest.mark.parametrize(("partitions", "error", "failing_day"),
+                         [(_producer_fails_on_the_third_day, ValueError, "2024-01-15"),
+                          (_second_days_write_fails, FileNotFoundError, "2024-01-14")],
+                         ids=["producer-fails", "a-write-fails"])
+def test_a_replacement_failing_part_way_leaves_each_day_exactly_replaced_or_untouched(
+        tmp_path, request, lake, partitions, error, failing_day):
+    """On S3 the days are written concurrently: the days that completed are replaced, the others
+    untouched, never a day holding both its old and its new file."""
+    store = (LakeStore.from_uri(str(tmp_path / "lake")) if lake == "local"
+             else counted_store(request.getfixturevalue("counted_aws"))[0])
+    days = [f"2024-01-{day}" for day in range(13, 13 + 2 * storage.WRITE_CONCURRENCY)]
     for day in days:
         store.write_bytes(f"processed/t/dt={day}/part-00001.parquet", b"an older writer's")
-
-    def partitions():
-        for day in days[:2]:
-            yield f"processed/t/dt={day}", {"part-00000.parquet": b"new"}
-        raise ValueError("the third day breaks its contract")
-
-    with pytest.raises(ValueError, match="third day"):
-        store.replace_partitions(partitions())
-    assert [f.path for f in store.list_files("processed/t", recursive=True)] == [
-        "processed/t/dt=2024-01-13/part-00000.parquet", "processed/t/dt=2024-01-14/part-00000.parquet",
-        "processed/t/dt=2024-01-15/part-00001.parquet"]
+    with pytest.raises(error):
+        store.replace_partitions(partitions(days))
+    held = {}
+    for f in store.list_files("processed/t", recursive=True):
+        held.setdefault(f.path.split("/")[2], []).append(f.name)
+    assert held[f"dt={failing_day}"] == ["part-00001.parquet"]
+    assert all(names in (["part-00000.parquet"], ["part-00001.parquet"]) for names in held.values()), held
+    assert held[f"dt={days[0]}"] == ["part-00000.parquet"]  # written before the failure
 
 
 def test_local_copies_of_s3_files_are_streamed_in_chunks_one_get_each(aws, monkeypatch):

@@ -31,6 +31,8 @@ Instances measured:
 import argparse
 import contextlib
 import functools
+import glob
+import io
 import json
 import os
 import statistics
@@ -42,6 +44,7 @@ import uuid
 from datetime import date, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
+import pyarrow.parquet as pq
 import yaml
 
 from ecomm_assets.core.layout import raw_orders_root, table_dir
@@ -135,6 +138,24 @@ def engine_seconds(folder: str) -> tuple[float, int]:
     return statistics.median(seconds), orders
 
 
+def file_floor_seconds(folder: str) -> tuple[float, int]:
+    """What the lake's layout alone costs, in the same invocation: reading every Parquet file the
+    run wrote once and writing it once more (to memory, the project's compression), file by file
+    as pyarrow does it; median of ENGINE_RUNS passes, and the number of files. Data work cannot go
+    below this while each table keeps a file per day."""
+    from ecomm_assets.core.storage import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL
+
+    paths = sorted(glob.glob(os.path.join(folder, "lake", "**", "*.parquet"), recursive=True))
+    seconds = []
+    for _ in range(ENGINE_RUNS):
+        start = time.perf_counter()
+        for path in paths:
+            pq.write_table(pq.ParquetFile(path).read(), io.BytesIO(), compression=PARQUET_COMPRESSION,
+                           compression_level=PARQUET_COMPRESSION_LEVEL)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), len(paths)
+
+
 class PostgresDatabase:
     """A new database on the given server for one measured run, dropped afterwards."""
 
@@ -214,7 +235,9 @@ def main() -> None:
             assert r["partitions"] == args.days, r["partitions"]
             if engine is None:  # the same orders for every instance: measured once
                 engine, orders = engine_seconds(r["folder"])
-                print(f"(engine: {orders} orders, median of {ENGINE_RUNS} runs)")
+                floor, files = file_floor_seconds(r["folder"])
+                print(f"(engine: {orders} orders, median of {ENGINE_RUNS} runs; file floor: reading and writing the "
+                      f"run's {files} Parquet files once takes {floor:.1f} s = {floor / engine:.1f}x the engine)")
             work = ours - control
             print(f"{name:<18} {ours:7.1f}s {peak:9.0f} {control:7.1f}s {work:9.1f}s {engine:6.1f}s "
                   f"{work / engine:10.1f}x {events:7d} {control_events:14d}", flush=True)

@@ -1,7 +1,5 @@
 """The SQL catalog (Glue for Athena, or a local DuckDB file) kept in step with the lake."""
 
-from datetime import date
-
 import dagster as dg
 
 from ecomm_assets.assets.analytics import (
@@ -12,6 +10,7 @@ from ecomm_assets.assets.analytics import (
     sales_by_category,
     top_customers,
 )
+from ecomm_assets.assets.days import files_by_day
 from ecomm_assets.assets.engagement import (
     comments,
     engaged_users,
@@ -25,9 +24,8 @@ from ecomm_assets.assets.lake import dim_customers, dim_products, order_lines, o
 from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.assets.purchases import dim_user_profiles, purchase_events
 from ecomm_assets.core.catalog import CatalogTable
-from ecomm_assets.core.layout import FEEDS, partition_day, table_dir
+from ecomm_assets.core.layout import FEEDS, table_dir
 from ecomm_assets.core.schemas import LAKE_TABLES, LANDED_FILES, UNPARTITIONED_TABLES
-from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource, SqlCatalogResource
 
@@ -51,7 +49,7 @@ from ecomm_assets.resources import LakeResource, SqlCatalogResource
 def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: SqlCatalogResource) -> dg.MaterializeResult:
     store = lake.store()
     partitioned = {**LAKE_TABLES, **{feed.landed_files_table: LANDED_FILES for feed in FEEDS}}
-    tables = [CatalogTable(name, schema, store.full_uri(table_dir(name)), days=_days_held(store, name))
+    tables = [CatalogTable(name, schema, store.full_uri(table_dir(name)), days=tuple(sorted(files_by_day(store, table_dir(name)))))
               for name, schema in partitioned.items()]
     tables += [CatalogTable(name, schema, store.full_uri(table_dir(name)), partitioned=False)
                for name, schema in UNPARTITIONED_TABLES.items()]
@@ -65,8 +63,3 @@ def catalog(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: 
             "query": dg.MetadataValue.md(f"```sql\n{backend.query_hint('order_lines')}\n```"),
         }
     )
-
-
-def _days_held(store: LakeStore, table: str) -> tuple[date, ...]:
-    """The days of a table's dt= partitions, from one listing."""
-    return tuple(sorted({partition_day(f.path) for f in store.list_files(table_dir(table), recursive=True)} - {None}))

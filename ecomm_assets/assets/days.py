@@ -158,10 +158,20 @@ class InputsChanged(RuntimeError):
     """A step's input files changed between its listing and its write: its result is stale."""
 
 
+def files_by_day(store: LakeStore, folder: str) -> dict[date, list[LakeFile]]:
+    """The files of each day's dt= partition under `folder` (`<area>/<table>`), from one listing."""
+    by_day: dict[date, list[LakeFile]] = {}
+    for f in store.list_files(folder, recursive=True):
+        day = partition_day(f.path)
+        if day is not None:
+            by_day.setdefault(day, []).append(f)
+    return by_day
+
+
 def input_files(store: LakeStore, folder: str, days: Sequence[date]) -> frozenset[LakeFile]:
     """The files of `days` under `folder` (`<area>/<table>`), in one listing: what a step read."""
-    wanted = set(days)
-    return frozenset(f for f in store.list_files(folder, recursive=True) if partition_day(f.path) in wanted)
+    by_day = files_by_day(store, folder)
+    return frozenset(f for day in set(days) for f in by_day.get(day, ()))
 
 
 @contextlib.contextmanager
@@ -223,18 +233,14 @@ def stale_days(store: LakeStore, derivation: Derivation) -> StaleDays:
     size: dict[date, int] = {}
     held: dict[str, set[date]] = {}
     for folder in derivation.inputs:
-        held[folder] = set()
-        for f in store.list_files(folder, recursive=True):
-            day = partition_day(f.path)
-            if day is None:
-                continue
-            held[folder].add(day)
-            size[day] = size.get(day, 0) + f.size
-            if day not in newest or f.mtime > newest[day]:
-                newest[day] = f.mtime
+        by_day = files_by_day(store, folder)
+        held[folder] = set(by_day)
+        for day, files in by_day.items():
+            size[day] = size.get(day, 0) + sum(f.size for f in files)
+            newest[day] = max([f.mtime for f in files] + ([newest[day]] if day in newest else []))
     buildable = set.intersection(*(held[folder] for folder in derivation.required))
-    built = {partition_day(f.path): f.mtime for f in store.list_files(table_dir(derivation.table), recursive=True)
-             if f.name == PART_FILE}
+    built = {day: f.mtime for day, files in files_by_day(store, table_dir(derivation.table)).items()
+             for f in files if f.name == PART_FILE}
     days = sorted(day for day in buildable if day not in built or built[day] <= newest[day])
     waiting = sorted(set().union(*(held[folder] for folder in derivation.required)) - buildable)
     return StaleDays(days, {day: size[day] for day in days}, waiting)

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -37,6 +38,7 @@ from ecomm_assets.core.usage import Request
 DEFAULT_TIMEOUT_SECONDS = 900.0  # a year's backfill holds its days for minutes
 LEASE_SECONDS = 60.0  # how long a killed run's S3 lease blocks its days
 POLL_SECONDS = (0.05, 1.0)  # first and longest wait between attempts
+LEASE_CONCURRENCY = 16  # leases of a range put, renewed and deleted at once
 
 
 class DayLockTimeout(TimeoutError):
@@ -193,11 +195,17 @@ def day_locks(
         renewer.start()
     try:
         deadline = time.monotonic() + timeout_seconds
-        for day in sorted({str(d) for d in days}):
-            if store.is_local:
-                lock = _FileLock(store, f"{LOCKS}/{day}.lock", holder)
-            else:
-                lock = _Lease(store, s3, f"{LOCKS}/{day}.json", holder, lease_seconds)
+        ordered = sorted({str(d) for d in days})
+        locks = [_FileLock(store, f"{LOCKS}/{day}.lock", holder) if s3 is None else
+                 _Lease(store, s3, f"{LOCKS}/{day}.json", holder, lease_seconds) for day in ordered]
+        waiting_from = 0
+        if s3 is not None:  # every lease tried at once; the run keeps those before the first day another run holds
+            taken = _first_attempts(locks)
+            waiting_from = taken.index(False) if False in taken else len(locks)
+            held.extend(locks[:waiting_from])
+            # Waiting while holding a later day could deadlock with a run that holds this one and waits for that.
+            _at_once(_Lease.release, [lock for lock, got in zip(locks[waiting_from:], taken[waiting_from:]) if got])
+        for day, lock in zip(ordered[waiting_from:], locks[waiting_from:]):
             _acquire(lock, day, deadline, timeout_seconds, on_wait)
             held.append(lock)
         yield HeldDays(held)
@@ -205,8 +213,10 @@ def day_locks(
         renewing.set()
         if renewer is not None:
             renewer.join()
-        for lock in reversed(held):
-            lock.release()
+            _at_once(_Lease.release, held)
+        else:
+            for lock in reversed(held):
+                lock.release()
 
 
 def _acquire(lock, day: str, deadline: float, timeout_seconds: float, on_wait: Callable[[str], None] | None) -> None:
@@ -223,9 +233,30 @@ def _acquire(lock, day: str, deadline: float, timeout_seconds: float, on_wait: C
         pause = min(pause * 2, POLL_SECONDS[1])
 
 
+def _at_once(action: Callable[[_Lease], object], leases: list[_Lease]) -> list:
+    """`action` on every lease, LEASE_CONCURRENCY at a time (each request waits on S3), all of them
+    run even when one fails; then the first error is raised."""
+    with ThreadPoolExecutor(LEASE_CONCURRENCY) as pool:
+        futures = [pool.submit(action, lease) for lease in leases]
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:
+        raise errors[0]
+    return [future.result() for future in futures]
+
+
+def _first_attempts(leases: list[_Lease]) -> list[bool]:
+    """Each lease's first attempt, all at once; on an error, those taken are released again."""
+    with ThreadPoolExecutor(LEASE_CONCURRENCY) as pool:
+        futures = [pool.submit(lease.try_acquire) for lease in leases]
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:
+        _at_once(_Lease.release, [lease for lease, future in zip(leases, futures)
+                                  if future.exception() is None and future.result()])
+        raise errors[0]
+    return [future.result() for future in futures]
+
+
 def _renew(leases: list[_Lease], stop: threading.Event, every: float) -> None:
     """Renews the leases taken so far (the list grows while the run waits for its later days)."""
     while not stop.wait(every):
-        for lease in list(leases):
-            if not lease.lost:
-                lease.renew()
+        _at_once(_Lease.renew, [lease for lease in list(leases) if not lease.lost])

@@ -1,5 +1,6 @@
 """Day locks on a local lake (flock) and on S3 (conditional-PUT leases, moto server)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -119,3 +120,41 @@ def test_leases_taken_first_are_kept_while_a_range_waits_for_its_later_days(stor
         time.sleep(2 * lease)  # holding longer than a lease: renewed all along
         held.ensure_held()
     blocker.join()
+
+
+def test_an_s3_range_waiting_for_a_day_holds_only_the_days_before_it(aws):
+    """All of a range's leases are tried at once; waiting while holding a later day could deadlock
+    with a run holding the awaited day and waiting for that one, so those are given back."""
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    store = LakeStore.from_uri("s3://lake/prefix", aws, "us-east-1")
+    days = [f"2024-01-{day}" for day in range(10, 30)]
+    released, waiting = threading.Event(), threading.Event()
+
+    def holders() -> dict[str, str]:
+        listed = s3.list_objects_v2(Bucket="lake", Prefix="prefix/.locks/").get("Contents", [])
+        return {item["Key"].rsplit("/", 1)[1]: json.loads(s3.get_object(Bucket="lake", Key=item["Key"])["Body"].read())["holder"]
+                for item in listed}
+
+    def other_run():
+        with day_locks(store, [days[5]], holder="other-run"):
+            released.wait(20)
+
+    blocker = threading.Thread(target=other_run)
+    blocker.start()
+    deadline = time.monotonic() + 10
+    while f"{days[5]}.json" not in holders() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = {}
+
+    def on_wait(message):
+        seen.update(holders())
+        waiting.set()
+        released.set()
+
+    with day_locks(store, days, holder="range-run", on_wait=on_wait):
+        assert waiting.is_set()
+        assert seen == {**{f"{day}.json": "range-run" for day in days[:5]}, f"{days[5]}.json": "other-run"}
+        assert holders() == {f"{day}.json": "range-run" for day in days}
+    blocker.join()
+    assert holders() == {}

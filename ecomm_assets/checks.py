@@ -50,7 +50,6 @@ from ecomm_assets.core.storage import (
     PARQUET_TAIL,
     LakeFile,
     LakeStore,
-    parquet_row_count,
 )
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
@@ -69,8 +68,9 @@ class DayFile:
 
 
 def _footer(store: LakeStore, rel: str) -> DayFile:
-    """A Parquet file's schema and row count from its footer, without the data: the reads of
-    storage.parquet_row_count (one ranged GET of the tail; a second one only for a larger footer)."""
+    """A Parquet file's schema and row count from its footer, without the data: one ranged GET of
+    its last FOOTER_READ bytes, a second one only for a larger footer (storage.parquet_row_count's
+    reads, which give only the row count). A missing file raises FileNotFoundError."""
     tail = store.read_tail(rel, FOOTER_READ)
     footer = struct.unpack("<I", tail[-PARQUET_TAIL:-4])[0] + PARQUET_TAIL
     if footer > len(tail) == FOOTER_READ:
@@ -102,7 +102,7 @@ class StepDays:
         None without a file."""
         if day not in self.row_counts:
             try:
-                self.row_counts[day] = parquet_row_count(self.store, table_path(self.table, day))
+                self.row_counts[day] = _footer(self.store, table_path(self.table, day)).rows
             except FileNotFoundError:
                 self.row_counts[day] = None
         return self.row_counts[day]

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets import checks
+from ecomm_assets.core.storage import FOOTER_READ, LakeStore
 from ecomm_assets_tests.conftest import make_definitions
 from ecomm_assets_tests.test_checks import first_order_with_two_lines, replace
 
@@ -171,3 +172,16 @@ def test_checks_that_need_no_rows_read_each_days_footer_only(lake, monkeypatch):
     assert set(evaluations) == {(key.asset_key.path[-1], key.name) for key in footer_checks}
     assert all(m == {"days_checked": len(DAYS), "days_failed": []} for m in evaluations.values()), evaluations
 
+
+
+@pytest.mark.parametrize("columns", [3, 3000], ids=["a footer in the first read", "a footer larger than the first read"])
+def test_a_footer_gives_the_files_schema_and_row_count(tmp_path, columns):
+    table = pa.table({f"c{n}": pa.array([n, None], pa.int32()) for n in range(columns)})
+    store = LakeStore.from_uri(str(tmp_path))
+    store.write_parquet("processed/t/dt=2024-01-15/part-00000.parquet", table)
+    footer = checks._footer(store, "processed/t/dt=2024-01-15/part-00000.parquet")
+    assert (footer.schema, footer.rows) == (table.schema, 2)
+    assert (pq.ParquetFile(store.full_path("processed/t/dt=2024-01-15/part-00000.parquet")).metadata.serialized_size
+            > FOOTER_READ) == (columns > 3)
+    with pytest.raises(FileNotFoundError):
+        checks._footer(store, "processed/t/dt=2024-01-16/part-00000.parquet")

@@ -2,9 +2,10 @@
 downstream assets never read a partition that failed one; WARN checks flag what needs a look."""
 
 
+import functools
 import json
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -131,22 +132,27 @@ class Batch:
     def days(self) -> list[date]:
         return list(self.files)
 
+    @functools.cached_property
+    def stacked(self) -> list[tuple[list[date], pa.Table]]:
+        """The batch's rows stacked once for all the rules (quality.by_schema)."""
+        return list(quality.by_schema(self.rows))
+
     def evaluate(self, rule: Callable[[pa.Table, int], list[quality.CheckOutcome]]) -> dict[date, quality.CheckOutcome]:
         """A quality rule's outcome of each day, from one pass over the batch's rows (one per schema)."""
-        return {day: outcome for days, rows in quality.by_schema(self.rows) for day, outcome in zip(days, rule(rows, len(days)))}
+        return {day: outcome for days, rows in self.stacked for day, outcome in zip(days, rule(rows, len(days)))}
 
     def figures(self, aggregations: list[tuple]) -> dict[date, dict]:
         """Each day's aggregations of the batch's rows (quality.per_day)."""
-        return _figures(self.rows, aggregations)
+        return _figures(self.stacked, aggregations)
 
-    def read(self, table: str, columns: Sequence[str]) -> dict[date, pa.Table]:
-        """Columns of another table's rows of the batch's days, a file per day."""
-        return {day: _read_columns(self.step.store, table, day, columns)[1] for day in self.days}
+    def read(self, table: str, columns: Sequence[str]) -> list[tuple[list[date], pa.Table]]:
+        """Columns of another table's rows of the batch's days (a file per day), stacked."""
+        return list(quality.by_schema({day: _read_columns(self.step.store, table, day, columns)[1] for day in self.days}))
 
 
-def _figures(rows: dict[date, pa.Table], aggregations: list[tuple]) -> dict[date, dict]:
-    return {day: figures for days, stacked in quality.by_schema(rows)
-            for day, figures in zip(days, quality.per_day(stacked, len(days), aggregations))}
+def _figures(stacked: Iterable[tuple[list[date], pa.Table]], aggregations: list[tuple]) -> dict[date, dict]:
+    """Each day's aggregations of days' stacked rows (quality.by_schema)."""
+    return {day: figures for days, rows in stacked for day, figures in zip(days, quality.per_day(rows, len(days), aggregations))}
 
 
 Rule = Callable[[Batch], dict[date, quality.CheckOutcome]]
@@ -224,9 +230,10 @@ def _purchase_events_conservation(events: Batch) -> dict[date, quality.CheckOutc
 def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
     """Every dimension's rows add up to the day's purchase events: purchases, revenue and margin."""
     measures = ("purchases", "revenue", "margin")
-    events = _figures(breakdown.read("purchase_events", ["revenue", "margin"]), [([], "count_all"), ("revenue", "sum"), ("margin", "sum")])
+    events = _figures(breakdown.read("purchase_events", ["revenue", "margin"]),
+                      [([], "count_all"), ("revenue", "sum"), ("margin", "sum")])
     sums: dict[date, list[dict]] = {day: [] for day in breakdown.days}
-    for days, rows in quality.by_schema(breakdown.rows):
+    for days, rows in breakdown.stacked:
         for row in rows.group_by([quality.DAY, "dimension"]).aggregate([(c, "sum") for c in measures]).to_pylist():
             sums[days[row[quality.DAY]]].append(row)
     outcomes = {}
@@ -244,7 +251,8 @@ def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
 
 
 def _orders_match_lines(orders: Batch) -> dict[date, quality.CheckOutcome]:
-    lines = _figures(orders.read("order_lines", ["order_id", "quantity", "line_total"]), [("order_id", "count_distinct"), ("quantity", "sum"), ("line_total", "sum")])
+    lines = _figures(orders.read("order_lines", ["order_id", "quantity", "line_total"]),
+                     [("order_id", "count_distinct"), ("quantity", "sum"), ("line_total", "sum")])
     own = orders.figures([([], "count_all"), ("units", "sum"), ("items_total", "sum")])
     outcomes = {}
     for day in orders.days:
@@ -321,7 +329,8 @@ def _withdraw(store: LakeStore, table: str, day: date) -> None:
     store.delete(table_path(table, day))
 
 
-def _batches(store: LakeStore, table: str, days: list[date], columns: list[str]) -> Iterator[tuple[dict[date, DayFile], dict[date, pa.Table]]]:
+def _batches(store: LakeStore, table: str, days: list[date],
+             columns: list[str]) -> Iterator[tuple[dict[date, DayFile], dict[date, pa.Table]]]:
     """The days' files in batches: without columns, their footers, in one batch; else their rows of
     `columns`, in batches of consecutive days of at most BATCH_INPUT_BYTES of Parquet (sizes from
     one listing), as derived builds read them."""

@@ -44,10 +44,12 @@ def per_day(rows: pa.Table, days: int, aggregations: list[tuple]) -> list[dict]:
     """Each day's aggregations (pyarrow group_by names: `<column>_<function>`), in one group_by; a
     day without rows gets what an empty table gives (counts 0, sums None)."""
     by = [DAY] if DAY in rows.column_names else []
-    empty = rows.slice(0, 0).group_by([]).aggregate(aggregations).to_pylist()[0]
-    figures = [empty] * days
+    figures: list[dict | None] = [None] * days
     for row in rows.group_by(by).aggregate(aggregations).to_pylist():
         figures[row.pop(DAY, 0)] = row
+    if None in figures:
+        empty = rows.slice(0, 0).group_by([]).aggregate(aggregations).to_pylist()[0]
+        figures = [empty if day is None else day for day in figures]
     return figures
 
 

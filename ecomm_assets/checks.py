@@ -274,11 +274,15 @@ def _row_count(batch: Batch) -> dict[date, quality.CheckOutcome]:
 
 @dataclass(frozen=True)
 class Check:
+    """A check of a table: its rule gives each day of a batch its outcome. `columns` are what it
+    reads of each day's rows (a step reads the union of its selected checks' columns, once); a
+    check without columns needs only each day's footer (schema, row count)."""
+
     name: str
     rule: Rule
     description: str
     blocking: bool
-    columns: tuple[str, ...] = ()  # of each day's rows, read only for checks that need them; none: the footer is enough
+    columns: tuple[str, ...] = ()
 
 
 def _result(check: Check, table: str, outcomes: dict[date, quality.CheckOutcome]) -> dg.AssetCheckResult:
@@ -334,6 +338,8 @@ def _batches(store: LakeStore, table: str, days: list[date],
     """The days' files in batches: without columns, their footers, in one batch; else their rows of
     `columns`, in batches of consecutive days of at most BATCH_INPUT_BYTES of Parquet (sizes from
     one listing), as derived builds read them."""
+    if not days:
+        return
     if not columns:
         yield {day: _footer(store, table_path(table, day)) for day in days}, {}
         return

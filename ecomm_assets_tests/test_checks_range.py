@@ -156,22 +156,38 @@ def test_a_range_fails_on_the_corrupted_day_with_that_days_own_outcome(lake, int
         assert not alone[key].passed
 
 
-def test_checks_that_need_no_rows_read_each_days_footer_only(lake, monkeypatch):
-    """The schema and the row count (the analytics tables' only check is the schema) read each
-    day's footer (a ranged read of the file's tail), never its rows."""
-    read_rows = []
-    monkeypatch.setattr(checks, "_read_columns", lambda store, table, day, columns: read_rows.append((table, day)))
+SELECTIONS = [
+    # (label, the checks selected, each table's columns read of each day: none for a footer alone)
+    ("schema and row count: footers only", {("order_lines", "schema_matches_contract"), ("orders", "row_count_not_anomalous"),
+                                           ("orders", "schema_matches_contract")}, {}),
+    ("keys: the key columns only", {("orders", "keys_not_null_and_unique"), ("orders", "schema_matches_contract")},
+     {"orders": ("order_id",)}),
+    ("several checks: their columns read once", {("order_lines", "keys_not_null_and_unique"), ("order_lines", "records_conserved"),
+                                                ("order_lines", "quantities_positive_prices_non_negative")},
+     {"order_lines": ("order_id", "line_number", "quantity", "unit_price")}),
+]
+
+
+@pytest.mark.parametrize("label, selected, columns", SELECTIONS, ids=[s[0] for s in SELECTIONS])
+def test_a_step_reads_of_each_day_only_what_its_selected_checks_need(lake, monkeypatch, label, selected, columns):
+    read = []
+    read_columns = checks._read_columns
+
+    def recorded(store, table, day, wanted):
+        read.append((table, day, tuple(wanted)))
+        return read_columns(store, table, day, wanted)
+
+    monkeypatch.setattr(checks, "_read_columns", recorded)
     defs = make_definitions(lake, orders_per_day=40)
-    footer_checks = {dg.AssetCheckKey(dg.AssetKey(table), name) for table in ("order_lines", "orders")
-                     for name in ("schema_matches_contract", "row_count_not_anomalous")}
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(), asset_check_selection=footer_checks)
+    keys = {dg.AssetCheckKey(dg.AssetKey(table), name) for table, name in selected}
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(), asset_check_selection=keys)
     with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(instance=instance, tags=RANGE)
-    assert result.success and read_rows == []
+    assert result.success
+    assert sorted(read) == sorted((table, day, wanted) for table, wanted in columns.items() for day in DAYS)
     evaluations = {(e.asset_key.path[-1], e.check_name): metadata(e) for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {(key.asset_key.path[-1], key.name) for key in footer_checks}
+    assert set(evaluations) == selected
     assert all(m == {"days_checked": len(DAYS), "days_failed": []} for m in evaluations.values()), evaluations
-
 
 
 @pytest.mark.parametrize("columns", [3, 3000], ids=["a footer in the first read", "a footer larger than the first read"])

@@ -1,5 +1,5 @@
-"""Data-quality rules as pure functions: (passed, metadata) from Arrow tables and counts, each day's
-of a batch of days from one vectorized pass."""
+"""Data-quality rules as pure functions: (passed, metadata) from Arrow tables and counts. A rule on
+rows gives each day of a batch of days its own outcome from one vectorized pass."""
 
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ def per_day(rows: pa.Table, days: int, aggregations: list[tuple]) -> list[dict]:
 def count_true(rows: pa.Table, days: int, **flags: pa.Array | pa.ChunkedArray) -> list[dict[str, int]]:
     """Each day's rows ("rows") and, for each flag (a boolean per row of `rows`), the rows it holds
     for (a null is not counted)."""
-    columns = {**flags, **({DAY: rows[DAY]} if DAY in rows.column_names else {})}
+    columns = dict(flags)
+    if DAY in rows.column_names:
+        columns[DAY] = rows[DAY]
     figures = per_day(pa.table(columns) if flags else rows, days, [([], "count_all"), *((name, "sum") for name in flags)])
     return [{"rows": day["count_all"]} | {name: day[f"{name}_sum"] or 0 for name in flags} for day in figures]
 

@@ -2,18 +2,26 @@
 downstream assets never read a partition that failed one; WARN checks flag what needs a look."""
 
 
+import functools
 import json
-from collections.abc import Callable, Iterator
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ecomm_assets.assets import analytics, engagement, purchases
 from ecomm_assets.assets import lake as lake_assets
-from ecomm_assets.assets.days import input_files, read_table, run_days
+from ecomm_assets.assets.days import (
+    BATCH_INPUT_BYTES,
+    day_batches,
+    input_files,
+    run_days,
+)
 from ecomm_assets.assets.metadata import BUILT_DAYS
 from ecomm_assets.core import quality
 from ecomm_assets.core.engagement import COLLECTION
@@ -38,7 +46,12 @@ from ecomm_assets.core.schemas import (
     LAKE_TABLES,
     PURCHASE_DIMENSIONS,
 )
-from ecomm_assets.core.storage import LakeFile, LakeStore, parquet_row_count
+from ecomm_assets.core.storage import (
+    FOOTER_READ,
+    PARQUET_TAIL,
+    LakeFile,
+    LakeStore,
+)
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
@@ -48,28 +61,52 @@ _ASSETS = {key: assets for assets in dg.load_assets_from_modules([lake_assets, e
 
 
 @dataclass(frozen=True)
-class TableDays:
-    """A table's rows of the day being checked, read once for all of the table's checks, and what
-    the step's days share: row counts known, raw listings."""
+class DayFile:
+    """What a day's file says without its rows: its schema and row count."""
+
+    schema: pa.Schema
+    rows: int
+
+
+def _footer(store: LakeStore, rel: str) -> DayFile:
+    """A Parquet file's schema and row count from its footer, without the data: one ranged GET of
+    its last FOOTER_READ bytes, a second one only for a larger footer (storage.parquet_row_count's
+    reads, which give only the row count). A missing file raises FileNotFoundError."""
+    tail = store.read_tail(rel, FOOTER_READ)
+    footer = struct.unpack("<I", tail[-PARQUET_TAIL:-4])[0] + PARQUET_TAIL
+    if footer > len(tail) == FOOTER_READ:
+        tail = store.read_tail(rel, footer)
+    parquet = pq.ParquetFile(pa.BufferReader(tail))
+    return DayFile(parquet.schema_arrow, parquet.metadata.num_rows)
+
+
+def _read_columns(store: LakeStore, table: str, day: date, columns: Sequence[str]) -> tuple[DayFile, pa.Table]:
+    """A day's file (its whole schema) and the rows of those of `columns` it has: the whole file in
+    one GET, as LakeStore.read_parquet reads it, but only those columns decoded."""
+    parquet = pq.ParquetFile(pa.BufferReader(store.read_bytes(table_path(table, day))))
+    return DayFile(parquet.schema_arrow, parquet.metadata.num_rows), parquet.read(columns=list(columns))
+
+
+@dataclass(frozen=True)
+class StepDays:
+    """What a checks step's days share: the days, the row counts known (days checked, footers read
+    once), raw listings."""
 
     store: LakeStore
     table: str
-    rows: dict[date, pa.Table]
     days: list[date]  # every day the step checks
-    footer_rows: dict[date, int | None]  # the row counts known: days checked before, footers read once
+    row_counts: dict[date, int | None]
     raw_listed: dict[str, dict[str, list[LakeFile]]]  # feed -> day folder -> files, shared by the step's days
 
     def row_count(self, day: date) -> int | None:
-        """Rows of a day: from its rows, else known in this step, else from the file's footer (one
-        GET, once per day); None without a file."""
-        if day in self.rows:
-            return self.rows[day].num_rows
-        if day not in self.footer_rows:
+        """Rows of a day: known in this step, else from the file's footer (one GET, once per day);
+        None without a file."""
+        if day not in self.row_counts:
             try:
-                self.footer_rows[day] = parquet_row_count(self.store, table_path(self.table, day))
+                self.row_counts[day] = _footer(self.store, table_path(self.table, day)).rows
             except FileNotFoundError:
-                self.footer_rows[day] = None
-        return self.footer_rows[day]
+                self.row_counts[day] = None
+        return self.row_counts[day]
 
     def raw_files(self, feed: Feed, day: date) -> list[LakeFile]:
         """A feed's raw files of a day of the step, from one listing of the feed for all its days
@@ -82,94 +119,170 @@ class TableDays:
         return self.raw_listed[feed.raw_root].get(feed.raw_dir(day), [])
 
 
-Rule = Callable[[TableDays, date], quality.CheckOutcome]
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive days of a table checked together: each day's file (schema, row count), and each
+    day's rows when a selected check reads them."""
+
+    step: StepDays
+    files: dict[date, DayFile]
+    rows: dict[date, pa.Table]
+
+    @property
+    def days(self) -> list[date]:
+        return list(self.files)
+
+    @functools.cached_property
+    def stacked(self) -> list[tuple[list[date], pa.Table]]:
+        """The batch's rows stacked once for all the rules (quality.by_schema)."""
+        return list(quality.by_schema(self.rows))
+
+    def evaluate(self, rule: Callable[[pa.Table, int], list[quality.CheckOutcome]]) -> dict[date, quality.CheckOutcome]:
+        """A quality rule's outcome of each day, from one pass over the batch's rows (one per schema)."""
+        return {day: outcome for days, rows in self.stacked for day, outcome in zip(days, rule(rows, len(days)))}
+
+    def figures(self, aggregations: list[tuple]) -> dict[date, dict]:
+        """Each day's aggregations of the batch's rows (quality.per_day)."""
+        return _figures(self.stacked, aggregations)
+
+    def read(self, table: str, columns: Sequence[str]) -> list[tuple[list[date], pa.Table]]:
+        """Columns of another table's rows of the batch's days (a file per day), stacked."""
+        return list(quality.by_schema({day: _read_columns(self.step.store, table, day, columns)[1] for day in self.days}))
 
 
-def _schema(days: TableDays, day: date) -> quality.CheckOutcome:
-    return quality.schema_matches(days.rows[day], LAKE_TABLES[days.table])
+def _figures(stacked: Iterable[tuple[list[date], pa.Table]], aggregations: list[tuple]) -> dict[date, dict]:
+    """Each day's aggregations of days' stacked rows (quality.by_schema)."""
+    return {day: figures for days, rows in stacked for day, figures in zip(days, quality.per_day(rows, len(days), aggregations))}
 
 
-def _keys(keys: list[str]) -> Rule:
-    return lambda days, day: quality.keys_not_null_and_unique(days.rows[day], keys)
+Rule = Callable[[Batch], dict[date, quality.CheckOutcome]]
 
 
-def _order_lines_conservation(lines: TableDays, day: date) -> quality.CheckOutcome:
+def _schema(batch: Batch) -> dict[date, quality.CheckOutcome]:
+    """Each day's file against the contract, compared once per distinct schema."""
+    contract, outcomes = LAKE_TABLES[batch.step.table], {}
+    by_schema: dict[pa.Schema, quality.CheckOutcome] = {}
+    for day, file in batch.files.items():
+        if file.schema not in by_schema:
+            by_schema[file.schema] = quality.schema_matches(file.schema, contract)
+        outcomes[day] = by_schema[file.schema]
+    return outcomes
+
+
+def _quarantined(store: LakeStore, table: str, day: date) -> int:
+    return count_json_lines(store.read_if_exists(quarantine_path(table, day)) or b"")
+
+
+def _duplicates_dropped(store: LakeStore, table: str, day: date) -> int:
+    return json.loads(store.read_bytes(counts_path(table, day)))["duplicates_dropped"]
+
+
+def _order_lines_conservation(lines: Batch) -> dict[date, quality.CheckOutcome]:
     """Recounts every side independently: lines of the raw files, distinct orders in the table,
     records in quarantine; only the duplicates come from the run's own counts."""
-    store = lines.store
-    records_read = sum(count_json_lines(store.read_bytes(f.path)) for f in lines.raw_files(ORDERS_FEED, day))
-    loaded = pc.count_distinct(lines.rows[day]["order_id"]).as_py()
-    quarantined = count_json_lines(store.read_if_exists(quarantine_path("order_lines", day)) or b"")
-    duplicates = json.loads(store.read_bytes(counts_path("order_lines", day)))["duplicates_dropped"]
-    return quality.conservation(records_read, loaded, quarantined, duplicates)
+    step = lines.step
+    loaded = lines.figures([("order_id", "count_distinct")])
+    return {day: quality.conservation(
+        sum(count_json_lines(step.store.read_bytes(f.path)) for f in step.raw_files(ORDERS_FEED, day)),
+        loaded[day]["order_id_count_distinct"],
+        _quarantined(step.store, "order_lines", day),
+        _duplicates_dropped(step.store, "order_lines", day),
+    ) for day in lines.days}
 
 
-def _engagement_conservation(table_days: TableDays, day: date) -> quality.CheckOutcome:
+def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
     """Recounts both sides independently: records of the raw snapshot (reviews, for product_reviews)
     against the rows of the table and the records in quarantine."""
-    store, table = table_days.store, table_days.table
-    snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
-    records = json.loads(snapshot) if snapshot is not None else []
-    if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
-        read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
-                   for r in records if isinstance(r, dict))
-    else:
-        read = len(records)
-    rejected = count_json_lines(store.read_if_exists(quarantine_path(table, day)) or b"")
-    return quality.conservation(read, table_days.rows[day].num_rows, rejected, 0)
+    store, table = batch.step.store, batch.step.table
+    outcomes = {}
+    for day, file in batch.files.items():
+        snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
+        records = json.loads(snapshot) if snapshot is not None else []
+        if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
+            read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
+                       for r in records if isinstance(r, dict))
+        else:
+            read = len(records)
+        outcomes[day] = quality.conservation(read, file.rows, _quarantined(store, table, day), 0)
+    return outcomes
 
 
-def _ratings_in_range(reviews: TableDays, day: date) -> quality.CheckOutcome:
-    ratings = reviews.rows[day]["rating"]
-    outside = pc.sum(pc.invert(pc.fill_null(pc.and_(pc.greater_equal(ratings, 1), pc.less_equal(ratings, 5)), False))).as_py() or 0
-    return outside == 0, {"ratings_outside_1_to_5": outside, "reviews": len(ratings)}
+def _ratings_in_range(rows: pa.Table, days: int) -> list[quality.CheckOutcome]:
+    ratings = rows["rating"]
+    counted = quality.count_true(rows, days, outside=pc.invert(pc.fill_null(
+        pc.and_(pc.greater_equal(ratings, 1), pc.less_equal(ratings, 5)), False)))
+    return [(day["outside"] == 0, {"ratings_outside_1_to_5": day["outside"], "reviews": day["rows"]}) for day in counted]
 
 
-def _purchase_events_conservation(events: TableDays, day: date) -> quality.CheckOutcome:
+def _purchase_events_conservation(events: Batch) -> dict[date, quality.CheckOutcome]:
     """Recounts every side independently: records of the raw CSV files (parsed again), rows in the
     table, records in quarantine; only the duplicates come from the run's own counts."""
-    store = events.store
-    records_read = sum(count_csv_records(store.read_bytes(f.path)) for f in events.raw_files(PURCHASES_FEED, day))
-    quarantined = count_json_lines(store.read_if_exists(quarantine_path("purchase_events", day)) or b"")
-    duplicates = json.loads(store.read_bytes(counts_path("purchase_events", day)))["duplicates_dropped"]
-    return quality.conservation(records_read, events.rows[day].num_rows, quarantined, duplicates, "events_loaded")
+    step = events.step
+    return {day: quality.conservation(
+        sum(count_csv_records(step.store.read_bytes(f.path)) for f in step.raw_files(PURCHASES_FEED, day)),
+        file.rows,
+        _quarantined(step.store, "purchase_events", day),
+        _duplicates_dropped(step.store, "purchase_events", day),
+        "events_loaded",
+    ) for day, file in events.files.items()}
 
 
-def _breakdown_adds_up(breakdown_days: TableDays, day: date) -> quality.CheckOutcome:
+def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
     """Every dimension's rows add up to the day's purchase events: purchases, revenue and margin."""
-    events = read_table(breakdown_days.store, "purchase_events", day)
-    totals = {"purchases": events.num_rows, "revenue": pc.sum(events["revenue"]).as_py() or 0,
-              "margin": pc.sum(events["margin"]).as_py() or 0}
-    sums = breakdown_days.rows[day].group_by("dimension").aggregate([(c, "sum") for c in totals]).to_pylist()
-    wrong = {row["dimension"]: {c: row[f"{c}_sum"] for c in totals} for row in sums
-             if any((row[f"{c}_sum"] or 0) != totals[c] for c in totals)}
-    missing = sorted(set(PURCHASE_DIMENSIONS) - {row["dimension"] for row in sums}) if events.num_rows else []
-    return not wrong and not missing, {"day_totals": {k: str(v) for k, v in totals.items()},
-                                       "dimensions_not_adding_up": {d: {k: str(v) for k, v in t.items()} for d, t in wrong.items()},
-                                       "dimensions_missing": missing}
+    measures = ("purchases", "revenue", "margin")
+    events = _figures(breakdown.read("purchase_events", ["revenue", "margin"]),
+                      [([], "count_all"), ("revenue", "sum"), ("margin", "sum")])
+    sums: dict[date, list[dict]] = {day: [] for day in breakdown.days}
+    for days, rows in breakdown.stacked:
+        for row in rows.group_by([quality.DAY, "dimension"]).aggregate([(c, "sum") for c in measures]).to_pylist():
+            sums[days[row[quality.DAY]]].append(row)
+    outcomes = {}
+    for day in breakdown.days:
+        figures = events[day]
+        totals = {"purchases": figures["count_all"], "revenue": figures["revenue_sum"] or 0, "margin": figures["margin_sum"] or 0}
+        wrong = {row["dimension"]: {c: row[f"{c}_sum"] for c in totals} for row in sums[day]
+                 if any((row[f"{c}_sum"] or 0) != totals[c] for c in totals)}
+        missing = sorted(set(PURCHASE_DIMENSIONS) - {row["dimension"] for row in sums[day]}) if totals["purchases"] else []
+        outcomes[day] = not wrong and not missing, {
+            "day_totals": {k: str(v) for k, v in totals.items()},
+            "dimensions_not_adding_up": {d: {k: str(v) for k, v in t.items()} for d, t in wrong.items()},
+            "dimensions_missing": missing}
+    return outcomes
 
 
-def _orders_match_lines(orders_days: TableDays, day: date) -> quality.CheckOutcome:
-    orders = orders_days.rows[day]
-    lines = read_table(orders_days.store, "order_lines", day)
-    line_orders = pc.count_distinct(lines["order_id"]).as_py()
-    units_match = pc.sum(orders["units"]).as_py() == pc.sum(lines["quantity"]).as_py()
-    totals_match = pc.sum(orders["items_total"]).as_py() == pc.sum(lines["line_total"]).as_py()
-    passed = orders.num_rows == line_orders and units_match and totals_match
-    return passed, {"orders": orders.num_rows, "orders_in_lines": line_orders, "units_match": units_match, "totals_match": totals_match}
+def _orders_match_lines(orders: Batch) -> dict[date, quality.CheckOutcome]:
+    lines = _figures(orders.read("order_lines", ["order_id", "quantity", "line_total"]),
+                     [("order_id", "count_distinct"), ("quantity", "sum"), ("line_total", "sum")])
+    own = orders.figures([([], "count_all"), ("units", "sum"), ("items_total", "sum")])
+    outcomes = {}
+    for day in orders.days:
+        line_orders = lines[day]["order_id_count_distinct"]
+        units_match = own[day]["units_sum"] == lines[day]["quantity_sum"]
+        totals_match = own[day]["items_total_sum"] == lines[day]["line_total_sum"]
+        passed = own[day]["count_all"] == line_orders and units_match and totals_match
+        outcomes[day] = passed, {"orders": own[day]["count_all"], "orders_in_lines": line_orders,
+                                 "units_match": units_match, "totals_match": totals_match}
+    return outcomes
 
 
-def _row_count(days: TableDays, day: date) -> quality.CheckOutcome:
-    trailing = [days.row_count(day - timedelta(days=n)) for n in range(1, TRAILING_DAYS + 1)]
-    return quality.row_count_normal(days.rows[day].num_rows, [n for n in trailing if n is not None])
+def _row_count(batch: Batch) -> dict[date, quality.CheckOutcome]:
+    step = batch.step
+    return {day: quality.row_count_normal(file.rows, [n for n in (step.row_count(day - timedelta(days=back))
+                                                                 for back in range(1, TRAILING_DAYS + 1)) if n is not None])
+            for day, file in batch.files.items()}
 
 
 @dataclass(frozen=True)
 class Check:
+    """A check of a table: its rule gives each day of a batch its outcome. `columns` are what it
+    reads of each day's rows (a step reads the union of its selected checks' columns, once); a
+    check without columns needs only each day's footer (schema, row count)."""
+
     name: str
     rule: Rule
     description: str
     blocking: bool
+    columns: tuple[str, ...] = ()
 
 
 def _result(check: Check, table: str, outcomes: dict[date, quality.CheckOutcome]) -> dg.AssetCheckResult:
@@ -201,7 +314,7 @@ def _step(table: str) -> dict:
     specs = [dg.AssetCheckSpec(c.name, asset=table, description=c.description, blocking=c.blocking, **partitions)
              for c in CHECKS[table]]
     what = "its partitions of the run" if partitions else "the days its latest build wrote"
-    return {"specs": specs, "can_subset": True, "description": f"The checks of {table}, evaluated on {what}, one day at a time."}
+    return {"specs": specs, "can_subset": True, "description": f"The checks of {table}, evaluated on {what}, in batches of days."}
 
 
 def _days(context: dg.AssetCheckExecutionContext, table: str) -> list[date]:
@@ -220,23 +333,42 @@ def _withdraw(store: LakeStore, table: str, day: date) -> None:
     store.delete(table_path(table, day))
 
 
+def _batches(store: LakeStore, table: str, days: list[date],
+             columns: list[str]) -> Iterator[tuple[dict[date, DayFile], dict[date, pa.Table]]]:
+    """The days' files in batches: without columns, their footers, in one batch; else their rows of
+    `columns`, in batches of consecutive days of at most BATCH_INPUT_BYTES of Parquet (sizes from
+    one listing), as derived builds read them."""
+    if not days:
+        return
+    if not columns:
+        yield {day: _footer(store, table_path(table, day)) for day in days}, {}
+        return
+    sizes = {file.path: file.size for file in input_files(store, table_dir(table), days)}
+    for batch in day_batches(days, {day: sizes.get(table_path(table, day), 0) for day in days}, BATCH_INPUT_BYTES):
+        read = {day: _read_columns(store, table, day, columns) for day in batch}
+        yield {day: file for day, (file, _) in read.items()}, {day: rows for day, (_, rows) in read.items()}
+
+
 def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table: str) -> Iterator[dg.AssetCheckResult]:
-    """The selected checks of a table, each day read once for all of them (memory: one day)."""
+    """The selected checks of a table over batches of its days, reading of each day only what they
+    need (its footer, or its rows once for all of them); each rule gives every day of a batch its
+    own outcome, the one that day alone would get."""
     selected = [check for check in CHECKS[table] if dg.AssetCheckKey(dg.AssetKey(table), check.name) in context.selected_asset_check_keys]
+    columns = list(dict.fromkeys(column for check in selected for column in check.columns))
     store = lake.store()
     outcomes: dict[str, dict[date, quality.CheckOutcome]] = {check.name: {} for check in selected}
-    days = sorted(_days(context, table))
-    counted: dict[date, int | None] = {}
-    raw_listed: dict[str, dict[str, list[LakeFile]]] = {}
-    for day in days:
-        table_days = TableDays(store, table, {day: read_table(store, table, day)}, days, counted, raw_listed)
-        counted[day] = table_days.rows[day].num_rows
-        failed_blocking = False
+    step = StepDays(store, table, sorted(_days(context, table)), {}, {})
+    for files, rows in _batches(store, table, step.days, columns):
+        step.row_counts.update({day: file.rows for day, file in files.items()})
+        batch = Batch(step, files, rows)
+        failed_blocking: set[date] = set()
         for check in selected:
-            outcomes[check.name][day] = outcome = check.rule(table_days, day)
-            failed_blocking |= check.blocking and not outcome[0]
-        if failed_blocking and not _partitioned(table):
-            _withdraw(store, table, day)
+            got = check.rule(batch)
+            outcomes[check.name].update((day, got[day]) for day in batch.days)
+            failed_blocking.update(day for day in batch.days if check.blocking and not got[day][0])
+        if not _partitioned(table):
+            for day in sorted(failed_blocking):
+                _withdraw(store, table, day)
     for check in sorted(selected, key=lambda c: c.name):
         yield _result(check, table, outcomes[check.name])
 
@@ -245,43 +377,49 @@ def _schema_check(table: str) -> Check:
     return Check("schema_matches_contract", _schema, f"{table} has exactly the contract's columns and types.", True)
 
 
+def _keys_check(keys: tuple[str, ...], description: str) -> Check:
+    def rule(batch: Batch) -> dict[date, quality.CheckOutcome]:
+        return batch.evaluate(lambda rows, days: quality.keys_not_null_and_unique(rows, list(keys), days))
+    return Check("keys_not_null_and_unique", rule, description, True, keys)
+
+
 ROW_COUNT = Check("row_count_not_anomalous", _row_count,
                   f"Row count within 0.5x-2x of the median of the trailing {TRAILING_DAYS} days.", False)
 # Each table's checks, evaluated in one step (`<table>_checks`) that reads the table's files once.
 CHECKS: dict[str, list[Check]] = {
     "order_lines": [
         _schema_check("order_lines"),
-        Check("keys_not_null_and_unique", _keys(["order_id", "line_number"]),
-              "order_id and line_number are never null, and unique together.", True),
+        _keys_check(("order_id", "line_number"), "order_id and line_number are never null, and unique together."),
         Check("quantities_positive_prices_non_negative",
-              lambda lines, day: quality.quantities_and_prices_valid(lines.rows[day]),
-              "Every quantity is > 0 and every unit price >= 0.", True),
+              lambda lines: lines.evaluate(quality.quantities_and_prices_valid),
+              "Every quantity is > 0 and every unit price >= 0.", True, ("quantity", "unit_price")),
         Check("records_conserved", _order_lines_conservation,
-              "records read = orders loaded + records quarantined + duplicates dropped.", True),
+              "records read = orders loaded + records quarantined + duplicates dropped.", True, ("order_id",)),
         ROW_COUNT,
     ],
     "orders": [
         _schema_check("orders"),
-        Check("keys_not_null_and_unique", _keys(["order_id"]), "order_id is never null and unique.", True),
+        _keys_check(("order_id",), "order_id is never null and unique."),
         Check("orders_match_lines", _orders_match_lines,
-              "Every order of order_lines is here once, with the same units and line totals.", True),
-        Check("totals_reconcile", lambda orders, day: quality.totals_reconcile(orders.rows[day]),
-              "Reported order totals equal the sum of their lines (WARN: feeds add shipping and tax).", False),
+              "Every order of order_lines is here once, with the same units and line totals.", True, ("units", "items_total")),
+        Check("totals_reconcile", lambda orders: orders.evaluate(quality.totals_reconcile),
+              "Reported order totals equal the sum of their lines (WARN: feeds add shipping and tax).", False, ("reconciles",)),
         ROW_COUNT,
     ],
     "dim_products": [
         _schema_check("dim_products"),
-        Check("keys_not_null_and_unique", _keys(["product_id"]), "product_id is unique.", True),
+        _keys_check(("product_id",), "product_id is unique."),
     ],
     "dim_customers": [
         _schema_check("dim_customers"),
-        Check("keys_not_null_and_unique", _keys(["customer_id"]), "customer_id is unique.", True),
+        _keys_check(("customer_id",), "customer_id is unique."),
     ],
     "purchase_events": [
         _schema_check("purchase_events"),
-        Check("values_valid", lambda events, day: quality.purchase_values_valid(events.rows[day]),
+        Check("values_valid", lambda events: events.evaluate(quality.purchase_values_valid),
               "Prices and discounts >= 0, revenue = selling_price - discount, margin = selling_price - cost_price - "
-              "discount, user_id and session_id never empty.", True),
+              "discount, user_id and session_id never empty.", True,
+              ("cost_price", "selling_price", "discount", "revenue", "margin", "user_id", "session_id")),
         Check("records_conserved", _purchase_events_conservation,
               "records read = events loaded + records quarantined + duplicates dropped.", True),
         ROW_COUNT,
@@ -289,28 +427,29 @@ CHECKS: dict[str, list[Check]] = {
     "purchase_breakdown": [
         _schema_check("purchase_breakdown"),
         Check("adds_up_to_the_days_purchases", _breakdown_adds_up,
-              "Each dimension's purchases, revenue and margin add up to the day's purchase_events.", True),
+              "Each dimension's purchases, revenue and margin add up to the day's purchase_events.", True,
+              ("dimension", "purchases", "revenue", "margin")),
     ],
     **{table: [_schema_check(table)] for table in ("sales_by_category", "product_performance", "top_customers",
                                                    "daily_order_summary", "rating_distribution", "rating_vs_sales",
                                                    "engaged_users", "tag_engagement", "purchase_sessions_daily")},
     "product_reviews": [
         _schema_check("product_reviews"),
-        Check("keys_not_null_and_unique", _keys(["product_id", "review_number"]),
-              "product_id and review_number are never null, and unique together.", True),
-        Check("ratings_in_range", _ratings_in_range, "Every rating is a whole number from 1 to 5.", True),
+        _keys_check(("product_id", "review_number"), "product_id and review_number are never null, and unique together."),
+        Check("ratings_in_range", lambda reviews: reviews.evaluate(_ratings_in_range),
+              "Every rating is a whole number from 1 to 5.", True, ("rating",)),
         Check("records_conserved", _engagement_conservation,
               "reviews in the products snapshot = rows loaded + records quarantined.", True),
     ],
     "posts": [
         _schema_check("posts"),
-        Check("keys_not_null_and_unique", _keys(["post_id"]), "post_id is never null and unique.", True),
+        _keys_check(("post_id",), "post_id is never null and unique."),
         Check("records_conserved", _engagement_conservation,
               "posts in the snapshot = rows loaded + records quarantined.", True),
     ],
     "comments": [
         _schema_check("comments"),
-        Check("keys_not_null_and_unique", _keys(["comment_id"]), "comment_id is never null and unique.", True),
+        _keys_check(("comment_id",), "comment_id is never null and unique."),
         Check("records_conserved", _engagement_conservation,
               "comments in the snapshot = rows loaded + records quarantined.", True),
     ],
@@ -419,9 +558,9 @@ def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOu
 
 PROFILE_CHECKS = {
     "schema_matches_contract": ("dim_user_profiles has exactly the contract's columns and types.",
-                                lambda store, profiles: quality.schema_matches(profiles, DIM_USER_PROFILES)),
+                                lambda store, profiles: quality.schema_matches(profiles.schema, DIM_USER_PROFILES)),
     "keys_not_null_and_unique": ("user_id is never null and unique.",
-                                 lambda store, profiles: quality.keys_not_null_and_unique(profiles, ["user_id"])),
+                                 lambda store, profiles: quality.keys_not_null_and_unique(profiles, ["user_id"])[0]),
     "records_conserved": ("records read = profiles loaded + records quarantined + profiles replaced by newer ones.",
                           _profiles_conserved),
 }

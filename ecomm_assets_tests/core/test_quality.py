@@ -26,7 +26,7 @@ SCHEMAS = [
 
 @pytest.mark.parametrize("label, schema, passed, problems", SCHEMAS, ids=[s[0] for s in SCHEMAS])
 def test_schema_matches_names_every_difference(label, schema, passed, problems):
-    assert quality.schema_matches(schema.empty_table(), CONTRACT) == (passed, {"problems": problems, "columns": len(schema)})
+    assert quality.schema_matches(schema, CONTRACT) == (passed, {"problems": problems, "columns": len(schema)})
 
 
 def keyed(rows: list[tuple]) -> pa.Table:
@@ -48,12 +48,12 @@ KEYS = [
 @pytest.mark.parametrize("label, rows, passed, nulls, duplicates", KEYS, ids=[k[0] for k in KEYS])
 def test_keys_not_null_and_unique(label, rows, passed, nulls, duplicates):
     outcome = quality.keys_not_null_and_unique(keyed(rows), ["order_id", "line_number"])
-    assert outcome == (passed, {"null_keys": nulls, "duplicate_keys": duplicates})
+    assert outcome == [(passed, {"null_keys": nulls, "duplicate_keys": duplicates})]
 
 
 def test_a_single_key_is_unique_on_its_own_not_with_other_columns():
     table = keyed([("a", 1), ("a", 2)])
-    assert quality.keys_not_null_and_unique(table, ["order_id"]) == (False, {"null_keys": {"order_id": 0}, "duplicate_keys": 1})
+    assert quality.keys_not_null_and_unique(table, ["order_id"]) == [(False, {"null_keys": {"order_id": 0}, "duplicate_keys": 1})]
 
 
 def lines(quantities: list, prices: list) -> pa.Table:
@@ -78,8 +78,8 @@ LINES = [
 
 @pytest.mark.parametrize("label, quantities, prices, passed, bad_quantity, bad_price", LINES, ids=[c[0] for c in LINES])
 def test_quantities_and_prices_valid(label, quantities, prices, passed, bad_quantity, bad_price):
-    assert quality.quantities_and_prices_valid(lines(quantities, prices)) == (
-        passed, {"quantity_not_positive": bad_quantity, "negative_unit_price": bad_price})
+    assert quality.quantities_and_prices_valid(lines(quantities, prices)) == [(
+        passed, {"quantity_not_positive": bad_quantity, "negative_unit_price": bad_price})]
 
 
 CONSERVATION = [
@@ -113,8 +113,8 @@ TOTALS = [
 @pytest.mark.parametrize("label, reconciles, passed, off, share", TOTALS, ids=[t[0] for t in TOTALS])
 def test_totals_reconcile(label, reconciles, passed, off, share):
     orders = pa.table({"reconciles": pa.array(reconciles, pa.bool_())})
-    assert quality.totals_reconcile(orders) == (
-        passed, {"orders": len(reconciles), "orders_not_reconciling": off, "share_not_reconciling": share})
+    assert quality.totals_reconcile(orders) == [(
+        passed, {"orders": len(reconciles), "orders_not_reconciling": off, "share_not_reconciling": share})]
 
 
 ROW_COUNTS = [
@@ -148,3 +148,50 @@ def test_row_count_bounds_and_minimum_days_are_parameters():
     assert quality.row_count_normal(150, [100, 100], low=0.9, high=1.4, min_days=2)[0] is False
     assert quality.row_count_normal(140, [100, 100], low=0.9, high=1.4, min_days=2) == (
         True, {"rows": 140, "trailing_median": 100.0, "ratio": 1.4, "trailing_days": 2})
+
+
+def events(rows: list[tuple]) -> pa.Table:
+    """Purchase events of (cost, selling, discount, revenue, margin, user_id)."""
+    money = pa.decimal128(12, 2)
+    columns = list(zip(*rows)) if rows else [[]] * 6
+    return pa.table({
+        **{name: pa.array([Decimal(v) if v is not None else None for v in values], money)
+           for name, values in zip(("cost_price", "selling_price", "discount", "revenue", "margin"), columns)},
+        "user_id": pa.array(columns[5], pa.string()), "session_id": pa.array(["s"] * len(rows), pa.string()),
+    })
+
+
+GOOD_EVENT = ("1", "3", "0.5", "2.5", "1.5", "u")
+# Each rule over a batch of days: every day's outcome is the one it gives that day's table alone,
+# a bad day among good ones and empty days included (a day without rows is not in a group_by):
+# (label, rule, the days' tables, whether each day passes).
+BATCHES = [
+    ("keys: a duplicate on one day of three", lambda rows, days: quality.keys_not_null_and_unique(rows, ["order_id", "line_number"], days),
+     [keyed([("a", 1), ("b", 1)]), keyed([("a", 1), ("a", 1), ("c", 2)]), keyed([("a", 1)])], [True, False, True]),
+    ("keys: null keys on one day, an empty day", lambda rows, days: quality.keys_not_null_and_unique(rows, ["order_id", "line_number"], days),
+     [keyed([]), keyed([(None, 1), (None, 1), ("a", None)]), keyed([("a", 1), ("a", 2)])], [True, False, True]),
+    ("keys: the same key on two days is no duplicate", lambda rows, days: quality.keys_not_null_and_unique(rows, ["order_id"], days),
+     [keyed([("a", 1)]), keyed([("a", 1)])], [True, True]),
+    ("quantities and prices: one bad day", quality.quantities_and_prices_valid,
+     [lines([1, 2], ["1", "2"]), lines([0, None], ["-1", "1"]), lines([], [])], [True, False, True]),
+    ("totals: nulls and an empty day", quality.totals_reconcile,
+     [pa.table({"reconciles": pa.array(values, pa.bool_())}) for values in ([True, None], [], [False, False, True])],
+     [True, True, False]),
+    ("purchase values: one bad day", quality.purchase_values_valid,
+     [events([GOOD_EVENT]), events([("-1", "3", "0.5", "9", "1.5", " "), GOOD_EVENT]), events([])], [True, False, True]),
+]
+
+
+@pytest.mark.parametrize("label, rule, days, passed", BATCHES, ids=[b[0] for b in BATCHES])
+def test_a_rule_over_a_batch_gives_each_day_its_own_outcome(label, rule, days, passed):
+    alone = [rule(day, 1)[0] for day in days]
+    assert [outcome[0] for outcome in alone] == passed
+    [(positions, stacked)] = quality.by_schema(dict(enumerate(days)))
+    assert positions == list(range(len(days)))
+    assert rule(stacked, len(days)) == alone
+
+
+def test_days_of_different_schemas_are_stacked_apart_in_their_order():
+    drifted = keyed([("a", 1)]).cast(pa.schema([("order_id", pa.string()), ("line_number", pa.int64())]))
+    stacks = list(quality.by_schema({"d1": keyed([("a", 1)]), "d2": drifted, "d3": keyed([("b", 1), ("c", 1)])}))
+    assert [(days, stacked[quality.DAY].to_pylist()) for days, stacked in stacks] == [(["d1", "d3"], [0, 1, 1]), (["d2"], [0])]

@@ -4,7 +4,6 @@ downstream assets never read a partition that failed one; WARN checks flag what 
 
 import functools
 import json
-import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -46,12 +45,7 @@ from ecomm_assets.core.schemas import (
     LAKE_TABLES,
     PURCHASE_DIMENSIONS,
 )
-from ecomm_assets.core.storage import (
-    FOOTER_READ,
-    PARQUET_TAIL,
-    LakeFile,
-    LakeStore,
-)
+from ecomm_assets.core.storage import LakeFile, LakeStore, parquet_footer
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
@@ -69,14 +63,8 @@ class DayFile:
 
 
 def _footer(store: LakeStore, rel: str) -> DayFile:
-    """A Parquet file's schema and row count from its footer, without the data: one ranged GET of
-    its last FOOTER_READ bytes, a second one only for a larger footer (storage.parquet_row_count's
-    reads, which give only the row count). A missing file raises FileNotFoundError."""
-    tail = store.read_tail(rel, FOOTER_READ)
-    footer = struct.unpack("<I", tail[-PARQUET_TAIL:-4])[0] + PARQUET_TAIL
-    if footer > len(tail) == FOOTER_READ:
-        tail = store.read_tail(rel, footer)
-    parquet = pq.ParquetFile(pa.BufferReader(tail))
+    """A Parquet file's schema and row count from its footer, without the data."""
+    parquet = parquet_footer(store, rel)
     return DayFile(parquet.schema_arrow, parquet.metadata.num_rows)
 
 

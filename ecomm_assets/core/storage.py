@@ -723,12 +723,12 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
     return conformed
 
 
-def parquet_row_count(store: LakeStore, rel: str) -> int:
-    """Rows of a Parquet file from its footer, without reading the data: one ranged GET of its last
-    FOOTER_READ bytes (a second one only for a larger footer; pyarrow's file would add a HEAD
+def parquet_footer(store: LakeStore, rel: str) -> pq.ParquetFile:
+    """A Parquet file's footer (schema, row count), without reading the data: one ranged GET of its
+    last FOOTER_READ bytes (a second one only for a larger footer; pyarrow's file would add a HEAD
     first). A missing file raises FileNotFoundError."""
     tail = store.read_tail(rel, FOOTER_READ)
     footer = struct.unpack("<I", tail[-PARQUET_TAIL:-4])[0] + PARQUET_TAIL
     if footer > len(tail) == FOOTER_READ:
         tail = store.read_tail(rel, footer)
-    return pq.ParquetFile(pa.BufferReader(tail)).metadata.num_rows
+    return pq.ParquetFile(pa.BufferReader(tail))

@@ -229,22 +229,25 @@ def orders_json_lines(orders: pa.Table) -> bytes:
 
 
 def json_lines(tables: Sequence[pa.Table]) -> list[bytes]:
-    """Each table's rows as JSON Lines (one object per row, keys in the columns' order), all the
-    tables written by one DuckDB query: a batch of days' orders serialized in one step. The tables
-    hold the same columns (a column of nulls only takes the others' type)."""
-    if not tables:
-        return []
+    """Each table's rows as JSON Lines (one object per row, keys in the columns' order): a batch
+    of days' orders serialized in one step, one DuckDB query for each run of tables of one schema."""
+    return [text for _, run in itertools.groupby(tables, key=lambda table: table.schema) for text in _json_lines_of(list(run))]
+
+
+def _json_lines_of(tables: list[pa.Table]) -> list[bytes]:
+    """json_lines of tables of one schema, in one query."""
+    if not any(table.num_rows for table in tables):
+        return [b""] * len(tables)
     con = duck.connect()
-    con.register("rows_", pa.concat_tables(tables, promote_options="default"))
+    con.register("rows_", pa.concat_tables(tables))
     texts = con.sql("SELECT to_json(r)::VARCHAR || chr(10) FROM rows_ r").to_arrow_table().column(0)
     con.close()
     # The texts' characters are one buffer: each table's JSON Lines is a slice of it, no object per row.
-    texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.string())
-    texts = texts.cast(pa.large_string())
+    texts = texts.combine_chunks().cast(pa.large_string())
     offsets = np.frombuffer(texts.buffers()[1], np.int64)[texts.offset : texts.offset + len(texts) + 1].tolist()
     data = texts.buffers()[2]
     ends = itertools.accumulate((table.num_rows for table in tables), initial=0)
-    return [data[offsets[start] : offsets[end]].to_pybytes() if end > start else b"" for start, end in itertools.pairwise(ends)]
+    return [data[offsets[start] : offsets[end]].to_pybytes() for start, end in itertools.pairwise(ends)]
 
 
 def generate_carts(seed: int, products: list[dict], count: int = 50, users: int = 500) -> list[dict]:

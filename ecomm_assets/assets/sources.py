@@ -124,7 +124,7 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
     rows, size = {}, 0
     # The run's days held throughout: a run computing a day from its raw files never sees them change.
     with day_locks(store, days, holder=context.run.run_id, on_wait=context.log.info) as held:
-        files = day_listing(store, days)  # what each day holds, landed files included
+        files = raw_orders_files(store, days)  # what each day holds, landed files included
         snapshots = zip(*(collection_snapshots(store, c, days) for c in COLLECTIONS))
         day_snapshots = ((day, *(records or [] for _, records in read)) for day, read in zip(days, snapshots))
         for day, orders in order_source.orders_of_days(day_snapshots):
@@ -149,7 +149,7 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
     )
 
 
-def day_listing(store: LakeStore, days: Sequence[date]) -> dict[date, dict[str, int]]:
+def raw_orders_files(store: LakeStore, days: Sequence[date]) -> dict[date, dict[str, int]]:
     """The files (name: size) in each day's raw/orders folder, in one listing: the day's folder for
     one day, all of raw/orders for a range."""
     wanted = {raw_orders_dir(day): day for day in days}

@@ -9,7 +9,7 @@ from datetime import date
 
 import dagster as dg
 
-from ecomm_assets.assets.days import day_metadata, run_days
+from ecomm_assets.assets.days import day_metadata, files_by_day, run_days
 from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.core.layout import (
     RAW,
@@ -150,12 +150,11 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
 
 
 def raw_orders_files(store: LakeStore, days: Sequence[date]) -> dict[date, dict[str, int]]:
-    """The files (name: size) in each day's raw/orders folder, in one listing: the day's folder for
-    one day, all of raw/orders for a range."""
-    wanted = {raw_orders_dir(day): day for day in days}
-    listed = store.list_files(raw_orders_dir(days[0])) if len(days) == 1 else store.list_files(raw_orders_root(), recursive=True)
-    files: dict[date, dict[str, int]] = {day: {} for day in days}
-    for f in listed:
-        if (day := wanted.get(f.path.rpartition("/")[0])) is not None:
-            files[day][f.name] = f.size
-    return files
+    """The files (name: size) in each day's raw/orders folder, from one listing: the day's folder
+    for one day, all of raw/orders for a range."""
+    if len(days) == 1:
+        listed = {days[0]: store.list_files(raw_orders_dir(days[0]))}
+    else:
+        listed = files_by_day(store, raw_orders_root())
+    return {day: {f.name: f.size for f in listed.get(day, ()) if f.path == f"{raw_orders_dir(day)}/{f.name}"}
+            for day in days}

@@ -240,7 +240,13 @@ def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted
             return bench.attribute(counted_aws.since(started), bench.step_windows(instance, result.run_id))
 
         upstream = dg.AssetSelection.assets("snapshots", "orders_raw", "order_lines")
-        run(upstream.without_checks(), "2024-01-13")
+        sources = run(upstream.without_checks(), "2024-01-13")
+        # The sources over 3 days: a PUT per file, a GET per snapshot read, a listing per folder read
+        # (each collection's, raw/orders'), no HEAD, no DELETE of a file no listing showed.
+        assert (sources["snapshots"].data["put"], sources["snapshots"].data["get"], sources["snapshots"].data["head"]) == (15, 0, 0)
+        assert {kind: sources["orders_raw"].data[kind] for kind in ("put", "get", "list", "head", "delete")} == {
+            "put": 3, "get": 9, "list": 4, "head": 0, "delete": 0}
+        assert sources["orders_raw"].lock["delete"] == 3  # a lease per day, released once
         one, three = run(measured, DAY), run(measured, "2024-01-13")
         steps = ["orders", "orders_checks", "order_lines_checks", "daily_order_summary", "dashboard"]
         assert set(steps) <= set(three)

@@ -1,22 +1,28 @@
 """Source assets: the day's snapshots of DummyJSON-shaped collections (products with their
 reviews, users, carts, posts, comments) and the day's raw orders."""
 
+import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from datetime import date
 
 import dagster as dg
 
-from ecomm_assets.assets.days import day_metadata
+from ecomm_assets.assets.days import day_metadata, files_by_day, run_days
 from ecomm_assets.assets.metadata import with_usage
 from ecomm_assets.core.layout import (
     RAW,
     collection_path,
     generated_orders_name,
     raw_orders_dir,
+    raw_orders_root,
 )
 from ecomm_assets.core.locks import day_locks
+from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.partitions import DAILY_BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import (
+    SNAPSHOT_COLLECTIONS,
     LakeResource,
     OrderSourceResource,
     warn_if_default_key,
@@ -24,17 +30,50 @@ from ecomm_assets.resources import (
 from ecomm_assets.settings import OrderSource
 
 COLLECTIONS = ("products", "users", "carts")  # what orders are made from
-SNAPSHOT_COLLECTIONS = (*COLLECTIONS, "posts", "comments")
 SOURCES = {"group_name": "sources", "owners": ["team:data-platform"], "partitions_def": DAILY_PARTITIONS,
                "backfill_policy": DAILY_BACKFILL_POLICY}
+# Distinct snapshot contents a pass over many days keeps parsed (the most recent ones): a snapshot
+# repeated on consecutive days (an API's, the synthetic users and carts) is parsed once, and memory
+# stays a few days' snapshots whatever the range.
+REMEMBERED_SNAPSHOTS = 4
+
+
+def collection_snapshots(store: LakeStore, collection: str, days: Sequence[date],
+                         remembered: int = REMEMBERED_SNAPSHOTS) -> Iterator[tuple[date, list[dict] | None]]:
+    """Each day's snapshot of a collection (None for a day never snapshotted), read as the days
+    come: the days' files found with one listing (a single day: its GET, which finds it or not; no
+    HEAD per day), one GET each; a content equal to one of the `remembered` last distinct ones is
+    not parsed again but is the same list object (callers may cache what they derive from it on
+    its identity; they must not modify it)."""
+    rels = {day: collection_path(collection, day) for day in days}
+    present = set(rels.values()) if len(rels) <= 1 else store.existing(list(rels.values()))
+    parsed: OrderedDict[bytes, list[dict]] = OrderedDict()
+    for day, rel in rels.items():
+        data = store.read_if_exists(rel) if rel in present else None
+        if data is None:
+            yield day, None
+            continue
+        digest = hashlib.sha256(data).digest()
+        if digest in parsed:
+            parsed.move_to_end(digest)
+        else:
+            parsed[digest] = json.loads(data)
+            if len(parsed) > remembered:
+                parsed.popitem(last=False)
+        yield day, parsed[digest]
+
+
+def read_collections(lake: LakeResource, collection: str, days: Sequence[date]) -> dict[date, list[dict] | None]:
+    """Each day's snapshot of a collection, or None for a day never snapshotted (a day known only
+    from landed files: the dimensions then hold what the orders say). One listing for the days, each
+    distinct content parsed once: days with the same content share one list object."""
+    return dict(collection_snapshots(lake.store(), collection, days, remembered=len(days)))
 
 
 def read_collection(lake: LakeResource, collection: str, day: date | str) -> list[dict] | None:
-    """The day's snapshot of a collection, or None when that day was never snapshotted (a day known
-    only from landed files): the dimensions then hold what the orders say."""
-    store = lake.store()
-    rel = collection_path(collection, day)
-    return json.loads(store.read_bytes(rel)) if store.exists(rel) else None
+    """The day's snapshot of a collection (read_collections of one day: one GET, no HEAD)."""
+    day = date.fromisoformat(day) if isinstance(day, str) else day
+    return read_collections(lake, collection, [day])[day]
 
 
 @dg.asset(
@@ -50,26 +89,21 @@ def read_collection(lake: LakeResource, collection: str, day: date | str) -> lis
 def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     warn_if_default_key(context.log.warning)
     store = lake.store()
-    keys = context.partition_keys
-    days = [date.fromisoformat(key) for key in keys]
-    rows: dict[date, dict[str, int]] = {day: {} for day in days}
+    days = run_days(context)
+    rows: dict[date, dict[str, int]] = {}
     size = 0
-    for collection in SNAPSHOT_COLLECTIONS:
-        previous, data = None, b""
-        for day, records in order_source.snapshots(collection, days):
-            if records is not previous:  # a snapshot repeated every day is serialized once
-                previous, data = records, json.dumps(records, separators=(",", ":")).encode()
-            size += store.write_bytes(collection_path(collection, day), data)
-            rows[day][collection] = len(records)
+    written: dict[str, tuple[list[dict], bytes]] = {}  # each collection's last snapshot and its JSON
+    for day, collections in order_source.snapshots(SNAPSHOT_COLLECTIONS, days):
+        for collection, records in collections.items():
+            if collection not in written or written[collection][0] is not records:  # a repeated snapshot is serialized once
+                written[collection] = (records, json.dumps(records, separators=(",", ":")).encode())
+            size += store.write_bytes(collection_path(collection, day), written[collection][1])
+        rows[day] = {collection: len(records) for collection, records in collections.items()}
     day_metadata(context, {day: {f"{c}_rows": n for c, n in counts.items()} for day, counts in rows.items()})
-    return dg.MaterializeResult(
-        metadata={
-            **{f"{c}_rows": sum(counts[c] for counts in rows.values()) for c in SNAPSHOT_COLLECTIONS},
-            "source": order_source.source.value,
-            "bytes_written": size,
-            "path": dg.MetadataValue.path(store.full_uri(RAW)),
-        }
-    )
+    metadata = {"source": order_source.source.value, "bytes_written": size, "path": dg.MetadataValue.path(store.full_uri(RAW))}
+    if len(days) > 1:  # the run's totals go on its newest day, beside (not over) that day's own counts
+        metadata |= {f"{c}_rows_in_run": sum(counts[c] for counts in rows.values()) for c in SNAPSHOT_COLLECTIONS}
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
@@ -83,29 +117,44 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
 @with_usage
 def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_source: OrderSourceResource):
     store = lake.store()
-    rows, size, files = {}, 0, {}
-    for day in (date.fromisoformat(key) for key in context.partition_keys):
-        products, users, carts = (read_collection(lake, c, day) or [] for c in COLLECTIONS)
-        orders = order_source.day_orders(day, products, users, carts)
-        folder = raw_orders_dir(day)
-        # One day at a time: a run computing the day from its raw files never sees them change.
-        with day_locks(store, [day], holder=context.run.run_id, on_wait=context.log.info) as held:
+    days = run_days(context)
+    generated = generated_orders_name(order_source.source) if order_source.source.generates_orders else None
+    # Re-running a day with another generator (or none) replaces its file; landed files stay.
+    replaced = {generated_orders_name(other) for other in OrderSource if other.generates_orders} - {generated}
+    rows, size = {}, 0
+    # The run's days held throughout: a run computing a day from its raw files never sees them change.
+    with day_locks(store, days, holder=context.run.run_id, on_wait=context.log.info) as held:
+        files = raw_orders_files(store, days)  # what each day holds, landed files included
+        snapshots = zip(*(collection_snapshots(store, c, days) for c in COLLECTIONS))
+        day_snapshots = ((day, *(records or [] for _, records in read)) for day, read in zip(days, snapshots))
+        for day, orders in order_source.orders_of_days(day_snapshots):
+            folder = raw_orders_dir(day)
             held.ensure_held()
-            if order_source.source.generates_orders:
-                size += store.write_bytes(f"{folder}/{generated_orders_name(order_source.source)}", orders)
-            # Re-running a day with another generator (or none) replaces its file; landed files stay.
-            for other in OrderSource:
-                if other.generates_orders and other != order_source.source:
-                    store.delete(f"{folder}/{generated_orders_name(other)}")
-        rows[day] = orders.count(b"\n")
-        files = {f.name: f.size for f in store.list_files(folder)}
+            if generated is not None:
+                size += store.write_bytes(f"{folder}/{generated}", orders)
+                files[day][generated] = len(orders)
+            for name in replaced & files[day].keys():
+                store.delete(f"{folder}/{name}")
+                del files[day][name]
+            rows[day] = orders.count(b"\n")
     day_metadata(context, {day: {"dagster/row_count": n} for day, n in rows.items()})
     return dg.MaterializeResult(
         metadata={
             "rows": sum(rows.values()),
             "source": order_source.source.value,
             "bytes_written": size,
-            "files_in_partition": dg.MetadataValue.json(files),  # of the last day
-            "path": dg.MetadataValue.path(store.full_uri(folder)),
+            "files_in_partition": dg.MetadataValue.json(dict(sorted(files[days[-1]].items()))),  # of the last day
+            "path": dg.MetadataValue.path(store.full_uri(raw_orders_dir(days[-1]))),
         }
     )
+
+
+def raw_orders_files(store: LakeStore, days: Sequence[date]) -> dict[date, dict[str, int]]:
+    """The files (name: size) in each day's raw/orders folder, from one listing: the day's folder
+    for one day, all of raw/orders for a range."""
+    if len(days) == 1:
+        listed = {days[0]: store.list_files(raw_orders_dir(days[0]))}
+    else:
+        listed = files_by_day(store, raw_orders_root())
+    return {day: {f.name: f.size for f in listed.get(day, ()) if f.path == f"{raw_orders_dir(day)}/{f.name}"}
+            for day in days}

@@ -2,11 +2,12 @@
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 
 import boto3
 import dagster as dg
+import pyarrow as pa
 
 from ecomm_assets.core import synthetic
 from ecomm_assets.core.catalog import Catalog, DuckDBCatalog, GlueCatalog
@@ -23,6 +24,12 @@ from ecomm_assets.settings import (
     Settings,
     Switch,
 )
+
+# The DummyJSON-shaped collections the snapshots asset takes, one view of the shop at one moment.
+SNAPSHOT_COLLECTIONS = ("products", "users", "carts", "posts", "comments")
+# Synthetic orders (Arrow bytes) serialized to JSON Lines in one query: memory stays a few MiB
+# whatever the range (a day's 1,000 orders hold about 0.3 MiB).
+ORDERS_BATCH_BYTES = 4 * 2**20
 
 
 def pii_key() -> bytes:
@@ -62,44 +69,68 @@ class OrderSourceResource(dg.ConfigurableResource):
     def client(self) -> DummyJSONClient:
         return DummyJSONClient(self.dummyjson_url, self.timeout_seconds, self.max_retries)
 
-    def snapshots(self, name: str, days: Sequence[date]) -> Iterator[tuple[date, list[dict]]]:
-        """Each day's snapshot of the `products`, `users`, `carts`, `posts` or `comments` collection,
-        DummyJSON-shaped, as the lake may hold it (core/privacy.py: secrets dropped at extraction,
-        whatever the source). A snapshot that is the same every day (an API's, read once for all the
-        days: a backfill snapshots today's collection into each day; the synthetic users and carts)
-        is the same list object each day; the synthetic shop writes each day's own reviews, posts and comments."""
+    def snapshots(self, names: Sequence[str], days: Sequence[date]) -> Iterator[tuple[date, dict[str, list[dict]]]]:
+        """Each day's snapshot of each of the `names` collections (`products`, `users`, `carts`,
+        `posts`, `comments`), DummyJSON-shaped, as the lake may hold it (core/privacy.py: secrets
+        dropped at extraction, whatever the source). A snapshot that is the same every day (an API's,
+        read once for all the days: a backfill snapshots today's collection into each day; the
+        synthetic users and carts) is the same list object each day; the synthetic shop writes each
+        day's own reviews, posts and comments (the comments on that day's posts, generated once)."""
+        key = pii_key()
         if self.source is not OrderSource.SYNTHETIC:
-            records = extracted(name, self._fetched(name), pii_key())
-            yield from ((day, records) for day in days)
+            fetched = {name: extracted(name, self._fetched(name), key) for name in names}
+            yield from ((day, fetched) for day in days)
             return
+        unknown = [name for name in names if name not in SNAPSHOT_COLLECTIONS]
+        if unknown:
+            raise ValueError(f"unknown collection {unknown[0]!r}")
         products, users = synthetic.generate_products(self.seed), synthetic.generate_users(self.seed)
-        if name in ("users", "carts"):
-            records = extracted(name, users if name == "users" else synthetic.generate_carts(self.seed, products), pii_key())
-            yield from ((day, records) for day in days)
-            return
+        constant = {"users": extracted("users", users, key),
+                    "carts": extracted("carts", synthetic.generate_carts(self.seed, products), key)}
         for day in days:
-            if name == "products":
-                records = synthetic.products_of_day(self.seed, day, self.orders_per_day, products, users)
-            elif name == "posts":
-                records = synthetic.generate_posts(self.seed, day, users)
-            elif name == "comments":
-                records = synthetic.generate_comments(self.seed, day, synthetic.generate_posts(self.seed, day, users), users)
-            else:
-                raise ValueError(f"unknown collection {name!r}")
-            yield day, extracted(name, records, pii_key())
+            posts = synthetic.generate_posts(self.seed, day, users) if {"posts", "comments"} & set(names) else []
+            made = {}
+            for name in names:
+                if name in constant:
+                    made[name] = constant[name]
+                    continue
+                if name == "products":
+                    records = synthetic.products_of_day(self.seed, day, self.orders_per_day, products, users)
+                elif name == "posts":
+                    records = posts
+                else:
+                    records = synthetic.generate_comments(self.seed, day, posts, users)
+                made[name] = extracted(name, records, key)
+            yield day, made
 
     def _fetched(self, name: str) -> list[dict]:
         if self.source is OrderSource.LANDING:
             return []  # no snapshot: the dimensions hold what the landed orders say
         return self.client().get_all(name)
 
-    def day_orders(self, day: date, products: list[dict], users: list[dict], carts: list[dict]) -> bytes:
-        """The day's generated orders in the canonical nested form, as JSON Lines (none for `landing`)."""
+    def orders_of_days(self, snapshots: Iterable[tuple[date, list[dict], list[dict], list[dict]]]) -> Iterator[tuple[date, bytes]]:
+        """Each day's generated orders in the canonical nested form, as JSON Lines (none for
+        `landing`), from the day's (day, products, users, carts), as the days come. Synthetic
+        orders are serialized many days at a time (ORDERS_BATCH_BYTES of them), and the customers
+        are taken from a users snapshot once while the days share it (the same list object)."""
         if not self.source.generates_orders:
-            return b""
+            yield from ((day, b"") for day, *_ in snapshots)
+            return
         if self.source is OrderSource.DUMMYJSON:
-            return synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))
-        return synthetic.orders_json_lines(synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users))
+            for day, products, users, carts in snapshots:
+                yield day, synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))
+            return
+        batch: dict[date, pa.Table] = {}
+        customers_of: tuple[list[dict], pa.Table] | None = None
+        for day, products, users, _ in snapshots:
+            if customers_of is None or customers_of[0] is not users:
+                customers_of = (users, synthetic.customer_table(users))
+            batch[day] = synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users,
+                                                   customers=customers_of[1])
+            if sum(orders.nbytes for orders in batch.values()) >= ORDERS_BATCH_BYTES:
+                yield from zip(batch, synthetic.json_lines(list(batch.values())))
+                batch = {}
+        yield from zip(batch, synthetic.json_lines(list(batch.values())))
 
 
 class LiveFeedResource(dg.ConfigurableResource):

@@ -51,3 +51,19 @@ def test_orders_are_canonical_and_totals_add_up_to_the_cent():
         assert difference in (0, 499)
         shipped += difference == 499
     assert 0 < shipped < len(orders) * 0.1  # about 3 % carry shipping
+
+
+def test_days_serialized_together_are_the_bytes_of_each_day_alone():
+    products, users = synthetic.generate_products(5), synthetic.generate_users(5)
+    without_email = [{k: v for k, v in user.items() if k != "email"} for user in users]  # a column of nulls: another schema
+    days = [synthetic.generate_orders(5, date(2024, 2, d), 40, products, users) for d in (1, 2)]
+    other = synthetic.generate_orders(5, date(2024, 2, 3), 40, products, without_email)
+    tables = [days[0], days[0].slice(0, 0), other, days[1]]
+    together = synthetic.json_lines(tables)
+    alone = [b"".join(json.dumps(row, separators=(",", ":")).encode() + b"\n" for row in table.to_pylist()) for table in tables]
+    assert together == alone
+    assert together[1] == b"" and b'"email":null' in together[2]
+    assert synthetic.json_lines([days[0].slice(0, 0)]) == [b""]
+    # the customers of a users snapshot, built once for many days, give the same orders
+    customers = synthetic.customer_table(users)
+    assert synthetic.generate_orders(5, date(2024, 2, 2), 40, products, users, customers=customers).equals(days[1])

@@ -5,8 +5,11 @@ backfill makes thousands of small queries, so every caller gets a cursor (its ow
 its own settings, temporary tables and registered tables) on one database per process.
 """
 
+import contextlib
+import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Self
@@ -90,7 +93,10 @@ class DayFiles:
     nullability, descriptions), conformed (schemas.conform, its checks and errors) as it is written:
     a day's file is written once, ready to move into the lake as it is. Rows come day after day; a
     day's writer is closed when the next day starts (one file open), and rows are written in row
-    groups of CONFORM_BATCH_ROWS (DuckDB streams far smaller batches), so memory holds one of them."""
+    groups of CONFORM_BATCH_ROWS (DuckDB streams far smaller batches).
+
+    Parquet encoding takes one core: a thread of its own writes a row group while the caller
+    prepares the next one (DuckDB computing meanwhile), one at a time, so memory holds two."""
 
     def __init__(self, folder: str, table: str, contract: pa.Schema):
         self.folder, self.table, self.contract = folder, table, contract
@@ -99,6 +105,8 @@ class DayFiles:
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{table}-parquet")
+        self._writing: Future | None = None
 
     def write(self, day: date, batch: pa.RecordBatch) -> None:
         if day != self._day:
@@ -118,6 +126,7 @@ class DayFiles:
         if day == self._day:
             self._pending, self._pending_rows = [], 0
             self._close()
+        self._wait()
         self.paths.pop(day).unlink()
 
     def _open(self, day: date) -> None:
@@ -132,19 +141,36 @@ class DayFiles:
     def _flush(self) -> None:
         if self._pending:
             rows = conform(pa.Table.from_batches(self._pending), self.contract, f"{self.table} of {self._day}")
-            self._writer.write_table(rows, row_group_size=rows.num_rows)
             self._pending, self._pending_rows = [], 0
+            self._submit(functools.partial(self._writer.write_table, rows, row_group_size=rows.num_rows))
 
     def _close(self) -> None:
         if self._writer is not None:
             self._flush()
-            self._writer.close()
+            self._submit(self._writer.close)
         self._day, self._writer = None, None
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        self._wait()  # one write at a time: its error is raised here
+        self._writing = self._thread.submit(work)
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, error_type, *_) -> None:
-        if error_type is not None:  # what is pending is not written: the day's file is incomplete anyway
-            self._pending = []
-        self._close()
+        try:
+            if error_type is None:
+                self._close()
+                self._wait()
+            else:  # the files are incomplete anyway: what is pending is not written
+                self._pending = []
+                with contextlib.suppress(Exception):  # the error being raised is the one to see
+                    self._close()
+                    self._wait()
+        finally:
+            self._thread.shutdown()

@@ -3,6 +3,9 @@
 Opening a new in-memory database costs about 14 ms; a cursor on an open one, microseconds. A
 backfill makes thousands of small queries, so every caller gets a cursor (its own connection, with
 its own settings, temporary tables and registered tables) on one database per process.
+
+A query's result too large to hold is streamed (`rows`) and written day by day to Parquet files
+with exactly a table's contract (`DayFiles`): the files a lake partition takes as they are.
 """
 
 import contextlib
@@ -50,6 +53,7 @@ def bounded(spill: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # a long day's query would draw one on the run's stderr
+    con.execute("SET preserve_insertion_order = true")  # rows streamed in input order (DayFiles: day after day)
     return con
 
 

@@ -167,7 +167,7 @@ def leftovers(folder) -> list[str]:
 @pytest.mark.parametrize(
     ("target", "match", "nth"),
     [
-        ("pyarrow.parquet.ParquetWriter.write_batch", "", 1),  # while a staged file is being written
+        ("ecomm_assets.core.duck.DayFiles.write", "", 2),  # while a staged file is being written
         ("os.replace", "processed/order_lines/dt=2024-01-11", 1),  # staged, not yet renamed into place
         ("os.replace", "processed/orders/dt=", 2),  # one day of the range replaced, the others not
         ("os.replace", "catalog.duckdb", 1),  # the catalog's new copy built, not yet renamed over it

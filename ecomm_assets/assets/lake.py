@@ -7,9 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ecomm_assets.assets.days import (
+    DaysWritten,
     Derivation,
     day_files,
     day_metadata,
@@ -17,7 +18,6 @@ from ecomm_assets.assets.days import (
     read_days,
     run_days,
     split_by_day,
-    write_days,
     writing_days,
 )
 from ecomm_assets.assets.landing import raw_file_age
@@ -27,6 +27,7 @@ from ecomm_assets.assets.sources import (
     read_collection,
     snapshots,
 )
+from ecomm_assets.core import duck
 from ecomm_assets.core.dashboard import headline_figures
 from ecomm_assets.core.flatten import (
     DayCounts,
@@ -36,10 +37,13 @@ from ecomm_assets.core.flatten import (
 )
 from ecomm_assets.core.layout import (
     ORDERS_FEED,
+    PART_FILE,
+    PROCESSED,
     QUARANTINE_FILE,
     Feed,
     collection_dir,
     counts_path,
+    partition_dir,
     quarantine_dir,
     quarantine_path,
     raw_orders_root,
@@ -52,6 +56,7 @@ from ecomm_assets.core.schemas import (
     DIM_PRODUCTS,
     ORDER_LINES,
     ORDERS,
+    ContractViolation,
 )
 from ecomm_assets.core.storage import LakeFile, LakeStore
 from ecomm_assets.core.tables import (
@@ -77,25 +82,77 @@ LAKE = DERIVED_LAKE | {"partitions_def": DAILY_PARTITIONS, "backfill_policy": DA
 def raw_day_files(store: LakeStore, day: date | str, feed: Feed = ORDERS_FEED) -> list[LakeFile]:
     """A feed's raw files of a day, oldest first: the order in which versions of a record win.
     A landed file's age is when it landed (in its name), not when an ingest run wrote it."""
-    files = store.list_files(feed.raw_dir(day))
+    return _oldest_first(store.list_files(feed.raw_dir(day)))
+
+
+def raw_days_files(store: LakeStore, days: list[date], feed: Feed = ORDERS_FEED) -> dict[date, list[LakeFile]]:
+    """A feed's raw files of each of `days`, oldest first (raw_day_files), found with one listing of
+    the feed's folder rather than one per day (a single day: of its own folder)."""
+    if len(days) == 1:
+        return {days[0]: raw_day_files(store, days[0], feed)}
+    folders = {feed.raw_dir(day): day for day in days}
+    files: dict[date, list[LakeFile]] = {day: [] for day in days}
+    for f in store.list_files(feed.raw_root, recursive=True):
+        if (folder := f.path.rpartition("/")[0]) in folders:  # the day's folder itself, not one below it
+            files[folders[folder]].append(f)
+    return {day: _oldest_first(day_files) for day, day_files in files.items()}
+
+
+def _oldest_first(files: list[LakeFile]) -> list[LakeFile]:
     return sorted(files, key=lambda f: (raw_file_age(f), f.name))
 
 
 def write_rejects(store: LakeStore, table: str, day: date, quarantined: pa.Table, counts: dict) -> None:
     """A day's quarantined records (rows of `quarantined` with a `day` column) and its counts."""
-    rows = quarantined.filter(pc.equal(quarantined["day"], day)).drop_columns(["day"])
-    store.replace_partition(quarantine_dir(table, day), {QUARANTINE_FILE: json_lines(rows)} if rows.num_rows else {})
-    store.write_bytes(counts_path(table, day), json.dumps(counts, indent=1).encode())
+    write_days_rejects(store, table, {day: counts}, quarantined)
 
 
-def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, days: list[date], result: FlattenResult) -> dict:
-    """Each day's quarantine, counts and order lines (a day without input gets an empty partition)."""
-    for day in days:
-        write_rejects(store, "order_lines", day, result.quarantined, result.counts.get(day, DayCounts()).as_dict())
-    return write_days(
-        context, store, "order_lines", ORDER_LINES,
-        {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table() for day in days},
+def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], quarantined: pa.Table) -> None:
+    """Each day's quarantined records (rows of `quarantined` with a `day` column), its quarantine
+    folder replaced (one listing for all the days), and its counts."""
+    by_day = split_by_day(quarantined, "day", sorted(counts))
+    store.replace_partitions(
+        (quarantine_dir(table, day), {QUARANTINE_FILE: json_lines(rows.drop_columns(["day"]))} if rows.num_rows else {})
+        for day, rows in by_day.items()
     )
+    for day, day_counts in sorted(counts.items()):
+        store.write_bytes(counts_path(table, day), json.dumps(day_counts, indent=1).encode())
+
+
+def write_contract_days(context: dg.AssetExecutionContext, store: LakeStore, table_name: str, contract: pa.Schema,
+                        files: dict[date, Path]) -> dict:
+    """Replace each day's partition with its staged Parquet file, which already has exactly the
+    contract's schema (duck.DayFiles wrote it so; write_days would write it a second time): each
+    file moved as it is, the stale files found with one listing; each day's row count on its
+    materialization; the run's metadata."""
+    written = DaysWritten()
+
+    def partitions():
+        for day, path in sorted(files.items()):
+            parquet = pq.ParquetFile(path)
+            if not parquet.schema_arrow.equals(contract, check_metadata=True):
+                raise ContractViolation(f"{table_name} of {day}: the staged file does not have the contract's schema")
+            written.rows[day] = parquet.metadata.num_rows
+            if written.head is None or written.head.num_rows == 0:  # the preview shows the first day that has rows
+                first = next(parquet.iter_batches(batch_size=10), None)
+                written.head = pa.Table.from_batches([first]) if first is not None else None
+            yield partition_dir(PROCESSED, table_name, day), {PART_FILE: path}
+
+    written.bytes += store.replace_partitions(partitions())
+    day_metadata(context, {day: {"dagster/row_count": n} for day, n in written.rows.items()})
+    return written.metadata(store, table_name)
+
+
+def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, days: list[date], result: FlattenResult,
+                       staging: str) -> dict:
+    """Each day's quarantine, counts and order lines (a day without input gets an empty partition)."""
+    write_days_rejects(store, "order_lines", {day: result.counts.get(day, DayCounts()).as_dict() for day in days},
+                       result.quarantined)
+    with duck.DayFiles(staging, "order_lines", ORDER_LINES) as empty:
+        for day in sorted(set(days) - set(result.line_files)):
+            empty.empty(day)
+    files = {day: Path(result.line_files[day]) if day in result.line_files else empty.paths[day] for day in days}
+    return write_contract_days(context, store, "order_lines", ORDER_LINES, files)
 
 
 @dg.asset(
@@ -111,7 +168,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     days = run_days(context)
     store = lake.store()
     with writing_days(context, store, days, {raw_orders_root(): days}) as ensure_inputs_unchanged:
-        raw = {day: raw_day_files(store, day) for day in days}
+        raw = raw_days_files(store, days)
         for day in (d for d, files in raw.items() if not files):
             context.log.warning(f"no raw order files for {day}: writing an empty partition")
         listed = [(day, f) for day, files in raw.items() for f in files]
@@ -120,7 +177,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
                 [RawOrderFile(path, day, source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
             )
             ensure_inputs_unchanged()
-            metadata = _write_order_lines(context, store, days, result)
+            metadata = _write_order_lines(context, store, days, result, staging)
     totals = [result.counts.get(day, DayCounts()) for day in days]
     reasons = sum((c.reasons for c in totals), Counter())
     metadata.update(
@@ -157,7 +214,7 @@ def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         with store.local_paths(list(lines_files.values())) as paths, store.staging_dir() as staging:
             written = write_orders(dict(zip(lines_files, paths)), staging)
             ensure_inputs_unchanged()
-            metadata = write_days(context, store, "orders", ORDERS, {day: out for day, (out, _) in written.items()})
+            metadata = write_contract_days(context, store, "orders", ORDERS, {day: out for day, (out, _) in written.items()})
     day_metadata(context, headline_figures({day: totals for day, (_, totals) in written.items()}))
     metadata["orders_not_reconciling"] = sum(totals.not_reconciling for _, totals in written.values())
     return dg.MaterializeResult(metadata=metadata)

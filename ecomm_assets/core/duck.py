@@ -3,11 +3,31 @@
 Opening a new in-memory database costs about 14 ms; a cursor on an open one, microseconds. A
 backfill makes thousands of small queries, so every caller gets a cursor (its own connection, with
 its own settings, temporary tables and registered tables) on one database per process.
+
+A query's result too large to hold is streamed (`rows`) and written day by day to Parquet files
+with exactly a table's contract (`DayFiles`): the files a lake partition takes as they are.
 """
 
+import contextlib
+import functools
 import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Self
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ecomm_assets.core.schemas import conform
+from ecomm_assets.core.storage import (
+    CONFORM_BATCH_ROWS,
+    PARQUET_COMPRESSION,
+    PARQUET_COMPRESSION_LEVEL,
+)
 
 _database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
@@ -33,4 +53,128 @@ def bounded(spill: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # a long day's query would draw one on the run's stderr
+    con.execute("SET preserve_insertion_order = true")  # rows streamed in input order (DayFiles: day after day)
     return con
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> Iterator[pa.RecordBatch]:
+    """A query's rows streamed in batches, in the order DuckDB gives them (insertion order for a
+    query that keeps it, e.g. no join; else the sort's): memory holds a batch, not the result."""
+    reader = con.sql(sql, params=params).to_arrow_reader(CONFORM_BATCH_ROWS)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except OSError as error:
+            raise _duckdb_error(error) from error
+        yield batch
+
+
+# DuckDB's exception classes by their lowercased names without "Exception" ("invalidinput").
+_EXCEPTIONS = {name.lower().removesuffix("exception"): getattr(duckdb, name) for name in dir(duckdb) if name.endswith("Exception")}
+
+
+def _duckdb_error(error: OSError) -> duckdb.Error:
+    """The exception DuckDB raises for a query's error: one part-way through a stream reaches Python
+    through Arrow's C stream as an OSError, with DuckDB's message ("Invalid Input Error: ...")."""
+    kind = str(error).partition(" Error: ")[0].replace(" ", "").lower()
+    return _EXCEPTIONS.get(kind, duckdb.Error)(str(error))
+
+
+def by_day(batches: Iterable[pa.RecordBatch], day_column: str) -> Iterator[tuple[date, pa.RecordBatch]]:
+    """The batches cut where `day_column` changes: (day, rows of that day), in order."""
+    for batch in batches:
+        runs = pc.run_end_encode(batch.column(day_column))
+        start = 0
+        for end, day in zip(runs.run_ends.to_pylist(), runs.values.to_pylist()):
+            yield day, batch.slice(start, end - start)
+            start = end
+
+
+class DayFiles:
+    """One Parquet file per day in `folder`, with exactly the contract's schema (column order, types,
+    nullability, descriptions), conformed (schemas.conform, its checks and errors) as it is written:
+    a day's file is written once, ready to move into the lake as it is. Rows come day after day; a
+    day's writer is closed when the next day starts (one file open), and rows are written in row
+    groups of CONFORM_BATCH_ROWS (DuckDB streams far smaller batches).
+
+    Parquet encoding takes one core: a thread of its own writes a row group while the caller
+    prepares the next one (DuckDB computing meanwhile), one at a time, so memory holds two."""
+
+    def __init__(self, folder: str, table: str, contract: pa.Schema):
+        self.folder, self.table, self.contract = folder, table, contract
+        self.paths: dict[date, Path] = {}
+        self._day: date | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{table}-parquet")
+        self._writing: Future | None = None
+
+    def write(self, day: date, batch: pa.RecordBatch) -> None:
+        if day != self._day:
+            self._open(day)
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= CONFORM_BATCH_ROWS:
+            self._flush()
+
+    def empty(self, day: date) -> None:
+        """A file without rows, for a day that got none."""
+        self._open(day)
+        self._close()
+
+    def discard(self, day: date) -> None:
+        """Drop the day's file (its rows are not the day's result: another pass writes it)."""
+        if day == self._day:
+            self._pending, self._pending_rows = [], 0
+            self._close()
+        self._wait()
+        self.paths.pop(day).unlink()
+
+    def _open(self, day: date) -> None:
+        if day in self.paths:
+            raise RuntimeError(f"{self.table}: rows of {day} came after those of another day")
+        self._close()
+        self.paths[day] = Path(self.folder, f"{self.table}-{day}.parquet")
+        self._day = day
+        self._writer = pq.ParquetWriter(self.paths[day], self.contract, compression=PARQUET_COMPRESSION,
+                                        compression_level=PARQUET_COMPRESSION_LEVEL)
+
+    def _flush(self) -> None:
+        if self._pending:
+            rows = conform(pa.Table.from_batches(self._pending), self.contract, f"{self.table} of {self._day}")
+            self._pending, self._pending_rows = [], 0
+            self._submit(functools.partial(self._writer.write_table, rows, row_group_size=rows.num_rows))
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._flush()
+            self._submit(self._writer.close)
+        self._day, self._writer = None, None
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        self._wait()  # one write at a time: its error is raised here
+        self._writing = self._thread.submit(work)
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        try:
+            if error_type is None:
+                self._close()
+                self._wait()
+            else:  # the files are incomplete anyway: what is pending is not written
+                self._pending = []
+                with contextlib.suppress(Exception):  # the error being raised is the one to see
+                    self._close()
+                    self._wait()
+        finally:
+            self._thread.shutdown()

@@ -3,10 +3,11 @@ quarantined records and counts.
 
 Vectorized in DuckDB, in two passes at most:
 1. Optimistic, all days at once: one streaming query reads every file with declared types,
-   flattens, validates and writes one Parquet file per day (PARTITION_BY). A line that breaks a
-   rule is written with line_number 0, so the writer's own per-file statistics tell which days
-   rejected a record; one query on the written files finds days with duplicated order ids. Clean
-   days, the usual case, cost about one bare read + UNNEST + COPY. (One query for a year of days
+   flattens and validates, and its rows, in input order, are written as they come to one Parquet
+   file per day with exactly the ORDER_LINES contract (duck.DayFiles): the file that goes into
+   the lake, written once. A line that breaks a rule comes with line_number 0: its day stops being
+   written; one query on the written files finds days with duplicated order ids. Clean days, the
+   usual case, cost about one bare read + UNNEST + Parquet write. (One query for a year of days
    takes a seventh of the time of one query per day.)
 2. Precise, only for a day with a rejected record, a duplicate or a value of the wrong type: every
    line of the day is read as text, then as a JSON value, so each rejected record (a line that is
@@ -15,7 +16,7 @@ Vectorized in DuckDB, in two passes at most:
    reader refuses, makes the one optimistic query fail for all days: each day then tries its own
    optimistic query first. The text is validated in blocks of PRECISE_BLOCK_BYTES, each block's
    valid lines staged to Parquet; an aggregate over the staged blocks finds the orders with several
-   versions across the whole day, and one query writes the day's file without the older ones.
+   versions across the whole day, and one query gives the day's file without the older ones.
 Both passes apply the same rules and produce the same columns.
 
 Memory follows a block, not the day: DuckDB runs with a memory limit (duck.bounded) and spills
@@ -28,7 +29,6 @@ Conservation, per day: records_read = orders_loaded + records_quarantined + dupl
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -97,14 +97,14 @@ class DayCounts:
 
 @dataclass
 class FlattenResult:
-    line_files: dict[date, str]  # day -> local Parquet file of ORDER_LINES rows, in input order
+    line_files: dict[date, str]  # day -> local Parquet file of its rows in input order, exactly the ORDER_LINES contract
     quarantined: pa.Table  # QUARANTINE
     counts: dict[date, DayCounts]
     read_modes: dict[date, str]  # "optimistic" or "precise"
 
     def lines(self) -> pa.Table:
         """Every day's order lines in one table (reads the files back: for tests and small data)."""
-        tables = [pq.read_table(path).cast(ORDER_LINES) for path in self.line_files.values()]
+        tables = [pq.read_table(path) for path in self.line_files.values()]
         return pa.concat_tables(tables) if tables else _empty(ORDER_LINES)
 
 
@@ -338,58 +338,48 @@ def _line_columns(line_number: str) -> str:
 # zstd at level 1: files about as compact as snappy's best, written faster than at DuckDB's default level.
 PARQUET_COPY_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
-# A record without products still yields one row (p NULL), so no record can vanish in UNNEST.
-# Several days are written one file per day (PARTITION_BY); a single day goes to one plain file,
-# because the partitioned writer is much slower for one large day (README, Performance).
-def _optimistic_copy(several_days: bool) -> str:
-    return f"""
-COPY (
-    WITH records AS (
-        SELECT r.*, f.source, f.day AS file_day, {_order_ts("r.order_date")} AS order_ts
-        FROM read_json($paths, format='newline_delimited', columns=$columns, filename=true) r
-        JOIN files f ON f.path = r.filename
-    ), shaped AS (
-        SELECT {_canonical_id("order_id")} AS order_id, order_date AS order_date_text, order_ts,
-            {_UTC_WALL} AS utc_wall, file_day, total_amount, {_typed_amount("total_amount")}, source, products,
-            {_canonical_id("customer.customer_id")} AS customer_id, customer.name AS customer_name, customer.email AS customer_email,
-            customer.address.address AS customer_address,
-            coalesce(customer.city, customer.address.city) AS customer_city,
-            coalesce(customer.state, customer.address.state) AS customer_state,
-            coalesce(customer.country, customer.address.country) AS customer_country
-        FROM records
-    ), flagged AS (
-        SELECT * EXCLUDE (products), NULL AS products_problem,
-            {_any_rule_broken(_ORDER_RULES)} OR {_suspicious_id("order_id")}
-                OR {_suspicious_id("customer_id")} AS order_broken,
-            UNNEST(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END) AS p,
-            generate_subscripts(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END, 1) AS line_number
-        FROM shaped
-    ), typed AS (  -- amounts converted after UNNEST: cheaper than inside the lists
-        SELECT * REPLACE ({_typed_product("p")} AS p) FROM flagged
-    )
-    SELECT {_line_columns(
-        f"CASE WHEN order_broken OR p IS NULL OR {_any_rule_broken(_LINE_RULES)} "
-        f"OR {_suspicious_id('p.product_id')} THEN 0 ELSE line_number END"
-    )}{", file_day" if several_days else ""}
-    FROM typed
-) TO $out ({PARQUET_COPY_OPTIONS}{", PARTITION_BY (file_day)" if several_days else ""}, RETURN_STATS)
+# A record without products still yields one row (p NULL), so no record can vanish in UNNEST. Rows
+# come in input order (the files are listed day by day), each with its file's day and source: looked
+# up by the file's index, as a join would not keep that order.
+_OPTIMISTIC_LINES = f"""
+WITH records AS (
+    SELECT *, $sources[file_index::BIGINT + 1] AS source, ($days::DATE[])[file_index::BIGINT + 1] AS file_day,
+        {_order_ts("order_date")} AS order_ts
+    FROM read_json($paths, format='newline_delimited', columns=$columns)
+), shaped AS (
+    SELECT {_canonical_id("order_id")} AS order_id, order_date AS order_date_text, order_ts,
+        {_UTC_WALL} AS utc_wall, file_day, total_amount, {_typed_amount("total_amount")}, source, products,
+        {_canonical_id("customer.customer_id")} AS customer_id, customer.name AS customer_name, customer.email AS customer_email,
+        customer.address.address AS customer_address,
+        coalesce(customer.city, customer.address.city) AS customer_city,
+        coalesce(customer.state, customer.address.state) AS customer_state,
+        coalesce(customer.country, customer.address.country) AS customer_country
+    FROM records
+), flagged AS (
+    SELECT * EXCLUDE (products), NULL AS products_problem,
+        {_any_rule_broken(_ORDER_RULES)} OR {_suspicious_id("order_id")}
+            OR {_suspicious_id("customer_id")} AS order_broken,
+        UNNEST(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END) AS p,
+        generate_subscripts(CASE WHEN len(products) > 0 THEN products ELSE [NULL] END, 1) AS line_number
+    FROM shaped
+), typed AS (  -- amounts converted after UNNEST: cheaper than inside the lists
+    SELECT * REPLACE ({_typed_product("p")} AS p) FROM flagged
+)
+SELECT {_line_columns(
+    f"CASE WHEN order_broken OR p IS NULL OR {_any_rule_broken(_LINE_RULES)} "
+    f"OR {_suspicious_id('p.product_id')} THEN 0 ELSE line_number END"
+)}, file_day
+FROM typed
 """
 
-
-_OPTIMISTIC_COPY = {several: _optimistic_copy(several) for several in (False, True)}
-
-# Counts of the optimistic files per day: duplicated order ids show as fewer orders than first
-# lines. Ids are counted by their 64-bit hashes, several times cheaper than the texts on a large
-# day: a collision (about one in 10^6 for a day of 10^7 orders) only sends the day to the precise
-# pass, which compares the ids themselves.
-_OPTIMISTIC_COUNTS = {
-    several: f"""
-SELECT {"file_day" if several else "$day::DATE"}, count(*) FILTER (WHERE line_number = 1), count(DISTINCT hash(order_id)),
-    count(*)
-FROM read_parquet($files{", hive_partitioning=true, hive_types={'file_day': DATE}" if several else ""}) GROUP BY ALL
+# Counts of the optimistic files: duplicated order ids show as fewer orders than first lines. Ids
+# are counted by their 64-bit hashes, several times cheaper than the texts on a large day: a
+# collision (about one in 10^6 for a day of 10^7 orders) only sends the day to the precise pass,
+# which compares the ids themselves.
+_OPTIMISTIC_COUNTS = """
+SELECT filename, count(*) FILTER (WHERE line_number = 1), count(DISTINCT hash(order_id)), count(*)
+FROM read_parquet($files, filename=true) GROUP BY ALL
 """
-    for several in (False, True)
-}
 
 
 def _reasons() -> str:
@@ -448,11 +438,9 @@ FROM read_parquet($blocks) WHERE line_number = 1 GROUP BY order_id HAVING count(
 _OLDER_VERSIONS_DROPPED = f"""
     WHERE NOT EXISTS (SELECT 1 FROM duplicated d WHERE d.order_id = b.order_id AND d.newest <> {_RECORD_PLACE})
     ORDER BY file_index, record_number, line_number"""
-_PRECISE_COPY = {
+_PRECISE_LINES = {
     duplicates: f"""
-COPY (
-    SELECT * EXCLUDE (file_index, record_number) FROM read_parquet($blocks) b {_OLDER_VERSIONS_DROPPED if duplicates else ""}
-) TO $out ({PARQUET_COPY_OPTIONS})
+SELECT * EXCLUDE (file_index, record_number) FROM read_parquet($blocks) b {_OLDER_VERSIONS_DROPPED if duplicates else ""}
 """
     for duplicates in (False, True)
 }
@@ -502,8 +490,7 @@ def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult
                 result.line_files[day], result.counts[day] = clean[day]
                 result.read_modes[day] = "optimistic"
                 continue
-            out = os.path.join(out_dir, f"order_lines-{day}.parquet")
-            counts, read_mode, rejected = _flatten_day(con, day, day_files, out, try_optimistic=day in untried)
+            out, counts, read_mode, rejected = _flatten_day(con, day, day_files, out_dir, try_optimistic=day in untried)
             result.line_files[day], result.counts[day], result.read_modes[day] = out, counts, read_mode
             quarantined.append(rejected)
     result.quarantined = pa.concat_tables(quarantined)
@@ -512,7 +499,8 @@ def flatten_orders(files: Sequence[RawOrderFile], out_dir: str) -> FlattenResult
 
 _WRONG_JSON_TYPE = (duckdb.ConversionException, duckdb.InvalidInputException)
 
-# The partitioned writer buffers every open day: bounding a query's input bounds its memory.
+# Input of one optimistic query: a value of another JSON type fails the query, and sends its days
+# to be read one by one.
 BATCH_INPUT_BYTES = 64 << 20
 
 
@@ -531,20 +519,20 @@ def _batches_of_days(by_day: dict[date, list[RawOrderFile]]) -> list[list[date]]
 
 
 def _flatten_day(
-    con: duckdb.DuckDBPyConnection, day: date, files: list[RawOrderFile], out: str, try_optimistic: bool
-) -> tuple[DayCounts, str, pa.Table]:
+    con: duckdb.DuckDBPyConnection, day: date, files: list[RawOrderFile], out_dir: str, try_optimistic: bool
+) -> tuple[str, DayCounts, str, pa.Table]:
+    """The day's file of order lines (the contract's schema), counts, read mode and quarantined records."""
     if try_optimistic:
         try:
-            clean = _optimistic(con, files, os.path.dirname(out))
+            clean = _optimistic(con, files, out_dir)
             if day in clean:
-                os.replace(clean[day][0], out)
-                return clean[day][1], "optimistic", _empty(QUARANTINE)
+                return *clean[day], "optimistic", _empty(QUARANTINE)
         except _WRONG_JSON_TYPE:
             pass  # a value of another JSON type: the precise pass says which record and why
     paths = [f.path for f in files]
     con.execute(_FILES, {"paths": paths, "sources": [f.source for f in files], "days": [day] * len(files)})
     counts, valid, blocks, rejected = DayCounts(), 0, [], [_empty(QUARANTINE)]
-    folder = tempfile.mkdtemp(prefix="precise-", dir=os.path.dirname(out))
+    folder = tempfile.mkdtemp(prefix="precise-", dir=out_dir)
     for file_index, path in enumerate(paths):
         records_before = 0
         for text in text_blocks(path, PRECISE_BLOCK_BYTES):
@@ -560,17 +548,20 @@ def _flatten_day(
             blocks.append(os.path.join(folder, f"block-{len(blocks)}.parquet"))
             con.execute(_STAGE_BLOCK, {"out": blocks[-1]})
     con.execute("DROP TABLE IF EXISTS validated")
-    if blocks:
-        con.execute(_DUPLICATED, {"blocks": blocks})
-        counts.duplicates_dropped = con.sql("SELECT coalesce(sum(versions - 1), 0) FROM duplicated").fetchall()[0][0]
-        con.execute(_PRECISE_COPY[counts.duplicates_dropped > 0], {"blocks": blocks, "out": out})
-        con.execute("DROP TABLE duplicated")
-        counts.lines_loaded = pq.ParquetFile(out).metadata.num_rows
-    else:  # files without a single line of text
-        pq.write_table(_empty(ORDER_LINES), out)
+    with duck.DayFiles(folder, "order_lines", ORDER_LINES) as written:
+        if blocks:
+            con.execute(_DUPLICATED, {"blocks": blocks})
+            counts.duplicates_dropped = con.sql("SELECT coalesce(sum(versions - 1), 0) FROM duplicated").fetchall()[0][0]
+            for rows in duck.rows(con, _PRECISE_LINES[counts.duplicates_dropped > 0], {"blocks": blocks}):
+                written.write(day, rows)
+                counts.lines_loaded += rows.num_rows
+            con.execute("DROP TABLE duplicated")
+        if day not in written.paths:  # no valid line, or files without a single line of text
+            written.empty(day)
     counts.orders_loaded = valid - counts.duplicates_dropped
-    shutil.rmtree(folder)
-    return counts, "precise", pa.concat_tables(rejected)
+    for block in blocks:
+        os.unlink(block)
+    return str(written.paths[day]), counts, "precise", pa.concat_tables(rejected)
 
 
 # Raw text the precise pass validates at once: its memory follows this, not the size of the day.
@@ -603,41 +594,29 @@ def text_blocks(path: str, block_bytes: int) -> Iterator[str]:
 
 def _optimistic(con: duckdb.DuckDBPyConnection, files: Sequence[RawOrderFile], out_dir: str) -> dict[date, tuple[str, DayCounts]]:
     """The optimistic pass over `files`: for each day it loaded cleanly (no rejected line, no
-    duplicate), its Parquet file and counts. A day missing here needs the precise pass."""
+    duplicate), its Parquet file (the contract's schema: moved into the lake as it is) and counts.
+    A day missing here needs the precise pass; its rows stop being written at its first rejected line."""
     paths = [f.path for f in files]
-    days = sorted({f.day for f in files})
-    if not days:
+    if not paths:
         return {}
-    several = len(days) > 1
-    con.execute(_FILES, {"paths": paths, "sources": [f.source for f in files], "days": [f.day for f in files]})
-    # PARTITION_BY wants an empty folder.
-    folder = tempfile.mkdtemp(prefix="optimistic-", dir=out_dir)
-    out = folder if several else os.path.join(folder, "part.parquet")
-    cursor = con.execute(_OPTIMISTIC_COPY[several], {"paths": paths, "out": out, "columns": _DECLARED_COLUMNS})
-    written: dict[date, list[str]] = {}
     rejecting: set[date] = set()
-    for row in cursor.fetchall():
-        stats = dict(zip([d[0] for d in cursor.description], row))
-        day = date.fromisoformat(stats["partition_keys"]["file_day"]) if several else days[0]
-        written.setdefault(day, []).append(stats["filename"])
-        if int(stats["column_statistics"]['"line_number"'].get("min", 1)) < 1:  # no "min" when no rows
-            rejecting.add(day)
-    if not written:  # several days' files without a single record
+    with duck.DayFiles(tempfile.mkdtemp(prefix="optimistic-", dir=out_dir), "order_lines", ORDER_LINES) as written:
+        params = {"paths": paths, "sources": [f.source for f in files], "days": [f.day for f in files], "columns": _DECLARED_COLUMNS}
+        for day, rows in duck.by_day(duck.rows(con, _OPTIMISTIC_LINES, params), "file_day"):
+            if day in rejecting:
+                continue
+            if pc.min(rows["line_number"]).as_py() < 1:
+                rejecting.add(day)
+                if day in written.paths:
+                    written.discard(day)
+                continue
+            written.write(day, rows.drop_columns(["file_day"]))
+    if not written.paths:  # days without a single valid record
         return {}
+    day_of = {str(path): day for day, path in written.paths.items()}
     clean = {}
-    params = {"files": [f for fs in written.values() for f in fs]} | ({} if several else {"day": days[0]})
-    counts = con.sql(_OPTIMISTIC_COUNTS[several], params=params).fetchall()
-    for day, records, orders, lines in counts:
-        if day in rejecting or records != orders:
-            continue
-        clean[day] = (_one_file(con, written[day]), DayCounts(records_read=records, orders_loaded=orders, lines_loaded=lines))
+    for filename, records, orders, lines in con.sql(_OPTIMISTIC_COUNTS, params={"files": list(day_of)}).fetchall():
+        if records == orders:
+            day = day_of[filename]
+            clean[day] = (str(written.paths[day]), DayCounts(records_read=records, orders_loaded=orders, lines_loaded=lines))
     return clean
-
-
-def _one_file(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
-    """A day's rows in one file (a partitioned write may split a large day into several)."""
-    if len(files) == 1:
-        return files[0]
-    out = os.path.join(os.path.dirname(files[0]), "merged.parquet")
-    con.execute(f"COPY (SELECT * FROM read_parquet($files)) TO $out ({PARQUET_COPY_OPTIONS})", {"files": files, "out": out})
-    return out

@@ -6,15 +6,15 @@ returns rows carrying their day (order_date or snapshot_date), ready to split in
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.flatten import PARQUET_COPY_OPTIONS
 from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, ORDERS
 
 
@@ -28,7 +28,7 @@ def _query(sql: str, **tables: pa.Table) -> pa.Table:
 
 
 # One row per order and day (an id is unique within a day: a range must give what its days give
-# one by one); `reconciles` says whether the reported total equals the line totals.
+# one by one), day after day; `reconciles` says whether the reported total equals the line totals.
 _ORDERS = """
 SELECT order_id, any_value(order_ts) AS order_ts, order_date,
        any_value(customer_id) AS customer_id, any_value(customer_name) AS customer_name,
@@ -38,7 +38,7 @@ SELECT order_id, any_value(order_ts) AS order_ts, order_date,
        (any_value(order_total) - sum(line_total))::DECIMAL(18,2) AS total_difference,
        any_value(order_total) = sum(line_total) AS reconciles,
        any_value(source) AS source
-FROM order_lines GROUP BY order_date, order_id ORDER BY order_ts, order_id
+FROM order_lines GROUP BY order_date, order_id ORDER BY order_date, order_ts, order_id
 """
 
 
@@ -47,31 +47,37 @@ def build_orders(order_lines: pa.Table) -> pa.Table:
     return _query(_ORDERS, order_lines=order_lines).cast(ORDERS)
 
 
-@dataclass(frozen=True)
+@dataclass
 class OrderTotals:
     """A day's orders: how many, their revenue (the sum of their lines), and how many do not reconcile."""
 
-    orders: int
-    revenue: Decimal
-    not_reconciling: int
+    orders: int = 0
+    revenue: Decimal = field(default_factory=lambda: Decimal("0.00"))
+    not_reconciling: int = 0
+
+    def add(self, orders: pa.RecordBatch) -> None:
+        self.orders += orders.num_rows
+        self.revenue += pc.sum(orders["items_total"]).as_py() or 0
+        self.not_reconciling += pc.sum(pc.invert(orders["reconciles"])).as_py() or 0
 
 
 def write_orders(order_lines_files: dict[date, str], out_dir: str) -> dict[date, tuple[Path, OrderTotals]]:
-    """Each day's orders computed from its order lines Parquet file into a Parquet file of
-    `out_dir` by DuckDB, which spills past its memory limit, so a day of any size fits in bounded
-    memory; per day, the file and its totals."""
-    written = {}
-    with tempfile.TemporaryDirectory(prefix="spill-", dir=out_dir) as spill, duck.bounded(spill) as con:
-        for day, lines_file in sorted(order_lines_files.items()):
-            con.read_parquet(lines_file).create_view("order_lines")
-            out = Path(out_dir, f"orders-{day}.parquet")
-            con.execute(f"COPY ({_ORDERS}) TO $out ({PARQUET_COPY_OPTIONS})", {"out": str(out)})
-            [totals] = con.execute(
-                "SELECT count(*), coalesce(sum(items_total), 0), count(*) FILTER (WHERE NOT reconciles) "
-                "FROM read_parquet($out)", {"out": str(out)}
-            ).fetchall()
-            written[day] = (out, OrderTotals(*totals))
-    return written
+    """Each day's orders computed from its order lines Parquet file, into a Parquet file of
+    `out_dir` with exactly the ORDERS contract (moved into the lake as it is), and its totals: one
+    DuckDB query over all the days, which spills past its memory limit, so any number of days of
+    any size fits in bounded memory. A day without lines gets a file without rows."""
+    totals = {day: OrderTotals() for day in order_lines_files}
+    with (tempfile.TemporaryDirectory(prefix="spill-", dir=out_dir) as spill, duck.bounded(spill) as con,
+          duck.DayFiles(out_dir, "orders", ORDERS) as written):
+        con.read_parquet(list(order_lines_files.values())).create_view("order_lines")
+        for day, orders in duck.by_day(duck.rows(con, _ORDERS), "order_date"):
+            if day not in totals:
+                raise ValueError(f"order lines of {day} in the order lines files of other days")
+            written.write(day, orders)
+            totals[day].add(orders)
+        for day in sorted(set(totals) - set(written.paths)):
+            written.empty(day)
+    return {day: (written.paths[day], totals[day]) for day in sorted(totals)}
 
 
 def build_dim_products(products: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
@@ -140,7 +146,7 @@ def _snapshots(snapshots: dict[date, list[dict]], fields: dict[str, pa.DataType]
     for day, records in sorted(snapshots.items()):
         table = previous_table if records == previous else _collection_table(records, fields)
         previous, previous_table = records, table
-        tables.append(table.append_column("snapshot_date", pa.array([day] * table.num_rows, pa.date32())))
+        tables.append(table.append_column("snapshot_date", pa.repeat(pa.scalar(day, pa.date32()), table.num_rows)))
     if not tables:
         return pa.schema([*(pa.field(n, t) for n, t in fields.items()), pa.field("snapshot_date", pa.date32())]).empty_table()
     return pa.concat_tables(tables)
@@ -148,11 +154,9 @@ def _snapshots(snapshots: dict[date, list[dict]], fields: dict[str, pa.DataType]
 
 def _collection_table(records: list[dict], fields: dict[str, pa.DataType]) -> pa.Table:
     """Collection records (JSON-shaped dicts) as a typed table of the fields the dimension uses;
-    ids become strings, as in the order lines, and absent keys become nulls."""
-    columns = {}
-    for name, dtype in fields.items():
-        values = [record.get(name) for record in records]
-        if name == "id":
-            values = [None if v is None else str(v) for v in values]
-        columns[name] = pa.array(values, type=dtype)
-    return pa.table(columns)
+    ids become strings, as in the order lines, and absent keys become nulls. The fields but the id
+    are converted by Arrow at once (as a struct of them: other keys are ignored)."""
+    typed = pa.struct([pa.field(name, dtype) for name, dtype in fields.items() if name != "id"])
+    columns = dict(zip(typed.names, pa.array(records, type=typed).flatten()))
+    columns["id"] = pa.array([None if (v := record.get("id")) is None else str(v) for record in records], pa.string())
+    return pa.table({name: columns[name] for name in fields})

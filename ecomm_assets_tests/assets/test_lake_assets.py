@@ -6,6 +6,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from ecomm_assets.core.schemas import ORDER_LINES, ORDERS
 from ecomm_assets_tests.conftest import make_definitions
 
 DAYS = ["2024-01-13", "2024-01-14"]
@@ -56,3 +57,40 @@ def test_orders_without_a_reported_total_are_not_counted_as_not_reconciling(lake
     [materialization] = [m for m in result.asset_materializations_for_node("orders")]
     assert materialization.metadata["orders_not_reconciling"].value == 0
     assert [o["reconciles"] for o in orders_of(lake_dir, DAYS[0])] == [None, None]
+
+
+RANGE = ["2024-01-13", "2024-01-14", "2024-01-15"]
+
+
+def test_a_range_writes_each_days_files_with_their_contract_and_lists_its_quarantine_once(lake_dir, instance):
+    """Each day's order lines and orders file goes into the lake as the flatten and the orders query
+    wrote it, with exactly the contract (descriptions included); each day gets its counts and its
+    quarantine (a stale one replaced by nothing); the run lists the quarantine folders once, as many
+    LISTs for three days as for one."""
+    raw_orders(lake_dir, RANGE[0], [order("A", RANGE[0], 1.0), {"order_id": "BAD", "order_date": f"{RANGE[0]}T09:00:00Z"}])
+    raw_orders(lake_dir, RANGE[1], [order("B", RANGE[1], 2.0)])  # no raw file on the last day
+    stale = lake_dir / "quarantine" / "order_lines" / f"dt={RANGE[1]}" / "part-00000.jsonl"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"old": true}\n')
+    defs = make_definitions(lake_dir, orders_per_day=0)
+
+    lists = {}
+    for days in (RANGE[:1], RANGE):
+        result = run_lake(defs, instance, days)
+        assert result.success
+        lines = [m.metadata for m in result.asset_materializations_for_node("order_lines") if "usage/s3/list" in m.metadata]
+        lists[len(days)] = lines[0]["usage/s3/list"].value
+    assert lists[3] == lists[1]
+
+    for table, contract in (("order_lines", ORDER_LINES), ("orders", ORDERS)):
+        for day in RANGE:
+            schema = pq.read_schema(lake_dir / "processed" / table / f"dt={day}" / "part-00000.parquet")
+            assert schema.equals(contract, check_metadata=True), (table, day)
+    assert [o["order_id"] for o in orders_of(lake_dir, RANGE[1])] == ["B"] and orders_of(lake_dir, RANGE[2]) == []
+    [rejected] = (lake_dir / "quarantine" / "order_lines" / f"dt={RANGE[0]}" / "part-00000.jsonl").read_text().splitlines()
+    assert json.loads(rejected)["reason"] == "missing products"
+    assert not stale.exists()
+    counts = {day: json.loads((lake_dir / "processed" / "order_lines" / f"dt={day}" / "_counts.json").read_text())
+              for day in RANGE}
+    assert {day: (c["records_read"], c["orders_loaded"], c["quarantined"]) for day, c in counts.items()} == {
+        RANGE[0]: (2, 1, 1), RANGE[1]: (1, 1, 0), RANGE[2]: (0, 0, 0)}

@@ -208,6 +208,26 @@ def test_only_the_day_with_a_problem_leaves_the_one_query_for_all_days(tmp_path,
     assert by_day == {days[0]: ["O1"], days[1]: ["D1"], days[2]: ["C1", "C2"]}
 
 
+def test_each_days_file_has_the_contract_and_the_records_in_input_order_in_both_passes(tmp_path):
+    """The files go into the lake as they are: exactly ORDER_LINES (descriptions included), each
+    day's lines in the order of its files and of the records in them, the days' files interleaved."""
+    days = [DAY, date(2024, 1, 16)]
+    later = "2024-01-16T08:00:00Z"
+    files = [
+        on_day(tmp_path, "a.jsonl", days[0], [order(f"A{n}") for n in range(4)]),
+        on_day(tmp_path, "b.jsonl", days[1], [order(f"B{n}", when=later) for n in range(4)]),
+        on_day(tmp_path, "c.jsonl", days[0], [*(order(f"C{n}") for n in range(4)), order("A0", total_amount=1)]),  # a newer A0
+        on_day(tmp_path, "d.jsonl", days[1], [order(f"D{n}", when=later) for n in range(4)]),
+    ]
+    result = flatten_orders(files, str(tmp_path))
+    assert result.read_modes == {days[0]: "precise", days[1]: "optimistic"}
+    for day, expected in [(days[0], ["A1", "A2", "A3", "C0", "C1", "C2", "C3", "A0"]),
+                          (days[1], ["B0", "B1", "B2", "B3", "D0", "D1", "D2", "D3"])]:
+        lines = pq.read_table(result.line_files[day])
+        assert lines.schema.equals(ORDER_LINES, check_metadata=True)
+        assert [(r["order_id"], r["line_number"]) for r in lines.to_pylist()] == [(o, n) for o in expected for n in (1, 2)]
+
+
 def test_a_wrong_json_type_on_one_day_leaves_the_other_days_optimistic(tmp_path):
     days = [date(2024, 1, 15), date(2024, 1, 16)]
     files = [

@@ -1,0 +1,51 @@
+"""Streaming query results to Parquet files with a table's contract (core/duck.py)."""
+
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ecomm_assets.core import duck
+from ecomm_assets.core.schemas import ContractViolation
+
+CONTRACT = pa.schema([pa.field("day", pa.date32(), nullable=False), pa.field("n", pa.int64(), nullable=False)])
+DAYS = [date(2024, 1, 15), date(2024, 1, 16)]
+
+
+def batch(day: date, values: list) -> pa.RecordBatch:
+    return pa.record_batch({"day": pa.array([day] * len(values), pa.date32()), "n": pa.array(values, pa.int64())})
+
+
+def test_each_day_gets_one_file_with_exactly_the_contract_and_its_rows_in_order(tmp_path):
+    with duck.DayFiles(str(tmp_path), "t", CONTRACT) as files:
+        for day, rows in duck.by_day([batch(DAYS[0], [1, 2]), pa.concat_batches([batch(DAYS[0], [3]), batch(DAYS[1], [4])])], "day"):
+            files.write(day, rows)
+        files.empty(date(2024, 1, 17))
+    tables = {day: pq.read_table(path) for day, path in files.paths.items()}
+    assert all(table.schema.equals(CONTRACT, check_metadata=True) for table in tables.values())
+    assert {day: table["n"].to_pylist() for day, table in tables.items()} == {DAYS[0]: [1, 2, 3], DAYS[1]: [4], date(2024, 1, 17): []}
+
+
+WRITE_FAULTS = [
+    ("a null where the contract says never", [(DAYS[0], [1, None])], ContractViolation, r"t of 2024-01-15: null values .*: n \(1 nulls\)"),
+    ("a day's rows after another day's", [(DAYS[0], [1]), (DAYS[1], [2]), (DAYS[0], [3])], RuntimeError,
+     "t: rows of 2024-01-15 came after those of another day"),
+]
+
+
+@pytest.mark.parametrize("label, batches, error, message", WRITE_FAULTS, ids=[case[0] for case in WRITE_FAULTS])
+def test_rows_that_cannot_go_into_their_days_file_are_an_error(tmp_path, label, batches, error, message):
+    with pytest.raises(error, match=message), duck.DayFiles(str(tmp_path), "t", CONTRACT) as files:
+        for day, values in batches:
+            files.write(day, batch(day, values))
+
+
+@pytest.mark.parametrize("failing_row", [0, 3_000_000], ids=["first batch", "part-way through the stream"])
+def test_a_query_failing_while_streaming_raises_duckdbs_own_error(tmp_path, failing_row):
+    """A failure part-way reaches Python through Arrow's stream as an OSError; callers tell a
+    value of the wrong type (ConversionException) from other failures, wherever it happens."""
+    with duck.bounded(str(tmp_path)) as con, pytest.raises(duckdb.ConversionException):
+        for _ in duck.rows(con, f"SELECT CAST(CASE WHEN range = {failing_row} THEN 'x' ELSE '1' END AS INTEGER) FROM range(4000000)"):
+            pass

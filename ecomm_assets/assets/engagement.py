@@ -12,7 +12,7 @@ from ecomm_assets.assets.days import (
     read_days,
     split_by_day,
 )
-from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines, write_rejects
+from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines, write_days_rejects
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import snapshots
 from ecomm_assets.core.analytics import build_engagement_analytics, columns_read_by
@@ -48,9 +48,8 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
             with store.local_paths(list(paths_of_days.values())) as paths:
                 result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)])
             build.ensure_inputs_unchanged()
-            for day in days:
-                counts[day] = result.counts.get(day, EngagementCounts())
-                write_rejects(store, name, day, result.quarantined, counts[day].as_dict())
+            counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
+            write_days_rejects(store, name, {day: counts[day].as_dict() for day in days}, result.quarantined)
             build.write(split_by_day(result.rows, "snapshot_date", days))
     metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())

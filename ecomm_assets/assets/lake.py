@@ -7,10 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ecomm_assets.assets.days import (
-    DaysWritten,
     Derivation,
     day_files,
     day_metadata,
@@ -18,16 +16,16 @@ from ecomm_assets.assets.days import (
     read_days,
     run_days,
     split_by_day,
+    write_days,
     writing_days,
 )
 from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import (
     orders_raw,
-    read_collection,
+    read_collections,
     snapshots,
 )
-from ecomm_assets.core import duck
 from ecomm_assets.core.dashboard import headline_figures
 from ecomm_assets.core.flatten import (
     DayCounts,
@@ -37,13 +35,10 @@ from ecomm_assets.core.flatten import (
 )
 from ecomm_assets.core.layout import (
     ORDERS_FEED,
-    PART_FILE,
-    PROCESSED,
     QUARANTINE_FILE,
     Feed,
     collection_dir,
     counts_path,
-    partition_dir,
     quarantine_dir,
     quarantine_path,
     raw_orders_root,
@@ -56,7 +51,6 @@ from ecomm_assets.core.schemas import (
     DIM_PRODUCTS,
     ORDER_LINES,
     ORDERS,
-    ContractViolation,
 )
 from ecomm_assets.core.storage import LakeFile, LakeStore
 from ecomm_assets.core.tables import (
@@ -102,11 +96,6 @@ def _oldest_first(files: list[LakeFile]) -> list[LakeFile]:
     return sorted(files, key=lambda f: (raw_file_age(f), f.name))
 
 
-def write_rejects(store: LakeStore, table: str, day: date, quarantined: pa.Table, counts: dict) -> None:
-    """A day's quarantined records (rows of `quarantined` with a `day` column) and its counts."""
-    write_days_rejects(store, table, {day: counts}, quarantined)
-
-
 def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], quarantined: pa.Table) -> None:
     """Each day's quarantined records (rows of `quarantined` with a `day` column), its quarantine
     folder replaced (one listing for all the days), and its counts."""
@@ -119,40 +108,13 @@ def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], q
         store.write_bytes(counts_path(table, day), json.dumps(day_counts, indent=1).encode())
 
 
-def write_contract_days(context: dg.AssetExecutionContext, store: LakeStore, table_name: str, contract: pa.Schema,
-                        files: dict[date, Path]) -> dict:
-    """Replace each day's partition with its staged Parquet file, which already has exactly the
-    contract's schema (duck.DayFiles wrote it so; write_days would write it a second time): each
-    file moved as it is, the stale files found with one listing; each day's row count on its
-    materialization; the run's metadata."""
-    written = DaysWritten()
-
-    def partitions():
-        for day, path in sorted(files.items()):
-            parquet = pq.ParquetFile(path)
-            if not parquet.schema_arrow.equals(contract, check_metadata=True):
-                raise ContractViolation(f"{table_name} of {day}: the staged file does not have the contract's schema")
-            written.rows[day] = parquet.metadata.num_rows
-            if written.head is None or written.head.num_rows == 0:  # the preview shows the first day that has rows
-                first = next(parquet.iter_batches(batch_size=10), None)
-                written.head = pa.Table.from_batches([first]) if first is not None else None
-            yield partition_dir(PROCESSED, table_name, day), {PART_FILE: path}
-
-    written.bytes += store.replace_partitions(partitions())
-    day_metadata(context, {day: {"dagster/row_count": n} for day, n in written.rows.items()})
-    return written.metadata(store, table_name)
-
-
-def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, days: list[date], result: FlattenResult,
-                       staging: str) -> dict:
+def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, days: list[date], result: FlattenResult) -> dict:
     """Each day's quarantine, counts and order lines (a day without input gets an empty partition)."""
     write_days_rejects(store, "order_lines", {day: result.counts.get(day, DayCounts()).as_dict() for day in days},
                        result.quarantined)
-    with duck.DayFiles(staging, "order_lines", ORDER_LINES) as empty:
-        for day in sorted(set(days) - set(result.line_files)):
-            empty.empty(day)
-    files = {day: Path(result.line_files[day]) if day in result.line_files else empty.paths[day] for day in days}
-    return write_contract_days(context, store, "order_lines", ORDER_LINES, files)
+    return write_days(context, store, "order_lines", ORDER_LINES,
+                      {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table()
+                       for day in days})
 
 
 @dg.asset(
@@ -177,7 +139,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
                 [RawOrderFile(path, day, source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
             )
             ensure_inputs_unchanged()
-            metadata = _write_order_lines(context, store, days, result, staging)
+            metadata = _write_order_lines(context, store, days, result)
     totals = [result.counts.get(day, DayCounts()) for day in days]
     reasons = sum((c.reasons for c in totals), Counter())
     metadata.update(
@@ -214,7 +176,7 @@ def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         with store.local_paths(list(lines_files.values())) as paths, store.staging_dir() as staging:
             written = write_orders(dict(zip(lines_files, paths)), staging)
             ensure_inputs_unchanged()
-            metadata = write_contract_days(context, store, "orders", ORDERS, {day: out for day, (out, _) in written.items()})
+            metadata = write_days(context, store, "orders", ORDERS, {day: out for day, (out, _) in written.items()})
     day_metadata(context, headline_figures({day: totals for day, (_, totals) in written.items()}))
     metadata["orders_not_reconciling"] = sum(totals.not_reconciling for _, totals in written.values())
     return dg.MaterializeResult(metadata=metadata)
@@ -226,7 +188,7 @@ def _dimension(context: dg.AssetExecutionContext, lake: LakeResource, name: str,
     derivation = Derivation(name, (table_dir("order_lines"),), (collection_dir(collection),))
     with derived_build(context, store, derivation, CONTRACTS[name]) as build:
         for days in build.batches():
-            snapshots = {day: read_collection(lake, collection, day) for day in days}
+            snapshots = read_collections(lake, collection, days)
             missing = [str(day) for day, records in snapshots.items() if records is None]
             if missing:
                 context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: rows come from orders only")

@@ -9,7 +9,12 @@ from datetime import date
 import dagster as dg
 
 from ecomm_assets.assets.days import run_days, split_by_day, write_days, writing_days
-from ecomm_assets.assets.lake import LAKE, json_lines, raw_day_files, write_rejects
+from ecomm_assets.assets.lake import (
+    LAKE,
+    json_lines,
+    raw_days_files,
+    write_days_rejects,
+)
 from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import (
     column_schema,
@@ -80,13 +85,13 @@ def purchase_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     days = run_days(context)
     store = lake.store()
     with writing_days(context, store, days, {PURCHASES_FEED.raw_root: days}) as ensure_inputs_unchanged:
-        listed = [(day, f) for day in days for f in raw_day_files(store, day, PURCHASES_FEED)]
+        listed = [(day, f) for day, files in raw_days_files(store, days, PURCHASES_FEED).items() for f in files]
         with store.local_paths([f.path for _, f in listed]) as paths:
             typed = build_purchase_events(
                 _raw_csv_files([f for _, f in listed], paths, [day for day, _ in listed]), days)
         ensure_inputs_unchanged()
-        for day in days:
-            write_rejects(store, "purchase_events", day, typed.quarantined, _counts_record(typed.counts[day]))
+        write_days_rejects(store, "purchase_events", {day: _counts_record(typed.counts[day]) for day in days},
+                           typed.quarantined)
         metadata = write_days(context, store, "purchase_events", PURCHASE_EVENTS, split_by_day(typed.table, "event_date", days))
     totals = list(typed.counts.values())
     reasons = sum((c.reasons for c in totals), Counter())

@@ -713,9 +713,12 @@ class LakeStore:
 def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
     """A staged Parquet file (DuckDB's, all columns nullable) rewritten beside it with exactly the
     contract's schema, batch by batch so memory stays bounded however large the file; the
-    checks and errors of `schemas.conform`."""
-    conformed = staged.with_name(f"{staged.stem}.contract.parquet")
+    checks and errors of `schemas.conform`. A file written with exactly the contract's schema
+    (core/duck.DayFiles conforms as it writes) is taken as it is."""
     source = pq.ParquetFile(staged)
+    if source.schema_arrow.equals(contract, check_metadata=True):
+        return staged
+    conformed = staged.with_name(f"{staged.stem}.contract.parquet")
     with pq.ParquetWriter(conformed, contract, compression=PARQUET_COMPRESSION,
                           compression_level=PARQUET_COMPRESSION_LEVEL) as writer:
         for batch in source.iter_batches(batch_size=CONFORM_BATCH_ROWS):

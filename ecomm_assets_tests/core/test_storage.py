@@ -109,6 +109,19 @@ def test_a_staged_file_is_rewritten_with_its_contract_in_bounded_batches(tmp_pat
     assert parquet.read().to_pydict() == all_nullable.to_pydict()
 
 
+@pytest.mark.parametrize(("schema", "rewritten"), [
+    (CONTRACT, False),
+    (CONTRACT.with_metadata({"other": "metadata"}), True),
+    (pa.schema([pa.field("id", pa.string()), pa.field("price", pa.decimal128(18, 2))]), True),
+], ids=["the-contract", "other-metadata", "nullable-key"])
+def test_a_staged_file_already_written_with_its_contract_is_taken_as_it_is(tmp_path, schema, rewritten):
+    staged = tmp_path / "day.parquet"
+    pq.write_table(pa.table({"id": ["o1"], "price": pa.array([Decimal("1.25")], pa.decimal128(18, 2))}, schema=schema), staged)
+    conformed = conform_parquet_file(staged, CONTRACT, "t of 2024-01-15")
+    assert (conformed != staged) == rewritten
+    assert pq.ParquetFile(conformed).schema_arrow.equals(CONTRACT, check_metadata=True)
+
+
 def test_a_staged_file_with_a_null_key_fails_naming_table_day_and_column(tmp_path):
     staged = tmp_path / "lines.parquet"
     pq.write_table(pa.table({"id": ["a", None], "price": pa.array([1, 2], pa.decimal128(18, 2))}), staged)

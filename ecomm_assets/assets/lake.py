@@ -1,6 +1,7 @@
 """Lake tables: typed, validated, one compact Parquet file per table and UTC day."""
 
 import json
+import os
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -9,7 +10,9 @@ import dagster as dg
 import pyarrow as pa
 
 from ecomm_assets.assets.days import (
+    BATCH_INPUT_BYTES,
     Derivation,
+    day_batches,
     day_files,
     day_metadata,
     derived_build,
@@ -174,7 +177,11 @@ def orders(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     with writing_days(context, store, days, {table_dir("order_lines"): days}) as ensure_inputs_unchanged:
         lines_files = day_files(store, "order_lines", days)
         with store.local_paths(list(lines_files.values())) as paths, store.staging_dir() as staging:
-            written = write_orders(dict(zip(lines_files, paths)), staging)
+            local = dict(zip(lines_files, paths))
+            written = {}
+            # A query per batch of bounded input: one over the range would hold every order of it.
+            for batch in day_batches(days, {day: os.path.getsize(path) for day, path in local.items()}, BATCH_INPUT_BYTES):
+                written |= write_orders({day: local[day] for day in batch}, staging)
             ensure_inputs_unchanged()
             metadata = write_days(context, store, "orders", ORDERS, {day: out for day, (out, _) in written.items()})
     day_metadata(context, headline_figures({day: totals for day, (_, totals) in written.items()}))

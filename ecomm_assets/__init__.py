@@ -4,7 +4,13 @@
 without loading Dagster: scripts, benchmarks and the Lambda bridge's tests stay light.
 """
 
+import os
 import warnings
+
+# Arrow's default allocator (mimalloc) keeps the memory a step freed, so a long run's process grew
+# from step to step; the system allocator gives it back. Read once, when pyarrow is first imported:
+# hence here, before any module imports it. A value the user sets wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 # Dagster features this project chose on purpose, whose every use prints a Beta or Preview warning
 # (24 blocks per command): silenced by message, so any other warning still shows.

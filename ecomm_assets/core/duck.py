@@ -31,12 +31,16 @@ from ecomm_assets.core.storage import (
 
 _database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
+# DuckDB's allocator returns freed memory to the system from threads of its own; without them a
+# process keeps what its largest query took, step after step. A process-wide setting.
+PROCESS_CONFIG = {"allocator_background_threads": True}
+
 
 def connect() -> duckdb.DuckDBPyConnection:
     """A new connection, with date parts and casts in UTC whatever the machine's zone."""
     global _database
     if _database is None or _database[0] != os.getpid():  # never share a database across a fork
-        _database = (os.getpid(), duckdb.connect())
+        _database = (os.getpid(), duckdb.connect(config=PROCESS_CONFIG))
     con = _database[1].cursor()
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -50,7 +54,7 @@ MEMORY_LIMIT = "512MB"
 def bounded(spill: str) -> duckdb.DuckDBPyConnection:
     """A database of its own (memory_limit is a database's setting, not a connection's) whose work
     past MEMORY_LIMIT spills into the folder `spill`, with date parts and casts in UTC."""
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
+    con = duckdb.connect(config=PROCESS_CONFIG | {"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # a long day's query would draw one on the run's stderr
     con.execute("SET preserve_insertion_order = true")  # rows streamed in input order (DayFiles: day after day)

@@ -1,5 +1,8 @@
 """Streaming query results to Parquet files with a table's contract (core/duck.py)."""
 
+import os
+import subprocess
+import sys
 from datetime import date
 
 import duckdb
@@ -49,3 +52,25 @@ def test_a_query_failing_while_streaming_raises_duckdbs_own_error(tmp_path, fail
     with duck.bounded(str(tmp_path)) as con, pytest.raises(duckdb.ConversionException):
         for _ in duck.rows(con, f"SELECT CAST(CASE WHEN range = {failing_row} THEN 'x' ELSE '1' END AS INTEGER) FROM range(4000000)"):
             pass
+
+
+ALLOCATOR_CASES = [
+    ("the project's default: the system allocator", None, "system"),
+    ("the user's choice wins", "mimalloc", "mimalloc"),
+]
+
+
+@pytest.mark.parametrize("label, user_value, pool", ALLOCATOR_CASES, ids=[case[0] for case in ALLOCATOR_CASES])
+def test_a_process_gives_back_the_memory_its_steps_freed(tmp_path, label, user_value, pool):
+    """Arrow's pool and DuckDB's allocator as a run's process sets them up: in a new process, as
+    the CLI and the code server start (the pool is chosen when pyarrow is first imported)."""
+    env = {name: value for name, value in os.environ.items() if name != "ARROW_DEFAULT_MEMORY_POOL"}
+    if user_value:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = user_value
+    script = ("import ecomm_assets.core.duck as duck, pyarrow as pa, sys; "
+              "setting = \"SELECT current_setting('allocator_background_threads')\"; "
+              "print(pa.default_memory_pool().backend_name, duck.connect().execute(setting).fetchone()[0], "
+              "duck.bounded(sys.argv[1]).execute(setting).fetchone()[0])")
+    printed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert printed == [pool, "True", "True"]

@@ -195,23 +195,27 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
     with dg.instance_for_test() as instance:
         upstream = ["snapshots", "orders_raw", "order_lines"]
         assert dg.materialize(ASSETS, selection=upstream, partition_key=DAY, instance=instance, resources=resources).success
-        for asset in ("orders", "catalog"):
+        served = {}
+        # The estimate on an S3 lake too: its queries scanned through S3, its tables registered in Glue for Athena.
+        for asset in ("orders", "catalog", "usage"):
             started = time.time()
-            day = DAY if asset == "orders" else None  # the catalog is not partitioned
+            day = DAY if asset == "orders" else None  # the catalog and the estimate are not partitioned
             assert dg.materialize(ASSETS, selection=[asset], partition_key=day, instance=instance, resources=resources).success
-            served = counted_aws.since(started)
+            served[asset] = counted_aws.since(started)
             figures = usage_of(instance, asset)
-            s3 = Counter(r.usage_class() for r in served if r.is_s3)
-            glue = Counter(r.target.rpartition(".")[2] for r in served if r.target and r.target.startswith("AWSGlue"))
+            s3 = Counter(r.usage_class() for r in served[asset] if r.is_s3)
+            glue = Counter(r.target.rpartition(".")[2] for r in served[asset] if r.target and r.target.startswith("AWSGlue"))
             assert {kind: figures[f"usage/s3/{kind}"] for kind in ("put", "copy", "list", "get", "head", "delete")} == {
                 kind: s3[kind] for kind in ("put", "copy", "list", "get", "head", "delete")}, asset
             assert {k.removeprefix("usage/glue/"): v for k, v in figures.items()
                     if k.startswith("usage/glue/") and k != "usage/glue/calls"} == dict(glue), asset
             assert figures["usage/glue/calls"] == sum(glue.values())
-        assert glue["BatchCreatePartition"] >= 1, (glue, figures)  # the catalog step registered its day's partitions
-
-        # The estimate on an S3 lake: its queries scanned through S3, its tables registered in Glue for Athena.
-        assert dg.materialize(ASSETS, selection=["usage"], instance=instance, resources=resources).success
+            if asset == "catalog":
+                assert glue["BatchCreatePartition"] >= 1, glue  # the catalog step registered its day's partitions
+        # The estimate plans its queries on local stand-ins: no HEAD of a lake file, a GET of each footer it reads.
+        assert not [r for r in served["usage"] if r.is_s3 and r.request_class() == "head"]
+        footers = Counter(r.key for r in served["usage"] if r.is_s3 and r.request_class() == "get")
+        assert footers and set(footers.values()) == {1}
         estimate = instance.get_latest_materialization_event(dg.AssetKey("usage")).asset_materialization.metadata
         assert estimate["query_bytes_per_day_of_data"].value["total_sales_by_category.sql"] > 0
     glue_client = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")

@@ -2,6 +2,7 @@
 the Athena bytes of each sql/ query, priced for a month (core/costs.py)."""
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -71,20 +72,20 @@ def per_day_figures(instance: dg.DagsterInstance, assets: list[dg.AssetKey]) -> 
     return measured
 
 
-def query_scans(context: dg.AssetExecutionContext, store, tables: list[str]) -> tuple[dict[str, float], int]:
+def query_scans(context: dg.AssetExecutionContext, store, tables: Mapping[str, pa.Schema]) -> tuple[dict[str, float], int]:
     """Each sql/ query's Athena bytes per day of data (its bytes over the whole lake / the days its
     tables hold), and the days the lake holds. A query of a table the lake does not hold yet (the
     usage tables, before their first estimate) is left out, with a warning."""
     listed = {name: store.list_files(table_dir(name), recursive=True) for name in tables}
-    present = {name: table_dir(name) for name, files in listed.items() if files}
     days = len({partition_day(f.path) for files in listed.values() for f in files} - {None})
     if not SQL_DIR.is_dir():
         context.log.warning(f"no {SQL_DIR}: the estimate has no Athena lines (run from a clone of the project)")
     if not days or not SQL_DIR.is_dir():
         return {}, days
     queries = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
+    parquet = {name: paths for name, files in listed.items() if (paths := [f.path for f in files if f.path.endswith(".parquet")])}
     scans = {}
-    for name, scanned in scanned_bytes(queries, store.filesystem, store.root, present, UNPARTITIONED_TABLES).items():
+    for name, scanned in scanned_bytes(queries, store, parquet, tables, UNPARTITIONED_TABLES).items():
         if isinstance(scanned, str):
             context.log.warning(f"sql/{name} left out of the estimate: {scanned}")
         else:
@@ -117,7 +118,7 @@ def usage(context: dg.AssetExecutionContext, lake: LakeResource, sql_catalog: Sq
     if not measured:
         raise dg.Failure("no materialization records usage yet: materialize a day first")
     per_day = sum((Counter(figures) for figures, _ in measured.values()), Counter())
-    scans, days_of_data = query_scans(context, store, [*LAKE_TABLES, *UNPARTITIONED_TABLES, *USAGE_TABLES])
+    scans, days_of_data = query_scans(context, store, {**LAKE_TABLES, **UNPARTITIONED_TABLES, **USAGE_TABLES})
     prices = pricing.prices()
     # The sensor lists every feed's landing folder on each tick.
     polls = (len(FEEDS) * SECONDS_PER_DAY / landing_files_sensor.minimum_interval_seconds

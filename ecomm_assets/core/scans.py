@@ -1,37 +1,41 @@
 """The bytes of Parquet a query scans after partition and column pruning: what Athena bills.
 
-DuckDB plans the query over the lake's tables (read through fsspec, so an S3 lake works too), and
-its plan gives, for each Parquet scan, the columns read (column pruning) and the filter on `dt`
-that picks the files (partition pruning). The bytes are those columns' compressed column chunks
-in the files whose day passes the filter, from the files' footers. DuckDB's own bytes read are no
-measure: it fetches a small file whole whatever the columns. Only the files of the tables the
-query reads count; a query reading several tables counts each scan's columns in every one of
-those tables' files that has them (an upper bound).
+DuckDB plans the query over stand-ins of the lake's tables: the lake's files, as one listing of
+each table found them, each an empty Parquet file of the table's contract schema (core/schemas.py)
+in memory, so planning sends the object store nothing. Its plan gives, for each Parquet
+scan, the columns read (column pruning) and the filter on `dt` that picks the files (partition
+pruning). The bytes are those columns' compressed column chunks in the files whose day passes
+the filter, from the files' footers, each read once through the LakeStore (so its usage records
+the requests). DuckDB's own bytes read are no measure: it fetches a small file whole whatever the
+columns. Only the files of the tables the query reads count; a query reading several tables
+counts each scan's columns in every one of those tables' files that has them (an upper bound).
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Collection, Iterator, Mapping
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from fsspec.implementations.arrow import ArrowFSWrapper
+from fsspec import AbstractFileSystem
+from fsspec.utils import glob_translate
 
-from ecomm_assets.core.layout import PARTITION_FILES_GLOB, PARTITION_KEY, partition_day
+from ecomm_assets.core.layout import (
+    PARTITION_FILES_GLOB,
+    PARTITION_KEY,
+    partition_day,
+    table_dir,
+)
+from ecomm_assets.core.storage import READ_CONCURRENCY, LakeStore, parquet_footer
 
 PROTOCOL = "lakescan"
-
-
-class _LakeFileSystem(ArrowFSWrapper):
-    protocol = PROTOCOL
-
-    @classmethod
-    def _strip_protocol(cls, path):
-        # Everything after `lakescan://` is the path: an S3 lake's root starts with its bucket, not a host.
-        return path.removeprefix(f"{PROTOCOL}://").rstrip("/") if isinstance(path, str) else super()._strip_protocol(path)
+STAND_IN_MODIFIED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
@@ -47,26 +51,63 @@ def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
     return scans
 
 
-def scanned_bytes(queries: Mapping[str, str], filesystem: pafs.FileSystem, root: str,
-                  tables: Mapping[str, str], unpartitioned: Collection[str] = ()) -> dict[str, tuple[int, int, int] | str]:
-    """For each query (name -> SQL) over the tables (name -> folder below `root` on `filesystem`,
-    holding dt=YYYY-MM-DD/ partitions, or, for those named in `unpartitioned`, its files directly):
-    (bytes of column chunks scanned, files scanned, days the tables it reads hold), or why it could
-    not be planned (a table the lake does not hold)."""
+def scanned_bytes(queries: Mapping[str, str], store: LakeStore, files: Mapping[str, Sequence[str]],
+                  schemas: Mapping[str, pa.Schema], unpartitioned: Collection[str] = ()) -> dict[str, tuple[int, int, int] | str]:
+    """For each query (name -> SQL) over the lake's tables (name -> the lake paths of its Parquet
+    files below its table_dir, in dt=YYYY-MM-DD/ partitions or, for those named in `unpartitioned`,
+    directly; of the contract schema in `schemas`): (bytes of column chunks scanned, files
+    scanned, days the tables it reads hold), or why it could not be planned (a table the lake does
+    not hold)."""
     with duckdb.connect() as con:
-        con.register_filesystem(_LakeFileSystem(filesystem))
-        for name, folder in tables.items():
-            source = (f"'{PROTOCOL}://{root}/{folder}/*.parquet', hive_partitioning = false" if name in unpartitioned else
-                      f"'{PROTOCOL}://{root}/{folder}/{PARTITION_FILES_GLOB}', hive_partitioning = true, "
-                      f"hive_types = {{'{PARTITION_KEY}': DATE}}")
+        con.register_filesystem(_StandIns(files, schemas))
+        for name in files:
+            folder = f"{PROTOCOL}://{table_dir(name)}"
+            source = (f"'{folder}/*.parquet', hive_partitioning = false" if name in unpartitioned else
+                      f"'{folder}/{PARTITION_FILES_GLOB}', hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}}")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source})")
-        results, lake = {}, _LakeFiles(filesystem, root, tables)
+        results, lake = {}, _LakeFiles(store, files)
         for query, sql in queries.items():
             try:
                 results[query] = _scanned(con, sql, lake)
             except duckdb.CatalogException as error:
                 results[query] = str(error)
     return results
+
+
+class _StandIns(AbstractFileSystem):
+    """The lake's Parquet files, as one listing found them, each an empty Parquet file of its
+    table's contract schema, in memory: what DuckDB plans on (it globs and opens files, it reads
+    no data)."""
+
+    protocol = PROTOCOL
+    cachable = False  # an instance per estimate, not fsspec's shared one
+
+    def __init__(self, files: Mapping[str, Sequence[str]], schemas: Mapping[str, pa.Schema]):
+        super().__init__()
+        self.contents: dict[str, bytes] = {}  # lake path -> its stand-in
+        for name, paths in files.items():
+            sink = pa.BufferOutputStream()
+            with pq.ParquetWriter(sink, schemas[name]):
+                pass  # no row group: the footer alone
+            empty = sink.getvalue().to_pybytes()
+            self.contents.update(dict.fromkeys(paths, empty))
+
+    def glob(self, path, **kwargs):
+        pattern = self._strip_protocol(path)
+        literal, matches = pattern.split("*", 1)[0], re.compile(glob_translate(pattern)).match
+        return sorted(path for path in self.contents if path.startswith(literal) and matches(path))
+
+    def info(self, path, **kwargs):
+        path = self._strip_protocol(path)
+        if path not in self.contents:
+            raise FileNotFoundError(path)
+        return {"name": path, "size": len(self.contents[path]), "type": "file"}
+
+    def modified(self, path):
+        return STAND_IN_MODIFIED  # DuckDB's file cache asks; a stand-in never changes
+
+    def _open(self, path, mode="rb", **kwargs):
+        return io.BytesIO(self.contents[self._strip_protocol(path)])
 
 
 def _parse_tree(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict]:
@@ -104,41 +145,41 @@ def columns_read(sql: str, schemas: Mapping[str, pa.Schema]) -> dict[str, list[s
 
 
 class _LakeFiles:
-    """The tables' Parquet files and their column chunks' sizes, each folder listed and each footer
-    read once for all the queries."""
+    """The tables' Parquet files and their column chunks' sizes, each footer read once for all the
+    queries."""
 
-    def __init__(self, filesystem: pafs.FileSystem, root: str, tables: Mapping[str, str]):
-        self.filesystem, self.root, self.tables = filesystem, root, tables
-        self._listed: dict[str, dict[str, str]] = {}
+    def __init__(self, store: LakeStore, files: Mapping[str, Sequence[str]]):
+        self.store, self.tables = store, files
         self._chunks: dict[str, dict[str, int]] = {}
 
     def days(self, table: str) -> dict[str, str]:
         """The table's files (path -> day, 'None' for an unpartitioned file)."""
-        if table not in self._listed:
-            selector = pafs.FileSelector(f"{self.root}/{self.tables[table]}", recursive=True)
-            self._listed[table] = {info.path: str(partition_day(info.path[len(self.root) + 1:]))
-                                   for info in self.filesystem.get_file_info(selector) if info.path.endswith(".parquet")}
-        return self._listed[table]
+        return {path: str(partition_day(path)) for path in self.tables[table]}
 
-    def chunk_bytes(self, path: str) -> dict[str, int]:
-        """Compressed bytes of each column of the file, over its row groups, from its footer."""
-        if path not in self._chunks:
-            with self.filesystem.open_input_file(path) as handle:
-                metadata = pq.ParquetFile(handle).metadata
-            sizes: dict[str, int] = {}
-            for group in range(metadata.num_row_groups):
-                row_group = metadata.row_group(group)
-                for c in range(row_group.num_columns):
-                    column = row_group.column(c)
-                    sizes[column.path_in_schema] = sizes.get(column.path_in_schema, 0) + column.total_compressed_size
-            self._chunks[path] = sizes
-        return self._chunks[path]
+    def chunk_bytes(self, paths: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Compressed bytes of each column of each file, over its row groups, from its footer (those
+        not read yet READ_CONCURRENCY at a time: on S3 each is a GET that waits on the network)."""
+        unread = [path for path in paths if path not in self._chunks]
+        if unread:
+            with ThreadPoolExecutor(min(READ_CONCURRENCY, len(unread))) as pool:
+                self._chunks.update(zip(unread, pool.map(self._footer_chunk_bytes, unread)))
+        return {path: self._chunks[path] for path in paths}
+
+    def _footer_chunk_bytes(self, path: str) -> dict[str, int]:
+        metadata = parquet_footer(self.store, path).metadata
+        sizes: dict[str, int] = {}
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for c in range(row_group.num_columns):
+                column = row_group.column(c)
+                sizes[column.path_in_schema] = sizes.get(column.path_in_schema, 0) + column.total_compressed_size
+        return sizes
 
 
 def _scanned(con: duckdb.DuckDBPyConnection, sql: str, lake: _LakeFiles) -> tuple[int, int, int]:
     scans = _scans(json.loads(con.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]))
-    read = _tables_named(con, sql) & set(lake.tables)
-    files = {path: day for name in sorted(read) for path, day in lake.days(name).items()}
+    tables = _tables_named(con, sql) & set(lake.tables)
+    files = {path: day for name in sorted(tables) for path, day in lake.days(name).items()}
     days = sorted(set(files.values()))
     columns_by_day: dict[str, set[str]] = {}
     for columns, day_filter in scans:
@@ -149,11 +190,7 @@ def _scanned(con: duckdb.DuckDBPyConnection, sql: str, lake: _LakeFiles) -> tupl
         ]
         for day in passing:
             columns_by_day.setdefault(day, set()).update(columns)
-    scanned, scanned_files = 0, 0
-    for path, day in sorted(files.items()):
-        columns = columns_by_day.get(day)
-        if not columns:
-            continue  # pruned by its partition
-        scanned_files += 1
-        scanned += sum(size for column, size in lake.chunk_bytes(path).items() if column in columns)
-    return scanned, scanned_files, len([day for day in days if day != str(None)])
+    scanned = {path: columns for path, day in sorted(files.items()) if (columns := columns_by_day.get(day))}
+    sizes = lake.chunk_bytes(list(scanned))  # the others are pruned by their partition
+    chunks = sum(size for path, columns in scanned.items() for column, size in sizes[path].items() if column in columns)
+    return chunks, len(scanned), len([day for day in days if day != str(None)])

@@ -5,12 +5,14 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.core.costs import PriceTable, monthly_estimate, total
+from ecomm_assets.core.layout import table_dir
 from ecomm_assets.core.scans import scanned_bytes
+from ecomm_assets.core.schemas import LAKE_TABLES
+from ecomm_assets.core.storage import LakeStore
 from ecomm_assets.definitions import ASSETS
 from ecomm_assets_tests.conftest import make_definitions
 
@@ -42,8 +44,10 @@ def chunks(lake, table, columns, days=DAYS):
 
 def scan(lake, sql):
     # Every table of the lake, as the usage asset passes them: only those the query reads count.
-    return scanned_bytes({"query": sql}, pafs.LocalFileSystem(), str(lake),
-                         {table: f"processed/{table}" for table in ("order_lines", "orders", "dim_products", "dim_customers")})["query"]
+    store = LakeStore.from_uri(str(lake))
+    files = {table: [f.path for f in store.list_files(table_dir(table), recursive=True)]
+             for table in ("order_lines", "orders", "dim_products", "dim_customers")}
+    return scanned_bytes({"query": sql}, store, files, LAKE_TABLES)["query"]
 
 
 def test_a_sql_query_scans_its_columns_of_every_day(lake):

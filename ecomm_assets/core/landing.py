@@ -255,30 +255,34 @@ def _split_stream(landed: LandedFile, chunks: Iterator[bytes], staging: str | No
     if landed.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson")):
         _stream_json_lines(landed, head, chunks, staging, vectorized)
         return
-    if start.startswith(b"["):  # an array of orders: element by element
-        try:
-            window = _TextWindow(head, chunks)
-        except UnicodeDecodeError as error:
-            landed.file_error = f"not UTF-8: {error}"
-            return
-        _stream_orders(landed, window, 1 + window.text.index("["), False, staging, batch_bytes)
+    if start.startswith(b"["):  # an array of orders
+        _stream_orders(landed, head, len(head) - len(start) + 1, chunks, False, staging, batch_bytes, vectorized)
         return
     while len(head) <= batch_bytes and (chunk := next(chunks, None)) is not None:
         head += chunk
     if len(head) <= batch_bytes:  # the whole file in one batch: one document, or JSON Lines
         _split_document(landed, head, vectorized)
         return
-    try:  # larger than one record may be: orders wrapped in an object, or JSON Lines
-        window = _TextWindow(head, chunks)
-        orders = _orders_array(window.text)
-    except UnicodeDecodeError:
-        orders = None
+    orders = _orders_start(head)  # larger than one record may be: orders wrapped in an object, or JSON Lines
     if orders is not None:
-        _stream_orders(landed, window, orders[0], True, staging, batch_bytes)
+        _stream_orders(landed, head, orders[0], chunks, True, staging, batch_bytes, vectorized)
     elif _one_value(head.split(b"\n", 1)[0].removeprefix(BOM).decode("utf-8", "replace")) or b"\n" not in head:
         _stream_json_lines(landed, head, chunks, staging, vectorized)
     else:  # a document over many lines: one record (larger than a batch), read whole to tell why it cannot land
         _split_document(landed, head + b"".join(chunks), vectorized)
+
+
+def _orders_start(data: bytes) -> tuple[int, bool] | None:
+    """_orders_array of the text that `data` (a file's first bytes, maybe cut inside a character)
+    begins, with the position in bytes; None also when it is not UTF-8."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(data)
+    except UnicodeDecodeError:
+        return None
+    orders = _orders_array(text)
+    if orders is None:
+        return None
+    return (len(BOM) if data.startswith(BOM) else 0) + len(text[:orders[0]].encode()), orders[1]
 
 
 def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
@@ -289,9 +293,9 @@ def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
     except UnicodeDecodeError:
         text = None  # JSON Lines: the bad lines are quarantined one by one
     if text is not None:
-        orders = _orders_array(text)
+        orders = _orders_start(data)
         if orders is not None:
-            _stream_orders(landed, _TextWindow(data, iter(())), orders[0], orders[1], None, len(text) + 1)
+            _stream_orders(landed, data, orders[0], iter(()), orders[1], None, len(data) + 1, vectorized)
             return
         record, reason = parse_record(text)
         if record is not None or not reason.startswith(MALFORMED) and _one_value(text):
@@ -316,90 +320,161 @@ def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes],
     _split_json_lines(landed, b"".join(parts), number, vectorized)
 
 
-class _TextWindow:
-    """The decoded text of a file read a chunk at a time, from the last position consumed on.
-    UnicodeDecodeError: the bytes are not UTF-8 (a BOM at the start is skipped)."""
-
-    def __init__(self, head: bytes, chunks: Iterator[bytes]):
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
-        self._chunks = chunks
-        self.text = self._decoder.decode(head)
-        self.ended = False
-
-    def more(self) -> bool:
-        """Reads the next chunk onto the text; False at the end of the file."""
-        if self.ended:
-            return False
-        chunk = next(self._chunks, None)
-        self.ended = chunk is None
-        self.text += self._decoder.decode(chunk or b"", final=self.ended)
-        return not self.ended
-
-    def drop(self, position: int) -> int:
-        """Forgets the text before `position` (routed already); returns the new position of it."""
-        self.text = self.text[position:]
-        return 0
-
-    def skip_whitespace(self, position: int) -> int:
-        """The position of the first character that is not whitespace, reading on as needed."""
-        while (position := _WHITESPACE.match(self.text, position).end()) == len(self.text) and self.more():
-            pass
-        return position
-
-    def value_end(self, position: int) -> int:
-        """Reads on until the object or array at `position` ends in the text; returns its end."""
-        while True:
-            try:
-                return _value_end(self.text, position)
-            except ValueError:
-                if not self.more():
-                    raise
-
-    def decoded(self, position: int) -> tuple[object, int, str | None]:
-        """decode_at of the value at `position`, reading on while the text may end inside it (a
-        scalar's end is known from what follows it)."""
-        while True:
-            try:
-                record, end, reason = decode_at(self.text, position)
-            except json.JSONDecodeError:
-                if self._cut_at(position) and self.more():
-                    continue
-                raise
-            if end == -1 and self._cut_at(position) and self.more():  # gave up inside what may be cut short
-                continue
-            if end != len(self.text) or not self.more():
-                return record, end, reason
-
-    def _cut_at(self, position: int) -> bool:
-        """Whether the value at `position` may go on past the text read (an object or an array
-        with no end yet; a scalar that could be one record)."""
-        if self.ended:
-            return False
-        if not self.text.startswith(("{", "["), position):
-            return len(self.text) - position <= MAX_RECORD_BYTES
-        try:
-            _value_end(self.text, position)
-        except ValueError:
-            return True
-        return False
-
-
-def _stream_orders(landed: LandedFile, window: _TextWindow, position: int, wrapped: bool, staging: str | None,
-                   batch_bytes: int) -> None:
-    """The elements of the array of orders opening just before `position`, routed in order and
-    flushed a batch at a time; then the rest of the document. A broken document quarantines the file whole."""
+def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Iterator[bytes], wrapped: bool,
+                   staging: str | None, batch_bytes: int, vectorized: bool) -> None:
+    """The elements of the array of orders opening just before `position` in `data` (the file's
+    first bytes; `chunks` the rest), routed in order a batch at a time: cut between elements by
+    _array_cuts, each batch's elements are checked and routed like JSON lines. Then the rest of the
+    document. A broken document quarantines the file whole."""
+    data, number, ended = data[position:], 0, False
     try:
-        position = _array_elements(window, position, _Router(landed), lambda: landed.flush(staging), batch_bytes)
-        position = window.drop(position)
-        while window.more():  # what follows the array: nothing, or the rest of the wrapping object
-            pass
-        _document_end(window.text, position, wrapped)
+        while True:
+            while len(data) < batch_bytes and not ended:
+                chunk = next(chunks, None)
+                ended = chunk is None
+                data += chunk or b""
+            separators, end = _array_cuts(data)
+            if end is None and not len(separators):
+                if ended:
+                    raise ValueError("the array of orders does not end")
+                data += next(chunks, b"")  # an element larger than a batch: read on
+                continue
+            cut = end if end is not None else int(separators[-1])
+            if number or len(separators) or data[:cut].strip():  # else an empty array
+                number = _split_elements(landed, data[:cut], separators[separators < cut], number, vectorized)
+            landed.flush(staging)
+            if end is not None:
+                break
+            data = data[cut + 1:]
+        _document_end((data[end + 1:] + b"".join(chunks)).decode("utf-8"), 0, wrapped)
     except _AmbiguousDocument as error:
         landed.file_error = str(error)
     except UnicodeDecodeError as error:
         landed.file_error = f"not UTF-8: {error}"
     except ValueError as error:
         landed.file_error = f"malformed or truncated JSON document: {error}"
+
+
+# Bytes that matter to the structure of JSON: one lookup of each byte of a batch.
+_QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
+_STRUCTURAL = np.zeros(256, bool)
+_STRUCTURAL[list(b"{}[],")] = True
+_DEPTH_STEP = np.zeros(256, np.int64)
+_DEPTH_STEP[list(b"{[")], _DEPTH_STEP[list(b"}]")] = 1, -1
+_LINE_END = np.zeros(256, bool)
+_LINE_END[list(b"\r\n")] = True
+_SHORT_RUN = 64  # bytes of whitespace after a line end (an indentation) followed one at a time
+_SPACING = np.zeros(256, bool)
+_SPACING[list(b" \t\r\n")] = True
+
+
+def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
+    """The commas between the elements of an array whose elements start at data[0], and the position
+    of its closing bracket (None: not in `data`), found in bulk from the positions of the quotes not
+    escaped, the brackets and commas outside strings, and their depth. Exact for valid JSON; what it
+    finds in any other text is checked by parsing each element (_split_elements)."""
+    codes = np.frombuffer(data, np.uint8)
+    quotes = _unescaped_quotes(codes)
+    marks = np.flatnonzero(_STRUCTURAL[codes])
+    marks = marks[np.searchsorted(quotes, marks) % 2 == 0]  # outside strings: an even number of quotes before
+    steps = _DEPTH_STEP[codes[marks]]
+    depth = np.cumsum(steps)
+    closing = np.flatnonzero(depth < 0)
+    end = None
+    if len(closing):
+        end = int(marks[closing[0]])
+        if data[end] != ord("]"):
+            raise ValueError(f"expected ',' or ']' at byte {end}")
+        marks, depth, steps = marks[:closing[0]], depth[:closing[0]], steps[:closing[0]]
+    return marks[(codes[marks] == _COMMA) & (depth == 0)], end
+
+
+def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
+    """The positions of the quotes that are not escaped: not after an odd run of backslashes."""
+    quotes = np.flatnonzero(codes == _QUOTE)
+    backslashes = np.flatnonzero(codes == _BACKSLASH)
+    if not len(backslashes) or not len(quotes):
+        return quotes
+    after = quotes[(quotes > 0) & (codes[np.maximum(quotes - 1, 0)] == _BACKSLASH)]
+    run_starts = np.ones(len(backslashes), bool)
+    run_starts[1:] = backslashes[1:] != backslashes[:-1] + 1
+    run_start = np.maximum.accumulate(np.where(run_starts, backslashes, 0))
+    run = after - 1 - run_start[np.searchsorted(backslashes, after - 1)] + 1
+    return np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
+
+
+def _split_elements(landed: LandedFile, data: bytes, separators: np.ndarray, number: int, vectorized: bool) -> int:
+    """Routes the elements of an array between `separators` (their commas in `data`), numbering them
+    after `number`; returns the last number. Each element becomes one line: its line ends, and the
+    spaces that follow them, are dropped (outside strings in valid JSON; an element with a line end
+    inside a string per _array_cuts is read alone, and refused)."""
+    codes = np.frombuffer(data, np.uint8)
+    starts = np.concatenate(([0], separators + 1))
+    ends = np.concatenate((separators, [len(data)]))
+    refused = np.zeros(len(starts), bool)
+    lines = codes.copy()
+    lines[separators] = ord("\n")
+    line_ends = np.flatnonzero(_LINE_END[codes])
+    if len(line_ends):
+        refused[np.searchsorted(separators, line_ends[np.searchsorted(_unescaped_quotes(codes), line_ends) % 2 == 1])] = True
+        lines = lines[~_line_spacing(codes, line_ends)]
+    return _split_json_lines(landed, lines.tobytes(), number, vectorized, _Elements(data, starts, ends, refused))
+
+
+def _line_spacing(codes: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
+    """Which bytes are line ends or JSON whitespace after one (_ONE_LINE's matches)."""
+    ends = line_ends + 1  # where each run of whitespace from a line end stops: usually a few bytes on
+    for _ in range(_SHORT_RUN):
+        going = ends < len(codes)
+        going[going] = _SPACING[codes[ends[going]]]
+        if not going.any():
+            break
+        ends[going] += 1
+    else:
+        others = np.flatnonzero(~_SPACING[codes])
+        ends = np.append(others, len(codes))[np.searchsorted(others, line_ends)]
+    first = np.ones(len(ends), bool)  # of the line ends in one run of whitespace
+    first[1:] = ends[1:] != ends[:-1]
+    change = np.zeros(len(codes) + 1, np.int8)
+    change[line_ends[first]], change[ends[first]] = 1, -1
+    return np.cumsum(change[:-1], dtype=np.int8).view(bool)
+
+
+@dataclass
+class _Elements:
+    """The elements of an array in a batch, as the producer wrote them: element `row` is
+    data[starts[row]:ends[row]]; `refused` marks those with a line end inside a string."""
+
+    data: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    refused: np.ndarray
+
+    def text(self, row: int) -> bytes:
+        return self.data[self.starts[row]:self.ends[row]]
+
+
+def _element_verdict(landed: LandedFile, number: int, raw: bytes) -> tuple[date | None, str | None]:
+    """One element of an array read alone (_verdict). ValueError: it is no JSON value, so the
+    document is broken."""
+    text = raw.decode("utf-8").strip(" \t\r\n")
+    try:
+        record, end, reason = decode_at(text, 0)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"element {number}: {error}") from None
+    if end == -1:  # gave up inside it: its end is found by its brackets
+        end = _value_end(text, 0)
+    if end != len(text):
+        raise ValueError(f"element {number}: expected ',' or ']' at character {end}")
+    if reason is None and len(text) > MAX_RECORD_BYTES // 4:
+        reason = size_problem(text)
+    if reason is None:
+        return _verdict(landed, number, record, None, _ONE_LINE.sub("", text))
+    return _verdict(landed, number, None, reason, text)
+
+
+# A line end and the JSON whitespace after it: outside strings in valid JSON, it can go.
+_ONE_LINE = re.compile(r"[\r\n][ \t\r\n]*")
 
 
 _WHITESPACE = re.compile(r"\s*")
@@ -409,17 +484,6 @@ _PLAIN = json.JSONDecoder()
 
 class _AmbiguousDocument(ValueError):
     pass
-
-
-class _Router:
-    """Routes a document's elements in order, numbering them from 1."""
-
-    def __init__(self, landed: LandedFile):
-        self.landed, self.number = landed, 0
-
-    def __call__(self, record: object, reason: str | None, text: str | None) -> None:
-        self.number += 1
-        _route(self.landed, self.number, record, reason, text)
 
 
 def _orders_array(text: str) -> tuple[int, bool] | None:
@@ -486,36 +550,6 @@ def _document_end(text: str, position: int, wrapped: bool) -> None:
         raise ValueError(f"unexpected text after the orders at character {position}")
 
 
-def _array_elements(window: _TextWindow, position: int, emit, flush: Callable[[], None], batch_bytes: int) -> int:
-    """Emits (record, None, None) or (None, reason, text) per element of the array opening just
-    before `position` in the window's text, calling `flush` and forgetting the text read after
-    each batch, and returns the position after its `]`. An element that cannot be a record (a
-    repeated key, nesting too deep) is cut out by its brackets, so the elements after it are still
-    read. ValueError: the array is broken."""
-    position = window.skip_whitespace(position)
-    if window.text.startswith("]", position):
-        return position + 1
-    while True:
-        if position >= batch_bytes:
-            flush()
-            position = window.drop(position)
-        start = position
-        record, position, reason = window.decoded(position)
-        if position == -1:
-            position = window.value_end(start)
-        text = window.text
-        if reason is None and position - start > MAX_RECORD_BYTES // 4:
-            reason = size_problem(text[start:position])
-        emit(*((record, None, None) if reason is None else (None, reason, text[start:position])))
-        position = window.skip_whitespace(position)
-        if window.text.startswith(",", position):
-            position = window.skip_whitespace(position + 1)
-        elif window.text.startswith("]", position):
-            return position + 1
-        else:
-            raise ValueError(f"expected ',' or ']' at character {position}")
-
-
 def _one_value(text: str) -> bool:
     """Whether the text is one JSON object or array (found by its brackets, without parsing it)."""
     start = len(text) - len(text.lstrip())
@@ -562,11 +596,12 @@ def _discard_records(landed: LandedFile) -> None:
     landed.records_read = 0
 
 
-def _split_json_lines(landed: LandedFile, data: bytes, number: int = 0, fast: bool = True) -> int:
+def _split_json_lines(landed: LandedFile, data: bytes, number: int = 0, fast: bool = True, elements: _Elements | None = None) -> int:
     """Routes the lines of `data` (whole lines), numbering the records after `number`; returns the
     last number. The well-formed routable records are found and protected by vectorized checks
     (_fast_lines); only the others are parsed one by one (`fast` False: every record), and each
-    day's records keep their order in the file."""
+    day's records keep their order in the file. With `elements`, each line is an array's element
+    (none is blank), and one read alone is read as its producer wrote it (_element_verdict)."""
     lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
     try:
         texts = pc.utf8_trim(lines.cast(pa.string()), " \t\r")
@@ -575,17 +610,25 @@ def _split_json_lines(landed: LandedFile, data: bytes, number: int = 0, fast: bo
     days, protected = _fast_lines(texts, landed.window, landed.key) if fast and texts is not None else (None, None)
     if days is None:
         days, protected = pa.nulls(len(lines), pa.date32()), pa.nulls(len(lines), pa.string())
+    if elements is not None:
+        days = pc.if_else(pa.array(elements.refused), pa.nulls(len(lines), pa.date32()), days)
     slow = pc.invert(pc.is_valid(days))
-    if texts is not None:  # lines of spaces, tabs and CRs only are blank
+    if texts is not None and elements is None:  # lines of spaces, tabs and CRs only are blank
         slow = pc.and_(slow, pc.greater(pc.binary_length(texts), 0))
     slow_rows = pc.indices_nonzero(slow).to_numpy()
-    slow_lines = lines.take(slow_rows).to_pylist()
     counted = pc.is_valid(days).to_numpy(zero_copy_only=False).astype(np.int64)
-    counted[slow_rows] = [bool(raw_line.strip()) for raw_line in slow_lines]
+    if elements is not None:
+        counted[:] = 1
+        slow_lines = [elements.text(row) for row in slow_rows]
+    else:
+        slow_lines = lines.take(slow_rows).to_pylist()
+        counted[slow_rows] = [bool(raw_line.strip()) for raw_line in slow_lines]
     numbers = number + np.cumsum(counted)  # each record's number: the non-blank lines up to it
     slow_days, slow_texts = [], []
     for row, raw_line in zip(slow_rows, slow_lines, strict=True):
-        if not raw_line.strip():
+        if elements is not None:
+            verdict = _element_verdict(landed, int(numbers[row]), raw_line)
+        elif not raw_line.strip():
             verdict = None, None
         else:
             try:
@@ -746,7 +789,7 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     ]
     rows = pc.indices_nonzero(functools.reduce(pc.and_, screens))
     table, rows = _read_objects(texts if len(rows) == len(texts) else texts.take(rows), rows, tree)
-    if not len(rows):
+    if not len(rows) or table.num_rows != len(rows):  # more rows than lines: a line holds two values
         return None, None
     fast = texts if len(rows) == len(texts) else texts.take(rows)
     days = _order_days(table["order_date"], window)

@@ -364,6 +364,8 @@ _DEPTH_STEP[list(b"{[")], _DEPTH_STEP[list(b"}]")] = 1, -1
 _LINE_END = np.zeros(256, bool)
 _LINE_END[list(b"\r\n")] = True
 _SHORT_RUN = 64  # bytes of whitespace after a line end (an indentation) followed one at a time
+_BRACE = np.zeros(256, bool)
+_BRACE[list(b"{}")] = True
 _SPACING = np.zeros(256, bool)
 _SPACING[list(b" \t\r\n")] = True
 
@@ -768,8 +770,6 @@ def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, par
 # is not UTF-8, takes the slow path.
 _FAST_BRACKETS = 200  # far below Python's recursion limit
 _LONG_DIGITS = 1000  # a number this long may be one Python refuses (more than 4,300 digits)
-# One object of the policy, with objects one level deep inside, no brace in its strings.
-_OBJECT_SPAN = r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}"
 _READER_ROW = re.compile(r"in row (\d+)")
 
 
@@ -779,15 +779,28 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     tree = _ORDER_FIELDS
     if not len(texts) or not all(isinstance(rule, dict) for rule in tree.values()):
         return None, None
-    opens, closes = pc.count_substring(texts, "{"), pc.count_substring(texts, "}")
+    layout = _Layout.of(texts)
+    codes, lengths = layout.codes, np.diff(layout.bounds)
+    if not len(codes):
+        return None, None
+    firsts, lasts = np.minimum(layout.bounds[:-1], len(codes) - 1), np.maximum(layout.bounds[1:] - 1, 0)  # of a text not empty
+    braces = np.flatnonzero(_BRACE[codes])
+    opening = codes[braces] == ord("{")
+    opens, closes = layout.per_row(braces[opening]), layout.per_row(braces[~opening])
+    quotes = np.flatnonzero(codes == _QUOTE)
+    keys = {name: _keys(codes, quotes, name) for name in tree}
+    long_rows = np.flatnonzero(lengths >= _LONG_DIGITS)
     screens = [
-        pc.starts_with(texts, "{"), pc.ends_with(texts, "}"), pc.less_equal(pc.utf8_length(texts), MAX_RECORD_BYTES // 4),
-        pc.equal(opens, closes), pc.less_equal(pc.add(opens, pc.count_substring(texts, "[")), _FAST_BRACKETS),
-        pc.invert(pc.match_substring_regex(texts, r"\\u[dD][89a-fA-F]")),
-        pc.or_(pc.less(pc.utf8_length(texts), _LONG_DIGITS), pc.invert(pc.match_substring_regex(texts, f"[0-9]{{{_LONG_DIGITS}}}"))),
-        *(pc.less_equal(pc.count_substring_regex(texts, _key_pattern(name)), 1) for name in tree),
+        lengths > 0, codes[firsts] == ord("{"), codes[lasts] == ord("}"), lengths <= MAX_RECORD_BYTES // 4, opens == closes,
+        opens + layout.per_row(np.flatnonzero(codes == ord("["))) <= _FAST_BRACKETS,
+        ~pc.match_substring_regex(texts, r"\\u[dD][89a-fA-F]").to_numpy(zero_copy_only=False),
+        *(layout.per_row(found) <= 1 for found, _, _ in keys.values()),
+        *(layout.per_row(unsure) == 0 for _, _, unsure in keys.values()),
     ]
-    rows = pc.indices_nonzero(functools.reduce(pc.and_, screens))
+    screened = functools.reduce(np.logical_and, screens)
+    if len(long_rows):
+        screened[long_rows] &= ~pc.match_substring_regex(texts.take(long_rows), f"[0-9]{{{_LONG_DIGITS}}}").to_numpy(zero_copy_only=False)
+    rows = pa.array(np.flatnonzero(screened))
     table, rows = _read_objects(texts if len(rows) == len(texts) else texts.take(rows), rows, tree)
     if not len(rows) or table.num_rows != len(rows):  # more rows than lines: a line holds two values
         return None, None
@@ -796,9 +809,10 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     no_day = pa.nulls(len(fast), pa.date32())
     for name in tree:
         column = table[name].combine_chunks() if name in table.column_names else pa.nulls(len(fast))
-        present, elsewhere = pc.is_valid(column), pc.greater(pc.count_substring_regex(fast, _key_pattern(name)), 0)
+        found, values, _ = keys[name]
+        present, elsewhere = pc.is_valid(column), pa.array(layout.per_row(found) > 0).take(rows)
         if pa.types.is_struct(column.type):  # an object here is spliced; a key of the name elsewhere (none here) is slow
-            spliced = _spliced(fast, name, key)
+            spliced = _spliced(texts, layout, values, braces, opening, name, key).take(rows)
             days = pc.if_else(pc.if_else(present, pc.is_valid(spliced), pc.invert(elsewhere)), days, no_day)
             fast = pc.if_else(present, spliced, fast)
         else:  # not an object where present: the slow path's applied_to says what lands
@@ -810,9 +824,97 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     return every_day, pc.if_else(pc.is_valid(every_day), every_text, pa.nulls(len(texts), pa.string()))
 
 
-def _key_pattern(name: str) -> str:
-    """A member named `name` (its key written without escapes): in valid JSON, a key of some object."""
-    return rf'"{re.escape(name)}"[ \t\r\n]*:'
+@dataclass
+class _Layout:
+    """The bytes of an array of texts as numpy: text `row` is codes[bounds[row]:bounds[row + 1]]."""
+
+    codes: np.ndarray
+    bounds: np.ndarray
+    data: pa.Buffer
+
+    @classmethod
+    def of(cls, texts: pa.Array) -> _Layout:
+        _, offsets, data = texts.buffers()
+        bounds = np.frombuffer(offsets, np.int32)[texts.offset:texts.offset + len(texts) + 1]
+        data = data or pa.py_buffer(b"")
+        return cls(np.frombuffer(data, np.uint8)[:bounds[-1]], bounds, data)
+
+    def per_row(self, positions: np.ndarray) -> np.ndarray:
+        """How many of the (sorted) positions fall in each text."""
+        return np.diff(np.searchsorted(positions, self.bounds))
+
+
+def _keys(codes: np.ndarray, quotes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each member named `name` (its key written without escapes, then JSON whitespace and a colon,
+    in any string too): where it starts, and where its value starts; and
+    where a key is followed by more whitespace than is looked through (its text takes the slow path)."""
+    literal = f'"{name}"'.encode()
+    found = quotes[quotes + len(literal) < len(codes)]
+    for offset, byte in enumerate(literal[1:], 1):
+        found = found[codes[found + offset] == byte]
+    colons, unsure = _after_spacing(codes, found + len(literal))
+    is_key = codes[np.minimum(colons, len(codes) - 1)] == ord(":")
+    found, colons = found[is_key & (colons < len(codes))], colons[is_key & (colons < len(codes))]
+    values, unsure_value = _after_spacing(codes, colons + 1)
+    return found, values, np.union1d(unsure, unsure_value)
+
+
+def _after_spacing(codes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first position at or after each that is not JSON whitespace (up to _SHORT_RUN bytes on),
+    and the positions whose run of whitespace was longer."""
+    positions = positions.copy()
+    going = np.arange(len(positions))
+    for _ in range(_SHORT_RUN):
+        going = going[positions[going] < len(codes)]
+        going = going[_SPACING[codes[positions[going]]]]
+        if not len(going):
+            return positions, going
+        positions[going] += 1
+    return positions, positions[going]
+
+
+def _spliced(texts: pa.Array, layout: _Layout, values: np.ndarray, braces: np.ndarray, opening: np.ndarray, name: str,
+             key: bytes) -> pa.Array:
+    """Each text with its member `name`'s object (starting at one of `values`) protected in place;
+    null where the object's span (_object_ends) is not found, or does not
+    parse to an object."""
+    count, bounds = len(texts), layout.bounds.astype(np.int64)
+    values = values[values < len(layout.codes)]
+    values = values[layout.codes[values] == ord("{")]
+    rows = np.searchsorted(bounds, values, side="right") - 1
+    ends = _object_ends(braces, opening, np.searchsorted(braces, values))
+    found = (ends > 0) & (ends <= bounds[rows + 1])
+    rows, starts, ends = rows[found], values[found], ends[found]
+    # Each text as three pieces (before its object, the object, after it), cut without a copy.
+    cuts = np.repeat(bounds[1:], 3)
+    cuts[0::3] = bounds[:-1]
+    cuts[3 * rows + 1], cuts[3 * rows + 2] = starts, ends
+    pieces = pa.StringArray.from_buffers(3 * count, pa.py_buffer(np.append(cuts, bounds[-1]).astype(np.int32)), layout.data)
+    objects = pieces.take(pa.array(3 * rows + 1)).dictionary_encode()
+    replaced = pa.array([_protected_object(text, key, name) for text in objects.dictionary.to_pylist()] + [None], pa.string())
+    chosen = np.stack([np.arange(0, 3 * count, 3), np.full(count, 3 * count + len(replaced) - 1), np.arange(2, 3 * count, 3)], axis=1)
+    chosen[rows, 1] = 3 * count + objects.indices.to_numpy()
+    joined = pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * count + 1, 3), pa.int32()),
+                                      pa.concat_arrays([pieces, replaced]).take(pa.array(chosen.ravel())))
+    return pc.binary_join(joined, "")
+
+
+def _object_ends(braces: np.ndarray, opening: np.ndarray, firsts: np.ndarray) -> np.ndarray:
+    """For each index in `braces` of an opening brace: the position after the brace closing it,
+    when only objects without objects inside lie between (braces in strings not told apart); else -1."""
+    ends = np.full(len(firsts), -1)
+    at, going = firsts + 1, np.arange(len(firsts))
+    for _ in range(_SHORT_RUN):
+        inside = at < len(braces)
+        at, going = at[inside], going[inside]
+        closing = ~opening[at]
+        ends[going[closing]] = braces[at[closing]] + 1
+        at, going = at[~closing], going[~closing]
+        pair = (at + 1 < len(braces)) & ~opening[np.minimum(at + 1, len(braces) - 1)]
+        at, going = at[pair] + 2, going[pair]
+        if not len(going):
+            break
+    return ends
 
 
 def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tuple[pa.Table, pa.Array]:
@@ -867,16 +969,6 @@ def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
     days = days.combine_chunks() if days.num_chunks else pa.array([], pa.date32())
     inside = pc.and_(pc.greater_equal(days, pa.scalar(window.first)), pc.less_equal(days, pa.scalar(window.last)))
     return pc.if_else(inside, days, pa.nulls(len(days), pa.date32()))
-
-
-def _spliced(texts: pa.Array, name: str, key: bytes) -> pa.Array:
-    """Each text with its member `name`'s object protected in place; null where the object's span
-    is not found, or does not parse to an object."""
-    parts = pc.extract_regex(texts, rf"^(?P<before>.*?{_key_pattern(name)}[ \t\r\n]*)(?P<object>{_OBJECT_SPAN})(?P<after>.*)$")
-    objects = parts.field("object")
-    distinct = pc.unique(objects.drop_null())
-    replaced = pa.array([_protected_object(text, key, name) for text in distinct.to_pylist()], pa.string())
-    return pc.binary_join_element_wise(parts.field("before"), pc.take(replaced, pc.index_in(objects, distinct)), parts.field("after"), "")
 
 
 # A shop's customers come back in batch after batch: each distinct object is protected once (a

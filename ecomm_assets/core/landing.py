@@ -24,8 +24,9 @@ import json
 import os
 import re
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sized
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import BinaryIO
@@ -41,6 +42,8 @@ from ecomm_assets.core.privacy import PolicyTree, applied_to, policy_tree, prote
 from ecomm_assets.core.records import (
     MALFORMED,
     MAX_RECORD_BYTES,
+    ORDER_DATE_PATTERN,
+    UTC_ORDER_DATE_PATTERN,
     decode_at,
     order_day,
     parse_record,
@@ -307,17 +310,41 @@ def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
 def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes], staging: str | None, vectorized: bool) -> None:
     """JSON Lines a batch at a time, each batch cut after its last line end (a line longer than a
     batch is read whole, then split with the lines after it)."""
-    number, parts = 0, [head]
-    for chunk in chunks:
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:
-            parts.append(chunk)
-            continue
-        parts.append(chunk[:cut])
-        number = _split_json_lines(landed, b"".join(parts), number, vectorized)
-        landed.flush(staging)
-        parts = [chunk[cut:]]
-    _split_json_lines(landed, b"".join(parts), number, vectorized)
+    def batches() -> Iterator[tuple[bytes, None]]:
+        parts = [head]
+        for chunk in chunks:
+            cut = chunk.rfind(b"\n") + 1
+            if not cut:
+                parts.append(chunk)
+                continue
+            parts.append(chunk[:cut])
+            yield b"".join(parts), None
+            parts = [chunk[cut:]]
+        yield b"".join(parts), None
+
+    _route_batches(landed, batches(), staging, vectorized)
+
+
+# Batches whose bulk work (_bulk_lines: Arrow, DuckDB and numpy, which let other threads run) is
+# done at once, one per core, while the one before is routed.
+_WORKERS = 2
+
+
+def _route_batches(landed: LandedFile, batches: Iterator[tuple[bytes, np.ndarray | None]], staging: str | None,
+                   vectorized: bool) -> None:
+    """Routes each batch (JSON lines, or an array's elements and the commas between them) in order,
+    each flushed to the staged day files before the next; the bulk work on the next batches runs
+    meanwhile in threads, so memory holds at most _WORKERS + 1 batches."""
+    number, ahead = 0, deque()
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        for data, separators in batches:
+            ahead.append(pool.submit(_bulk_lines, data, landed.window, landed.key, vectorized, separators))
+            if len(ahead) > _WORKERS:
+                number = _route_lines(landed, ahead.popleft().result(), number)
+                landed.flush(staging)
+        while ahead:
+            number = _route_lines(landed, ahead.popleft().result(), number)
+            landed.flush(staging)
 
 
 def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Iterator[bytes], wrapped: bool,
@@ -326,27 +353,34 @@ def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Itera
     first bytes; `chunks` the rest), routed in order a batch at a time: cut between elements by
     _array_cuts, each batch's elements are checked and routed like JSON lines. Then the rest of the
     document. A broken document quarantines the file whole."""
-    data, number, ended = data[position:], 0, False
-    try:
+    rest = []
+
+    def batches() -> Iterator[tuple[bytes, np.ndarray]]:
+        text, read, ended, wanted = data[position:], 0, False, batch_bytes
         while True:
-            while len(data) < batch_bytes and not ended:
+            while len(text) < wanted and not ended:
                 chunk = next(chunks, None)
                 ended = chunk is None
-                data += chunk or b""
-            separators, end = _array_cuts(data)
+                text += chunk or b""
+            separators, end = _array_cuts(text)
             if end is None and not len(separators):
                 if ended:
                     raise ValueError("the array of orders does not end")
-                data += next(chunks, b"")  # an element larger than a batch: read on
+                wanted = 2 * len(text)  # an element larger than a batch: read on, as much again
                 continue
+            wanted = batch_bytes
             cut = end if end is not None else int(separators[-1])
-            if number or len(separators) or data[:cut].strip():  # else an empty array
-                number = _split_elements(landed, data[:cut], separators[separators < cut], number, vectorized)
-            landed.flush(staging)
+            if read or len(separators) or text[:cut].strip():  # else an empty array
+                read += 1
+                yield text[:cut], separators[separators < cut]
             if end is not None:
-                break
-            data = data[cut + 1:]
-        _document_end((data[end + 1:] + b"".join(chunks)).decode("utf-8"), 0, wrapped)
+                rest.append(text[end + 1:])
+                return
+            text = text[cut + 1:]
+
+    try:
+        _route_batches(landed, batches(), staging, vectorized)
+        _document_end((rest[0] + b"".join(chunks)).decode("utf-8"), 0, wrapped)
     except _AmbiguousDocument as error:
         landed.file_error = str(error)
     except UnicodeDecodeError as error:
@@ -405,11 +439,10 @@ def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
     return np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
 
 
-def _split_elements(landed: LandedFile, data: bytes, separators: np.ndarray, number: int, vectorized: bool) -> int:
-    """Routes the elements of an array between `separators` (their commas in `data`), numbering them
-    after `number`; returns the last number. Each element becomes one line: its line ends, and the
-    spaces that follow them, are dropped (outside strings in valid JSON; an element with a line end
-    inside a string per _array_cuts is read alone, and refused)."""
+def _element_lines(data: bytes, separators: np.ndarray) -> tuple[bytes, _Elements]:
+    """The elements of an array between `separators` (their commas in `data`), one a line: their
+    line ends, and the whitespace that follows them, are dropped (outside strings in valid JSON; an
+    element with a line end inside a string per _array_cuts is read alone, and refused)."""
     codes = np.frombuffer(data, np.uint8)
     starts = np.concatenate(([0], separators + 1))
     ends = np.concatenate((separators, [len(data)]))
@@ -420,7 +453,7 @@ def _split_elements(landed: LandedFile, data: bytes, separators: np.ndarray, num
     if len(line_ends):
         refused[np.searchsorted(separators, line_ends[np.searchsorted(_unescaped_quotes(codes), line_ends) % 2 == 1])] = True
         lines = lines[~_line_spacing(codes, line_ends)]
-    return _split_json_lines(landed, lines.tobytes(), number, vectorized, _Elements(data, starts, ends, refused))
+    return lines.tobytes(), _Elements(data, starts, ends, refused)
 
 
 def _line_spacing(codes: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
@@ -598,22 +631,49 @@ def _discard_records(landed: LandedFile) -> None:
     landed.records_read = 0
 
 
-def _split_json_lines(landed: LandedFile, data: bytes, number: int = 0, fast: bool = True, elements: _Elements | None = None) -> int:
+def _split_json_lines(landed: LandedFile, data: bytes, number: int = 0, fast: bool = True) -> int:
     """Routes the lines of `data` (whole lines), numbering the records after `number`; returns the
-    last number. The well-formed routable records are found and protected by vectorized checks
-    (_fast_lines); only the others are parsed one by one (`fast` False: every record), and each
-    day's records keep their order in the file. With `elements`, each line is an array's element
-    (none is blank), and one read alone is read as its producer wrote it (_element_verdict)."""
+    last number."""
+    return _route_lines(landed, _bulk_lines(data, landed.window, landed.key, fast), number)
+
+
+@dataclass
+class _BulkLines:
+    """A batch's lines, each with its day and protected text when the vectorized checks routed it."""
+
+    lines: pa.Array  # binary
+    texts: pa.Array | None  # trimmed, when the batch is UTF-8
+    days: pa.Array
+    protected: pa.Array
+    elements: _Elements | None  # the array's elements the lines are, if they are
+
+
+def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, separators: np.ndarray | None = None) -> _BulkLines:
+    """The lines of `data` (whole lines; with `separators`, the elements of an array between those
+    commas, one a line) and the days and protected texts of those that the vectorized checks
+    (_fast_lines) route (`fast` False: none). Safe to run in a thread of its own."""
+    elements = None
+    if separators is not None:
+        data, elements = _element_lines(data, separators)
     lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
     try:
         texts = pc.utf8_trim(lines.cast(pa.string()), " \t\r")
     except pa.ArrowInvalid:  # a line that is not UTF-8: its batch takes the slow path
         texts = None
-    days, protected = _fast_lines(texts, landed.window, landed.key) if fast and texts is not None else (None, None)
+    days, protected = _fast_lines(texts, window, key) if fast and texts is not None else (None, None)
     if days is None:
         days, protected = pa.nulls(len(lines), pa.date32()), pa.nulls(len(lines), pa.string())
     if elements is not None:
         days = pc.if_else(pa.array(elements.refused), pa.nulls(len(lines), pa.date32()), days)
+    return _BulkLines(lines, texts, days, protected, elements)
+
+
+def _route_lines(landed: LandedFile, bulk: _BulkLines, number: int) -> int:
+    """Routes a batch's lines, numbering the records after `number`; returns the last number. The
+    lines _bulk_lines routed keep their verdicts; only the others are parsed one by one, and each
+    day's records keep their order in the file. An array's elements are records, none blank, and
+    one read alone is read as its producer wrote it (_element_verdict)."""
+    lines, texts, days, protected, elements = bulk.lines, bulk.texts, bulk.days, bulk.protected, bulk.elements
     slow = pc.invert(pc.is_valid(days))
     if texts is not None and elements is None:  # lines of spaces, tabs and CRs only are blank
         slow = pc.and_(slow, pc.greater(pc.binary_length(texts), 0))
@@ -959,16 +1019,30 @@ def _joined(texts: pa.Array) -> str:
 
 
 def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
-    """The UTC day of each order_date text in the window; null for any other."""
+    """The UTC day of each order_date text in the window; null for any other. A date in UTC is read
+    by Arrow; only one with an offset takes DuckDB's reading (core/flatten.py's rule)."""
+    dates = dates.combine_chunks() if dates.num_chunks else pa.array([], pa.string())
+    in_utc = pc.fill_null(pc.match_substring_regex(dates, f"^{UTC_ORDER_DATE_PATTERN}$"), False)
+    written = pc.utf8_slice_codeunits(pc.utf8_ltrim(dates, " "), 0, 10)
+    moments = pc.strptime(written, "%Y-%m-%d", "s", error_is_null=True)
+    real = pc.equal(pc.strftime(moments, "%Y-%m-%d"), written)  # strptime moves 2024-02-30 on to March
+    days = pc.if_else(pc.and_(in_utc, real), moments.cast(pa.date32()), pa.nulls(len(dates), pa.date32()))
+    offset = pc.and_(pc.invert(in_utc), pc.fill_null(pc.match_substring_regex(dates, f"^{ORDER_DATE_PATTERN}$"), False))
+    if pc.any(offset).as_py():
+        days = pc.replace_with_mask(days, offset, _offset_days(dates.filter(offset)))
+    inside = pc.and_(pc.greater_equal(days, pa.scalar(window.first)), pc.less_equal(days, pa.scalar(window.last)))
+    return pc.if_else(inside, days, pa.nulls(len(days), pa.date32()))
+
+
+def _offset_days(dates: pa.Array) -> pa.Array:
+    """The UTC day of each order_date text, by DuckDB; null for one without the accepted form."""
     con = duck.connect()
     try:
         con.register("dates", pa.table({"order_date": dates}))
         days = con.sql(f"SELECT CAST({_order_ts('order_date')} AS DATE) AS day FROM dates").to_arrow_table()["day"]
     finally:
         con.close()
-    days = days.combine_chunks() if days.num_chunks else pa.array([], pa.date32())
-    inside = pc.and_(pc.greater_equal(days, pa.scalar(window.first)), pc.less_equal(days, pa.scalar(window.last)))
-    return pc.if_else(inside, days, pa.nulls(len(days), pa.date32()))
+    return days.combine_chunks() if days.num_chunks else pa.array([], pa.date32())
 
 
 # A shop's customers come back in batch after batch: each distinct object is protected once (a

@@ -9,8 +9,10 @@ for a day or for quarantine.
 
 The split streams: the file (decompressed as it is read, for a .gz name) is read a batch of
 `batch_bytes` at a time, JSON Lines cut at a line end, an array of orders at an element's end, and
-each batch's records are appended to one staged file per day (`staging`) before the next batch is
-read, so memory holds one batch (or the one record larger than a batch), whatever the file's size.
+each batch's records are appended to one staged file per day (`staging`) in the file's order, so
+memory holds a few batches (the bulk work on the next ones runs in threads meanwhile; or the one
+record larger than a batch), whatever the file's size. An array's element is written as one line:
+its bytes as the producer wrote them, less its line ends and the whitespace after them.
 """
 
 from __future__ import annotations
@@ -83,12 +85,22 @@ class DayWindow:
 
 
 def json_lines(lines: list[str]) -> bytes:
-    return "".join(line + "\n" for line in lines).encode()
+    return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
 def count_json_lines(data: bytes) -> int:
-    """The records of a JSON Lines file (a raw day file, a quarantine file): its non-blank lines."""
-    return sum(1 for line in data.split(b"\n") if line.strip())
+    """The records of a JSON Lines file (a raw day file, a quarantine file): its non-blank lines,
+    counted in bulk; only a line that starts with whitespace is looked at alone."""
+    codes = np.frombuffer(data, np.uint8)
+    line_ends = np.flatnonzero(codes == ord("\n"))
+    starts, stops = np.concatenate(([0], line_ends + 1)), np.append(line_ends, len(codes))
+    starts, stops = starts[stops > starts], stops[stops > starts]
+    spaced = _BYTES_WHITESPACE[codes[starts]]
+    return int(len(starts) - spaced.sum()) + sum(1 for start, stop in zip(starts[spaced], stops[spaced], strict=True) if data[start:stop].strip())
+
+
+_BYTES_WHITESPACE = np.zeros(256, bool)  # what bytes.strip() strips
+_BYTES_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 
 
 def count_json_lines_in(source: BinaryIO) -> int:
@@ -391,17 +403,19 @@ def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Itera
 
 # Bytes that matter to the structure of JSON: one lookup of each byte of a batch.
 _QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
-_STRUCTURAL = np.zeros(256, bool)
-_STRUCTURAL[list(b"{}[],")] = True
 _DEPTH_STEP = np.zeros(256, np.int64)
 _DEPTH_STEP[list(b"{[")], _DEPTH_STEP[list(b"}]")] = 1, -1
-_LINE_END = np.zeros(256, bool)
-_LINE_END[list(b"\r\n")] = True
 _SHORT_RUN = 64  # bytes of whitespace after a line end (an indentation) followed one at a time
-_BRACE = np.zeros(256, bool)
-_BRACE[list(b"{}")] = True
 _SPACING = np.zeros(256, bool)
 _SPACING[list(b" \t\r\n")] = True
+
+
+def _any_of(codes: np.ndarray, chars: bytes) -> np.ndarray:
+    """Which bytes are one of `chars` (a few comparisons: faster than a lookup table over a batch)."""
+    found = codes == chars[0]
+    for char in chars[1:]:
+        found |= codes == char
+    return found
 
 
 def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
@@ -411,7 +425,7 @@ def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
     finds in any other text is checked by parsing each element (_split_elements)."""
     codes = np.frombuffer(data, np.uint8)
     quotes = _unescaped_quotes(codes)
-    marks = np.flatnonzero(_STRUCTURAL[codes])
+    marks = np.flatnonzero(_any_of(codes, b"{}[],"))
     marks = marks[np.searchsorted(quotes, marks) % 2 == 0]  # outside strings: an even number of quotes before
     steps = _DEPTH_STEP[codes[marks]]
     depth = np.cumsum(steps)
@@ -449,7 +463,7 @@ def _element_lines(data: bytes, separators: np.ndarray) -> tuple[bytes, _Element
     refused = np.zeros(len(starts), bool)
     lines = codes.copy()
     lines[separators] = ord("\n")
-    line_ends = np.flatnonzero(_LINE_END[codes])
+    line_ends = np.flatnonzero(_any_of(codes, b"\r\n"))
     if len(line_ends):
         refused[np.searchsorted(separators, line_ends[np.searchsorted(_unescaped_quotes(codes), line_ends) % 2 == 1])] = True
         lines = lines[~_line_spacing(codes, line_ends)]
@@ -817,17 +831,19 @@ def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, par
         position = after.end()
 
 
-# The vectorized path of JSON Lines. A record takes it only when every rule is checked without
-# parsing it in Python, so that it gets the verdict and the bytes the record-by-record path gives:
-# Arrow's JSON reader (as strict as Python's json: a repeated key at any depth, a trailing comma, a
-# lone surrogate fail its row, which then takes the slow path) reads an object, after screens for
-# what it would accept and Python not (a number of 1,000 digits, a `\ud800` escape) and for deep
-# nesting (few brackets); its order_date is a text giving a day in the window (core/records.py's
-# rule, as core/flatten.py states it in SQL). Its personal values are protected by protected_text
-# on each distinct object of the policy (customers come back), spliced in place; the object's span
-# is found by a pattern (one nested level, no brace in a string) and must parse to an object, else
-# the record takes the slow path. Every other record, and every line of a batch with a byte that
-# is not UTF-8, takes the slow path.
+# The vectorized path of JSON Lines (and of an array's elements, one a line). A record takes it only
+# when every rule is checked without parsing it in Python, so that it gets the verdict and the bytes
+# the record-by-record path gives: Arrow's JSON reader (as strict as Python's json: a repeated key at
+# any depth, a trailing comma, a lone surrogate fail its row, which then takes the slow path; a line
+# holding two values sends its batch there) reads an object, after screens, counted in bulk from
+# byte positions, for what it would accept and Python not (a number of 1,000 digits, a `\ud800`
+# escape) and for deep nesting (few brackets); its order_date is a text giving a day in the window
+# (core/records.py's rule: Arrow reads a date in UTC, DuckDB one with an offset, as core/flatten.py
+# states it in SQL). Its personal values are protected by protected_text on each distinct object of
+# the policy (customers come back), spliced in place; the object's span is found from the positions
+# of its key and of the braces (objects one level deep inside, no brace in a string) and must parse
+# to an object, else the record takes the slow path. Every other record, and every line of a batch
+# with a byte that is not UTF-8, takes the slow path.
 _FAST_BRACKETS = 200  # far below Python's recursion limit
 _LONG_DIGITS = 1000  # a number this long may be one Python refuses (more than 4,300 digits)
 _READER_ROW = re.compile(r"in row (\d+)")
@@ -844,7 +860,7 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     if not len(codes):
         return None, None
     firsts, lasts = np.minimum(layout.bounds[:-1], len(codes) - 1), np.maximum(layout.bounds[1:] - 1, 0)  # of a text not empty
-    braces = np.flatnonzero(_BRACE[codes])
+    braces = np.flatnonzero(_any_of(codes, b"{}"))
     opening = codes[braces] == ord("{")
     opens, closes = layout.per_row(braces[opening]), layout.per_row(braces[~opening])
     quotes = np.flatnonzero(codes == _QUOTE)

@@ -59,8 +59,9 @@ FUTURE_HORIZON_DAYS = 1
 # The landed text read, parsed and written out at a time (one record larger than this is read whole).
 # A file larger than one batch that is neither an array of orders nor one document (its first line
 # not a value by itself) is read as JSON Lines. The work on a batch holds about 20 times its size
-# at its peak (Arrow columns of it, DuckDB's, Python's texts); larger batches are no faster.
-BATCH_BYTES = 2 << 20
+# at its peak (Arrow columns of it, numpy's positions, Python's texts), and _WORKERS + 1 batches are
+# held at once: larger batches are barely faster, and raise the peak.
+BATCH_BYTES = 1 << 20
 _HASH_CHUNK = 1 << 20
 
 

@@ -9,8 +9,10 @@ for a day or for quarantine.
 
 The split streams: the file (decompressed as it is read, for a .gz name) is read a batch of
 `batch_bytes` at a time, JSON Lines cut at a line end, an array of orders at an element's end, and
-each batch's records are appended to one staged file per day (`staging`) before the next batch is
-read, so memory holds one batch (or the one record larger than a batch), whatever the file's size.
+each batch's records are appended to one staged file per day (`staging`) in the file's order, so
+memory holds a few batches (the bulk work on the next ones runs in threads meanwhile; or the one
+record larger than a batch), whatever the file's size. An array's element is written as one line:
+its bytes as the producer wrote them, less its line ends and the whitespace after them.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import json
 import os
 import re
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sized
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import BinaryIO
@@ -41,6 +44,8 @@ from ecomm_assets.core.privacy import PolicyTree, applied_to, policy_tree, prote
 from ecomm_assets.core.records import (
     MALFORMED,
     MAX_RECORD_BYTES,
+    ORDER_DATE_PATTERN,
+    UTC_ORDER_DATE_PATTERN,
     decode_at,
     order_day,
     parse_record,
@@ -54,8 +59,9 @@ FUTURE_HORIZON_DAYS = 1
 # The landed text read, parsed and written out at a time (one record larger than this is read whole).
 # A file larger than one batch that is neither an array of orders nor one document (its first line
 # not a value by itself) is read as JSON Lines. The work on a batch holds about 20 times its size
-# at its peak (Arrow columns of it, DuckDB's, Python's texts); larger batches are no faster.
-BATCH_BYTES = 2 << 20
+# at its peak (Arrow columns of it, numpy's positions, Python's texts), and _WORKERS + 1 batches are
+# held at once: larger batches are barely faster, and raise the peak.
+BATCH_BYTES = 1 << 20
 _HASH_CHUNK = 1 << 20
 
 
@@ -80,12 +86,22 @@ class DayWindow:
 
 
 def json_lines(lines: list[str]) -> bytes:
-    return "".join(line + "\n" for line in lines).encode()
+    return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
 def count_json_lines(data: bytes) -> int:
-    """The records of a JSON Lines file (a raw day file, a quarantine file): its non-blank lines."""
-    return sum(1 for line in data.split(b"\n") if line.strip())
+    """The records of a JSON Lines file (a raw day file, a quarantine file): its non-blank lines,
+    counted in bulk; only a line that starts with whitespace is looked at alone."""
+    codes = np.frombuffer(data, np.uint8)
+    line_ends = np.flatnonzero(codes == ord("\n"))
+    starts, stops = np.concatenate(([0], line_ends + 1)), np.append(line_ends, len(codes))
+    starts, stops = starts[stops > starts], stops[stops > starts]
+    spaced = _BYTES_WHITESPACE[codes[starts]]
+    return int(len(starts) - spaced.sum()) + sum(1 for start, stop in zip(starts[spaced], stops[spaced], strict=True) if data[start:stop].strip())
+
+
+_BYTES_WHITESPACE = np.zeros(256, bool)  # what bytes.strip() strips
+_BYTES_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 
 
 def count_json_lines_in(source: BinaryIO) -> int:
@@ -255,30 +271,34 @@ def _split_stream(landed: LandedFile, chunks: Iterator[bytes], staging: str | No
     if landed.name.lower().removesuffix(".gz").endswith((".jsonl", ".ndjson")):
         _stream_json_lines(landed, head, chunks, staging, vectorized)
         return
-    if start.startswith(b"["):  # an array of orders: element by element
-        try:
-            window = _TextWindow(head, chunks)
-        except UnicodeDecodeError as error:
-            landed.file_error = f"not UTF-8: {error}"
-            return
-        _stream_orders(landed, window, 1 + window.text.index("["), False, staging, batch_bytes)
+    if start.startswith(b"["):  # an array of orders
+        _stream_orders(landed, head, len(head) - len(start) + 1, chunks, False, staging, batch_bytes, vectorized)
         return
     while len(head) <= batch_bytes and (chunk := next(chunks, None)) is not None:
         head += chunk
     if len(head) <= batch_bytes:  # the whole file in one batch: one document, or JSON Lines
         _split_document(landed, head, vectorized)
         return
-    try:  # larger than one record may be: orders wrapped in an object, or JSON Lines
-        window = _TextWindow(head, chunks)
-        orders = _orders_array(window.text)
-    except UnicodeDecodeError:
-        orders = None
+    orders = _orders_start(head)  # larger than one record may be: orders wrapped in an object, or JSON Lines
     if orders is not None:
-        _stream_orders(landed, window, orders[0], True, staging, batch_bytes)
+        _stream_orders(landed, head, orders[0], chunks, True, staging, batch_bytes, vectorized)
     elif _one_value(head.split(b"\n", 1)[0].removeprefix(BOM).decode("utf-8", "replace")) or b"\n" not in head:
         _stream_json_lines(landed, head, chunks, staging, vectorized)
     else:  # a document over many lines: one record (larger than a batch), read whole to tell why it cannot land
         _split_document(landed, head + b"".join(chunks), vectorized)
+
+
+def _orders_start(data: bytes) -> tuple[int, bool] | None:
+    """_orders_array of the text that `data` (a file's first bytes, maybe cut inside a character)
+    begins, with the position in bytes; None also when it is not UTF-8."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(data)
+    except UnicodeDecodeError:
+        return None
+    orders = _orders_array(text)
+    if orders is None:
+        return None
+    return (len(BOM) if data.startswith(BOM) else 0) + len(text[:orders[0]].encode()), orders[1]
 
 
 def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
@@ -289,9 +309,9 @@ def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
     except UnicodeDecodeError:
         text = None  # JSON Lines: the bad lines are quarantined one by one
     if text is not None:
-        orders = _orders_array(text)
+        orders = _orders_start(data)
         if orders is not None:
-            _stream_orders(landed, _TextWindow(data, iter(())), orders[0], orders[1], None, len(text) + 1)
+            _stream_orders(landed, data, orders[0], iter(()), orders[1], None, len(data) + 1, vectorized)
             return
         record, reason = parse_record(text)
         if record is not None or not reason.startswith(MALFORMED) and _one_value(text):
@@ -303,103 +323,208 @@ def _split_document(landed: LandedFile, data: bytes, vectorized: bool) -> None:
 def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes], staging: str | None, vectorized: bool) -> None:
     """JSON Lines a batch at a time, each batch cut after its last line end (a line longer than a
     batch is read whole, then split with the lines after it)."""
-    number, parts = 0, [head]
-    for chunk in chunks:
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:
-            parts.append(chunk)
-            continue
-        parts.append(chunk[:cut])
-        number = _split_json_lines(landed, b"".join(parts), number, vectorized)
-        landed.flush(staging)
-        parts = [chunk[cut:]]
-    _split_json_lines(landed, b"".join(parts), number, vectorized)
-
-
-class _TextWindow:
-    """The decoded text of a file read a chunk at a time, from the last position consumed on.
-    UnicodeDecodeError: the bytes are not UTF-8 (a BOM at the start is skipped)."""
-
-    def __init__(self, head: bytes, chunks: Iterator[bytes]):
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
-        self._chunks = chunks
-        self.text = self._decoder.decode(head)
-        self.ended = False
-
-    def more(self) -> bool:
-        """Reads the next chunk onto the text; False at the end of the file."""
-        if self.ended:
-            return False
-        chunk = next(self._chunks, None)
-        self.ended = chunk is None
-        self.text += self._decoder.decode(chunk or b"", final=self.ended)
-        return not self.ended
-
-    def drop(self, position: int) -> int:
-        """Forgets the text before `position` (routed already); returns the new position of it."""
-        self.text = self.text[position:]
-        return 0
-
-    def skip_whitespace(self, position: int) -> int:
-        """The position of the first character that is not whitespace, reading on as needed."""
-        while (position := _WHITESPACE.match(self.text, position).end()) == len(self.text) and self.more():
-            pass
-        return position
-
-    def value_end(self, position: int) -> int:
-        """Reads on until the object or array at `position` ends in the text; returns its end."""
-        while True:
-            try:
-                return _value_end(self.text, position)
-            except ValueError:
-                if not self.more():
-                    raise
-
-    def decoded(self, position: int) -> tuple[object, int, str | None]:
-        """decode_at of the value at `position`, reading on while the text may end inside it (a
-        scalar's end is known from what follows it)."""
-        while True:
-            try:
-                record, end, reason = decode_at(self.text, position)
-            except json.JSONDecodeError:
-                if self._cut_at(position) and self.more():
-                    continue
-                raise
-            if end == -1 and self._cut_at(position) and self.more():  # gave up inside what may be cut short
+    def batches() -> Iterator[tuple[bytes, None]]:
+        parts = [head]
+        for chunk in chunks:
+            cut = chunk.rfind(b"\n") + 1
+            if not cut:
+                parts.append(chunk)
                 continue
-            if end != len(self.text) or not self.more():
-                return record, end, reason
+            parts.append(chunk[:cut])
+            yield b"".join(parts), None
+            parts = [chunk[cut:]]
+        yield b"".join(parts), None
 
-    def _cut_at(self, position: int) -> bool:
-        """Whether the value at `position` may go on past the text read (an object or an array
-        with no end yet; a scalar that could be one record)."""
-        if self.ended:
-            return False
-        if not self.text.startswith(("{", "["), position):
-            return len(self.text) - position <= MAX_RECORD_BYTES
-        try:
-            _value_end(self.text, position)
-        except ValueError:
-            return True
-        return False
+    _route_batches(landed, batches(), staging, vectorized)
 
 
-def _stream_orders(landed: LandedFile, window: _TextWindow, position: int, wrapped: bool, staging: str | None,
-                   batch_bytes: int) -> None:
-    """The elements of the array of orders opening just before `position`, routed in order and
-    flushed a batch at a time; then the rest of the document. A broken document quarantines the file whole."""
+# Batches whose bulk work (_bulk_lines: Arrow, DuckDB and numpy, which let other threads run) is
+# done at once, one per core, while the one before is routed.
+_WORKERS = 2
+
+
+def _route_batches(landed: LandedFile, batches: Iterator[tuple[bytes, np.ndarray | None]], staging: str | None,
+                   vectorized: bool) -> None:
+    """Routes each batch (JSON lines, or an array's elements and the commas between them) in order,
+    each flushed to the staged day files before the next; the bulk work on the next batches runs
+    meanwhile in threads, so memory holds at most _WORKERS + 1 batches."""
+    number, ahead = 0, deque()
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        for data, separators in batches:
+            ahead.append(pool.submit(_bulk_lines, data, landed.window, landed.key, vectorized, separators))
+            if len(ahead) > _WORKERS:
+                number = _route_lines(landed, ahead.popleft().result(), number)
+                landed.flush(staging)
+        while ahead:
+            number = _route_lines(landed, ahead.popleft().result(), number)
+            landed.flush(staging)
+
+
+def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Iterator[bytes], wrapped: bool,
+                   staging: str | None, batch_bytes: int, vectorized: bool) -> None:
+    """The elements of the array of orders opening just before `position` in `data` (the file's
+    first bytes; `chunks` the rest), routed in order a batch at a time: cut between elements by
+    _array_cuts, each batch's elements are checked and routed like JSON lines. Then the rest of the
+    document. A broken document quarantines the file whole."""
+    rest = []
+
+    def batches() -> Iterator[tuple[bytes, np.ndarray]]:
+        text, read, ended, wanted = data[position:], 0, False, batch_bytes
+        while True:
+            while len(text) < wanted and not ended:
+                chunk = next(chunks, None)
+                ended = chunk is None
+                text += chunk or b""
+            separators, end = _array_cuts(text)
+            if end is None and not len(separators):
+                if ended:
+                    raise ValueError("the array of orders does not end")
+                wanted = 2 * len(text)  # an element larger than a batch: read on, as much again
+                continue
+            wanted = batch_bytes
+            cut = end if end is not None else int(separators[-1])
+            if read or len(separators) or text[:cut].strip():  # else an empty array
+                read += 1
+                yield text[:cut], separators[separators < cut]
+            if end is not None:
+                rest.append(text[end + 1:])
+                return
+            text = text[cut + 1:]
+
     try:
-        position = _array_elements(window, position, _Router(landed), lambda: landed.flush(staging), batch_bytes)
-        position = window.drop(position)
-        while window.more():  # what follows the array: nothing, or the rest of the wrapping object
-            pass
-        _document_end(window.text, position, wrapped)
+        _route_batches(landed, batches(), staging, vectorized)
+        _document_end((rest[0] + b"".join(chunks)).decode("utf-8"), 0, wrapped)
     except _AmbiguousDocument as error:
         landed.file_error = str(error)
     except UnicodeDecodeError as error:
         landed.file_error = f"not UTF-8: {error}"
     except ValueError as error:
         landed.file_error = f"malformed or truncated JSON document: {error}"
+
+
+# Bytes that matter to the structure of JSON: one lookup of each byte of a batch.
+_QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
+_DEPTH_STEP = np.zeros(256, np.int64)
+_DEPTH_STEP[list(b"{[")], _DEPTH_STEP[list(b"}]")] = 1, -1
+_SHORT_RUN = 64  # bytes of whitespace after a line end (an indentation) followed one at a time
+_SPACING = np.zeros(256, bool)
+_SPACING[list(b" \t\r\n")] = True
+
+
+def _any_of(codes: np.ndarray, chars: bytes) -> np.ndarray:
+    """Which bytes are one of `chars` (a few comparisons: faster than a lookup table over a batch)."""
+    found = codes == chars[0]
+    for char in chars[1:]:
+        found |= codes == char
+    return found
+
+
+def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
+    """The commas between the elements of an array whose elements start at data[0], and the position
+    of its closing bracket (None: not in `data`), found in bulk from the positions of the quotes not
+    escaped, the brackets and commas outside strings, and their depth. Exact for valid JSON; what it
+    finds in any other text is checked by parsing each element (_split_elements)."""
+    codes = np.frombuffer(data, np.uint8)
+    quotes = _unescaped_quotes(codes)
+    marks = np.flatnonzero(_any_of(codes, b"{}[],"))
+    marks = marks[np.searchsorted(quotes, marks) % 2 == 0]  # outside strings: an even number of quotes before
+    steps = _DEPTH_STEP[codes[marks]]
+    depth = np.cumsum(steps)
+    closing = np.flatnonzero(depth < 0)
+    end = None
+    if len(closing):
+        end = int(marks[closing[0]])
+        if data[end] != ord("]"):
+            raise ValueError(f"expected ',' or ']' at byte {end}")
+        marks, depth, steps = marks[:closing[0]], depth[:closing[0]], steps[:closing[0]]
+    return marks[(codes[marks] == _COMMA) & (depth == 0)], end
+
+
+def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
+    """The positions of the quotes that are not escaped: not after an odd run of backslashes."""
+    quotes = np.flatnonzero(codes == _QUOTE)
+    backslashes = np.flatnonzero(codes == _BACKSLASH)
+    if not len(backslashes) or not len(quotes):
+        return quotes
+    after = quotes[(quotes > 0) & (codes[np.maximum(quotes - 1, 0)] == _BACKSLASH)]
+    run_starts = np.ones(len(backslashes), bool)
+    run_starts[1:] = backslashes[1:] != backslashes[:-1] + 1
+    run_start = np.maximum.accumulate(np.where(run_starts, backslashes, 0))
+    run = after - 1 - run_start[np.searchsorted(backslashes, after - 1)] + 1
+    return np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
+
+
+def _element_lines(data: bytes, separators: np.ndarray) -> tuple[bytes, _Elements]:
+    """The elements of an array between `separators` (their commas in `data`), one a line: their
+    line ends, and the whitespace that follows them, are dropped (outside strings in valid JSON; an
+    element with a line end inside a string per _array_cuts is read alone, and refused)."""
+    codes = np.frombuffer(data, np.uint8)
+    starts = np.concatenate(([0], separators + 1))
+    ends = np.concatenate((separators, [len(data)]))
+    refused = np.zeros(len(starts), bool)
+    lines = codes.copy()
+    lines[separators] = ord("\n")
+    line_ends = np.flatnonzero(_any_of(codes, b"\r\n"))
+    if len(line_ends):
+        refused[np.searchsorted(separators, line_ends[np.searchsorted(_unescaped_quotes(codes), line_ends) % 2 == 1])] = True
+        lines = lines[~_line_spacing(codes, line_ends)]
+    return lines.tobytes(), _Elements(data, starts, ends, refused)
+
+
+def _line_spacing(codes: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
+    """Which bytes are line ends or JSON whitespace after one (_ONE_LINE's matches)."""
+    ends = line_ends + 1  # where each run of whitespace from a line end stops: usually a few bytes on
+    for _ in range(_SHORT_RUN):
+        going = ends < len(codes)
+        going[going] = _SPACING[codes[ends[going]]]
+        if not going.any():
+            break
+        ends[going] += 1
+    else:
+        others = np.flatnonzero(~_SPACING[codes])
+        ends = np.append(others, len(codes))[np.searchsorted(others, line_ends)]
+    first = np.ones(len(ends), bool)  # of the line ends in one run of whitespace
+    first[1:] = ends[1:] != ends[:-1]
+    change = np.zeros(len(codes) + 1, np.int8)
+    change[line_ends[first]], change[ends[first]] = 1, -1
+    return np.cumsum(change[:-1], dtype=np.int8).view(bool)
+
+
+@dataclass
+class _Elements:
+    """The elements of an array in a batch, as the producer wrote them: element `row` is
+    data[starts[row]:ends[row]]; `refused` marks those with a line end inside a string."""
+
+    data: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+    refused: np.ndarray
+
+    def text(self, row: int) -> bytes:
+        return self.data[self.starts[row]:self.ends[row]]
+
+
+def _element_verdict(landed: LandedFile, number: int, raw: bytes) -> tuple[date | None, str | None]:
+    """One element of an array read alone (_verdict). ValueError: it is no JSON value, so the
+    document is broken."""
+    text = raw.decode("utf-8").strip(" \t\r\n")
+    try:
+        record, end, reason = decode_at(text, 0)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"element {number}: {error}") from None
+    if end == -1:  # gave up inside it: its end is found by its brackets
+        end = _value_end(text, 0)
+    if end != len(text):
+        raise ValueError(f"element {number}: expected ',' or ']' at character {end}")
+    if reason is None and len(text) > MAX_RECORD_BYTES // 4:
+        reason = size_problem(text)
+    if reason is None:
+        return _verdict(landed, number, record, None, _ONE_LINE.sub("", text))
+    return _verdict(landed, number, None, reason, text)
+
+
+# A line end and the JSON whitespace after it: outside strings in valid JSON, it can go.
+_ONE_LINE = re.compile(r"[\r\n][ \t\r\n]*")
 
 
 _WHITESPACE = re.compile(r"\s*")
@@ -409,17 +534,6 @@ _PLAIN = json.JSONDecoder()
 
 class _AmbiguousDocument(ValueError):
     pass
-
-
-class _Router:
-    """Routes a document's elements in order, numbering them from 1."""
-
-    def __init__(self, landed: LandedFile):
-        self.landed, self.number = landed, 0
-
-    def __call__(self, record: object, reason: str | None, text: str | None) -> None:
-        self.number += 1
-        _route(self.landed, self.number, record, reason, text)
 
 
 def _orders_array(text: str) -> tuple[int, bool] | None:
@@ -486,36 +600,6 @@ def _document_end(text: str, position: int, wrapped: bool) -> None:
         raise ValueError(f"unexpected text after the orders at character {position}")
 
 
-def _array_elements(window: _TextWindow, position: int, emit, flush: Callable[[], None], batch_bytes: int) -> int:
-    """Emits (record, None, None) or (None, reason, text) per element of the array opening just
-    before `position` in the window's text, calling `flush` and forgetting the text read after
-    each batch, and returns the position after its `]`. An element that cannot be a record (a
-    repeated key, nesting too deep) is cut out by its brackets, so the elements after it are still
-    read. ValueError: the array is broken."""
-    position = window.skip_whitespace(position)
-    if window.text.startswith("]", position):
-        return position + 1
-    while True:
-        if position >= batch_bytes:
-            flush()
-            position = window.drop(position)
-        start = position
-        record, position, reason = window.decoded(position)
-        if position == -1:
-            position = window.value_end(start)
-        text = window.text
-        if reason is None and position - start > MAX_RECORD_BYTES // 4:
-            reason = size_problem(text[start:position])
-        emit(*((record, None, None) if reason is None else (None, reason, text[start:position])))
-        position = window.skip_whitespace(position)
-        if window.text.startswith(",", position):
-            position = window.skip_whitespace(position + 1)
-        elif window.text.startswith("]", position):
-            return position + 1
-        else:
-            raise ValueError(f"expected ',' or ']' at character {position}")
-
-
 def _one_value(text: str) -> bool:
     """Whether the text is one JSON object or array (found by its brackets, without parsing it)."""
     start = len(text) - len(text.lstrip())
@@ -564,28 +648,64 @@ def _discard_records(landed: LandedFile) -> None:
 
 def _split_json_lines(landed: LandedFile, data: bytes, number: int = 0, fast: bool = True) -> int:
     """Routes the lines of `data` (whole lines), numbering the records after `number`; returns the
-    last number. The well-formed routable records are found and protected by vectorized checks
-    (_fast_lines); only the others are parsed one by one (`fast` False: every record), and each
-    day's records keep their order in the file."""
+    last number."""
+    return _route_lines(landed, _bulk_lines(data, landed.window, landed.key, fast), number)
+
+
+@dataclass
+class _BulkLines:
+    """A batch's lines, each with its day and protected text when the vectorized checks routed it."""
+
+    lines: pa.Array  # binary
+    texts: pa.Array | None  # trimmed, when the batch is UTF-8
+    days: pa.Array
+    protected: pa.Array
+    elements: _Elements | None  # the array's elements the lines are, if they are
+
+
+def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, separators: np.ndarray | None = None) -> _BulkLines:
+    """The lines of `data` (whole lines; with `separators`, the elements of an array between those
+    commas, one a line) and the days and protected texts of those that the vectorized checks
+    (_fast_lines) route (`fast` False: none). Safe to run in a thread of its own."""
+    elements = None
+    if separators is not None:
+        data, elements = _element_lines(data, separators)
     lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
     try:
         texts = pc.utf8_trim(lines.cast(pa.string()), " \t\r")
     except pa.ArrowInvalid:  # a line that is not UTF-8: its batch takes the slow path
         texts = None
-    days, protected = _fast_lines(texts, landed.window, landed.key) if fast and texts is not None else (None, None)
+    days, protected = _fast_lines(texts, window, key) if fast and texts is not None else (None, None)
     if days is None:
         days, protected = pa.nulls(len(lines), pa.date32()), pa.nulls(len(lines), pa.string())
+    if elements is not None:
+        days = pc.if_else(pa.array(elements.refused), pa.nulls(len(lines), pa.date32()), days)
+    return _BulkLines(lines, texts, days, protected, elements)
+
+
+def _route_lines(landed: LandedFile, bulk: _BulkLines, number: int) -> int:
+    """Routes a batch's lines, numbering the records after `number`; returns the last number. The
+    lines _bulk_lines routed keep their verdicts; only the others are parsed one by one, and each
+    day's records keep their order in the file. An array's elements are records, none blank, and
+    one read alone is read as its producer wrote it (_element_verdict)."""
+    lines, texts, days, protected, elements = bulk.lines, bulk.texts, bulk.days, bulk.protected, bulk.elements
     slow = pc.invert(pc.is_valid(days))
-    if texts is not None:  # lines of spaces, tabs and CRs only are blank
+    if texts is not None and elements is None:  # lines of spaces, tabs and CRs only are blank
         slow = pc.and_(slow, pc.greater(pc.binary_length(texts), 0))
     slow_rows = pc.indices_nonzero(slow).to_numpy()
-    slow_lines = lines.take(slow_rows).to_pylist()
     counted = pc.is_valid(days).to_numpy(zero_copy_only=False).astype(np.int64)
-    counted[slow_rows] = [bool(raw_line.strip()) for raw_line in slow_lines]
+    if elements is not None:
+        counted[:] = 1
+        slow_lines = [elements.text(row) for row in slow_rows]
+    else:
+        slow_lines = lines.take(slow_rows).to_pylist()
+        counted[slow_rows] = [bool(raw_line.strip()) for raw_line in slow_lines]
     numbers = number + np.cumsum(counted)  # each record's number: the non-blank lines up to it
     slow_days, slow_texts = [], []
     for row, raw_line in zip(slow_rows, slow_lines, strict=True):
-        if not raw_line.strip():
+        if elements is not None:
+            verdict = _element_verdict(landed, int(numbers[row]), raw_line)
+        elif not raw_line.strip():
             verdict = None, None
         else:
             try:
@@ -712,21 +832,21 @@ def _personal_values(text: str, position: int, tree: PolicyTree, key: bytes, par
         position = after.end()
 
 
-# The vectorized path of JSON Lines. A record takes it only when every rule is checked without
-# parsing it in Python, so that it gets the verdict and the bytes the record-by-record path gives:
-# Arrow's JSON reader (as strict as Python's json: a repeated key at any depth, a trailing comma, a
-# lone surrogate fail its row, which then takes the slow path) reads an object, after screens for
-# what it would accept and Python not (a number of 1,000 digits, a `\ud800` escape) and for deep
-# nesting (few brackets); its order_date is a text giving a day in the window (core/records.py's
-# rule, as core/flatten.py states it in SQL). Its personal values are protected by protected_text
-# on each distinct object of the policy (customers come back), spliced in place; the object's span
-# is found by a pattern (one nested level, no brace in a string) and must parse to an object, else
-# the record takes the slow path. Every other record, and every line of a batch with a byte that
-# is not UTF-8, takes the slow path.
+# The vectorized path of JSON Lines (and of an array's elements, one a line). A record takes it only
+# when every rule is checked without parsing it in Python, so that it gets the verdict and the bytes
+# the record-by-record path gives: Arrow's JSON reader (as strict as Python's json: a repeated key at
+# any depth, a trailing comma, a lone surrogate fail its row, which then takes the slow path; a line
+# holding two values sends its batch there) reads an object, after screens, counted in bulk from
+# byte positions, for what it would accept and Python not (a number of 1,000 digits, a `\ud800`
+# escape) and for deep nesting (few brackets); its order_date is a text giving a day in the window
+# (core/records.py's rule: Arrow reads a date in UTC, DuckDB one with an offset, as core/flatten.py
+# states it in SQL). Its personal values are protected by protected_text on each distinct object of
+# the policy (customers come back), spliced in place; the object's span is found from the positions
+# of its key and of the braces (objects one level deep inside, no brace in a string) and must parse
+# to an object, else the record takes the slow path. Every other record, and every line of a batch
+# with a byte that is not UTF-8, takes the slow path.
 _FAST_BRACKETS = 200  # far below Python's recursion limit
 _LONG_DIGITS = 1000  # a number this long may be one Python refuses (more than 4,300 digits)
-# One object of the policy, with objects one level deep inside, no brace in its strings.
-_OBJECT_SPAN = r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}"
 _READER_ROW = re.compile(r"in row (\d+)")
 
 
@@ -736,26 +856,40 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     tree = _ORDER_FIELDS
     if not len(texts) or not all(isinstance(rule, dict) for rule in tree.values()):
         return None, None
-    opens, closes = pc.count_substring(texts, "{"), pc.count_substring(texts, "}")
+    layout = _Layout.of(texts)
+    codes, lengths = layout.codes, np.diff(layout.bounds)
+    if not len(codes):
+        return None, None
+    firsts, lasts = np.minimum(layout.bounds[:-1], len(codes) - 1), np.maximum(layout.bounds[1:] - 1, 0)  # of a text not empty
+    braces = np.flatnonzero(_any_of(codes, b"{}"))
+    opening = codes[braces] == ord("{")
+    opens, closes = layout.per_row(braces[opening]), layout.per_row(braces[~opening])
+    quotes = np.flatnonzero(codes == _QUOTE)
+    keys = {name: _keys(codes, quotes, name) for name in tree}
+    long_rows = np.flatnonzero(lengths >= _LONG_DIGITS)
     screens = [
-        pc.starts_with(texts, "{"), pc.ends_with(texts, "}"), pc.less_equal(pc.utf8_length(texts), MAX_RECORD_BYTES // 4),
-        pc.equal(opens, closes), pc.less_equal(pc.add(opens, pc.count_substring(texts, "[")), _FAST_BRACKETS),
-        pc.invert(pc.match_substring_regex(texts, r"\\u[dD][89a-fA-F]")),
-        pc.or_(pc.less(pc.utf8_length(texts), _LONG_DIGITS), pc.invert(pc.match_substring_regex(texts, f"[0-9]{{{_LONG_DIGITS}}}"))),
-        *(pc.less_equal(pc.count_substring_regex(texts, _key_pattern(name)), 1) for name in tree),
+        lengths > 0, codes[firsts] == ord("{"), codes[lasts] == ord("}"), lengths <= MAX_RECORD_BYTES // 4, opens == closes,
+        opens + layout.per_row(np.flatnonzero(codes == ord("["))) <= _FAST_BRACKETS,
+        ~pc.match_substring_regex(texts, r"\\u[dD][89a-fA-F]").to_numpy(zero_copy_only=False),
+        *(layout.per_row(found) <= 1 for found, _, _ in keys.values()),
+        *(layout.per_row(unsure) == 0 for _, _, unsure in keys.values()),
     ]
-    rows = pc.indices_nonzero(functools.reduce(pc.and_, screens))
+    screened = functools.reduce(np.logical_and, screens)
+    if len(long_rows):
+        screened[long_rows] &= ~pc.match_substring_regex(texts.take(long_rows), f"[0-9]{{{_LONG_DIGITS}}}").to_numpy(zero_copy_only=False)
+    rows = pa.array(np.flatnonzero(screened))
     table, rows = _read_objects(texts if len(rows) == len(texts) else texts.take(rows), rows, tree)
-    if not len(rows):
+    if not len(rows) or table.num_rows != len(rows):  # more rows than lines: a line holds two values
         return None, None
     fast = texts if len(rows) == len(texts) else texts.take(rows)
     days = _order_days(table["order_date"], window)
     no_day = pa.nulls(len(fast), pa.date32())
     for name in tree:
         column = table[name].combine_chunks() if name in table.column_names else pa.nulls(len(fast))
-        present, elsewhere = pc.is_valid(column), pc.greater(pc.count_substring_regex(fast, _key_pattern(name)), 0)
+        found, values, _ = keys[name]
+        present, elsewhere = pc.is_valid(column), pa.array(layout.per_row(found) > 0).take(rows)
         if pa.types.is_struct(column.type):  # an object here is spliced; a key of the name elsewhere (none here) is slow
-            spliced = _spliced(fast, name, key)
+            spliced = _spliced(texts, layout, values, braces, opening, name, key).take(rows)
             days = pc.if_else(pc.if_else(present, pc.is_valid(spliced), pc.invert(elsewhere)), days, no_day)
             fast = pc.if_else(present, spliced, fast)
         else:  # not an object where present: the slow path's applied_to says what lands
@@ -767,9 +901,97 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     return every_day, pc.if_else(pc.is_valid(every_day), every_text, pa.nulls(len(texts), pa.string()))
 
 
-def _key_pattern(name: str) -> str:
-    """A member named `name` (its key written without escapes): in valid JSON, a key of some object."""
-    return rf'"{re.escape(name)}"[ \t\r\n]*:'
+@dataclass
+class _Layout:
+    """The bytes of an array of texts as numpy: text `row` is codes[bounds[row]:bounds[row + 1]]."""
+
+    codes: np.ndarray
+    bounds: np.ndarray
+    data: pa.Buffer
+
+    @classmethod
+    def of(cls, texts: pa.Array) -> _Layout:
+        _, offsets, data = texts.buffers()
+        bounds = np.frombuffer(offsets, np.int32)[texts.offset:texts.offset + len(texts) + 1]
+        data = data or pa.py_buffer(b"")
+        return cls(np.frombuffer(data, np.uint8)[:bounds[-1]], bounds, data)
+
+    def per_row(self, positions: np.ndarray) -> np.ndarray:
+        """How many of the (sorted) positions fall in each text."""
+        return np.diff(np.searchsorted(positions, self.bounds))
+
+
+def _keys(codes: np.ndarray, quotes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each member named `name` (its key written without escapes, then JSON whitespace and a colon,
+    in any string too): where it starts, and where its value starts; and
+    where a key is followed by more whitespace than is looked through (its text takes the slow path)."""
+    literal = f'"{name}"'.encode()
+    found = quotes[quotes + len(literal) < len(codes)]
+    for offset, byte in enumerate(literal[1:], 1):
+        found = found[codes[found + offset] == byte]
+    colons, unsure = _after_spacing(codes, found + len(literal))
+    is_key = codes[np.minimum(colons, len(codes) - 1)] == ord(":")
+    found, colons = found[is_key & (colons < len(codes))], colons[is_key & (colons < len(codes))]
+    values, unsure_value = _after_spacing(codes, colons + 1)
+    return found, values, np.union1d(unsure, unsure_value)
+
+
+def _after_spacing(codes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first position at or after each that is not JSON whitespace (up to _SHORT_RUN bytes on),
+    and the positions whose run of whitespace was longer."""
+    positions = positions.copy()
+    going = np.arange(len(positions))
+    for _ in range(_SHORT_RUN):
+        going = going[positions[going] < len(codes)]
+        going = going[_SPACING[codes[positions[going]]]]
+        if not len(going):
+            return positions, going
+        positions[going] += 1
+    return positions, positions[going]
+
+
+def _spliced(texts: pa.Array, layout: _Layout, values: np.ndarray, braces: np.ndarray, opening: np.ndarray, name: str,
+             key: bytes) -> pa.Array:
+    """Each text with its member `name`'s object (starting at one of `values`) protected in place;
+    null where the object's span (_object_ends) is not found, or does not
+    parse to an object."""
+    count, bounds = len(texts), layout.bounds.astype(np.int64)
+    values = values[values < len(layout.codes)]
+    values = values[layout.codes[values] == ord("{")]
+    rows = np.searchsorted(bounds, values, side="right") - 1
+    ends = _object_ends(braces, opening, np.searchsorted(braces, values))
+    found = (ends > 0) & (ends <= bounds[rows + 1])
+    rows, starts, ends = rows[found], values[found], ends[found]
+    # Each text as three pieces (before its object, the object, after it), cut without a copy.
+    cuts = np.repeat(bounds[1:], 3)
+    cuts[0::3] = bounds[:-1]
+    cuts[3 * rows + 1], cuts[3 * rows + 2] = starts, ends
+    pieces = pa.StringArray.from_buffers(3 * count, pa.py_buffer(np.append(cuts, bounds[-1]).astype(np.int32)), layout.data)
+    objects = pieces.take(pa.array(3 * rows + 1)).dictionary_encode()
+    replaced = pa.array([_protected_object(text, key, name) for text in objects.dictionary.to_pylist()] + [None], pa.string())
+    chosen = np.stack([np.arange(0, 3 * count, 3), np.full(count, 3 * count + len(replaced) - 1), np.arange(2, 3 * count, 3)], axis=1)
+    chosen[rows, 1] = 3 * count + objects.indices.to_numpy()
+    joined = pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * count + 1, 3), pa.int32()),
+                                      pa.concat_arrays([pieces, replaced]).take(pa.array(chosen.ravel())))
+    return pc.binary_join(joined, "")
+
+
+def _object_ends(braces: np.ndarray, opening: np.ndarray, firsts: np.ndarray) -> np.ndarray:
+    """For each index in `braces` of an opening brace: the position after the brace closing it,
+    when only objects without objects inside lie between (braces in strings not told apart); else -1."""
+    ends = np.full(len(firsts), -1)
+    at, going = firsts + 1, np.arange(len(firsts))
+    for _ in range(_SHORT_RUN):
+        inside = at < len(braces)
+        at, going = at[inside], going[inside]
+        closing = ~opening[at]
+        ends[going[closing]] = braces[at[closing]] + 1
+        at, going = at[~closing], going[~closing]
+        pair = (at + 1 < len(braces)) & ~opening[np.minimum(at + 1, len(braces) - 1)]
+        at, going = at[pair] + 2, going[pair]
+        if not len(going):
+            break
+    return ends
 
 
 def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tuple[pa.Table, pa.Array]:
@@ -814,26 +1036,30 @@ def _joined(texts: pa.Array) -> str:
 
 
 def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
-    """The UTC day of each order_date text in the window; null for any other."""
+    """The UTC day of each order_date text in the window; null for any other. A date in UTC is read
+    by Arrow; only one with an offset takes DuckDB's reading (core/flatten.py's rule)."""
+    dates = dates.combine_chunks() if dates.num_chunks else pa.array([], pa.string())
+    in_utc = pc.fill_null(pc.match_substring_regex(dates, f"^{UTC_ORDER_DATE_PATTERN}$"), False)
+    written = pc.utf8_slice_codeunits(pc.utf8_ltrim(dates, " "), 0, 10)
+    moments = pc.strptime(written, "%Y-%m-%d", "s", error_is_null=True)
+    real = pc.equal(pc.strftime(moments, "%Y-%m-%d"), written)  # strptime moves 2024-02-30 on to March
+    days = pc.if_else(pc.and_(in_utc, real), moments.cast(pa.date32()), pa.nulls(len(dates), pa.date32()))
+    offset = pc.and_(pc.invert(in_utc), pc.fill_null(pc.match_substring_regex(dates, f"^{ORDER_DATE_PATTERN}$"), False))
+    if pc.any(offset).as_py():
+        days = pc.replace_with_mask(days, offset, _offset_days(dates.filter(offset)))
+    inside = pc.and_(pc.greater_equal(days, pa.scalar(window.first)), pc.less_equal(days, pa.scalar(window.last)))
+    return pc.if_else(inside, days, pa.nulls(len(days), pa.date32()))
+
+
+def _offset_days(dates: pa.Array) -> pa.Array:
+    """The UTC day of each order_date text, by DuckDB; null for one without the accepted form."""
     con = duck.connect()
     try:
         con.register("dates", pa.table({"order_date": dates}))
         days = con.sql(f"SELECT CAST({_order_ts('order_date')} AS DATE) AS day FROM dates").to_arrow_table()["day"]
     finally:
         con.close()
-    days = days.combine_chunks() if days.num_chunks else pa.array([], pa.date32())
-    inside = pc.and_(pc.greater_equal(days, pa.scalar(window.first)), pc.less_equal(days, pa.scalar(window.last)))
-    return pc.if_else(inside, days, pa.nulls(len(days), pa.date32()))
-
-
-def _spliced(texts: pa.Array, name: str, key: bytes) -> pa.Array:
-    """Each text with its member `name`'s object protected in place; null where the object's span
-    is not found, or does not parse to an object."""
-    parts = pc.extract_regex(texts, rf"^(?P<before>.*?{_key_pattern(name)}[ \t\r\n]*)(?P<object>{_OBJECT_SPAN})(?P<after>.*)$")
-    objects = parts.field("object")
-    distinct = pc.unique(objects.drop_null())
-    replaced = pa.array([_protected_object(text, key, name) for text in distinct.to_pylist()], pa.string())
-    return pc.binary_join_element_wise(parts.field("before"), pc.take(replaced, pc.index_in(objects, distinct)), parts.field("after"), "")
+    return days.combine_chunks() if days.num_chunks else pa.array([], pa.date32())
 
 
 # A shop's customers come back in batch after batch: each distinct object is protected once (a

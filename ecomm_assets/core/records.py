@@ -25,6 +25,8 @@ _TIME = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?"
 _ZONE = "(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)"
 # One pattern for Python's `re` and DuckDB's RE2, matched against the whole text; spaces around it are ignored.
 ORDER_DATE_PATTERN = f" *{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]{_TIME}{_ZONE}?)? *"
+# Its forms in UTC (no zone, or Z): the UTC day is the date written, when the calendar has it.
+UTC_ORDER_DATE_PATTERN = f" *{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]{_TIME}Z?)? *"
 
 # DuckDB's JSON reader refuses larger objects by default; one order this large is not an order.
 MAX_RECORD_BYTES = 16 << 20

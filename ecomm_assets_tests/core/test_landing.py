@@ -259,8 +259,8 @@ def test_a_file_read_in_small_batches_gives_the_verdicts_and_bytes_of_one_batch(
     name, data = landed_file(layout, file_with(record), record)
     landed = streamed(name, data, tmp_path / "small", batch_bytes=SMALL_BATCH)
     assert outcome(landed) == outcome(split_landing_file(name, data, STREAM_WINDOW, key=KEY))  # one batch, in memory
-    if "lines" in layout:  # the vectorized path (JSON Lines) agrees with the record-by-record one
-        assert outcome(landed) == outcome(streamed(name, data, tmp_path / "slow", batch_bytes=SMALL_BATCH, vectorized=False))
+    # the vectorized path agrees with the record-by-record one
+    assert outcome(landed) == outcome(streamed(name, data, tmp_path / "slow", batch_bytes=SMALL_BATCH, vectorized=False))
     assert landed.file_error is None and landed.records_read == 33
     expected = [] if reason is None else [(3, reason), (14, reason), (28, reason)]
     assert [(q["record_number"], q["reason"][:len(reason)]) for q in landed.quarantined] == expected
@@ -317,3 +317,78 @@ def test_the_split_holds_one_batch_of_records_at_a_time(tmp_path, layout, monkey
     assert landed.records_routed == 2000 and sum(flushed) == 2000
     assert len(flushed) >= 100
     assert max(flushed) <= 2 * (len(data) // 200) // record_bytes + 1
+
+
+# --- one JSON array: its elements are cut in bulk, exactly for any valid JSON ----------------------
+
+TRICKY = [  # elements whose strings hold what cuts an array: brackets, commas, quotes, backslashes, escapes
+    order(200, note='a],[{"b": 1}, "c"'),
+    order(201, note="ends in a backslash \\"),
+    order(202, note='\\", ] \\\\" ,'),
+    order(203, note="line\nbreak\ttab and \u2028"),
+    order(204, products=[{"product_id": "1", "name": "[{,}]", "price": 2.5, "quantity": 1}], customer=CUSTOMER | {"name": "{Ada}, [L]"}),
+]
+# (case, the file's text, the file error it gets; None: none, and every one of TRICKY and GOOD orders lands)
+ARRAY_FILES = [
+    ("empty array", "[]", None),
+    ("empty array over lines", "[\n  \n]\n", None),
+    ("empty wrapped array", '{"orders": [ ]}', None),
+    ("tricky strings, one line", "[" + ",".join(TRICKY) + "]", None),
+    ("tricky strings, pretty", json.dumps([json.loads(r) for r in TRICKY], indent=3), None),
+    ("tricky strings, CRLF", json.dumps([json.loads(r) for r in TRICKY], indent=1).replace("\n", "\r\n"), None),
+    ("with a BOM", "\ufeff[" + ",".join(TRICKY) + "]", None),
+    ("trailing comma", "[" + GOOD + ",]", "malformed or truncated JSON document"),
+    ("two commas", "[" + GOOD + ",," + GOOD + "]", "malformed or truncated JSON document"),
+    ("two values in one element", "[" + GOOD + " " + GOOD + "]", "malformed or truncated JSON document"),
+    ("a malformed element", "[" + GOOD + ', {"order_id": "x" "y"}, ' + GOOD + "]", "malformed or truncated JSON document"),
+    ("a line end inside a string", "[" + GOOD + ', {"order_id": "x\ny", "order_date": "2024-01-15"}]', "malformed or truncated JSON document"),
+    ("a closing brace for the array", "[" + GOOD + "}", "malformed or truncated JSON document"),
+    ("text after the array", "[" + GOOD + "]]", "malformed or truncated JSON document"),
+    ("never closed", "[" + GOOD + ", " + GOOD, "malformed or truncated JSON document"),
+    ("a string never closed", "[" + GOOD + ', {"order_id": "x]', "malformed or truncated JSON document"),
+]
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("label, text, error", ARRAY_FILES, ids=[case[0] for case in ARRAY_FILES])
+def test_an_array_is_cut_into_its_elements_exactly(tmp_path, label, text, error, gzipped):
+    data = text.encode()
+    name, data = ("feed.json.gz", gzip.compress(data)) if gzipped else ("feed.json", data)
+    whole = split_landing_file(name, data, STREAM_WINDOW, key=KEY)
+    for batch_bytes in (SMALL_BATCH, 7):  # batches cut between elements, and an element larger than a batch
+        for vectorized in (True, False):  # the bulk path agrees with reading each element in Python
+            landed = streamed(name, data, tmp_path / f"{batch_bytes}-{vectorized}", batch_bytes=batch_bytes, vectorized=vectorized)
+            assert outcome(landed) == outcome(whole)
+    if error is not None:
+        assert whole.file_error.startswith(error) and whole.records_read == 0 and not whole.days
+        return
+    assert whole.file_error is None and not whole.quarantined
+    expected = [json.loads(r) for r in TRICKY] if "tricky" in label or "BOM" in label else []
+    landed_records = [json.loads(line) for day in sorted(whole.days) for line in whole.day_bytes(day).decode().splitlines()]
+    assert sorted(r["order_id"] for r in landed_records) == sorted(r["order_id"] for r in expected)
+    for record in landed_records:  # each element one line, its values as written but the customer's
+        [original] = [r for r in expected if r["order_id"] == record["order_id"]]
+        assert {k: v for k, v in record.items() if k != "customer"} == {k: v for k, v in original.items() if k != "customer"}
+        assert record["customer"]["email"] != original["customer"]["email"]
+
+
+def test_an_element_keeps_its_bytes_but_its_line_ends():
+    element = '{\n  "order_id": "o1",\n  "order_date": "2024-01-15",\n  "total_amount": 12.50,\n  "note": "a, b"\n}'
+    landed = split_landing_file("feed.json", ("[\n" + element + "\n]").encode(), STREAM_WINDOW, key=KEY)
+    assert landed.day_bytes(date(2024, 1, 15)) == b'{"order_id": "o1","order_date": "2024-01-15","total_amount": 12.50,"note": "a, b"}\n'
+
+
+@pytest.mark.parametrize("layout", ["json lines", "json array"])
+def test_elements_that_are_no_orders_are_quarantined_each(layout):
+    values = ["1", '"text"', "null", "[" + GOOD + "]", GOOD]
+    text = "\n".join(values) if layout == "json lines" else "[" + ", ".join(values) + "]"
+    landed = split_landing_file("feed.json", text.encode(), STREAM_WINDOW, key=KEY)
+    assert [(q["record_number"], q["reason"]) for q in landed.quarantined] == [(n, "record is not a JSON object") for n in (1, 2, 3, 4)]
+    assert landed.records_read == 5 and landed.records_routed == 1
+
+
+def test_a_json_line_holding_two_objects_is_quarantined_alone():
+    lines = [order(1), order(2) + " " + order(3), order(4)]
+    landed = split_landing_file("feed.jsonl", "\n".join(lines).encode(), STREAM_WINDOW, key=KEY)
+    assert landed.file_error is None and landed.records_read == 3 and landed.records_routed == 2
+    assert [(q["record_number"], q["reason"].split(":")[0]) for q in landed.quarantined] == [(2, "malformed JSON")]

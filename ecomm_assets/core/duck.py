@@ -61,10 +61,16 @@ def bounded(spill: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# Rows per batch a query streams: small enough that the Arrow buffers DuckDB fills for one batch
+# are reused for the next (larger ones take fresh memory each time, paid in page faults and peak
+# memory). DayFiles gathers them into row groups of CONFORM_BATCH_ROWS.
+STREAM_BATCH_ROWS = 16 * 1024
+
+
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> Iterator[pa.RecordBatch]:
     """A query's rows streamed in batches, in the order DuckDB gives them (insertion order for a
     query that keeps it, e.g. no join; else the sort's): memory holds a batch, not the result."""
-    reader = con.sql(sql, params=params).to_arrow_reader(CONFORM_BATCH_ROWS)
+    reader = con.sql(sql, params=params).to_arrow_reader(STREAM_BATCH_ROWS)
     while True:
         try:
             batch = reader.read_next_batch()
@@ -101,7 +107,7 @@ class DayFiles:
     nullability, descriptions), conformed (schemas.conform, its checks and errors) as it is written:
     a day's file is written once, ready to move into the lake as it is. Rows come day after day; a
     day's writer is closed when the next day starts (one file open), and rows are written in row
-    groups of CONFORM_BATCH_ROWS (DuckDB streams far smaller batches).
+    groups of CONFORM_BATCH_ROWS (rows() streams smaller batches).
 
     Parquet encoding takes one core: a thread of its own writes a row group while the caller
     prepares the next one (DuckDB computing meanwhile), one at a time, so memory holds two."""

@@ -172,14 +172,25 @@ def _number_problem(text: str, label: str, bound: str, stored_as: str | None = N
     converted `<text>_value` and `<text>_number` beside it. An amount must also fit `stored_as`
     after rounding, when that type is narrower than the bound says."""
     value, number = f"{text}_value", f"{text}_number"
-    too_wide = f" OR TRY_CAST({value} AS {stored_as}) IS NULL" if stored_as else ""
     return (
         f"CASE WHEN {text} IS NULL THEN NULL "
         # DuckDB's casts accept digit separators ("1_000"); JSON numbers have none.
         f"WHEN {number} IS NULL OR contains({text}, '_') THEN 'non-numeric {label}: ' || {text} "
         f"WHEN isnan({number}) OR isinf({number}) THEN '{label} is not a finite number: ' || {text} "
-        f"WHEN {value} IS NULL OR abs({number}) >= {bound}{too_wide} THEN '{label} out of range: ' || {text} END"
+        f"WHEN {_out_of_range(value, number, bound, stored_as)} THEN '{label} out of range: ' || {text} END"
     )
+
+
+def _out_of_range(value: str, number: str, bound: str, stored_as: str | None) -> str:
+    too_wide = f" OR TRY_CAST({value} AS {stored_as}) IS NULL" if stored_as else ""
+    return f"{value} IS NULL OR abs({number}) >= {bound}{too_wide}"
+
+
+def _number_unusable(text: str, bound: str, stored_as: str | None = None) -> str:
+    """Whether _number_problem gives a reason, without building it: an amount that is not a number,
+    not finite or too large has no exact value, so the cases before "out of range" are within it."""
+    value, number = f"{text}_value", f"{text}_number"
+    return f"{text} IS NOT NULL AND (contains({text}, '_') OR {_out_of_range(value, number, bound, stored_as)})"
 
 
 def _quantity_problem(text: str) -> str:
@@ -191,6 +202,16 @@ def _quantity_problem(text: str) -> str:
         f"WHEN {number} <> floor({number}) THEN 'quantity is not a whole number' "
         f"WHEN {number} <= 0 THEN 'quantity <= 0' "
         f"WHEN {number} > {_QUANTITY_BOUND} THEN 'quantity out of range: ' || {text} END"
+    )
+
+
+def _quantity_usable(text: str) -> str:
+    """Whether _quantity_problem gives no reason, without building one: a whole number from 1 to
+    the bound (NaN compares above every number in DuckDB; infinities fail the bounds)."""
+    number = f"{text}_number"
+    return (
+        f"coalesce(NOT contains({text}, '_') AND {number} >= 1 AND {number} <= {_QUANTITY_BOUND} "
+        f"AND {number} = floor({number}), false)"
     )
 
 
@@ -283,17 +304,16 @@ _ORDER_RULES = [
     ),
     ("products IS NULL", "coalesce(products_problem, 'missing products')"),
     ("len(products) = 0", "'no products'"),
-    (f"({_number_problem('total_amount', 'total_amount', _MONEY_BOUND)}) IS NOT NULL",
-     _number_problem("total_amount", "total_amount", _MONEY_BOUND)),
+    (_number_unusable("total_amount", _MONEY_BOUND), _number_problem("total_amount", "total_amount", _MONEY_BOUND)),
     ("total_amount_value < 0", "'negative total_amount'"),
 ]
 _LINE_RULES = [
     ("p.product_id IS NULL OR trim(p.product_id) = ''", "'missing product_id'"),
     ("p.price IS NULL", "'missing price'"),
-    (f"({_number_problem('p.price', 'price', _MONEY_BOUND)}) IS NOT NULL", _number_problem("p.price", "price", _MONEY_BOUND)),
+    (_number_unusable("p.price", _MONEY_BOUND), _number_problem("p.price", "price", _MONEY_BOUND)),
     ("p.price_value < 0", "'negative price'"),
-    (f"({_quantity_problem('p.quantity')}) IS NOT NULL", _quantity_problem("p.quantity")),
-    (f"({_number_problem('p.discount_percent', 'discount_percent', _PERCENT_BOUND, _PERCENT_SQL)}) IS NOT NULL",
+    (f"NOT {_quantity_usable('p.quantity')}", _quantity_problem("p.quantity")),
+    (_number_unusable("p.discount_percent", _PERCENT_BOUND, _PERCENT_SQL),
      _number_problem("p.discount_percent", "discount_percent", _PERCENT_BOUND, _PERCENT_SQL)),
     (f"abs(p.price_number * p.quantity_number) >= {_LINE_TOTAL_BOUND}",
      "'line total out of range: ' || p.price || ' x ' || p.quantity"),
@@ -307,7 +327,7 @@ def _any_rule_broken(rules: list[tuple[str, str]]) -> str:
 def _suspicious_id(text: str) -> str:
     """A VARCHAR read turns an object, array or boolean into text; such ids send the day to the
     precise pass, which decides from the JSON type (a string id like "true" is then accepted)."""
-    return f"coalesce(left({text}, 1) IN ('{{', '[') OR {text} IN ('true', 'false'), false)"
+    return f"coalesce(prefix({text}, '{{') OR prefix({text}, '[') OR {text} IN ('true', 'false'), false)"
 
 
 # UTC wall-clock time without a time-zone lookup per row: date parts of a naive TIMESTAMP are
@@ -318,7 +338,7 @@ _UTC_WALL = "make_timestamp(epoch_us(order_ts))"
 def _line_columns(line_number: str) -> str:
     """The ORDER_LINES columns, from a relation with one row per line (`p` is the product). The
     line total is the exact unit price times the quantity, rounded once, half away from zero."""
-    quantity = f"CASE WHEN ({_quantity_problem('p.quantity')}) IS NULL THEN p.quantity_number::INTEGER END"
+    quantity = f"CASE WHEN {_quantity_usable('p.quantity')} THEN p.quantity_number::INTEGER END"
     price = f"CASE WHEN abs(p.price_number) < {_MONEY_BOUND} THEN p.price_value END"
     return f"""
     order_id, ({line_number})::INTEGER AS line_number, order_ts, CAST(utc_wall AS DATE) AS order_date,

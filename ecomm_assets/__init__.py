@@ -4,6 +4,7 @@
 without loading Dagster: scripts, benchmarks and the Lambda bridge's tests stay light.
 """
 
+import ctypes
 import os
 import warnings
 
@@ -11,6 +12,29 @@ import warnings
 # from step to step; the system allocator gives it back. Read once, when pyarrow is first imported:
 # hence here, before any module imports it. A value the user sets wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+# glibc's malloc maps a block larger than its mmap threshold on its own and unmaps it when freed,
+# but raises the threshold to each such block freed (up to 32 MiB): the system allocator then
+# serves a step's large buffers from heaps that keep what is freed between blocks still in use.
+# Held at a fixed value, large blocks go back when freed. A threshold the user gives glibc
+# (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES, read at start-up) wins; other C libraries are left as
+# they are.
+MMAP_THRESHOLD_BYTES = 2 * 2**20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+
+
+def _hold_mmap_threshold() -> None:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
+        return
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):  # a system without that name: not glibc
+        return
+    if libc.startswith("glibc"):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
+_hold_mmap_threshold()
 
 # Dagster features this project chose on purpose, whose every use prints a Beta or Preview warning
 # (24 blocks per command): silenced by message, so any other warning still shows.

@@ -74,3 +74,39 @@ def test_a_process_gives_back_the_memory_its_steps_freed(tmp_path, label, user_v
     printed = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
                              check=True).stdout.split()
     assert printed == [pool, "True", "True"]
+
+
+# A step's large buffers freed between others still in use (blocks of 3 MiB, one in eight kept).
+FREED_BETWEEN_KEPT = """
+import sys
+import ecomm_assets
+
+def resident_kib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+earlier = bytearray(4 << 20)
+del earlier  # an earlier step's larger block, freed: glibc's own threshold rises to it
+blocks = [bytearray(3 << 20) for _ in range(64)]
+held = resident_kib()
+kept = blocks[7::8]  # the last block is kept: nothing freed is at the heap's top
+del blocks
+print((held - resident_kib()) / (56 * 3 << 10))
+"""
+
+MMAP_THRESHOLD_CASES = [
+    ("the project's default: freed blocks go back", {}, True),
+    ("the user's threshold wins (environment)", {"MALLOC_MMAP_THRESHOLD_": str(32 << 20)}, False),
+    ("the user's threshold wins (tunables)", {"GLIBC_TUNABLES": f"glibc.malloc.mmap_threshold={32 << 20}"}, False),
+]
+
+
+@pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc's malloc settings")
+@pytest.mark.parametrize("label, user_env, goes_back", MMAP_THRESHOLD_CASES, ids=[case[0] for case in MMAP_THRESHOLD_CASES])
+def test_large_blocks_a_step_freed_go_back_to_the_system(label, user_env, goes_back):
+    """The share of the freed blocks' memory the process gave back, in a new process as a run's
+    starts (importing the package)."""
+    env = {name: value for name, value in os.environ.items() if name not in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")}
+    given_back = float(subprocess.run([sys.executable, "-c", FREED_BETWEEN_KEPT], env=env | user_env,
+                                      capture_output=True, text=True, check=True).stdout)
+    assert given_back > 0.9 if goes_back else given_back < 0.1

@@ -2,6 +2,7 @@
 
     python bench/backfill_bench.py [--days 365] [--orders-per-day 1000] [--instances default,fast-local]
                                    [--postgres-url postgresql://user@host:port/database]
+                                   [--pooler-url postgresql://user@host:port/database]
 
 Runs exactly what a user types in the project folder, with DAGSTER_HOME unset:
     dagster asset materialize -m ecomm_assets --select '*' --partition-range FIRST...LAST
@@ -26,6 +27,9 @@ Instances measured:
   postgres: deploy/dagster.yaml's storage with DAGSTER_EVENT_BATCH_SIZE=1000, as deploy/README.md
   recommends; postgres+subset: also DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (one planned
   event per asset instead of one per asset and day; see deploy/README.md for its caveat).
+- with --pooler-url too: postgres+pooler, the postgres instance reaching the same server through a
+  connection pooler (PgBouncer in transaction mode, RDS Proxy): dagster-postgres opens a connection
+  per storage call in a run's process, which a pooler makes cheap.
 """
 
 import argparse
@@ -157,10 +161,12 @@ def file_floor_seconds(folder: str) -> tuple[float, int]:
 
 
 class PostgresDatabase:
-    """A new database on the given server for one measured run, dropped afterwards."""
+    """A new database on the given server for one measured run, dropped afterwards; the instance
+    reaches it directly, or through a connection pooler at `pooler_url` (which forwards any
+    database name to that server)."""
 
-    def __init__(self, server_url: str):
-        self.server_url = server_url
+    def __init__(self, server_url: str, pooler_url: str | None = None):
+        self.server_url, self.instance_url = server_url, pooler_url or server_url
         self.name = f"ecomm_bench_{uuid.uuid4().hex[:12]}"
 
     def _admin(self, statement: str) -> None:
@@ -173,13 +179,13 @@ class PostgresDatabase:
 
     def __enter__(self) -> dict:
         self._admin(f"CREATE DATABASE {self.name}")
-        parts = urlsplit(self.server_url)
+        parts = urlsplit(self.instance_url)
         # dagster-postgres needs psycopg2 named (see deploy/dagster.yaml).
         url = urlunsplit(("postgresql+psycopg2", parts.netloc, f"/{self.name}", parts.query, ""))
         return {"storage": {"postgres": {"postgres_url": url}}}
 
     def __exit__(self, *exc) -> None:
-        self._admin(f"DROP DATABASE {self.name}")
+        self._admin(f"DROP DATABASE {self.name} WITH (FORCE)")  # a pooler may still hold a connection
 
 
 def measure(name: str, folder: str, first: date, last: date, orders_per_day: int, new_instance, env_extra: dict) -> dict:
@@ -205,6 +211,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--orders-per-day", type=int, default=1000)
     parser.add_argument("--postgres-url", help="a PostgreSQL server (libpq URL) for the postgres instances")
+    parser.add_argument("--pooler-url", help="a connection pooler (PgBouncer, RDS Proxy) in front of --postgres-url's "
+                        "server, forwarding any database name: adds the postgres+pooler instance")
     parser.add_argument("--instances", help="comma-separated names of the instances to measure (default: all)")
     args = parser.parse_args()
     first = min(FIRST, date.today() - timedelta(days=args.days))  # days exist up to yesterday (UTC)
@@ -216,6 +224,8 @@ def main() -> None:
     if args.postgres_url:
         postgres = functools.partial(PostgresDatabase, args.postgres_url)
         setups += [("postgres", postgres, BATCHED), ("postgres+subset", postgres, BATCHED | SUBSET_PLANNED)]
+        if args.pooler_url:
+            setups.append(("postgres+pooler", functools.partial(PostgresDatabase, args.postgres_url, args.pooler_url), BATCHED))
     if args.instances:
         wanted = args.instances.split(",")
         unknown = set(wanted) - {name for name, _, _ in setups}

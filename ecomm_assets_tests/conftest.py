@@ -269,6 +269,15 @@ def _postgres_bin(name: str) -> str:
     return found
 
 
+def _wait_accepting(process: subprocess.Popen, port: int, name: str) -> None:
+    """Until the server `process` accepts PostgreSQL connections on `port` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    ready = [_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
+    while subprocess.run(ready, check=False, capture_output=True).returncode:
+        assert process.poll() is None and time.monotonic() < deadline, f"{name} did not start"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server on loopback in a throwaway cluster; yields its connection settings.
@@ -288,11 +297,38 @@ def postgres():
          "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
-    deadline = time.monotonic() + 30
-    while subprocess.run([_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode:
-        assert server.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
-        time.sleep(0.2)
+    _wait_accepting(server, port, "PostgreSQL")
     yield {"host": "127.0.0.1", "port": port, "user": "postgres"}
     server.terminate()  # runuser passes the signal on to the server
     server.wait(timeout=30)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres):
+    """PgBouncer (Debian's package) on loopback in front of the `postgres` server, pooling by
+    transaction, as deploy/README.md recommends; yields its connection settings. It refuses to run as
+    root, so as root it runs as the `postgres` user, as the server does."""
+    found = shutil.which("pgbouncer") or next(iter(glob.glob("/usr/sbin/pgbouncer")), None)
+    if not found:
+        pytest.fail("pgbouncer not found: install Debian's pgbouncer package (.ci/run does)")
+    folder = Path(tempfile.mkdtemp(prefix="ecomm-pgbouncer-"))
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    port = free_port()
+    (folder / "users.txt").write_text(f'"{postgres["user"]}" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        f"[databases]\n* = host={postgres['host']} port={postgres['port']}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'users.txt'}\npool_mode = transaction\n"
+        f"admin_users = {postgres['user']}\n"  # its console's SHOW STATS: what went through it
+    )
+    if as_owner:
+        for path in (folder, *folder.iterdir()):
+            shutil.chown(path, "postgres")
+    pooler = subprocess.Popen([*as_owner, found, str(folder / "pgbouncer.ini")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_accepting(pooler, port, "PgBouncer")
+    yield postgres | {"port": port}
+    pooler.terminate()
+    pooler.wait(timeout=30)
     shutil.rmtree(folder, ignore_errors=True)

@@ -157,36 +157,40 @@ def test_a_tags_key_and_the_secrets_tag_are_not_credentials():
     assert [k for k in ("key", "secrets_tag", "tag_concurrency_limits", "db_name", "port") if names_a_credential(k)] == []
 
 
-def test_a_backfill_runs_on_the_production_storage(tmp_path, postgres):
-    """deploy/dagster.yaml's storage section, unchanged, on a real PostgreSQL server: a range run
+@pytest.mark.parametrize("route", ["direct", "through PgBouncer"])
+def test_a_backfill_runs_on_the_production_storage(tmp_path, request, postgres, route):
+    """deploy/dagster.yaml's storage section, unchanged, on a real PostgreSQL server, reached
+    directly or through a connection pooler in transaction mode (deploy/README.md): a range run
     through the CLI with the event batching deploy/README.md recommends. Dagster records every
     partition, and the run's events and asset status are readable back from Postgres."""
     import psycopg2
 
+    database = "ecomm_deploy_" + ("direct" if route == "direct" else "pooled")
     admin = psycopg2.connect(dbname="postgres", **postgres)
     admin.autocommit = True  # CREATE DATABASE cannot run in a transaction
-    admin.cursor().execute("CREATE DATABASE ecomm_deploy")
+    admin.cursor().execute(f"CREATE DATABASE {database}")
     admin.close()
+    server = postgres if route == "direct" else request.getfixturevalue("pgbouncer")
     home = tmp_path / "home"
     home.mkdir()
     storage = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())["storage"]
     (home / "dagster.yaml").write_text(yaml.safe_dump({"storage": storage, "telemetry": {"enabled": False}}))
     env = os.environ | {
         "PYTHONPATH": str(DEPLOY.parent),  # this checkout's code, whatever the virtualenv installed
-        "DAGSTER_HOME": str(home), "DAGSTER_PG_HOST": postgres["host"], "DAGSTER_PG_USERNAME": postgres["user"],
-        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "ecomm_deploy", "DAGSTER_EVENT_BATCH_SIZE": "1000",
+        "DAGSTER_HOME": str(home), "DAGSTER_PG_HOST": server["host"], "DAGSTER_PG_USERNAME": server["user"],
+        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": database, "DAGSTER_EVENT_BATCH_SIZE": "1000",
         "ECOMM_LAKE_URI": str(tmp_path / "lake"), "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"),
         "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl"), "ECOMM_ORDERS_PER_DAY": "100",
     }
     # deploy/dagster.yaml names port 5432; the test server listens elsewhere.
-    (home / "dagster.yaml").write_text((home / "dagster.yaml").read_text().replace("port: 5432", f"port: {postgres['port']}"))
+    (home / "dagster.yaml").write_text((home / "dagster.yaml").read_text().replace("port: 5432", f"port: {server['port']}"))
     cli = subprocess.run(
         [DAGSTER, "asset", "materialize", "-m", "ecomm_assets", "--select", "*", "--partition-range", "2024-01-14...2024-01-16"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert cli.returncode == 0, cli.stderr[-3000:]
 
-    with psycopg2.connect(dbname="ecomm_deploy", **postgres) as conn, conn.cursor() as cursor:
+    with psycopg2.connect(dbname=database, **postgres) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT status FROM runs")
         assert cursor.fetchall() == [("SUCCESS",)]
         cursor.execute(
@@ -195,6 +199,15 @@ def test_a_backfill_runs_on_the_production_storage(tmp_path, postgres):
         )
         assert cursor.fetchall() == [("2024-01-14", 1), ("2024-01-15", 1), ("2024-01-16", 1)]
     conn.close()
+    if route != "direct":  # the run's storage calls went through the pooler
+        console = psycopg2.connect(dbname="pgbouncer", **server)
+        console.autocommit = True  # the console takes no transactions
+        with console.cursor() as cursor:
+            cursor.execute("SHOW STATS")
+            names = [column.name for column in cursor.description]
+            stats = {row[names.index("database")]: dict(zip(names, row)) for row in cursor.fetchall()}
+        console.close()
+        assert stats[database]["total_xact_count"] > 100, stats.get(database)
 
 
 def test_production_run_monitoring_sees_dead_run_tasks_and_one_run_writes_a_day(monkeypatch):

@@ -199,7 +199,7 @@ def writing_days(
 
 # Input bytes (Parquet, JSON) a derived build reads at once: its memory is a small multiple of this,
 # whatever the range; a day larger than this is a batch of its own.
-BATCH_INPUT_BYTES = 4 * 2**20
+BATCH_INPUT_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ it computes all the days in one pass and writes each day's file itself.
 """
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -158,36 +158,46 @@ class InputsChanged(RuntimeError):
     """A step's input files changed between its listing and its write: its result is stale."""
 
 
-def files_by_day(store: LakeStore, folder: str) -> dict[date, list[LakeFile]]:
-    """The files of each day's dt= partition under `folder` (`<area>/<table>`), from one listing."""
+def _by_day(files: Iterable[LakeFile]) -> dict[date, list[LakeFile]]:
+    """Files grouped by the day of their dt= partition (files outside one are left out)."""
     by_day: dict[date, list[LakeFile]] = {}
-    for f in store.list_files(folder, recursive=True):
+    for f in files:
         day = partition_day(f.path)
         if day is not None:
             by_day.setdefault(day, []).append(f)
     return by_day
 
 
-def input_files(store: LakeStore, folder: str, days: Sequence[date]) -> frozenset[LakeFile]:
+def files_by_day(store: LakeStore, folder: str) -> dict[date, list[LakeFile]]:
+    """The files of each day's dt= partition under `folder` (`<area>/<table>`), from one listing."""
+    return _by_day(store.list_files(folder, recursive=True))
+
+
+def input_files(store: LakeStore, folder: str, days: Iterable[date]) -> frozenset[LakeFile]:
     """The files of `days` under `folder` (`<area>/<table>`), in one listing: what a step read."""
-    by_day = files_by_day(store, folder)
-    return frozenset(f for day in set(days) for f in by_day.get(day, ()))
+    return frozenset(store.list_partitions(folder, days))
 
 
 @contextlib.contextmanager
 def writing_days(
     context: dg.AssetExecutionContext, store: LakeStore, days: Sequence[date], reads: dict[str, Sequence[date]]
-) -> Iterator[Callable[[], None]]:
+) -> Iterator[Callable[..., None]]:
     """Hold `days` exclusively for this run from listing its inputs to replacing its partitions,
     so that no other run writes them meanwhile (core/locks.py). Yields the guard to call just
-    before the first replace: it raises when a day's lease was lost or when an input folder of
-    `reads` (folder -> days read) changed since the start, e.g. by a writer that takes no lock."""
+    before a replace: it raises when a day's lease was lost or when an input folder of `reads`
+    (folder -> days read) changed since the start, e.g. by a writer that takes no lock. Given the
+    days about to be written (a batch of a range), it looks at those days' inputs only."""
     with day_locks(store, days, holder=context.run.run_id, on_wait=context.log.info) as held:
-        listed = {folder: input_files(store, folder, read_days) for folder, read_days in reads.items()}
+        listed = {folder: _by_day(input_files(store, folder, read_days)) for folder, read_days in reads.items()}
 
-        def ensure_inputs_unchanged() -> None:
+        def ensure_inputs_unchanged(writing: Collection[date] | None = None) -> None:
             held.ensure_held()
-            changed = [folder for folder, files in listed.items() if input_files(store, folder, reads[folder]) != files]
+            changed = []
+            for folder, read_days in reads.items():
+                checked = set(read_days) if writing is None else set(read_days) & set(writing)
+                now = _by_day(input_files(store, folder, checked))
+                if any(set(now.get(day, ())) != set(listed[folder].get(day, ())) for day in checked):
+                    changed.append(folder)
             if changed:
                 raise InputsChanged(
                     f"{', '.join(changed)} changed while this run computed from them: its result would "
@@ -266,7 +276,7 @@ class DerivedBuild:
     before each write."""
 
     def __init__(self, store: LakeStore, derivation: Derivation, contract: pa.Schema,
-                 ensure_inputs_unchanged: Callable[[], None], stale: StaleDays):
+                 ensure_inputs_unchanged: Callable[..., None], stale: StaleDays):
         self.store, self.derivation, self.contract, self.stale = store, derivation, contract, stale
         self.ensure_inputs_unchanged = ensure_inputs_unchanged
         self.written = DaysWritten()
@@ -274,8 +284,12 @@ class DerivedBuild:
     def batches(self) -> Iterator[list[date]]:
         return day_batches(self.stale.days, self.stale.input_bytes, BATCH_INPUT_BYTES)
 
-    def write(self, by_day: dict[date, pa.Table | Path]) -> None:
-        self.ensure_inputs_unchanged()
+    def write(self, by_day: dict[date, pa.Table | Path], quarantine: Callable[[], None] | None = None) -> None:
+        """Replace a batch's days, once its inputs are checked unchanged; `quarantine` writes the
+        batch's rejected records between the check and the partitions."""
+        self.ensure_inputs_unchanged(by_day)
+        if quarantine is not None:
+            quarantine()
         replace_days(self.store, self.derivation.table, self.contract, by_day, self.written)
 
     def metadata(self) -> dict:

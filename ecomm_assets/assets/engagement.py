@@ -1,6 +1,7 @@
 """Engagement: product reviews, posts and comments from the day's collection snapshots (validated,
 bad records quarantined with reasons), and their daily analytics computed with DuckDB."""
 
+import functools
 from collections import Counter
 from datetime import date
 
@@ -47,10 +48,9 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
             paths_of_days = {day: collection_path(collection, day) for day in days}
             with store.local_paths(list(paths_of_days.values())) as paths:
                 result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)])
-            build.ensure_inputs_unchanged()
             counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
-            write_days_rejects(store, name, {day: counts[day].as_dict() for day in days}, result.quarantined)
-            build.write(split_by_day(result.rows, "snapshot_date", days))
+            build.write(split_by_day(result.rows, "snapshot_date", days), quarantine=functools.partial(
+                write_days_rejects, store, name, {day: counts[day].as_dict() for day in days}, result.quarantined))
     metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())
     metadata.update(

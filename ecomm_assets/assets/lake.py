@@ -59,6 +59,7 @@ from ecomm_assets.core.storage import LakeFile, LakeStore
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
+    order_lines_read_by,
     write_orders,
 )
 from ecomm_assets.partitions import (
@@ -199,7 +200,8 @@ def _dimension(context: dg.AssetExecutionContext, lake: LakeResource, name: str,
             missing = [str(day) for day, records in snapshots.items() if records is None]
             if missing:
                 context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: rows come from orders only")
-            table = builder({day: records or [] for day, records in snapshots.items()}, read_days(store, "order_lines", days))
+            lines = read_days(store, "order_lines", days, columns=order_lines_read_by(name))
+            table = builder({day: records or [] for day, records in snapshots.items()}, lines)
             build.write(split_by_day(table, "snapshot_date", days))
     return dg.MaterializeResult(metadata=build.metadata())
 

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from ecomm_assets.core.layout import STAGING, is_hidden_name
+from ecomm_assets.core.layout import STAGING, is_hidden_name, partition_folder
 from ecomm_assets.core.schemas import conform
 from ecomm_assets.core.usage import (
     Request,
@@ -626,11 +626,16 @@ class LakeStore:
     def _files_in(self, rel_dirs: Sequence[str]) -> Iterator[tuple[str, pafs.FileInfo]]:
         """The files directly in each of `rel_dirs`, as (folder, info): one listing of the folder,
         or of the folders' common parent (recursive: S3 answers it with one flat LIST per 1,000
-        keys) rather than one per folder; one listing per folder when they share no parent."""
+        keys) rather than one per folder (locally, where a listing costs its entries, not a
+        request: just the folders, recorded as that listing); one listing per folder when they
+        share no parent."""
         common = os.path.commonpath(rel_dirs) if len(rel_dirs) > 1 else None
         if common == "":
             for rel_dir in rel_dirs:
                 yield from self._files_in([rel_dir])
+            return
+        if common is not None and self.is_local:
+            yield from self._list_local_folders(rel_dirs, recursive=False)
             return
         full = {self.full_path(rel_dir): rel_dir for rel_dir in rel_dirs}
         base = self.full_path(common) if common is not None else next(iter(full))
@@ -649,6 +654,33 @@ class LakeStore:
             if info.type == pafs.FileType.File and not is_hidden_name(info.path[len(selector.base_dir) + 1 :])
         ]
         return sorted(files, key=lambda f: f.path)
+
+    def list_partitions(self, rel_dir: str, days: Iterable[date]) -> list[LakeFile]:
+        """Visible files in the day partitions (`dt=` folders) of `days` below `rel_dir`, at any
+        depth, sorted by path. On S3 one listing of all of `rel_dir` (a LIST per 1,000 keys, fewer
+        requests than a LIST per day). Locally only the days' folders are listed (a range's batch
+        costs its own days, not the whole table's), recorded as S3's listing would be: a LIST per
+        1,000 keys found."""
+        folders = {partition_folder(day) for day in days}
+        if not self.is_local:
+            return [f for f in self.list_files(rel_dir, recursive=True)
+                    if f.path[len(rel_dir) + 1 :].partition("/")[0] in folders]
+        base, prefix_len = self.full_path(rel_dir), len(self.root) + 1
+        files = [LakeFile(info.path[prefix_len:], info.size, info.mtime)
+                 for _, info in self._list_local_folders([f"{rel_dir}/{folder}" for folder in folders], recursive=True)
+                 if not is_hidden_name(info.path[len(base) + 1 :])]
+        return sorted(files, key=lambda f: f.path)
+
+    def _list_local_folders(self, rel_dirs: Iterable[str], recursive: bool) -> list[tuple[str, pafs.FileInfo]]:
+        """The files in each of `rel_dirs` (below it, when `recursive`), as (folder, info), on a local
+        lake: only those folders are listed, recorded as S3's one listing of their common folder
+        would be: a LIST per 1,000 keys found (there, the folder's other keys are listed too)."""
+        found = [(rel_dir, info) for rel_dir in rel_dirs
+                 for info in self.filesystem.get_file_info(
+                     pafs.FileSelector(self.full_path(rel_dir), allow_not_found=True, recursive=recursive))
+                 if info.type == pafs.FileType.File]
+        self.usage.request(Request.LIST, list_requests(len(found)))
+        return found
 
     def listing(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         """The filesystem's listing, recorded as S3 serves it: one LIST per 1,000 keys listed

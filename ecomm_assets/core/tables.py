@@ -5,6 +5,7 @@ returns rows carrying their day (order_date or snapshot_date), ready to split in
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, ORDERS
+from ecomm_assets.core.scans import columns_read
+from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, LAKE_TABLES, ORDERS
 
 
 def _query(sql: str, **tables: pa.Table) -> pa.Table:
@@ -80,36 +82,64 @@ def write_orders(order_lines_files: dict[date, str], out_dir: str) -> dict[date,
     return {day: (written.paths[day], totals[day]) for day in sorted(totals)}
 
 
+# Each day's snapshot records, plus ids seen only in that day's orders (with the attributes of their
+# latest order line).
+_DIM_PRODUCTS = """
+SELECT id AS product_id, title AS name, category, brand, price::DECIMAL(18,2) AS price,
+       "discountPercentage"::DECIMAL(9,2) AS discount_percent, rating, stock,
+       'snapshot' AS origin, snapshot_date
+FROM products
+UNION ALL
+SELECT product_id, arg_max(product_name, order_ts), arg_max(category, order_ts), arg_max(brand, order_ts),
+       arg_max(unit_price, order_ts)::DECIMAL(18,2), arg_max(discount_percent, order_ts), NULL, NULL,
+       'orders', order_date
+FROM order_lines l
+WHERE NOT EXISTS (SELECT 1 FROM products c WHERE c.id = l.product_id AND c.snapshot_date = l.order_date)
+GROUP BY order_date, product_id
+ORDER BY snapshot_date, origin = 'orders', product_id
+"""
+
+_DIM_CUSTOMERS = """
+SELECT id AS customer_id, concat_ws(' ', "firstName", "lastName") AS name, email,
+       address.address AS address, address.city, address.state, address."postalCode" AS postal_code,
+       address.country, 'snapshot' AS origin, snapshot_date
+FROM users
+UNION ALL
+SELECT customer_id, arg_max(customer_name, order_ts), arg_max(customer_email, order_ts),
+       arg_max(customer_address, order_ts), arg_max(customer_city, order_ts),
+       arg_max(customer_state, order_ts), NULL, arg_max(customer_country, order_ts),
+       'orders', order_date
+FROM order_lines l
+WHERE customer_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = l.customer_id AND u.snapshot_date = l.order_date)
+GROUP BY order_date, customer_id
+ORDER BY snapshot_date, origin = 'orders', customer_id
+"""
+
+_DIMENSIONS = {"dim_products": _DIM_PRODUCTS, "dim_customers": _DIM_CUSTOMERS}
+
+
+@functools.cache
+def order_lines_read_by(dimension: str) -> list[str]:
+    """The order_lines columns a dimension's query reads: all its builder needs of the days' files."""
+    return columns_read(_DIMENSIONS[dimension], LAKE_TABLES)["order_lines"]
+
+
 def build_dim_products(products: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
     """Each day's products snapshot, plus products seen only in that day's orders (landed files may
-    sell products the snapshot does not list yet), with the attributes of their latest order line."""
+    sell products the snapshot does not list yet), with the attributes of their latest order line
+    (`order_lines`: at least the columns of order_lines_read_by)."""
     products_table = _snapshots(
         products,
         {"id": pa.string(), "title": pa.string(), "category": pa.string(), "brand": pa.string(),
          "price": pa.float64(), "discountPercentage": pa.float64(), "rating": pa.float64(), "stock": pa.int64()},
     )
-    return _query(
-        """
-        SELECT id AS product_id, title AS name, category, brand, price::DECIMAL(18,2) AS price,
-               "discountPercentage"::DECIMAL(9,2) AS discount_percent, rating, stock,
-               'snapshot' AS origin, snapshot_date
-        FROM products
-        UNION ALL
-        SELECT product_id, arg_max(product_name, order_ts), arg_max(category, order_ts), arg_max(brand, order_ts),
-               arg_max(unit_price, order_ts)::DECIMAL(18,2), arg_max(discount_percent, order_ts), NULL, NULL,
-               'orders', order_date
-        FROM order_lines l
-        WHERE NOT EXISTS (SELECT 1 FROM products c WHERE c.id = l.product_id AND c.snapshot_date = l.order_date)
-        GROUP BY order_date, product_id
-        ORDER BY snapshot_date, origin = 'orders', product_id
-        """,
-        products=products_table,
-        order_lines=order_lines,
-    ).cast(DIM_PRODUCTS)
+    return _query(_DIM_PRODUCTS, products=products_table, order_lines=order_lines).cast(DIM_PRODUCTS)
 
 
 def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
-    """Each day's users with their address flattened, plus customers seen only in that day's orders."""
+    """Each day's users with their address flattened, plus customers seen only in that day's orders
+    (`order_lines`: at least the columns of order_lines_read_by)."""
     address = pa.struct(
         {"address": pa.string(), "city": pa.string(), "state": pa.string(), "postalCode": pa.string(), "country": pa.string()}
     )
@@ -117,26 +147,7 @@ def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) ->
         users,
         {"id": pa.string(), "firstName": pa.string(), "lastName": pa.string(), "email": pa.string(), "address": address},
     )
-    return _query(
-        """
-        SELECT id AS customer_id, concat_ws(' ', "firstName", "lastName") AS name, email,
-               address.address AS address, address.city, address.state, address."postalCode" AS postal_code,
-               address.country, 'snapshot' AS origin, snapshot_date
-        FROM users
-        UNION ALL
-        SELECT customer_id, arg_max(customer_name, order_ts), arg_max(customer_email, order_ts),
-               arg_max(customer_address, order_ts), arg_max(customer_city, order_ts),
-               arg_max(customer_state, order_ts), NULL, arg_max(customer_country, order_ts),
-               'orders', order_date
-        FROM order_lines l
-        WHERE customer_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = l.customer_id AND u.snapshot_date = l.order_date)
-        GROUP BY order_date, customer_id
-        ORDER BY snapshot_date, origin = 'orders', customer_id
-        """,
-        users=users_table,
-        order_lines=order_lines,
-    ).cast(DIM_CUSTOMERS)
+    return _query(_DIM_CUSTOMERS, users=users_table, order_lines=order_lines).cast(DIM_CUSTOMERS)
 
 
 def _snapshots(snapshots: dict[date, list[dict]], fields: dict[str, pa.DataType]) -> pa.Table:

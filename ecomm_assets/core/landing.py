@@ -881,7 +881,8 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     table, rows = _read_objects(texts if len(rows) == len(texts) else texts.take(rows), rows, tree)
     if not len(rows) or table.num_rows != len(rows):  # more rows than lines: a line holds two values
         return None, None
-    fast = texts if len(rows) == len(texts) else texts.take(rows)
+    every = len(rows) == len(texts)  # usually: then nothing is taken or put back by row
+    fast = texts if every else texts.take(rows)
     days = _order_days(table["order_date"], window)
     no_day = pa.nulls(len(fast), pa.date32())
     for name in tree:
@@ -889,16 +890,18 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
         found, values, _ = keys[name]
         present, elsewhere = pc.is_valid(column), pa.array(layout.per_row(found) > 0).take(rows)
         if pa.types.is_struct(column.type):  # an object here is spliced; a key of the name elsewhere (none here) is slow
-            spliced = _spliced(texts, layout, values, braces, opening, name, key).take(rows)
+            spliced = _spliced(texts, layout, values, braces, opening, name, key)
+            spliced = spliced if every else spliced.take(rows)
             days = pc.if_else(pc.if_else(present, pc.is_valid(spliced), pc.invert(elsewhere)), days, no_day)
-            fast = pc.if_else(present, spliced, fast)
+            fast = spliced if column.null_count == 0 else pc.if_else(present, spliced, fast)
         else:  # not an object where present: the slow path's applied_to says what lands
             days = pc.if_else(pc.or_(present, elsewhere), no_day, days)
-    mask = np.zeros(len(texts), bool)
-    mask[rows.to_numpy()] = True
-    every_day = pc.replace_with_mask(pa.nulls(len(texts), pa.date32()), pa.array(mask), days)
-    every_text = pc.replace_with_mask(pa.nulls(len(texts), pa.string()), pa.array(mask), fast)
-    return every_day, pc.if_else(pc.is_valid(every_day), every_text, pa.nulls(len(texts), pa.string()))
+    if not every:
+        mask = np.zeros(len(texts), bool)
+        mask[rows.to_numpy()] = True
+        days = pc.replace_with_mask(pa.nulls(len(texts), pa.date32()), pa.array(mask), days)
+        fast = pc.replace_with_mask(pa.nulls(len(texts), pa.string()), pa.array(mask), fast)
+    return days, fast if days.null_count == 0 else pc.if_else(pc.is_valid(days), fast, pa.nulls(len(texts), pa.string()))
 
 
 @dataclass
@@ -1040,10 +1043,12 @@ def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
     by Arrow; only one with an offset takes DuckDB's reading (core/flatten.py's rule)."""
     dates = dates.combine_chunks() if dates.num_chunks else pa.array([], pa.string())
     in_utc = pc.fill_null(pc.match_substring_regex(dates, f"^{UTC_ORDER_DATE_PATTERN}$"), False)
-    written = pc.utf8_slice_codeunits(pc.utf8_ltrim(dates, " "), 0, 10)
-    moments = pc.strptime(written, "%Y-%m-%d", "s", error_is_null=True)
-    real = pc.equal(pc.strftime(moments, "%Y-%m-%d"), written)  # strptime moves 2024-02-30 on to March
-    days = pc.if_else(pc.and_(in_utc, real), moments.cast(pa.date32()), pa.nulls(len(dates), pa.date32()))
+    # A batch's orders fall on a few days: each distinct date written is read once.
+    written = pc.utf8_slice_codeunits(pc.utf8_ltrim(dates, " "), 0, 10).dictionary_encode()
+    moments = pc.strptime(written.dictionary, "%Y-%m-%d", "s", error_is_null=True)
+    real = pc.equal(pc.strftime(moments, "%Y-%m-%d"), written.dictionary)  # strptime moves 2024-02-30 on to March
+    written_days = pc.if_else(real, moments.cast(pa.date32()), pa.nulls(len(moments), pa.date32())).take(written.indices)
+    days = pc.if_else(in_utc, written_days, pa.nulls(len(dates), pa.date32()))
     offset = pc.and_(pc.invert(in_utc), pc.fill_null(pc.match_substring_regex(dates, f"^{ORDER_DATE_PATTERN}$"), False))
     if pc.any(offset).as_py():
         days = pc.replace_with_mask(days, offset, _offset_days(dates.filter(offset)))

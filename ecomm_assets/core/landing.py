@@ -131,8 +131,8 @@ class LandedFile:
     notes: list[str] = field(default_factory=list)  # what a reader of the file's record should know
     encode_day: Callable[[Sized], bytes] = json_lines
     # The current batch's JSON texts by day, until `flush` moves them to `days`: blocks of one or
-    # more texts joined by "\n" (a JSON text holds no raw line end).
-    pending: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
+    # more texts in UTF-8 joined by "\n" (a JSON text holds no raw line end).
+    pending: dict[date, list[bytes]] = field(default_factory=lambda: defaultdict(list), repr=False)
 
     @property
     def records_routed(self) -> int:
@@ -155,7 +155,7 @@ class LandedFile:
         `staging` folder, or kept in memory without one."""
         for day, blocks in self.pending.items():
             if staging is None:
-                self.days[day].extend(line for block in blocks for line in block.split("\n"))
+                self.days[day].extend(line for block in blocks for line in block.decode().split("\n"))
                 continue
             if day not in self.days:
                 self.days[day] = StagedDay(os.path.join(staging, f"{self.file_id}-{day}.jsonl"))
@@ -173,11 +173,12 @@ class StagedDay:
     def __len__(self) -> int:
         return self.records
 
-    def append(self, blocks: list[str]) -> None:
-        """Appends blocks of JSON texts joined by "\n"."""
+    def append(self, blocks: list[bytes]) -> None:
+        """Appends blocks of JSON texts in UTF-8 joined by "\n"."""
         with open(self.path, "ab") as staged:
-            staged.write(json_lines(blocks))
-        self.records += sum(block.count("\n") + 1 for block in blocks)
+            staged.write(b"\n".join(blocks))
+            staged.write(b"\n")
+        self.records += sum(block.count(b"\n") + 1 for block in blocks)
 
     def discard(self) -> None:
         if os.path.exists(self.path):
@@ -756,7 +757,7 @@ def _route(landed: LandedFile, number: int, record: object, reason: str | None, 
     """One record read: to its day, or to quarantine with the first reason it cannot land."""
     day, text = _verdict(landed, number, record, reason, text)
     if day is not None:
-        landed.pending[day].append(text)
+        landed.pending[day].append(text.encode())
 
 
 _ORDER_FIELDS = policy_tree("orders")
@@ -1033,9 +1034,9 @@ def _read_json(lines: pa.Array, tree: PolicyTree, one_block: bool = True) -> pa.
     return table.select(["order_date", *(name for name in tree if name in table.column_names)])
 
 
-def _joined(texts: pa.Array) -> str:
-    """The texts joined by "\n", in one string."""
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")[0].as_py()
+def _joined(texts: pa.Array) -> bytes:
+    """The texts joined by "\n", in UTF-8."""
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")[0].as_buffer().to_pybytes()
 
 
 def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:

@@ -344,15 +344,15 @@ def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes],
 _WORKERS = 2
 
 
-def _route_batches(landed: LandedFile, batches: Iterator[tuple[bytes, np.ndarray | None]], staging: str | None,
+def _route_batches(landed: LandedFile, batches: Iterator[tuple[bytes, _ArrayCuts | None]], staging: str | None,
                    vectorized: bool) -> None:
-    """Routes each batch (JSON lines, or an array's elements and the commas between them) in order,
+    """Routes each batch (JSON lines, or an array's elements and where they are cut) in order,
     each flushed to the staged day files before the next; the bulk work on the next batches runs
     meanwhile in threads, so memory holds at most _WORKERS + 1 batches."""
     number, ahead = 0, deque()
     with ThreadPoolExecutor(_WORKERS) as pool:
-        for data, separators in batches:
-            ahead.append(pool.submit(_bulk_lines, data, landed.window, landed.key, vectorized, separators))
+        for data, cuts in batches:
+            ahead.append(pool.submit(_bulk_lines, data, landed.window, landed.key, vectorized, cuts))
             if len(ahead) > _WORKERS:
                 number = _route_lines(landed, ahead.popleft().result(), number)
                 landed.flush(staging)
@@ -369,14 +369,15 @@ def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Itera
     document. A broken document quarantines the file whole."""
     rest = []
 
-    def batches() -> Iterator[tuple[bytes, np.ndarray]]:
+    def batches() -> Iterator[tuple[bytes, _ArrayCuts]]:
         text, read, ended, wanted = data[position:], 0, False, batch_bytes
         while True:
             while len(text) < wanted and not ended:
                 chunk = next(chunks, None)
                 ended = chunk is None
                 text += chunk or b""
-            separators, end = _array_cuts(text)
+            cuts, end = _array_cuts(text)
+            separators = cuts.separators
             if end is None and not len(separators):
                 if ended:
                     raise ValueError("the array of orders does not end")
@@ -386,7 +387,7 @@ def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Itera
             cut = end if end is not None else int(separators[-1])
             if read or len(separators) or text[:cut].strip():  # else an empty array
                 read += 1
-                yield text[:cut], separators[separators < cut]
+                yield text[:cut], _ArrayCuts(separators[separators < cut], cuts.quotes[cuts.quotes < cut])
             if end is not None:
                 rest.append(text[end + 1:])
                 return
@@ -420,7 +421,16 @@ def _any_of(codes: np.ndarray, chars: bytes) -> np.ndarray:
     return found
 
 
-def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
+@dataclass
+class _ArrayCuts:
+    """Where the elements of an array in a text are cut: the commas between them; and the quotes
+    not escaped (_unescaped_quotes), which tell where its strings are."""
+
+    separators: np.ndarray
+    quotes: np.ndarray
+
+
+def _array_cuts(data: bytes) -> tuple[_ArrayCuts, int | None]:
     """The commas between the elements of an array whose elements start at data[0], and the position
     of its closing bracket (None: not in `data`), found in bulk from the positions of the quotes not
     escaped, the brackets and commas outside strings, and their depth. Exact for valid JSON; what it
@@ -438,7 +448,7 @@ def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
         if data[end] != ord("]"):
             raise ValueError(f"expected ',' or ']' at byte {end}")
         marks, depth, steps = marks[:closing[0]], depth[:closing[0]], steps[:closing[0]]
-    return marks[(codes[marks] == _COMMA) & (depth == 0)], end
+    return _ArrayCuts(marks[(codes[marks] == _COMMA) & (depth == 0)], quotes), end
 
 
 def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
@@ -455,11 +465,11 @@ def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
     return np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
 
 
-def _element_lines(data: bytes, separators: np.ndarray) -> tuple[bytes, _Elements]:
-    """The elements of an array between `separators` (their commas in `data`), one a line: their
-    line ends, and the whitespace that follows them, are dropped (outside strings in valid JSON; an
-    element with a line end inside a string per _array_cuts is read alone, and refused)."""
-    codes = np.frombuffer(data, np.uint8)
+def _element_lines(data: bytes, cuts: _ArrayCuts) -> tuple[bytes, _Elements]:
+    """The elements of an array in `data` (`cuts` in it), one a line: their line ends, and the
+    whitespace that follows them, are dropped (outside strings in valid JSON; an element with a
+    line end inside a string per _array_cuts is read alone, and refused)."""
+    codes, separators = np.frombuffer(data, np.uint8), cuts.separators
     starts = np.concatenate(([0], separators + 1))
     ends = np.concatenate((separators, [len(data)]))
     refused = np.zeros(len(starts), bool)
@@ -467,7 +477,7 @@ def _element_lines(data: bytes, separators: np.ndarray) -> tuple[bytes, _Element
     lines[separators] = ord("\n")
     line_ends = np.flatnonzero(_any_of(codes, b"\r\n"))
     if len(line_ends):
-        refused[np.searchsorted(separators, line_ends[np.searchsorted(_unescaped_quotes(codes), line_ends) % 2 == 1])] = True
+        refused[np.searchsorted(separators, line_ends[np.searchsorted(cuts.quotes, line_ends) % 2 == 1])] = True
         lines = lines[~_line_spacing(codes, line_ends)]
     return lines.tobytes(), _Elements(data, starts, ends, refused)
 
@@ -486,9 +496,11 @@ def _line_spacing(codes: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
         ends = np.append(others, len(codes))[np.searchsorted(others, line_ends)]
     first = np.ones(len(ends), bool)  # of the line ends in one run of whitespace
     first[1:] = ends[1:] != ends[:-1]
-    change = np.zeros(len(codes) + 1, np.int8)
-    change[line_ends[first]], change[ends[first]] = 1, -1
-    return np.cumsum(change[:-1], dtype=np.int8).view(bool)
+    # The bytes as runs, each kept or not in turn: [0, first line end), the whitespace from it, ...
+    bounds = np.empty(2 * int(first.sum()) + 2, np.int64)
+    bounds[0], bounds[-1] = 0, len(codes)
+    bounds[1:-1:2], bounds[2:-1:2] = line_ends[first], ends[first]
+    return np.repeat(np.arange(len(bounds) - 1) % 2 == 1, np.diff(bounds))
 
 
 @dataclass
@@ -664,13 +676,13 @@ class _BulkLines:
     elements: _Elements | None  # the array's elements the lines are, if they are
 
 
-def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, separators: np.ndarray | None = None) -> _BulkLines:
-    """The lines of `data` (whole lines; with `separators`, the elements of an array between those
-    commas, one a line) and the days and protected texts of those that the vectorized checks
-    (_fast_lines) route (`fast` False: none). Safe to run in a thread of its own."""
+def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, cuts: _ArrayCuts | None = None) -> _BulkLines:
+    """The lines of `data` (whole lines; with `cuts`, the elements of an array cut there, one a
+    line) and the days and protected texts of those that the vectorized checks (_fast_lines) route
+    (`fast` False: none). Safe to run in a thread of its own."""
     elements = None
-    if separators is not None:
-        data, elements = _element_lines(data, separators)
+    if cuts is not None:
+        data, elements = _element_lines(data, cuts)
     lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
     try:
         texts = pc.utf8_trim(lines.cast(pa.string()), " \t\r")

@@ -684,6 +684,8 @@ def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, cuts: _A
     if cuts is not None:
         data, elements = _element_lines(data, cuts)
     lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
+    if elements is None and data.endswith(b"\n"):  # nothing after the last line end: no line
+        lines = lines.slice(0, len(lines) - 1)
     try:
         texts = pc.utf8_trim(lines.cast(pa.string()), " \t\r")
     except pa.ArrowInvalid:  # a line that is not UTF-8: its batch takes the slow path

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -130,9 +130,8 @@ class LandedFile:
     file_error: str | None = None
     notes: list[str] = field(default_factory=list)  # what a reader of the file's record should know
     encode_day: Callable[[Sized], bytes] = json_lines
-    # The current batch's JSON texts by day, until `flush` moves them to `days`: blocks of one or
-    # more texts in UTF-8 joined by "\n" (a JSON text holds no raw line end).
-    pending: dict[date, list[bytes]] = field(default_factory=lambda: defaultdict(list), repr=False)
+    # The current batch's JSON texts by day, until `flush` moves them to `days`.
+    pending: dict[date, list[TextBlock]] = field(default_factory=lambda: defaultdict(list), repr=False)
 
     @property
     def records_routed(self) -> int:
@@ -155,12 +154,19 @@ class LandedFile:
         `staging` folder, or kept in memory without one."""
         for day, blocks in self.pending.items():
             if staging is None:
-                self.days[day].extend(line for block in blocks for line in block.decode().split("\n"))
+                self.days[day].extend(line for block in blocks for line in bytes(block.data).decode().split("\n"))
                 continue
             if day not in self.days:
                 self.days[day] = StagedDay(os.path.join(staging, f"{self.file_id}-{day}.jsonl"))
             self.days[day].append(blocks)
         self.pending.clear()
+
+
+class TextBlock(NamedTuple):
+    """One or more JSON texts in UTF-8 joined by "\n" (a JSON text holds no raw line end), and how many."""
+
+    data: bytes | pa.Buffer
+    records: int
 
 
 @dataclass
@@ -173,12 +179,12 @@ class StagedDay:
     def __len__(self) -> int:
         return self.records
 
-    def append(self, blocks: list[bytes]) -> None:
-        """Appends blocks of JSON texts in UTF-8 joined by "\n"."""
+    def append(self, blocks: list[TextBlock]) -> None:
         with open(self.path, "ab") as staged:
-            staged.write(b"\n".join(blocks))
-            staged.write(b"\n")
-        self.records += sum(block.count(b"\n") + 1 for block in blocks)
+            for block in blocks:
+                staged.write(block.data)
+                staged.write(b"\n")
+        self.records += sum(block.records for block in blocks)
 
     def discard(self) -> None:
         if os.path.exists(self.path):
@@ -740,7 +746,7 @@ def _route_lines(landed: LandedFile, bulk: _BulkLines, number: int) -> int:
         protected = pc.replace_with_mask(protected, mask, pa.array(slow_texts, pa.string()))
     for day in pc.unique(days.drop_null()).to_pylist():
         kept = protected.filter(pc.equal(days, day))
-        landed.pending[day].append(_joined(kept))
+        landed.pending[day].append(TextBlock(_joined(kept), len(kept)))
     return int(numbers[-1]) if len(numbers) else number
 
 
@@ -771,7 +777,7 @@ def _route(landed: LandedFile, number: int, record: object, reason: str | None, 
     """One record read: to its day, or to quarantine with the first reason it cannot land."""
     day, text = _verdict(landed, number, record, reason, text)
     if day is not None:
-        landed.pending[day].append(text.encode())
+        landed.pending[day].append(TextBlock(text.encode(), 1))
 
 
 _ORDER_FIELDS = policy_tree("orders")
@@ -1048,9 +1054,9 @@ def _read_json(lines: pa.Array, tree: PolicyTree, one_block: bool = True) -> pa.
     return table.select(["order_date", *(name for name in tree if name in table.column_names)])
 
 
-def _joined(texts: pa.Array) -> bytes:
+def _joined(texts: pa.Array) -> pa.Buffer:
     """The texts joined by "\n", in UTF-8."""
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")[0].as_buffer().to_pybytes()
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")[0].as_buffer()
 
 
 def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:

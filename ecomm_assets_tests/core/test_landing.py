@@ -309,7 +309,7 @@ def test_the_split_holds_one_batch_of_records_at_a_time(tmp_path, layout, monkey
     flush = LandedFile.flush
 
     def counting_flush(landed, staging):
-        flushed.append(sum(block.count(b"\n") + 1 for blocks in landed.pending.values() for block in blocks))
+        flushed.append(sum(block.records for blocks in landed.pending.values() for block in blocks))
         flush(landed, staging)
 
     monkeypatch.setattr(LandedFile, "flush", counting_flush)

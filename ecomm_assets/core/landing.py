@@ -337,9 +337,10 @@ def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes],
             if not cut:
                 parts.append(chunk)
                 continue
-            parts.append(chunk[:cut])
+            view = memoryview(chunk)  # the batch is copied once, by the join
+            parts.append(view[:cut])
             yield b"".join(parts), None
-            parts = [chunk[cut:]]
+            parts = [view[cut:]]
         yield b"".join(parts), None
 
     _route_batches(landed, batches(), staging, vectorized)
@@ -471,7 +472,7 @@ def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
     return np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
 
 
-def _element_lines(data: bytes, cuts: _ArrayCuts) -> tuple[bytes, _Elements]:
+def _element_lines(data: bytes, cuts: _ArrayCuts) -> tuple[np.ndarray, _Elements]:
     """The elements of an array in `data` (`cuts` in it), one a line: their line ends, and the
     whitespace that follows them, are dropped (outside strings in valid JSON; an element with a
     line end inside a string per _array_cuts is read alone, and refused)."""
@@ -485,7 +486,7 @@ def _element_lines(data: bytes, cuts: _ArrayCuts) -> tuple[bytes, _Elements]:
     if len(line_ends):
         refused[np.searchsorted(separators, line_ends[np.searchsorted(cuts.quotes, line_ends) % 2 == 1])] = True
         lines = lines[~_line_spacing(codes, line_ends)]
-    return lines.tobytes(), _Elements(data, starts, ends, refused)
+    return lines, _Elements(data, starts, ends, refused)
 
 
 def _line_spacing(codes: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
@@ -689,7 +690,8 @@ def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, cuts: _A
     elements = None
     if cuts is not None:
         data, elements = _element_lines(data, cuts)
-    lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
+    whole = pa.Array.from_buffers(pa.binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int32)), pa.py_buffer(data)])
+    lines = pc.split_pattern(whole, b"\n").flatten()  # whole: the batch as one value, not copied
     if elements is None and data.endswith(b"\n"):  # nothing after the last line end: no line
         lines = lines.slice(0, len(lines) - 1)
     try:
@@ -710,6 +712,10 @@ def _route_lines(landed: LandedFile, bulk: _BulkLines, number: int) -> int:
     day's records keep their order in the file. An array's elements are records, none blank, and
     one read alone is read as its producer wrote it (_element_verdict)."""
     lines, texts, days, protected, elements = bulk.lines, bulk.texts, bulk.days, bulk.protected, bulk.elements
+    if days.null_count == 0:  # usually: every line routed in bulk, none read alone
+        landed.records_read += len(days)
+        _to_pending(landed, days, protected)
+        return number + len(days)
     slow = pc.invert(pc.is_valid(days))
     if texts is not None and elements is None:  # lines of spaces, tabs and CRs only are blank
         slow = pc.and_(slow, pc.greater(pc.binary_length(texts), 0))
@@ -744,10 +750,16 @@ def _route_lines(landed: LandedFile, bulk: _BulkLines, number: int) -> int:
         mask = pa.array(mask)
         days = pc.replace_with_mask(days, mask, pa.array(slow_days, pa.date32()))
         protected = pc.replace_with_mask(protected, mask, pa.array(slow_texts, pa.string()))
-    for day in pc.unique(days.drop_null()).to_pylist():
-        kept = protected.filter(pc.equal(days, day))
-        landed.pending[day].append(TextBlock(_joined(kept), len(kept)))
+    _to_pending(landed, days, protected)
     return int(numbers[-1]) if len(numbers) else number
+
+
+def _to_pending(landed: LandedFile, days: pa.Array, protected: pa.Array) -> None:
+    """A batch's routed texts (those with a day) to their days' pending blocks, in order."""
+    routed = pc.unique(days.drop_null()).to_pylist()
+    for day in routed:
+        kept = protected if len(routed) == 1 and days.null_count == 0 else protected.filter(pc.equal(days, day))
+        landed.pending[day].append(TextBlock(_joined(kept), len(kept)))
 
 
 def _verdict(landed: LandedFile, number: int, record: object, reason: str | None, text: str | None) -> tuple[date | None, str | None]:

@@ -1032,7 +1032,8 @@ def _object_ends(braces: np.ndarray, opening: np.ndarray, firsts: np.ndarray) ->
 
 def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tuple[pa.Table, pa.Array]:
     """The candidate lines Arrow's JSON reader reads (order_date as text, the policy's objects as
-    found) and their rows; a row it refuses (it names it) is left out, and the rows after it are read again."""
+    found) and their rows; a row it refuses (it names it) is left out, and the rows after it are read
+    again. Parts read with types that do not agree give none: each row is then read alone."""
     try:  # usually every one: read in blocks, in parallel
         return _read_json(candidates, tree, one_block=False), rows
     except pa.ArrowInvalid:  # a refused row is named in its block only: read again in one block
@@ -1053,9 +1054,12 @@ def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tup
             continue
         kept.append(rows.slice(start))
         break
-    if not tables:
-        return pa.table({"order_date": pa.array([], pa.string())}), pa.array([], pa.int64())
-    return pa.concat_tables(tables, promote_options="permissive"), pa.concat_arrays(kept)
+    if tables:
+        try:
+            return pa.concat_tables(tables, promote_options="permissive"), pa.concat_arrays(kept)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a member read as an object in one part, as a text in another
+            pass
+    return pa.table({"order_date": pa.array([], pa.string())}), pa.array([], pa.int64())
 
 
 def _read_json(lines: pa.Array, tree: PolicyTree, one_block: bool = True) -> pa.Table:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -130,9 +130,8 @@ class LandedFile:
     file_error: str | None = None
     notes: list[str] = field(default_factory=list)  # what a reader of the file's record should know
     encode_day: Callable[[Sized], bytes] = json_lines
-    # The current batch's JSON texts by day, until `flush` moves them to `days`: blocks of one or
-    # more texts joined by "\n" (a JSON text holds no raw line end).
-    pending: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list), repr=False)
+    # The current batch's JSON texts by day, until `flush` moves them to `days`.
+    pending: dict[date, list[TextBlock]] = field(default_factory=lambda: defaultdict(list), repr=False)
 
     @property
     def records_routed(self) -> int:
@@ -155,12 +154,19 @@ class LandedFile:
         `staging` folder, or kept in memory without one."""
         for day, blocks in self.pending.items():
             if staging is None:
-                self.days[day].extend(line for block in blocks for line in block.split("\n"))
+                self.days[day].extend(line for block in blocks for line in bytes(block.data).decode().split("\n"))
                 continue
             if day not in self.days:
                 self.days[day] = StagedDay(os.path.join(staging, f"{self.file_id}-{day}.jsonl"))
             self.days[day].append(blocks)
         self.pending.clear()
+
+
+class TextBlock(NamedTuple):
+    """One or more JSON texts in UTF-8 joined by "\n" (a JSON text holds no raw line end), and how many."""
+
+    data: bytes | pa.Buffer
+    records: int
 
 
 @dataclass
@@ -173,11 +179,12 @@ class StagedDay:
     def __len__(self) -> int:
         return self.records
 
-    def append(self, blocks: list[str]) -> None:
-        """Appends blocks of JSON texts joined by "\n"."""
+    def append(self, blocks: list[TextBlock]) -> None:
         with open(self.path, "ab") as staged:
-            staged.write(json_lines(blocks))
-        self.records += sum(block.count("\n") + 1 for block in blocks)
+            for block in blocks:
+                staged.write(block.data)
+                staged.write(b"\n")
+        self.records += sum(block.records for block in blocks)
 
     def discard(self) -> None:
         if os.path.exists(self.path):
@@ -330,9 +337,10 @@ def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes],
             if not cut:
                 parts.append(chunk)
                 continue
-            parts.append(chunk[:cut])
+            view = memoryview(chunk)  # the batch is copied once, by the join
+            parts.append(view[:cut])
             yield b"".join(parts), None
-            parts = [chunk[cut:]]
+            parts = [view[cut:]]
         yield b"".join(parts), None
 
     _route_batches(landed, batches(), staging, vectorized)
@@ -343,15 +351,15 @@ def _stream_json_lines(landed: LandedFile, head: bytes, chunks: Iterator[bytes],
 _WORKERS = 2
 
 
-def _route_batches(landed: LandedFile, batches: Iterator[tuple[bytes, np.ndarray | None]], staging: str | None,
+def _route_batches(landed: LandedFile, batches: Iterator[tuple[bytes, _ArrayCuts | None]], staging: str | None,
                    vectorized: bool) -> None:
-    """Routes each batch (JSON lines, or an array's elements and the commas between them) in order,
+    """Routes each batch (JSON lines, or an array's elements and where they are cut) in order,
     each flushed to the staged day files before the next; the bulk work on the next batches runs
     meanwhile in threads, so memory holds at most _WORKERS + 1 batches."""
     number, ahead = 0, deque()
     with ThreadPoolExecutor(_WORKERS) as pool:
-        for data, separators in batches:
-            ahead.append(pool.submit(_bulk_lines, data, landed.window, landed.key, vectorized, separators))
+        for data, cuts in batches:
+            ahead.append(pool.submit(_bulk_lines, data, landed.window, landed.key, vectorized, cuts))
             if len(ahead) > _WORKERS:
                 number = _route_lines(landed, ahead.popleft().result(), number)
                 landed.flush(staging)
@@ -368,14 +376,15 @@ def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Itera
     document. A broken document quarantines the file whole."""
     rest = []
 
-    def batches() -> Iterator[tuple[bytes, np.ndarray]]:
+    def batches() -> Iterator[tuple[bytes, _ArrayCuts]]:
         text, read, ended, wanted = data[position:], 0, False, batch_bytes
         while True:
             while len(text) < wanted and not ended:
                 chunk = next(chunks, None)
                 ended = chunk is None
                 text += chunk or b""
-            separators, end = _array_cuts(text)
+            cuts, end = _array_cuts(text)
+            separators = cuts.separators
             if end is None and not len(separators):
                 if ended:
                     raise ValueError("the array of orders does not end")
@@ -385,7 +394,7 @@ def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Itera
             cut = end if end is not None else int(separators[-1])
             if read or len(separators) or text[:cut].strip():  # else an empty array
                 read += 1
-                yield text[:cut], separators[separators < cut]
+                yield text[:cut], _ArrayCuts(separators[separators < cut], cuts.quotes[cuts.quotes < cut])
             if end is not None:
                 rest.append(text[end + 1:])
                 return
@@ -419,7 +428,16 @@ def _any_of(codes: np.ndarray, chars: bytes) -> np.ndarray:
     return found
 
 
-def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
+@dataclass
+class _ArrayCuts:
+    """Where the elements of an array in a text are cut: the commas between them; and the quotes
+    not escaped (_unescaped_quotes), which tell where its strings are."""
+
+    separators: np.ndarray
+    quotes: np.ndarray
+
+
+def _array_cuts(data: bytes) -> tuple[_ArrayCuts, int | None]:
     """The commas between the elements of an array whose elements start at data[0], and the position
     of its closing bracket (None: not in `data`), found in bulk from the positions of the quotes not
     escaped, the brackets and commas outside strings, and their depth. Exact for valid JSON; what it
@@ -437,7 +455,7 @@ def _array_cuts(data: bytes) -> tuple[np.ndarray, int | None]:
         if data[end] != ord("]"):
             raise ValueError(f"expected ',' or ']' at byte {end}")
         marks, depth, steps = marks[:closing[0]], depth[:closing[0]], steps[:closing[0]]
-    return marks[(codes[marks] == _COMMA) & (depth == 0)], end
+    return _ArrayCuts(marks[(codes[marks] == _COMMA) & (depth == 0)], quotes), end
 
 
 def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
@@ -454,11 +472,11 @@ def _unescaped_quotes(codes: np.ndarray) -> np.ndarray:
     return np.setdiff1d(quotes, after[run % 2 == 1], assume_unique=True)
 
 
-def _element_lines(data: bytes, separators: np.ndarray) -> tuple[bytes, _Elements]:
-    """The elements of an array between `separators` (their commas in `data`), one a line: their
-    line ends, and the whitespace that follows them, are dropped (outside strings in valid JSON; an
-    element with a line end inside a string per _array_cuts is read alone, and refused)."""
-    codes = np.frombuffer(data, np.uint8)
+def _element_lines(data: bytes, cuts: _ArrayCuts) -> tuple[np.ndarray, _Elements]:
+    """The elements of an array in `data` (`cuts` in it), one a line: their line ends, and the
+    whitespace that follows them, are dropped (outside strings in valid JSON; an element with a
+    line end inside a string per _array_cuts is read alone, and refused)."""
+    codes, separators = np.frombuffer(data, np.uint8), cuts.separators
     starts = np.concatenate(([0], separators + 1))
     ends = np.concatenate((separators, [len(data)]))
     refused = np.zeros(len(starts), bool)
@@ -466,9 +484,9 @@ def _element_lines(data: bytes, separators: np.ndarray) -> tuple[bytes, _Element
     lines[separators] = ord("\n")
     line_ends = np.flatnonzero(_any_of(codes, b"\r\n"))
     if len(line_ends):
-        refused[np.searchsorted(separators, line_ends[np.searchsorted(_unescaped_quotes(codes), line_ends) % 2 == 1])] = True
+        refused[np.searchsorted(separators, line_ends[np.searchsorted(cuts.quotes, line_ends) % 2 == 1])] = True
         lines = lines[~_line_spacing(codes, line_ends)]
-    return lines.tobytes(), _Elements(data, starts, ends, refused)
+    return lines, _Elements(data, starts, ends, refused)
 
 
 def _line_spacing(codes: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
@@ -485,9 +503,11 @@ def _line_spacing(codes: np.ndarray, line_ends: np.ndarray) -> np.ndarray:
         ends = np.append(others, len(codes))[np.searchsorted(others, line_ends)]
     first = np.ones(len(ends), bool)  # of the line ends in one run of whitespace
     first[1:] = ends[1:] != ends[:-1]
-    change = np.zeros(len(codes) + 1, np.int8)
-    change[line_ends[first]], change[ends[first]] = 1, -1
-    return np.cumsum(change[:-1], dtype=np.int8).view(bool)
+    # The bytes as runs, each kept or not in turn: [0, first line end), the whitespace from it, ...
+    bounds = np.empty(2 * int(first.sum()) + 2, np.int64)
+    bounds[0], bounds[-1] = 0, len(codes)
+    bounds[1:-1:2], bounds[2:-1:2] = line_ends[first], ends[first]
+    return np.repeat(np.arange(len(bounds) - 1) % 2 == 1, np.diff(bounds))
 
 
 @dataclass
@@ -663,14 +683,17 @@ class _BulkLines:
     elements: _Elements | None  # the array's elements the lines are, if they are
 
 
-def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, separators: np.ndarray | None = None) -> _BulkLines:
-    """The lines of `data` (whole lines; with `separators`, the elements of an array between those
-    commas, one a line) and the days and protected texts of those that the vectorized checks
-    (_fast_lines) route (`fast` False: none). Safe to run in a thread of its own."""
+def _bulk_lines(data: bytes, window: DayWindow, key: bytes, fast: bool, cuts: _ArrayCuts | None = None) -> _BulkLines:
+    """The lines of `data` (whole lines; with `cuts`, the elements of an array cut there, one a
+    line) and the days and protected texts of those that the vectorized checks (_fast_lines) route
+    (`fast` False: none). Safe to run in a thread of its own."""
     elements = None
-    if separators is not None:
-        data, elements = _element_lines(data, separators)
-    lines = pc.split_pattern(pa.array([data], pa.binary()), b"\n").flatten()
+    if cuts is not None:
+        data, elements = _element_lines(data, cuts)
+    whole = pa.Array.from_buffers(pa.binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int32)), pa.py_buffer(data)])
+    lines = pc.split_pattern(whole, b"\n").flatten()  # whole: the batch as one value, not copied
+    if elements is None and data.endswith(b"\n"):  # nothing after the last line end: no line
+        lines = lines.slice(0, len(lines) - 1)
     try:
         texts = pc.utf8_trim(lines.cast(pa.string()), " \t\r")
     except pa.ArrowInvalid:  # a line that is not UTF-8: its batch takes the slow path
@@ -689,6 +712,10 @@ def _route_lines(landed: LandedFile, bulk: _BulkLines, number: int) -> int:
     day's records keep their order in the file. An array's elements are records, none blank, and
     one read alone is read as its producer wrote it (_element_verdict)."""
     lines, texts, days, protected, elements = bulk.lines, bulk.texts, bulk.days, bulk.protected, bulk.elements
+    if days.null_count == 0:  # usually: every line routed in bulk, none read alone
+        landed.records_read += len(days)
+        _to_pending(landed, days, protected)
+        return number + len(days)
     slow = pc.invert(pc.is_valid(days))
     if texts is not None and elements is None:  # lines of spaces, tabs and CRs only are blank
         slow = pc.and_(slow, pc.greater(pc.binary_length(texts), 0))
@@ -723,10 +750,16 @@ def _route_lines(landed: LandedFile, bulk: _BulkLines, number: int) -> int:
         mask = pa.array(mask)
         days = pc.replace_with_mask(days, mask, pa.array(slow_days, pa.date32()))
         protected = pc.replace_with_mask(protected, mask, pa.array(slow_texts, pa.string()))
-    for day in pc.unique(days.drop_null()).to_pylist():
-        kept = protected.filter(pc.equal(days, day))
-        landed.pending[day].append(_joined(kept))
+    _to_pending(landed, days, protected)
     return int(numbers[-1]) if len(numbers) else number
+
+
+def _to_pending(landed: LandedFile, days: pa.Array, protected: pa.Array) -> None:
+    """A batch's routed texts (those with a day) to their days' pending blocks, in order."""
+    routed = pc.unique(days.drop_null()).to_pylist()
+    for day in routed:
+        kept = protected if len(routed) == 1 and days.null_count == 0 else protected.filter(pc.equal(days, day))
+        landed.pending[day].append(TextBlock(_joined(kept), len(kept)))
 
 
 def _verdict(landed: LandedFile, number: int, record: object, reason: str | None, text: str | None) -> tuple[date | None, str | None]:
@@ -756,7 +789,7 @@ def _route(landed: LandedFile, number: int, record: object, reason: str | None, 
     """One record read: to its day, or to quarantine with the first reason it cannot land."""
     day, text = _verdict(landed, number, record, reason, text)
     if day is not None:
-        landed.pending[day].append(text)
+        landed.pending[day].append(TextBlock(text.encode(), 1))
 
 
 _ORDER_FIELDS = policy_tree("orders")
@@ -881,7 +914,8 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
     table, rows = _read_objects(texts if len(rows) == len(texts) else texts.take(rows), rows, tree)
     if not len(rows) or table.num_rows != len(rows):  # more rows than lines: a line holds two values
         return None, None
-    fast = texts if len(rows) == len(texts) else texts.take(rows)
+    every = len(rows) == len(texts)  # usually: then nothing is taken or put back by row
+    fast = texts if every else texts.take(rows)
     days = _order_days(table["order_date"], window)
     no_day = pa.nulls(len(fast), pa.date32())
     for name in tree:
@@ -889,16 +923,18 @@ def _fast_lines(texts: pa.Array, window: DayWindow, key: bytes) -> tuple[pa.Arra
         found, values, _ = keys[name]
         present, elsewhere = pc.is_valid(column), pa.array(layout.per_row(found) > 0).take(rows)
         if pa.types.is_struct(column.type):  # an object here is spliced; a key of the name elsewhere (none here) is slow
-            spliced = _spliced(texts, layout, values, braces, opening, name, key).take(rows)
+            spliced = _spliced(texts, layout, values, braces, opening, name, key)
+            spliced = spliced if every else spliced.take(rows)
             days = pc.if_else(pc.if_else(present, pc.is_valid(spliced), pc.invert(elsewhere)), days, no_day)
-            fast = pc.if_else(present, spliced, fast)
+            fast = spliced if column.null_count == 0 else pc.if_else(present, spliced, fast)
         else:  # not an object where present: the slow path's applied_to says what lands
             days = pc.if_else(pc.or_(present, elsewhere), no_day, days)
-    mask = np.zeros(len(texts), bool)
-    mask[rows.to_numpy()] = True
-    every_day = pc.replace_with_mask(pa.nulls(len(texts), pa.date32()), pa.array(mask), days)
-    every_text = pc.replace_with_mask(pa.nulls(len(texts), pa.string()), pa.array(mask), fast)
-    return every_day, pc.if_else(pc.is_valid(every_day), every_text, pa.nulls(len(texts), pa.string()))
+    if not every:
+        mask = np.zeros(len(texts), bool)
+        mask[rows.to_numpy()] = True
+        days = pc.replace_with_mask(pa.nulls(len(texts), pa.date32()), pa.array(mask), days)
+        fast = pc.replace_with_mask(pa.nulls(len(texts), pa.string()), pa.array(mask), fast)
+    return days, fast if days.null_count == 0 else pc.if_else(pc.is_valid(days), fast, pa.nulls(len(texts), pa.string()))
 
 
 @dataclass
@@ -996,7 +1032,8 @@ def _object_ends(braces: np.ndarray, opening: np.ndarray, firsts: np.ndarray) ->
 
 def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tuple[pa.Table, pa.Array]:
     """The candidate lines Arrow's JSON reader reads (order_date as text, the policy's objects as
-    found) and their rows; a row it refuses (it names it) is left out, and the rows after it are read again."""
+    found) and their rows; a row it refuses (it names it) is left out, and the rows after it are read
+    again. Parts read with types that do not agree give none: each row is then read alone."""
     try:  # usually every one: read in blocks, in parallel
         return _read_json(candidates, tree, one_block=False), rows
     except pa.ArrowInvalid:  # a refused row is named in its block only: read again in one block
@@ -1017,9 +1054,12 @@ def _read_objects(candidates: pa.Array, rows: pa.Array, tree: PolicyTree) -> tup
             continue
         kept.append(rows.slice(start))
         break
-    if not tables:
-        return pa.table({"order_date": pa.array([], pa.string())}), pa.array([], pa.int64())
-    return pa.concat_tables(tables, promote_options="permissive"), pa.concat_arrays(kept)
+    if tables:
+        try:
+            return pa.concat_tables(tables, promote_options="permissive"), pa.concat_arrays(kept)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a member read as an object in one part, as a text in another
+            pass
+    return pa.table({"order_date": pa.array([], pa.string())}), pa.array([], pa.int64())
 
 
 def _read_json(lines: pa.Array, tree: PolicyTree, one_block: bool = True) -> pa.Table:
@@ -1030,9 +1070,9 @@ def _read_json(lines: pa.Array, tree: PolicyTree, one_block: bool = True) -> pa.
     return table.select(["order_date", *(name for name in tree if name in table.column_names)])
 
 
-def _joined(texts: pa.Array) -> str:
-    """The texts joined by "\n", in one string."""
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")[0].as_py()
+def _joined(texts: pa.Array) -> pa.Buffer:
+    """The texts joined by "\n", in UTF-8."""
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")[0].as_buffer()
 
 
 def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
@@ -1040,10 +1080,12 @@ def _order_days(dates: pa.ChunkedArray, window: DayWindow) -> pa.Array:
     by Arrow; only one with an offset takes DuckDB's reading (core/flatten.py's rule)."""
     dates = dates.combine_chunks() if dates.num_chunks else pa.array([], pa.string())
     in_utc = pc.fill_null(pc.match_substring_regex(dates, f"^{UTC_ORDER_DATE_PATTERN}$"), False)
-    written = pc.utf8_slice_codeunits(pc.utf8_ltrim(dates, " "), 0, 10)
-    moments = pc.strptime(written, "%Y-%m-%d", "s", error_is_null=True)
-    real = pc.equal(pc.strftime(moments, "%Y-%m-%d"), written)  # strptime moves 2024-02-30 on to March
-    days = pc.if_else(pc.and_(in_utc, real), moments.cast(pa.date32()), pa.nulls(len(dates), pa.date32()))
+    # A batch's orders fall on a few days: each distinct date written is read once.
+    written = pc.utf8_slice_codeunits(pc.utf8_ltrim(dates, " "), 0, 10).dictionary_encode()
+    moments = pc.strptime(written.dictionary, "%Y-%m-%d", "s", error_is_null=True)
+    real = pc.equal(pc.strftime(moments, "%Y-%m-%d"), written.dictionary)  # strptime moves 2024-02-30 on to March
+    written_days = pc.if_else(real, moments.cast(pa.date32()), pa.nulls(len(moments), pa.date32())).take(written.indices)
+    days = pc.if_else(in_utc, written_days, pa.nulls(len(dates), pa.date32()))
     offset = pc.and_(pc.invert(in_utc), pc.fill_null(pc.match_substring_regex(dates, f"^{ORDER_DATE_PATTERN}$"), False))
     if pc.any(offset).as_py():
         days = pc.replace_with_mask(days, offset, _offset_days(dates.filter(offset)))

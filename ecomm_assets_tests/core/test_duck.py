@@ -1,6 +1,7 @@
 """Streaming query results to Parquet files with a table's contract (core/duck.py)."""
 
 import os
+import platform
 import subprocess
 import sys
 from datetime import date
@@ -101,7 +102,7 @@ MMAP_THRESHOLD_CASES = [
 ]
 
 
-@pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc's malloc settings")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
 @pytest.mark.parametrize("label, user_env, goes_back", MMAP_THRESHOLD_CASES, ids=[case[0] for case in MMAP_THRESHOLD_CASES])
 def test_large_blocks_a_step_freed_go_back_to_the_system(label, user_env, goes_back):
     """The share of the freed blocks' memory the process gave back, in a new process as a run's

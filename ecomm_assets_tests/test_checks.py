@@ -43,7 +43,7 @@ CHECKS = {
 # Synthetic feeds add shipping to a few percent of order totals: the WARN check says so every day.
 FAILING_ON_THE_INTACT_DAY = {("orders", "totals_reconcile")}
 CONSERVED = {"records_read": ORDERS + 3, "orders_loaded": ORDERS, "records_quarantined": 2, "duplicates_dropped": 1,
-             "unaccounted": 0}
+             "unaccounted": 0, "raw_files_read": 1, "raw_files_missing": 0, "raw_files_landed_since_build": 0}
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +200,10 @@ def extra_raw_record(lake):
         out.write(json.dumps(record) + "\n")
 
 
+def deleted_raw_file(lake):
+    raw_orders_file(lake).unlink()
+
+
 def deleted_quarantine_line(lake):
     path = quarantine_file(lake)
     path.write_text(path.read_text().splitlines(keepends=True)[0])
@@ -258,6 +262,8 @@ CORRUPTIONS = [
      {("dim_customers", "schema_matches_contract"): {"problems": ["unexpected column loyalty (string)"], "columns": 11}}),
     ("extra raw record", extra_raw_record,
      {("order_lines", "records_conserved"): CONSERVED | {"records_read": ORDERS + 4, "unaccounted": 1}}),
+    ("raw file deleted", deleted_raw_file,
+     {("order_lines", "records_conserved"): CONSERVED | {"records_read": 0, "unaccounted": -ORDERS - 3, "raw_files_missing": 1}}),
     ("deleted quarantine line", deleted_quarantine_line,
      {("order_lines", "records_conserved"): CONSERVED | {"records_quarantined": 1, "unaccounted": 1}}),
     ("duplicates not counted", duplicates_not_counted,

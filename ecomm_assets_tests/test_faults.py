@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -15,6 +15,7 @@ import pytest
 
 from ecomm_assets.assets import lake
 from ecomm_assets.core.catalog import sync_lock_path
+from ecomm_assets.core.purchase_log import purchase_log_csv
 from ecomm_assets.core.schemas import LAKE_TABLES
 from ecomm_assets_tests.conftest import PROJECT, make_definitions
 
@@ -123,6 +124,51 @@ def test_a_run_paused_after_listing_its_inputs_never_replaces_a_newer_day(lake_d
     lines = set(pq.read_table(lake_dir / f"processed/order_lines/dt={day}").column("order_id").to_pylist())
     orders = set(pq.read_table(lake_dir / f"processed/orders/dt={day}").column("order_id").to_pylist())
     assert lines == orders == {"OLD1", "OLD2", "NEW0", "NEW1", "NEW2"}
+
+
+def landed_orders(lake_dir, name: str, day: str, count: int) -> None:
+    land(lake_dir, f"{name}.jsonl", [landed_order(f"{name}-{n}", f"{day}T1{n}:00:00Z") for n in range(count)])
+
+
+def landed_purchases(lake_dir, name: str, day: str, count: int) -> None:
+    start = datetime.fromisoformat(day) + timedelta(hours=1)
+    log = purchase_log_csv(count, seed=len(name), start=start, hours=10)
+    (lake_dir / "landing" / "purchases").mkdir(parents=True, exist_ok=True)
+    (lake_dir / "landing" / "purchases" / f"{name}.csv").write_bytes(log)
+
+
+@pytest.mark.parametrize(("table", "land_records", "ingest_job", "loaded"), [
+    ("order_lines", landed_orders, "ingest_landing_job", "orders_loaded"),
+    ("purchase_events", landed_purchases, "ingest_purchases_job", "events_loaded"),
+])
+def test_records_landed_between_a_build_and_its_checks_are_the_next_builds(lake_dir, table, land_records, ingest_job, loaded):
+    """A day is built, then new records land (an ingest between the build's step and its checks'
+    step, as when the ingest waited for the build's day lock): the checks evaluate the build, which
+    conserved what it read, and say that a file landed since; the next build takes both files."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    job = defs.resolve_implicit_global_asset_job_def()
+    key, day = dg.AssetKey(table), "2024-01-15"
+    checks = {check for check in defs.resolve_asset_graph().asset_check_keys if check.asset_key == key}
+
+    def ingest(name: str, count: int) -> None:
+        land_records(lake_dir, name, day, count)
+        assert defs.resolve_job_def(ingest_job).execute_in_process().success
+
+    def conserved(result: dg.ExecuteInProcessResult) -> dict:
+        [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "records_conserved"]
+        assert evaluation.passed, evaluation.metadata
+        return {name: evaluation.metadata[name].value
+                for name in ("records_read", loaded, "unaccounted", "raw_files_read", "raw_files_landed_since_build")}
+
+    ingest("first", 4)
+    assert job.get_subset(asset_selection={key}, asset_check_selection=set()).execute_in_process(partition_key=day).success
+    ingest("second", 3)
+    checked = job.get_subset(asset_selection=set(), asset_check_selection=checks).execute_in_process(partition_key=day)
+    assert conserved(checked) == {"records_read": 4, loaded: 4, "unaccounted": 0, "raw_files_read": 1,
+                                  "raw_files_landed_since_build": 1}
+    rebuilt = job.get_subset(asset_selection={key}, asset_check_selection=checks).execute_in_process(partition_key=day)
+    assert conserved(rebuilt) == {"records_read": 7, loaded: 7, "unaccounted": 0, "raw_files_read": 2,
+                                  "raw_files_landed_since_build": 0}
 
 
 KILLING_RUN = """

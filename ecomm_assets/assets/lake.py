@@ -100,6 +100,12 @@ def _oldest_first(files: list[LakeFile]) -> list[LakeFile]:
     return sorted(files, key=lambda f: (raw_file_age(f), f.name))
 
 
+def raw_files_read(files: list[LakeFile]) -> dict[str, list[str]]:
+    """A day's raw files as its counts name them: the conservation check recounts exactly those (a
+    file landed since is the next build's)."""
+    return {"files": [f.path for f in files]}
+
+
 def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], quarantined: pa.Table) -> None:
     """Each day's quarantined records (rows of `quarantined` with a `day` column), its quarantine
     folder replaced (one listing for all the days), and its counts."""
@@ -112,10 +118,13 @@ def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], q
         store.write_bytes(counts_path(table, day), json.dumps(day_counts, indent=1).encode())
 
 
-def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, days: list[date], result: FlattenResult) -> dict:
-    """Each day's quarantine, counts and order lines (a day without input gets an empty partition)."""
-    write_days_rejects(store, "order_lines", {day: result.counts.get(day, DayCounts()).as_dict() for day in days},
-                       result.quarantined)
+def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, raw: dict[date, list[LakeFile]],
+                       result: FlattenResult) -> dict:
+    """Each day's quarantine, counts (naming the raw files read) and order lines (a day without
+    input gets an empty partition)."""
+    days = list(raw)
+    write_days_rejects(store, "order_lines", {day: result.counts.get(day, DayCounts()).as_dict() | raw_files_read(raw[day])
+                                              for day in days}, result.quarantined)
     return write_days(context, store, "order_lines", ORDER_LINES,
                       {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table()
                        for day in days})
@@ -143,7 +152,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
                 [RawOrderFile(path, day, source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
             )
             ensure_inputs_unchanged()
-            metadata = _write_order_lines(context, store, days, result)
+            metadata = _write_order_lines(context, store, raw, result)
     totals = [result.counts.get(day, DayCounts()) for day in days]
     reasons = sum((c.reasons for c in totals), Counter())
     metadata.update(

@@ -13,6 +13,7 @@ from ecomm_assets.assets.lake import (
     LAKE,
     json_lines,
     raw_days_files,
+    raw_files_read,
     write_days_rejects,
 )
 from ecomm_assets.assets.landing import raw_file_age
@@ -85,12 +86,13 @@ def purchase_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     days = run_days(context)
     store = lake.store()
     with writing_days(context, store, days, {PURCHASES_FEED.raw_root: days}) as ensure_inputs_unchanged:
-        listed = [(day, f) for day, files in raw_days_files(store, days, PURCHASES_FEED).items() for f in files]
+        raw = raw_days_files(store, days, PURCHASES_FEED)
+        listed = [(day, f) for day, files in raw.items() for f in files]
         with store.local_paths([f.path for _, f in listed]) as paths:
             typed = build_purchase_events(
                 _raw_csv_files([f for _, f in listed], paths, [day for day, _ in listed]), days)
         ensure_inputs_unchanged()
-        write_days_rejects(store, "purchase_events", {day: _counts_record(typed.counts[day]) for day in days},
+        write_days_rejects(store, "purchase_events", {day: _counts_record(typed.counts[day]) | raw_files_read(raw[day]) for day in days},
                            typed.quarantined)
         metadata = write_days(context, store, "purchase_events", PURCHASE_EVENTS, split_by_day(typed.table, "event_date", days))
     totals = list(typed.counts.values())
@@ -159,7 +161,7 @@ def dim_user_profiles(context: dg.AssetExecutionContext, lake: LakeResource) -> 
     size = store.replace_partition(table_dir("dim_user_profiles"), {
         PART_FILE: table,
         # The raw files counted: the conservation check recounts exactly those.
-        COUNTS_FILE: json.dumps(_counts_record(counts, "replaced_by_newer") | {"files": [f.path for f in files]}, indent=1).encode(),
+        COUNTS_FILE: json.dumps(_counts_record(counts, "replaced_by_newer") | raw_files_read(files), indent=1).encode(),
     })
     return dg.MaterializeResult(metadata={
         "dagster/row_count": table.num_rows,

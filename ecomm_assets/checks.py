@@ -23,7 +23,7 @@ from ecomm_assets.assets.days import (
 )
 from ecomm_assets.assets.metadata import BUILT_DAYS
 from ecomm_assets.core import quality
-from ecomm_assets.core.engagement import COLLECTION
+from ecomm_assets.core.engagement import COLLECTION, snapshot_digest
 from ecomm_assets.core.landing import count_json_lines
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
@@ -191,18 +191,27 @@ def _order_lines_conservation(lines: Batch) -> dict[date, quality.CheckOutcome]:
 
 def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
     """Recounts both sides independently: records of the raw snapshot (reviews, for product_reviews)
-    against the rows of the table and the records in quarantine."""
+    against the rows of the table and the records in quarantine. A snapshot replaced since the
+    build (fetched again) is the next build's: the build's own count of the one it read stands in,
+    and the metadata says so; a snapshot gone since the build counts no record."""
     store, table = batch.step.store, batch.step.table
     outcomes = {}
     for day, file in batch.files.items():
         snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
-        records = json.loads(snapshot) if snapshot is not None else []
-        if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
-            read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
-                       for r in records if isinstance(r, dict))
+        counts = json.loads(store.read_bytes(counts_path(table, day)))
+        read_by_build = counts.get("snapshot_sha256")  # None in counts of an earlier release
+        replaced = snapshot is not None and read_by_build not in (None, snapshot_digest(snapshot))
+        if replaced:
+            read = counts["records_read"]
         else:
-            read = len(records)
-        outcomes[day] = quality.conservation(read, file.rows, _quarantined(store, table, day), 0)
+            records = json.loads(snapshot) if snapshot is not None else []
+            if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
+                read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
+                           for r in records if isinstance(r, dict))
+            else:
+                read = len(records)
+        passed, metadata = quality.conservation(read, file.rows, _quarantined(store, table, day), 0, "rows_loaded")
+        outcomes[day] = passed, metadata | {"snapshot_replaced_since_build": replaced}
     return outcomes
 
 

@@ -4,6 +4,7 @@ bad records quarantined with reasons), and their daily analytics computed with D
 import functools
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
@@ -22,6 +23,7 @@ from ecomm_assets.core.engagement import (
     EngagementCounts,
     SnapshotFile,
     build_engagement,
+    snapshot_digest,
 )
 from ecomm_assets.core.layout import (
     collection_dir,
@@ -48,9 +50,12 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
             paths_of_days = {day: collection_path(collection, day) for day in days}
             with store.local_paths(list(paths_of_days.values())) as paths:
                 result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)])
+                digests = {day: snapshot_digest(Path(path).read_bytes()) for day, path in zip(days, paths)}
             counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
+            # The counts name the snapshot read: its conservation check recounts that one, not a newer one.
             build.write(split_by_day(result.rows, "snapshot_date", days), quarantine=functools.partial(
-                write_days_rejects, store, name, {day: counts[day].as_dict() for day in days}, result.quarantined))
+                write_days_rejects, store, name, {day: counts[day].as_dict() | {"snapshot_sha256": digests[day]} for day in days},
+                result.quarantined))
     metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())
     metadata.update(

@@ -8,6 +8,7 @@ quarantined as duplicates.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ COLLECTION = {"product_reviews": "products", "posts": "posts", "comments": "comm
 class SnapshotFile:
     path: str  # a local JSON file holding one array of records
     day: date
+
+
+def snapshot_digest(data: bytes) -> str:
+    """What identifies a snapshot's content: a day's counts name the one its build read."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass

@@ -153,3 +153,36 @@ def test_a_product_that_is_no_object_has_no_reviews_and_conservation_holds(lake_
     result = run(make_definitions(lake_dir), instance, ["product_reviews"], ["2024-01-15"])
     assert result.success and checks_of(result)[("product_reviews", "records_conserved")] is True
     assert not (lake_dir / "quarantine/product_reviews/dt=2024-01-15").exists()
+
+
+@pytest.mark.parametrize("table", BAD_RECORDS)
+def test_a_snapshot_fetched_again_between_a_build_and_its_checks_is_the_next_builds(lake_dir, instance, table):
+    """A day is built from its snapshot; the snapshot is then fetched again with one record fewer
+    (between the build's step and its checks' step): the checks evaluate the build, counting the
+    snapshot it read, and say the snapshot was replaced; the next build counts the new one."""
+    collection, good, bad = BAD_RECORDS[table]
+    snapshot = lake_dir / collection_path(collection, DAYS[0])
+    snapshot.parent.mkdir(parents=True)
+    snapshot.write_text(json.dumps([good, bad[0][0]]))  # a record loaded, one quarantined
+    defs = make_definitions(lake_dir)
+    job = defs.resolve_implicit_global_asset_job_def()
+    key = dg.AssetKey(table)
+    checks = {check for check in defs.resolve_asset_graph().asset_check_keys if check.asset_key == key}
+
+    def conserved(result) -> dict:
+        [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "records_conserved"]
+        assert evaluation.passed, evaluation.metadata
+        return {name: value.value for name, value in evaluation.metadata.items()}
+
+    built = job.get_subset(asset_selection={key}, asset_check_selection=set()).execute_in_process(
+        partition_key=DAYS[0], instance=instance)
+    assert built.success
+    snapshot.write_text(json.dumps([good]))
+    checked = job.get_subset(asset_selection=set(), asset_check_selection=checks).execute_in_process(
+        partition_key=DAYS[0], instance=instance)
+    assert conserved(checked) == {"records_read": 2, "rows_loaded": 1, "records_quarantined": 1, "duplicates_dropped": 0,
+                                  "unaccounted": 0, "snapshot_replaced_since_build": True}
+    rebuilt = job.get_subset(asset_selection={key}, asset_check_selection=checks).execute_in_process(
+        partition_key=DAYS[0], instance=instance)
+    assert conserved(rebuilt) == {"records_read": 1, "rows_loaded": 1, "records_quarantined": 0, "duplicates_dropped": 0,
+                                  "unaccounted": 0, "snapshot_replaced_since_build": False}

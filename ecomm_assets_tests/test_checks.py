@@ -4,6 +4,7 @@ the corruption breaks must fail, with metadata that says how; every other check 
 gives on the intact day."""
 
 import json
+import os
 import re
 import shutil
 from decimal import Decimal
@@ -215,6 +216,13 @@ def duplicates_not_counted(lake):
 
 
 def lines_of_an_order_deleted(lake):
+    """As if orders had been built from lines that lack an order: the lines file keeps its time."""
+    written = part_file(lake, "order_lines").stat()
+    lines_of_an_order_deleted_since_orders(lake)
+    os.utime(part_file(lake, "order_lines"), ns=(written.st_atime_ns, written.st_mtime_ns))
+
+
+def lines_of_an_order_deleted_since_orders(lake):
     rewrite(lake, "order_lines", lambda t: t.filter(pc.not_equal(t["order_id"], t["order_id"][0])))
 
 
@@ -248,7 +256,7 @@ CORRUPTIONS = [
     ("duplicate order", duplicate_first_row("orders"), {
         ("orders", "keys_not_null_and_unique"): {"null_keys": {"order_id": 0}, "duplicate_keys": 1},
         ("orders", "orders_match_lines"): {"orders": ORDERS + 1, "orders_in_lines": ORDERS, "units_match": False,
-                                           "totals_match": False},
+                                           "totals_match": False, "order_lines_newer_than_build": False},
     }),
     ("zero quantity", zero_quantity,
      {("order_lines", "quantities_positive_prices_non_negative"): {"quantity_not_positive": 1, "negative_unit_price": 0}}),
@@ -271,15 +279,21 @@ CORRUPTIONS = [
     ("lines of an order deleted", lines_of_an_order_deleted, {
         ("order_lines", "records_conserved"): CONSERVED | {"orders_loaded": ORDERS - 1, "unaccounted": 1},
         ("orders", "orders_match_lines"): {"orders": ORDERS, "orders_in_lines": ORDERS - 1, "units_match": False,
-                                           "totals_match": False},
+                                           "totals_match": False, "order_lines_newer_than_build": False},
     }),
+    # order_lines written after orders (as a rebuild for newly landed orders is): orders is the
+    # next build's, and only order_lines' own check judges the lines.
+    ("lines of an order deleted since orders was built", lines_of_an_order_deleted_since_orders,
+     {("order_lines", "records_conserved"): CONSERVED | {"orders_loaded": ORDERS - 1, "unaccounted": 1}}),
     ("order deleted", order_deleted,
      {("orders", "orders_match_lines"): {"orders": ORDERS - 1, "orders_in_lines": ORDERS, "units_match": False,
-                                         "totals_match": False}}),
+                                         "totals_match": False, "order_lines_newer_than_build": False}}),
     ("units changed", units_changed,
-     {("orders", "orders_match_lines"): {"orders": ORDERS, "orders_in_lines": ORDERS, "units_match": False, "totals_match": True}}),
+     {("orders", "orders_match_lines"): {"orders": ORDERS, "orders_in_lines": ORDERS, "units_match": False, "totals_match": True,
+                                         "order_lines_newer_than_build": False}}),
     ("total changed", total_changed,
-     {("orders", "orders_match_lines"): {"orders": ORDERS, "orders_in_lines": ORDERS, "units_match": True, "totals_match": False}}),
+     {("orders", "orders_match_lines"): {"orders": ORDERS, "orders_in_lines": ORDERS, "units_match": True, "totals_match": False,
+                                         "order_lines_newer_than_build": False}}),
 ]
 
 
@@ -291,7 +305,8 @@ def test_the_intact_day_passes_every_blocking_check_with_exact_counts(lake):
     assert metadata(evaluations["order_lines", "records_conserved"]) == CONSERVED
     assert metadata(evaluations["order_lines", "keys_not_null_and_unique"]) == {"null_keys": NO_BAD_KEYS, "duplicate_keys": 0}
     assert metadata(evaluations["orders", "orders_match_lines"]) == {
-        "orders": ORDERS, "orders_in_lines": ORDERS, "units_match": True, "totals_match": True}
+        "orders": ORDERS, "orders_in_lines": ORDERS, "units_match": True, "totals_match": True,
+        "order_lines_newer_than_build": False}
 
 
 @pytest.mark.parametrize("label, corrupt, failures", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])

@@ -171,6 +171,38 @@ def test_records_landed_between_a_build_and_its_checks_are_the_next_builds(lake_
                                   "raw_files_landed_since_build": 0}
 
 
+def test_orders_checked_after_a_newer_order_lines_is_the_next_builds(lake_dir):
+    """A day's order_lines and orders are built; new orders land and another run rebuilds the day's
+    order_lines before this run's orders checks: orders_match_lines does not fail the build for
+    lines it never read (the metadata says why), and orders built again match them."""
+    defs = make_definitions(lake_dir, orders_per_day=0)
+    job = defs.resolve_implicit_global_asset_job_def()
+    day, lines, orders = "2024-01-15", dg.AssetKey("order_lines"), dg.AssetKey("orders")
+    checks = {check for check in defs.resolve_asset_graph().asset_check_keys if check.asset_key == orders}
+
+    def built(*keys: dg.AssetKey, checked: bool = False) -> dg.ExecuteInProcessResult:
+        result = job.get_subset(asset_selection=set(keys), asset_check_selection=checks if checked else set()).execute_in_process(
+            partition_key=day, raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        return result
+
+    def matched(result: dg.ExecuteInProcessResult) -> dict:
+        [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "orders_match_lines"]
+        assert evaluation.passed
+        return {name: value.value for name, value in evaluation.metadata.items()}
+
+    landed_orders(lake_dir, "first", day, 2)
+    assert defs.resolve_job_def("ingest_landing_job").execute_in_process().success
+    built(lines, orders)
+    landed_orders(lake_dir, "second", day, 3)
+    assert defs.resolve_job_def("ingest_landing_job").execute_in_process().success
+    built(lines)
+    assert matched(built(checked=True)) == {"orders": 2, "orders_in_lines": 5, "units_match": False, "totals_match": False,
+                                            "order_lines_newer_than_build": True}
+    assert matched(built(orders, checked=True)) == {"orders": 5, "orders_in_lines": 5, "units_match": True,
+                                                    "totals_match": True, "order_lines_newer_than_build": False}
+
+
 KILLING_RUN = """
 import importlib, os, signal, sys
 from pathlib import Path

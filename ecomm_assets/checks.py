@@ -3,6 +3,7 @@ downstream assets never read a partition that failed one; WARN checks flag what 
 
 
 import functools
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,15 +22,19 @@ from ecomm_assets.assets.days import (
     input_files,
     run_days,
 )
+from ecomm_assets.assets.lake import file_version
+from ecomm_assets.assets.landing import FORMATS
 from ecomm_assets.assets.metadata import BUILT_DAYS
+from ecomm_assets.assets.purchases import raw_profile_files
 from ecomm_assets.core import quality
-from ecomm_assets.core.engagement import COLLECTION, snapshot_digest
+from ecomm_assets.core.engagement import COLLECTION, snapshot_digest, snapshot_records
 from ecomm_assets.core.landing import count_json_lines
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
     ORDERS_FEED,
     PART_FILE,
     PURCHASES_FEED,
+    USER_PROFILES_FEED,
     Feed,
     collection_path,
     counts_path,
@@ -41,7 +46,6 @@ from ecomm_assets.core.layout import (
     unpartitioned_table_path,
     withdrawn_path,
 )
-from ecomm_assets.core.purchases import count_csv_records
 from ecomm_assets.core.schemas import (
     DIM_USER_PROFILES,
     LAKE_TABLES,
@@ -163,57 +167,56 @@ def _quarantined(store: LakeStore, table: str, day: date) -> int:
     return count_json_lines(store.read_if_exists(quarantine_path(table, day)) or b"")
 
 
-def _raw_records_conserved(batch: Batch, feed: Feed, loaded: dict[date, int], count_records: Callable[[bytes], int],
-                          loaded_name: str) -> dict[date, quality.CheckOutcome]:
-    """Recounts every side independently: records of the raw files the day's build read (its counts
-    name them; parsed again here), rows loaded, records in quarantine; only the duplicates come from
-    the run's own counts. A raw file that landed since the build is its next build's, counted in
-    neither side; one the build read that is gone leaves records unaccounted for."""
+def _raw_records(store: LakeStore, feed: Feed, read: list[dict], listed: Sequence[LakeFile]) -> tuple[int, dict]:
+    """Records of the raw files a build read (its counts name them, lake.raw_files_read): a file
+    still there as it was read is parsed again here; one replaced or removed since is the next
+    build's, its records as counted when the build read it. The figures say how many of each."""
+    current = {f.path: file_version(f) for f in listed}
+    kept = [entry for entry in read if current.get(entry["path"]) == entry["version"]]
+    records = sum(FORMATS[feed.name].count_records(io.BytesIO(store.read_bytes(entry["path"]))) for entry in kept)
+    records += sum(entry["records"] for entry in read if entry not in kept)
+    return records, {"raw_files_read": len(read), "raw_files_replaced_since_build": len(read) - len(kept),
+                     "raw_files_landed_since_build": len(current.keys() - {entry["path"] for entry in read})}
+
+
+def _raw_records_conserved(batch: Batch, feed: Feed, loaded: dict[date, int], loaded_name: str) -> dict[date, quality.CheckOutcome]:
+    """Recounts every side independently: records of the raw files the day's build read (_raw_records),
+    rows loaded, records in quarantine; only the duplicates come from the run's own counts."""
     step = batch.step
     outcomes = {}
     for day in batch.days:
         counts = json.loads(step.store.read_bytes(counts_path(step.table, day)))
-        listed = {f.path for f in step.raw_files(feed, day)}
-        read = counts.get("files", sorted(listed))  # counts of an earlier release: the folder as listed
-        present = [path for path in read if path in listed]
-        passed, metadata = quality.conservation(
-            sum(count_records(step.store.read_bytes(path)) for path in present), loaded[day],
-            _quarantined(step.store, step.table, day), counts["duplicates_dropped"], loaded_name)
-        outcomes[day] = passed and len(present) == len(read), metadata | {
-            "raw_files_read": len(read), "raw_files_missing": len(read) - len(present),
-            "raw_files_landed_since_build": len(listed.difference(read))}
+        listed = step.raw_files(feed, day)
+        # Counts of an earlier release name no files: the folder as listed, recounted.
+        read = counts.get("files") or [{"path": f.path, "version": file_version(f)} for f in listed]
+        records, files = _raw_records(step.store, feed, read, listed)
+        passed, metadata = quality.conservation(records, loaded[day], _quarantined(step.store, step.table, day),
+                                                counts["duplicates_dropped"], loaded_name)
+        outcomes[day] = passed, metadata | files
     return outcomes
 
 
 def _order_lines_conservation(lines: Batch) -> dict[date, quality.CheckOutcome]:
     loaded = lines.figures([("order_id", "count_distinct")])
     return _raw_records_conserved(lines, ORDERS_FEED, {day: loaded[day]["order_id_count_distinct"] for day in lines.days},
-                                  count_json_lines, "orders_loaded")
+                                  "orders_loaded")
 
 
 def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
-    """Recounts both sides independently: records of the raw snapshot (reviews, for product_reviews)
-    against the rows of the table and the records in quarantine. A snapshot replaced since the
-    build (fetched again) is the next build's: the build's own count of the one it read stands in,
-    and the metadata says so; a snapshot gone since the build counts no record."""
+    """Recounts both sides independently: records of the snapshot the build read (reviews, for
+    product_reviews) against the rows of the table and the records in quarantine. A snapshot
+    fetched again or removed since the build is the next build's: its records as counted when the
+    build read it stand in, and the metadata says so."""
     store, table = batch.step.store, batch.step.table
     outcomes = {}
     for day, file in batch.files.items():
         snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
         counts = json.loads(store.read_bytes(counts_path(table, day)))
-        read_by_build = counts.get("snapshot_sha256")  # None in counts of an earlier release
-        replaced = snapshot is not None and read_by_build not in (None, snapshot_digest(snapshot))
-        if replaced:
-            read = counts["records_read"]
-        else:
-            records = json.loads(snapshot) if snapshot is not None else []
-            if table == "product_reviews":  # a reviews value that is not a list is one record; a product that is no object has none
-                read = sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
-                           for r in records if isinstance(r, dict))
-            else:
-                read = len(records)
+        # Counts of an earlier release name no snapshot: the one there now, recounted.
+        same = snapshot is not None and counts.get("snapshot_sha256", snapshot_digest(snapshot)) == snapshot_digest(snapshot)
+        read = snapshot_records(table, snapshot) if same else counts.get("snapshot_records", 0)
         passed, metadata = quality.conservation(read, file.rows, _quarantined(store, table, day), 0, "rows_loaded")
-        outcomes[day] = passed, metadata | {"snapshot_replaced_since_build": replaced}
+        outcomes[day] = passed, metadata | {"snapshot_replaced_since_build": not same}
     return outcomes
 
 
@@ -226,7 +229,7 @@ def _ratings_in_range(rows: pa.Table, days: int) -> list[quality.CheckOutcome]:
 
 def _purchase_events_conservation(events: Batch) -> dict[date, quality.CheckOutcome]:
     return _raw_records_conserved(events, PURCHASES_FEED, {day: file.rows for day, file in events.files.items()},
-                                  count_csv_records, "events_loaded")
+                                  "events_loaded")
 
 
 def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
@@ -562,13 +565,15 @@ def purchase_sessions_daily_checks(context: dg.AssetCheckExecutionContext, lake:
 
 
 def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOutcome:
-    """Records of the raw profile files the table was built from (parsed again; a file landed since
-    is the next build's) = profiles loaded + quarantined + replaced by newer."""
+    """Records of the raw profile files the table was built from (_raw_records) = profiles loaded +
+    quarantined + replaced by newer."""
     counts = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))
-    records_read = sum(count_csv_records(store.read_bytes(path)) for path in counts["files"])
+    records_read, files = _raw_records(store, USER_PROFILES_FEED, counts["files"], raw_profile_files(store))
     quarantined = count_json_lines(store.read_if_exists(unpartitioned_quarantine_path("dim_user_profiles")) or b"")
     replaced = counts["replaced_by_newer"]
-    return quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded", "replaced_by_newer")
+    passed, metadata = quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded",
+                                            "replaced_by_newer")
+    return passed, metadata | files
 
 
 PROFILE_CHECKS = {

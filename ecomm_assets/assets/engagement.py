@@ -24,6 +24,7 @@ from ecomm_assets.core.engagement import (
     SnapshotFile,
     build_engagement,
     snapshot_digest,
+    snapshot_records,
 )
 from ecomm_assets.core.layout import (
     collection_dir,
@@ -40,6 +41,13 @@ ENGAGEMENT_ANALYTICS_ASSET = {"backfill_policy": BACKFILL_POLICY,
                               "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}}
 
 
+def _snapshot_read(table: str, data: bytes) -> dict:
+    """The snapshot a build read, as its counts name it: the conservation check recounts a snapshot
+    still the same, and takes this count (the check's own, not the build's) for one fetched again
+    or removed since, which is the next build's."""
+    return {"snapshot_sha256": snapshot_digest(data), "snapshot_records": snapshot_records(table, data)}
+
+
 def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dg.MaterializeResult:
     """A table's stale days from its collection's snapshots: rows, quarantine with reasons, and counts."""
     store = lake.store()
@@ -50,12 +58,10 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
             paths_of_days = {day: collection_path(collection, day) for day in days}
             with store.local_paths(list(paths_of_days.values())) as paths:
                 result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)])
-                digests = {day: snapshot_digest(Path(path).read_bytes()) for day, path in zip(days, paths)}
+                read = {day: _snapshot_read(name, Path(path).read_bytes()) for day, path in zip(days, paths)}
             counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
-            # The counts name the snapshot read: its conservation check recounts that one, not a newer one.
             build.write(split_by_day(result.rows, "snapshot_date", days), quarantine=functools.partial(
-                write_days_rejects, store, name, {day: counts[day].as_dict() | {"snapshot_sha256": digests[day]} for day in days},
-                result.quarantined))
+                write_days_rejects, store, name, {day: counts[day].as_dict() | read[day] for day in days}, result.quarantined))
     metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())
     metadata.update(

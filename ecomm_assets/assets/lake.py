@@ -3,6 +3,7 @@
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ecomm_assets.assets.days import (
     write_days,
     writing_days,
 )
-from ecomm_assets.assets.landing import raw_file_age
+from ecomm_assets.assets.landing import FORMATS, raw_file_age
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import (
     orders_raw,
@@ -100,10 +101,21 @@ def _oldest_first(files: list[LakeFile]) -> list[LakeFile]:
     return sorted(files, key=lambda f: (raw_file_age(f), f.name))
 
 
-def raw_files_read(files: list[LakeFile]) -> dict[str, list[str]]:
-    """A day's raw files as its counts name them: the conservation check recounts exactly those (a
-    file landed since is the next build's)."""
-    return {"files": [f.path for f in files]}
+def file_version(f: LakeFile) -> str:
+    """What tells a raw file rewritten in place from the one a build read: its size and when it was written."""
+    return f"{f.size}@{f.mtime.isoformat()}"
+
+
+def raw_files_read(files: Sequence[LakeFile], local: Mapping[str, str], feed: Feed) -> dict[str, list[dict]]:
+    """The raw files a build read, as its counts name them: each one's version and its records as
+    the conservation check counts them (the feed's recount, not the build's). The check recounts a
+    file still there as it was read; one replaced or removed since (delivered again, generated
+    again) is the next build's, and this count of it stands (a file landed since counts in neither)."""
+    entries = []
+    for f in files:
+        with open(local[f.path], "rb") as source:
+            entries.append({"path": f.path, "version": file_version(f), "records": FORMATS[feed.name].count_records(source)})
+    return {"files": entries}
 
 
 def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], quarantined: pa.Table) -> None:
@@ -119,12 +131,13 @@ def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], q
 
 
 def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, raw: dict[date, list[LakeFile]],
-                       result: FlattenResult) -> dict:
+                       local: Mapping[str, str], result: FlattenResult) -> dict:
     """Each day's quarantine, counts (naming the raw files read) and order lines (a day without
     input gets an empty partition)."""
     days = list(raw)
-    write_days_rejects(store, "order_lines", {day: result.counts.get(day, DayCounts()).as_dict() | raw_files_read(raw[day])
-                                              for day in days}, result.quarantined)
+    write_days_rejects(store, "order_lines", {day: result.counts.get(day, DayCounts()).as_dict()
+                                              | raw_files_read(raw[day], local, ORDERS_FEED) for day in days},
+                       result.quarantined)
     return write_days(context, store, "order_lines", ORDER_LINES,
                       {day: Path(result.line_files[day]) if day in result.line_files else ORDER_LINES.empty_table()
                        for day in days})
@@ -152,7 +165,7 @@ def order_lines(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
                 [RawOrderFile(path, day, source_label(f.name)) for path, (day, f) in zip(paths, listed)], staging
             )
             ensure_inputs_unchanged()
-            metadata = _write_order_lines(context, store, raw, result)
+            metadata = _write_order_lines(context, store, raw, {f.path: path for (_, f), path in zip(listed, paths)}, result)
     totals = [result.counts.get(day, DayCounts()) for day in days]
     reasons = sum((c.reasons for c in totals), Counter())
     metadata.update(

@@ -91,8 +91,10 @@ def purchase_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         with store.local_paths([f.path for _, f in listed]) as paths:
             typed = build_purchase_events(
                 _raw_csv_files([f for _, f in listed], paths, [day for day, _ in listed]), days)
+            local = {f.path: path for (_, f), path in zip(listed, paths)}
+            read = {day: raw_files_read(raw[day], local, PURCHASES_FEED) for day in days}
         ensure_inputs_unchanged()
-        write_days_rejects(store, "purchase_events", {day: _counts_record(typed.counts[day]) | raw_files_read(raw[day]) for day in days},
+        write_days_rejects(store, "purchase_events", {day: _counts_record(typed.counts[day]) | read[day] for day in days},
                            typed.quarantined)
         metadata = write_days(context, store, "purchase_events", PURCHASE_EVENTS, split_by_day(typed.table, "event_date", days))
     totals = list(typed.counts.values())
@@ -114,7 +116,7 @@ def purchase_events(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
 PROFILE_BUILDS = 3  # builds of dim_user_profiles while profile files keep landing, at the most
 
 
-def _raw_profile_files(store: LakeStore) -> list[LakeFile]:
+def raw_profile_files(store: LakeStore) -> list[LakeFile]:
     """The raw profile files, oldest landed first: the order in which a user's versions win."""
     return sorted((f for f in store.list_files(USER_PROFILES_FEED.raw_root, recursive=True)
                    if f.name.endswith(USER_PROFILES_FEED.raw_suffix)), key=lambda f: (raw_file_age(f), f.name))
@@ -145,12 +147,13 @@ def dim_user_profiles(context: dg.AssetExecutionContext, lake: LakeResource) -> 
     # A profile file ingested while the table is built (each ingest starts a run of this asset) makes
     # the build stale: built again from the new listing, so that no older build replaces a newer one.
     for attempt in range(1, PROFILE_BUILDS + 1):
-        files = _raw_profile_files(store)
+        files = raw_profile_files(store)
         with store.local_paths([f.path for f in files]) as paths:
             typed, counts = build_dim_user_profiles(
                 [RawCsvFile(path, source_label(f.name, USER_PROFILES_FEED.raw_suffix), raw_file_age(f).date(), raw_file_age(f))
                  for path, f in zip(paths, files)])
-        if _raw_profile_files(store) == files:
+            read = raw_files_read(files, {f.path: path for f, path in zip(files, paths)}, USER_PROFILES_FEED)
+        if raw_profile_files(store) == files:
             break
         context.log.info(f"profile files changed while the table was built (build {attempt}): building it again")
     if not files:
@@ -160,8 +163,7 @@ def dim_user_profiles(context: dg.AssetExecutionContext, lake: LakeResource) -> 
     store.replace_partition(f"{QUARANTINE}/dim_user_profiles", {QUARANTINE_FILE: json_lines(rejects)} if rejects.num_rows else {})
     size = store.replace_partition(table_dir("dim_user_profiles"), {
         PART_FILE: table,
-        # The raw files counted: the conservation check recounts exactly those.
-        COUNTS_FILE: json.dumps(_counts_record(counts, "replaced_by_newer") | raw_files_read(files), indent=1).encode(),
+        COUNTS_FILE: json.dumps(_counts_record(counts, "replaced_by_newer") | read, indent=1).encode(),
     })
     return dg.MaterializeResult(metadata={
         "dagster/row_count": table.num_rows,

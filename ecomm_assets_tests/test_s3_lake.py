@@ -33,7 +33,15 @@ def test_the_whole_graph_runs_on_s3_and_registers_glue_partitions(aws):
     s3.create_bucket(Bucket="lake")
     defs = s3_definitions(aws)
     with dg.instance_for_test() as instance:
-        assert materialize_day(defs, "2024-01-15", instance).success
+        result = materialize_day(defs, "2024-01-15", instance)
+        assert result.success
+        # Every input a build read is recounted as it was: its version listed on S3 is the same at the check.
+        conserved = {e.asset_key.path[-1]: {k: v.value for k, v in e.metadata.items()}
+                     for e in result.get_asset_check_evaluations() if e.check_name == "records_conserved"}
+        assert {table: (figures.get("raw_files_read"), figures.get("raw_files_replaced_since_build"),
+                        figures.get("snapshot_replaced_since_build")) for table, figures in conserved.items()} == {
+            "order_lines": (1, 0, None), "purchase_events": (0, 0, None), "dim_user_profiles": (0, 0, None),
+            "product_reviews": (None, None, False), "posts": (None, None, False), "comments": (None, None, False)}
         first = keys(s3)
         for table in TABLES:
             assert f"prefix/processed/{table}/dt=2024-01-15/part-00000.parquet" in first
@@ -100,6 +108,10 @@ def test_a_purchase_log_and_profiles_landed_on_s3_reach_athenas_tables(aws):
         result = defs.resolve_job_def("purchases_job").execute_in_process(instance=instance, tags={
             "dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-15"})
         assert result.success
+        [profiles_conserved] = [e.metadata for e in result.get_asset_check_evaluations()
+                                if e.check_name == "records_conserved" and e.asset_key.path[-1] == "dim_user_profiles"]
+        # recounted as read, on S3
+        assert (profiles_conserved["raw_files_read"].value, profiles_conserved["raw_files_replaced_since_build"].value) == (1, 0)
         found = glue.get_partitions(DatabaseName="ecomm", TableName="purchase_events")["Partitions"]
         assert sorted(p["Values"][0] for p in found) == ["2024-01-14", "2024-01-15"]
         profiles = glue.get_table(DatabaseName="ecomm", Name="dim_user_profiles")["Table"]

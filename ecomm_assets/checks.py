@@ -232,11 +232,28 @@ def _purchase_events_conservation(events: Batch) -> dict[date, quality.CheckOutc
                                   "events_loaded")
 
 
+def _part_file_times(store: LakeStore, table: str, days: list[date]) -> dict[date, datetime]:
+    """When each day's file of `table` was written, from one listing of the days."""
+    return {partition_day(f.path): f.mtime for f in input_files(store, table_dir(table), days) if f.name == PART_FILE}
+
+
+def _input_newer(batch: Batch, input_table: str) -> dict[date, bool]:
+    """Days whose file of `input_table` was written after the batch's table's own: rebuilt by a run
+    that took the day between this build and its checks, so the table's day is the next build's. A
+    check comparing the two then fails no build for rows it never read (the input's own checks
+    judge the input), and its metadata says so."""
+    store, days = batch.step.store, batch.days
+    inputs, own = _part_file_times(store, input_table, days), _part_file_times(store, batch.step.table, days)
+    return {day: inputs[day] > own[day] for day in days}
+
+
 def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
-    """Every dimension's rows add up to the day's purchase events: purchases, revenue and margin."""
+    """Every dimension's rows add up to the day's purchase events: purchases, revenue and margin
+    (unless purchase_events is newer: _input_newer)."""
     measures = ("purchases", "revenue", "margin")
     events = _figures(breakdown.read("purchase_events", ["revenue", "margin"]),
                       [([], "count_all"), ("revenue", "sum"), ("margin", "sum")])
+    newer = _input_newer(breakdown, "purchase_events")
     sums: dict[date, list[dict]] = {day: [] for day in breakdown.days}
     for days, rows in breakdown.stacked:
         for row in rows.group_by([quality.DAY, "dimension"]).aggregate([(c, "sum") for c in measures]).to_pylist():
@@ -248,38 +265,28 @@ def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
         wrong = {row["dimension"]: {c: row[f"{c}_sum"] for c in totals} for row in sums[day]
                  if any((row[f"{c}_sum"] or 0) != totals[c] for c in totals)}
         missing = sorted(set(PURCHASE_DIMENSIONS) - {row["dimension"] for row in sums[day]}) if totals["purchases"] else []
-        outcomes[day] = not wrong and not missing, {
+        outcomes[day] = (not wrong and not missing) or newer[day], {
             "day_totals": {k: str(v) for k, v in totals.items()},
             "dimensions_not_adding_up": {d: {k: str(v) for k, v in t.items()} for d, t in wrong.items()},
-            "dimensions_missing": missing}
+            "dimensions_missing": missing, "purchase_events_newer_than_build": newer[day]}
     return outcomes
 
 
-def _part_file_times(store: LakeStore, table: str, days: list[date]) -> dict[date, datetime]:
-    """When each day's file of `table` was written, from one listing of the days."""
-    return {partition_day(f.path): f.mtime for f in input_files(store, table_dir(table), days) if f.name == PART_FILE}
-
-
 def _orders_match_lines(orders: Batch) -> dict[date, quality.CheckOutcome]:
-    """orders against order_lines as they are now. A day's order_lines written after its orders
-    (rebuilt for orders landed meanwhile, by a run that took the day between this build and its
-    checks) makes orders the next build's: a mismatch then is no defect of this build, and the
-    metadata says why it passed. (order_lines' own checks judge its file.)"""
-    store, days = orders.step.store, orders.days
+    """orders against order_lines as they are now (unless order_lines is newer: _input_newer)."""
+    newer = _input_newer(orders, "order_lines")
     lines = _figures(orders.read("order_lines", ["order_id", "quantity", "line_total"]),
                      [("order_id", "count_distinct"), ("quantity", "sum"), ("line_total", "sum")])
     own = orders.figures([([], "count_all"), ("units", "sum"), ("items_total", "sum")])
-    lines_written, orders_written = _part_file_times(store, "order_lines", days), _part_file_times(store, "orders", days)
     outcomes = {}
-    for day in days:
+    for day in orders.days:
         line_orders = lines[day]["order_id_count_distinct"]
         units_match = own[day]["units_sum"] == lines[day]["quantity_sum"]
         totals_match = own[day]["items_total_sum"] == lines[day]["line_total_sum"]
-        newer = lines_written[day] > orders_written[day]
-        passed = (own[day]["count_all"] == line_orders and units_match and totals_match) or newer
+        passed = (own[day]["count_all"] == line_orders and units_match and totals_match) or newer[day]
         outcomes[day] = passed, {"orders": own[day]["count_all"], "orders_in_lines": line_orders,
                                  "units_match": units_match, "totals_match": totals_match,
-                                 "order_lines_newer_than_build": newer}
+                                 "order_lines_newer_than_build": newer[day]}
     return outcomes
 
 

@@ -22,12 +22,11 @@ from ecomm_assets.assets.days import (
     input_files,
     run_days,
 )
-from ecomm_assets.assets.lake import file_version
 from ecomm_assets.assets.landing import FORMATS
 from ecomm_assets.assets.metadata import BUILT_DAYS
 from ecomm_assets.assets.purchases import raw_profile_files
 from ecomm_assets.core import quality
-from ecomm_assets.core.engagement import COLLECTION, snapshot_digest, snapshot_records
+from ecomm_assets.core.engagement import COLLECTION, snapshot_records
 from ecomm_assets.core.landing import count_json_lines
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
@@ -51,7 +50,12 @@ from ecomm_assets.core.schemas import (
     LAKE_TABLES,
     PURCHASE_DIMENSIONS,
 )
-from ecomm_assets.core.storage import LakeFile, LakeStore, parquet_footer
+from ecomm_assets.core.storage import (
+    LakeFile,
+    LakeStore,
+    content_digest,
+    parquet_footer,
+)
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
@@ -169,14 +173,18 @@ def _quarantined(store: LakeStore, table: str, day: date) -> int:
 
 def _raw_records(store: LakeStore, feed: Feed, read: list[dict], listed: Sequence[LakeFile]) -> tuple[int, dict]:
     """Records of the raw files a build read (its counts name them, lake.raw_files_read): a file
-    still there as it was read is parsed again here; one replaced or removed since is the next
+    still there as it was read is parsed again here; one rewritten or removed since is the next
     build's, its records as counted when the build read it. The figures say how many of each."""
-    current = {f.path: file_version(f) for f in listed}
-    kept = [entry for entry in read if current.get(entry["path"]) == entry["version"]]
-    records = sum(FORMATS[feed.name].count_records(io.BytesIO(store.read_bytes(entry["path"]))) for entry in kept)
-    records += sum(entry["records"] for entry in read if entry not in kept)
-    return records, {"raw_files_read": len(read), "raw_files_replaced_since_build": len(read) - len(kept),
-                     "raw_files_landed_since_build": len(current.keys() - {entry["path"] for entry in read})}
+    present, records, replaced = {f.path for f in listed}, 0, 0
+    for entry in read:
+        data = store.read_bytes(entry["path"]) if entry["path"] in present else None
+        digest = content_digest(io.BytesIO(data)) if data is not None else None
+        if data is not None and entry.get("sha256", digest) == digest:  # no digest: counts of an earlier release
+            records += FORMATS[feed.name].count_records(io.BytesIO(data))
+        else:
+            records, replaced = records + entry["records"], replaced + 1
+    return records, {"raw_files_read": len(read), "raw_files_replaced_since_build": replaced,
+                     "raw_files_landed_since_build": len(present - {entry["path"] for entry in read})}
 
 
 def _raw_records_conserved(batch: Batch, feed: Feed, loaded: dict[date, int], loaded_name: str) -> dict[date, quality.CheckOutcome]:
@@ -188,7 +196,7 @@ def _raw_records_conserved(batch: Batch, feed: Feed, loaded: dict[date, int], lo
         counts = json.loads(step.store.read_bytes(counts_path(step.table, day)))
         listed = step.raw_files(feed, day)
         # Counts of an earlier release name no files: the folder as listed, recounted.
-        read = counts.get("files") or [{"path": f.path, "version": file_version(f)} for f in listed]
+        read = counts.get("files") or [{"path": f.path} for f in listed]
         records, files = _raw_records(step.store, feed, read, listed)
         passed, metadata = quality.conservation(records, loaded[day], _quarantined(step.store, step.table, day),
                                                 counts["duplicates_dropped"], loaded_name)
@@ -213,7 +221,8 @@ def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
         snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
         counts = json.loads(store.read_bytes(counts_path(table, day)))
         # Counts of an earlier release name no snapshot: the one there now, recounted.
-        same = snapshot is not None and counts.get("snapshot_sha256", snapshot_digest(snapshot)) == snapshot_digest(snapshot)
+        digest = content_digest(io.BytesIO(snapshot)) if snapshot is not None else None
+        same = snapshot is not None and counts.get("snapshot_sha256", digest) == digest
         read = snapshot_records(table, snapshot) if same else counts.get("snapshot_records", 0)
         passed, metadata = quality.conservation(read, file.rows, _quarantined(store, table, day), 0, "rows_loaded")
         outcomes[day] = passed, metadata | {"snapshot_replaced_since_build": not same}

@@ -334,7 +334,7 @@ def another_raw_file(lake):
 RAW_CHANGES = [
     # (label, change of the day's raw files after the build, the conservation figures that change)
     ("a record appended to the raw file", extra_raw_record, {"raw_files_replaced_since_build": 1}),
-    ("the raw file written again as it was", rewritten_as_it_was, {"raw_files_replaced_since_build": 1}),
+    ("the raw file written again as it was (its content the same: recounted)", rewritten_as_it_was, {}),
     ("the raw file removed (delivered again under a new name)", lambda lake: raw_orders_file(lake).unlink(),
      {"raw_files_replaced_since_build": 1}),
     ("a raw file landed", another_raw_file, {"raw_files_landed_since_build": 1}),
@@ -345,8 +345,8 @@ RAW_CHANGES = [
 def test_raw_files_changed_since_the_build_are_the_next_builds(lake, label, change, figures):
     """Raw files change after a build (an ingest or a source run that waited for the day's lock):
     the conservation check evaluates the build with the raw files it read, each counted as it was
-    read (recounted when unchanged, else the count taken then by the check's own counter), and says
-    which changed; nothing fails."""
+    read (recounted when its content is unchanged, else the count taken then by the check's own
+    counter), and says which changed; nothing fails."""
     change(lake)
     evaluations, blocked = run_checks(lake)
     assert blocked == set()

@@ -2,6 +2,7 @@
 bad records quarantined with reasons), and their daily analytics computed with DuckDB."""
 
 import functools
+import io
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -23,7 +24,6 @@ from ecomm_assets.core.engagement import (
     EngagementCounts,
     SnapshotFile,
     build_engagement,
-    snapshot_digest,
     snapshot_records,
 )
 from ecomm_assets.core.layout import (
@@ -33,6 +33,7 @@ from ecomm_assets.core.layout import (
     table_dir,
 )
 from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS, LAKE_TABLES
+from ecomm_assets.core.storage import content_digest
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS
 from ecomm_assets.resources import LakeResource
 
@@ -45,7 +46,7 @@ def _snapshot_read(table: str, data: bytes) -> dict:
     """The snapshot a build read, as its counts name it: the conservation check recounts a snapshot
     still the same, and takes this count (the check's own, not the build's) for one fetched again
     or removed since, which is the next build's."""
-    return {"snapshot_sha256": snapshot_digest(data), "snapshot_records": snapshot_records(table, data)}
+    return {"snapshot_sha256": content_digest(io.BytesIO(data)), "snapshot_records": snapshot_records(table, data)}
 
 
 def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dg.MaterializeResult:

@@ -8,7 +8,6 @@ quarantined as duplicates.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -38,11 +37,6 @@ COLLECTION = {"product_reviews": "products", "posts": "posts", "comments": "comm
 class SnapshotFile:
     path: str  # a local JSON file holding one array of records
     day: date
-
-
-def snapshot_digest(data: bytes) -> str:
-    """What identifies a snapshot's content: a day's counts name the one its build read."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def snapshot_records(table: str, data: bytes) -> int:

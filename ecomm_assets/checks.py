@@ -3,7 +3,6 @@ downstream assets never read a partition that failed one; WARN checks flag what 
 
 
 import functools
-import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -53,8 +52,8 @@ from ecomm_assets.core.schemas import (
 from ecomm_assets.core.storage import (
     LakeFile,
     LakeStore,
-    content_digest,
     parquet_footer,
+    records_as_read,
 )
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
@@ -178,11 +177,8 @@ def _raw_records(store: LakeStore, feed: Feed, read: list[dict], listed: Sequenc
     present, records, replaced = {f.path for f in listed}, 0, 0
     for entry in read:
         data = store.read_bytes(entry["path"]) if entry["path"] in present else None
-        digest = content_digest(io.BytesIO(data)) if data is not None else None
-        if data is not None and entry.get("sha256", digest) == digest:  # no digest: counts of an earlier release
-            records += FORMATS[feed.name].count_records(io.BytesIO(data))
-        else:
-            records, replaced = records + entry["records"], replaced + 1
+        counted, same = records_as_read(data, entry, FORMATS[feed.name].count_records)
+        records, replaced = records + counted, replaced + (not same)
     return records, {"raw_files_read": len(read), "raw_files_replaced_since_build": replaced,
                      "raw_files_landed_since_build": len(present - {entry["path"] for entry in read})}
 
@@ -220,10 +216,7 @@ def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
     for day, file in batch.files.items():
         snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
         counts = json.loads(store.read_bytes(counts_path(table, day)))
-        # Counts of an earlier release name no snapshot: the one there now, recounted.
-        digest = content_digest(io.BytesIO(snapshot)) if snapshot is not None else None
-        same = snapshot is not None and counts.get("snapshot_sha256", digest) == digest
-        read = snapshot_records(table, snapshot) if same else counts.get("snapshot_records", 0)
+        read, same = records_as_read(snapshot, counts.get("snapshot", {}), functools.partial(snapshot_records, table))
         passed, metadata = quality.conservation(read, file.rows, _quarantined(store, table, day), 0, "rows_loaded")
         outcomes[day] = passed, metadata | {"snapshot_replaced_since_build": not same}
     return outcomes

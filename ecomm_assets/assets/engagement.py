@@ -2,10 +2,8 @@
 bad records quarantined with reasons), and their daily analytics computed with DuckDB."""
 
 import functools
-import io
 from collections import Counter
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 
@@ -33,20 +31,13 @@ from ecomm_assets.core.layout import (
     table_dir,
 )
 from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS, LAKE_TABLES
-from ecomm_assets.core.storage import content_digest
+from ecomm_assets.core.storage import input_read
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS
 from ecomm_assets.resources import LakeResource
 
 ENGAGEMENT_ANALYTICS_ASSET = {"backfill_policy": BACKFILL_POLICY,
                               "freshness_policy": DAILY_FRESHNESS, "group_name": "analytics",
                               "owners": ["team:analytics"], "kinds": {"duckdb", "parquet"}}
-
-
-def _snapshot_read(table: str, data: bytes) -> dict:
-    """The snapshot a build read, as its counts name it: the conservation check recounts a snapshot
-    still the same, and takes this count (the check's own, not the build's) for one fetched again
-    or removed since, which is the next build's."""
-    return {"snapshot_sha256": content_digest(io.BytesIO(data)), "snapshot_records": snapshot_records(table, data)}
 
 
 def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, name: str) -> dg.MaterializeResult:
@@ -59,7 +50,10 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
             paths_of_days = {day: collection_path(collection, day) for day in days}
             with store.local_paths(list(paths_of_days.values())) as paths:
                 result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)])
-                read = {day: _snapshot_read(name, Path(path).read_bytes()) for day, path in zip(days, paths)}
+                read = {}
+                for day, path in zip(days, paths):  # the snapshot read, for the conservation check (storage.input_read)
+                    with open(path, "rb") as source:
+                        read[day] = {"snapshot": input_read(source, functools.partial(snapshot_records, name))}
             counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
             build.write(split_by_day(result.rows, "snapshot_date", days), quarantine=functools.partial(
                 write_days_rejects, store, name, {day: counts[day].as_dict() | read[day] for day in days}, result.quarantined))

@@ -56,7 +56,7 @@ from ecomm_assets.core.schemas import (
     ORDER_LINES,
     ORDERS,
 )
-from ecomm_assets.core.storage import LakeFile, LakeStore, content_digest
+from ecomm_assets.core.storage import LakeFile, LakeStore, input_read
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
@@ -102,16 +102,13 @@ def _oldest_first(files: list[LakeFile]) -> list[LakeFile]:
 
 
 def raw_files_read(files: Sequence[LakeFile], local: Mapping[str, str], feed: Feed) -> dict[str, list[dict]]:
-    """The raw files a build read, as its counts name them: each one's content digest and its records
-    as the conservation check counts them (the feed's recount, not the build's). The check recounts
-    a file still there as it was read; one rewritten or removed since (delivered again, generated
-    again) is the next build's, and this count of it stands (a file landed since counts in neither)."""
+    """The raw files a build read, as its counts name them (storage.input_read, with the feed's
+    recount): a file delivered or generated again since is the next build's, one landed since
+    counts in neither."""
     entries = []
     for f in files:
         with open(local[f.path], "rb") as source:
-            digest = content_digest(source)
-            source.seek(0)
-            entries.append({"path": f.path, "sha256": digest, "records": FORMATS[feed.name].count_records(source)})
+            entries.append({"path": f.path} | input_read(source, FORMATS[feed.name].count_records))
     return {"files": entries}
 
 

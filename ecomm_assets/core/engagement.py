@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import BinaryIO
 
 import pyarrow as pa
 
@@ -39,11 +40,11 @@ class SnapshotFile:
     day: date
 
 
-def snapshot_records(table: str, data: bytes) -> int:
+def snapshot_records(table: str, source: BinaryIO) -> int:
     """A table's records in a snapshot of its collection, counted apart from the build (the
     conservation check's count): reviews for product_reviews (a reviews value that is not a list is
     one record; a product that is no object has none), else the snapshot's records."""
-    records = json.loads(data)
+    records = json.load(source)
     if table == "product_reviews":
         return sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
                    for r in records if isinstance(r, dict))

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -119,6 +119,25 @@ def content_digest(source: BinaryIO) -> str:
     """What identifies a file's content (SHA-256, read a chunk at a time): a build's counts name
     the inputs it read by it, so that its checks tell an input rewritten since from the one read."""
     return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+def input_read(source: BinaryIO, count_records: Callable[[BinaryIO], int]) -> dict:
+    """An input as a build's counts name it: its content digest and its records as the checks count
+    them (`count_records`, not the build's own count). A check recounts an input whose content is
+    still this one, and takes this count for one rewritten or removed since (the next build's)."""
+    digest = content_digest(source)
+    source.seek(0)
+    return {"sha256": digest, "records": count_records(source)}
+
+
+def records_as_read(data: bytes | None, read: dict, count_records: Callable[[BinaryIO], int]) -> tuple[int, bool]:
+    """An input's records as the build read it (`read`: input_read's record; `data`: the input now,
+    None when gone): recounted when its content is the one read, else the count taken then; and
+    whether it was. A record without a digest (an earlier release's counts) takes the input as read."""
+    digest = content_digest(io.BytesIO(data)) if data is not None else None
+    if data is not None and read.get("sha256", digest) == digest:
+        return count_records(io.BytesIO(data)), True
+    return read.get("records", 0), False
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 downstream assets never read a partition that failed one; WARN checks flag what needs a look."""
 
 
+import contextlib
 import functools
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from ecomm_assets.assets.metadata import BUILT_DAYS
 from ecomm_assets.assets.purchases import raw_profile_files
 from ecomm_assets.core import quality
 from ecomm_assets.core.engagement import COLLECTION, snapshot_records
-from ecomm_assets.core.landing import count_json_lines
+from ecomm_assets.core.landing import count_json_lines_in
 from ecomm_assets.core.layout import (
     COUNTS_FILE,
     ORDERS_FEED,
@@ -54,6 +56,7 @@ from ecomm_assets.core.storage import (
     LakeStore,
     parquet_footer,
     records_as_read,
+    records_in,
 )
 from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
@@ -167,7 +170,7 @@ def _schema(batch: Batch) -> dict[date, quality.CheckOutcome]:
 
 
 def _quarantined(store: LakeStore, table: str, day: date) -> int:
-    return count_json_lines(store.read_if_exists(quarantine_path(table, day)) or b"")
+    return records_in(store, quarantine_path(table, day), count_json_lines_in)
 
 
 def _raw_records(store: LakeStore, feed: Feed, read: list[dict], listed: Sequence[LakeFile]) -> tuple[int, dict]:
@@ -176,8 +179,12 @@ def _raw_records(store: LakeStore, feed: Feed, read: list[dict], listed: Sequenc
     build's, its records as counted when the build read it. The figures say how many of each."""
     present, records, replaced = {f.path for f in listed}, 0, 0
     for entry in read:
-        data = store.read_bytes(entry["path"]) if entry["path"] in present else None
-        counted, same = records_as_read(data, entry, FORMATS[feed.name].count_records)
+        try:  # read a chunk at a time: a raw day file may be larger than memory
+            source = store.read_confined(*entry["path"].rsplit("/", 1))[0] if entry["path"] in present else None
+        except FileNotFoundError:  # removed since the listing
+            source = None
+        with source or contextlib.nullcontext():
+            counted, same = records_as_read(source, entry, FORMATS[feed.name].count_records)
         records, replaced = records + counted, replaced + (not same)
     return records, {"raw_files_read": len(read), "raw_files_replaced_since_build": replaced,
                      "raw_files_landed_since_build": len(present - {entry["path"] for entry in read})}
@@ -216,7 +223,8 @@ def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
     for day, file in batch.files.items():
         snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
         counts = json.loads(store.read_bytes(counts_path(table, day)))
-        read, same = records_as_read(snapshot, counts.get("snapshot", {}), functools.partial(snapshot_records, table))
+        read, same = records_as_read(None if snapshot is None else io.BytesIO(snapshot), counts.get("snapshot", {}),
+                                     functools.partial(snapshot_records, table))
         passed, metadata = quality.conservation(read, file.rows, _quarantined(store, table, day), 0, "rows_loaded")
         outcomes[day] = passed, metadata | {"snapshot_replaced_since_build": not same}
     return outcomes
@@ -578,7 +586,7 @@ def _profiles_conserved(store: LakeStore, profiles: pa.Table) -> quality.CheckOu
     quarantined + replaced by newer."""
     counts = json.loads(store.read_bytes(f"{table_dir('dim_user_profiles')}/{COUNTS_FILE}"))
     records_read, files = _raw_records(store, USER_PROFILES_FEED, counts["files"], raw_profile_files(store))
-    quarantined = count_json_lines(store.read_if_exists(unpartitioned_quarantine_path("dim_user_profiles")) or b"")
+    quarantined = records_in(store, unpartitioned_quarantine_path("dim_user_profiles"), count_json_lines_in)
     replaced = counts["replaced_by_newer"]
     passed, metadata = quality.conservation(records_read, profiles.num_rows, quarantined, replaced, "profiles_loaded",
                                             "replaced_by_newer")

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import tracemalloc
 from decimal import Decimal
 
 import dagster as dg
@@ -352,3 +353,28 @@ def test_raw_files_changed_since_the_build_are_the_next_builds(lake, label, chan
     assert blocked == set()
     assert {key for key, e in evaluations.items() if not e.passed} == FAILING_ON_THE_INTACT_DAY
     assert metadata(evaluations["order_lines", "records_conserved"]) == CONSERVED | figures
+
+
+def test_the_checks_read_a_large_raw_file_a_batch_at_a_time(tmp_path):
+    """A day's raw orders of some 20 MiB: the checks digest and recount the raw file a batch at a
+    time, so the memory they hold does not grow with the day (one of 10,000,000 orders is about
+    5 GB of JSON Lines). Python's own allocations are traced: the file read whole is one of them."""
+    lake = tmp_path / "lake"
+    defs = make_definitions(lake, orders_per_day=40_000)
+    job, key = defs.resolve_implicit_global_asset_job_def(), dg.AssetKey("order_lines")
+    checks = {check for check in defs.resolve_asset_graph().asset_check_keys if check.asset_key == key}
+    with dg.DagsterInstance.ephemeral() as instance:
+        built = job.get_subset(asset_selection={dg.AssetKey("snapshots"), dg.AssetKey("orders_raw"), key},
+                               asset_check_selection=set()).execute_in_process(partition_key=DAY, instance=instance)
+        assert built.success
+        size = raw_orders_file(lake).stat().st_size
+        tracemalloc.start()
+        try:
+            checked = job.get_subset(asset_selection=set(), asset_check_selection=checks).execute_in_process(
+                partition_key=DAY, instance=instance)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert checked.success and {e.check_name for e in checked.get_asset_check_evaluations() if e.passed} >= {"records_conserved"}
+    assert size > 16 * 2**20
+    assert peak < size / 4, (peak, size)

@@ -61,6 +61,7 @@ from ecomm_assets.core.storage import (
     LakeStore,
     Moved,
     NotARegularFile,
+    records_in,
 )
 from ecomm_assets.core.usage import Request, current, list_requests, recording
 from ecomm_assets.partitions import DAILY_PARTITIONS
@@ -384,7 +385,7 @@ def conservation_outcome(store: LakeStore, entries: list[dict], feed: Feed = ORD
     unbalanced = {}
     for entry in entries:
         name = feed.raw_name(datetime.fromisoformat(entry["landed_at"]), entry["file_id"])
-        routed = sum(_count_records(store, f"{feed.raw_dir(day)}/{name}", count) for day in entry["days"])
+        routed = sum(records_in(store, f"{feed.raw_dir(day)}/{name}", count) for day in entry["days"])
         reason = f"{feed.quarantine_dir(entry['file_id'])}/reason.json"
         quarantined = len(json.loads(store.read_bytes(reason))["records"]) if store.exists(reason) else 0
         if entry["records_read"] != routed + quarantined or routed != entry["records_routed"]:
@@ -395,14 +396,6 @@ def conservation_outcome(store: LakeStore, entries: list[dict], feed: Feed = ORD
         "records_quarantined": sum(e["records_quarantined"] for e in entries),
         "files_unbalanced": unbalanced,
     }
-
-
-def _count_records(store: LakeStore, rel: str, count: Callable[[BinaryIO], int]) -> int:
-    if not store.exists(rel):
-        return 0
-    source, _ = store.read_confined(*rel.rsplit("/", 1))
-    with source:
-        return count(source)
 
 
 def _landed_files_spec(feed: Feed, job: str) -> dg.AssetSpec:

@@ -130,13 +130,14 @@ def input_read(source: BinaryIO, count_records: Callable[[BinaryIO], int]) -> di
     return {"sha256": digest, "records": count_records(source)}
 
 
-def records_as_read(data: bytes | None, read: dict, count_records: Callable[[BinaryIO], int]) -> tuple[int, bool]:
-    """An input's records as the build read it (`read`: input_read's record; `data`: the input now,
-    None when gone): recounted when its content is the one read, else the count taken then; and
-    whether it was. A record without a digest (an earlier release's counts) takes the input as read."""
-    digest = content_digest(io.BytesIO(data)) if data is not None else None
-    if data is not None and read.get("sha256", digest) == digest:
-        return count_records(io.BytesIO(data)), True
+def records_as_read(source: BinaryIO | None, read: dict, count_records: Callable[[BinaryIO], int]) -> tuple[int, bool]:
+    """An input's records as the build read it (`read`: input_read's record; `source`: the input now,
+    open and seekable, None when gone): recounted when its content is the one read, else the count
+    taken then; and whether it was. Read a chunk at a time, twice at most, as input_read reads it. A
+    record without a digest (an earlier release's counts) takes the input as read."""
+    if source is not None and ("sha256" not in read or read["sha256"] == content_digest(source)):
+        source.seek(0)
+        return count_records(source), True
     return read.get("records", 0), False
 
 
@@ -479,16 +480,20 @@ class LakeStore:
             )
             return local, LakeFile(rel, response["ContentLength"], response["LastModified"].astimezone(UTC), version)
         *folders, leaf = name.split("/")
-        descriptor = self._open_below(self.full_path(folder), folders, rel)
         try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-            below = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor)
-        except OSError as error:
-            if error.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise NotARegularFile(f"{rel}: a symbolic link, or a path through one (or through a file)") from None
+            descriptor = self._open_below(self.full_path(folder), folders, rel)
+            try:
+                # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+                below = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor)
+            except OSError as error:
+                if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise NotARegularFile(f"{rel}: a symbolic link, or a path through one (or through a file)") from None
+                raise
+            finally:
+                os.close(descriptor)
+        except FileNotFoundError:
+            self.usage.request(Request.GET)  # S3 answers the GET with a 404
             raise
-        finally:
-            os.close(descriptor)
         file = os.fdopen(below, "rb")
         status = os.fstat(file.fileno())
         if not stat.S_ISREG(status.st_mode):
@@ -782,6 +787,17 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
         for batch in source.iter_batches(batch_size=CONFORM_BATCH_ROWS):
             writer.write_batch(conform(batch, contract, where))
     return conformed
+
+
+def records_in(store: LakeStore, rel: str, count_records: Callable[[BinaryIO], int]) -> int:
+    """The records of a lake file by `count_records`, read a chunk at a time (a day's file may be
+    larger than memory); 0 without the file. One GET either way."""
+    try:
+        source, _ = store.read_confined(*rel.rsplit("/", 1))
+    except FileNotFoundError:
+        return 0
+    with source:
+        return count_records(source)
 
 
 def parquet_footer(store: LakeStore, rel: str) -> pq.ParquetFile:

@@ -3,7 +3,7 @@
     python bench/flatten_bench.py [--orders 100000] [--runs 5]
     python bench/flatten_bench.py --orders 10000000 --cache /some/folder   # the big day (~7 GB)
 
-The day is generated in chunks of 1,000,000 orders (bounded memory); with --cache it is kept and
+The day is generated part by part (bounded memory); with --cache it is kept and
 reused. Past 1,000,000 orders (b) is left out (it holds the day in memory) and each approach runs
 once by default.
 
@@ -36,31 +36,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAY = date(2024, 1, 15)
 
 
-# Orders generated per chunk: the generator holds one chunk (about 0.5 GiB at 1,000,000), so a
-# day of any size is written with bounded memory.
-GENERATE_CHUNK_ORDERS = 1_000_000
-
-
 def generate(path: str, orders: int) -> None:
-    """A day of `orders` orders (about; the generator's count) as JSON Lines, written chunk by chunk
-    to a partial file renamed into place when complete (so a cached file is always whole)."""
+    """A day of `orders` orders (about; the generator's count) as JSON Lines, written part by part
+    (synthetic.ORDERS_PART orders at a time) to a partial file renamed into place when complete (so
+    a cached file is always whole)."""
     sys.path.insert(0, ROOT)
     from ecomm_assets.core import synthetic
 
     products, users = synthetic.generate_products(42), synthetic.generate_users(42)
     partial = path + ".partial"
     with open(partial, "wb") as out:
-        for chunk, start in enumerate(range(0, orders, GENERATE_CHUNK_ORDERS)):
-            count = min(GENERATE_CHUNK_ORDERS, orders - start)
-            # mean_orders chosen so that a Monday (factor 0.9) has the requested count; 1 to 5 lines
-            # per order, evenly, for about 3 lines per order. Each chunk its own stream and ids.
-            records = synthetic.generate_orders(
-                42, DAY, round(count / 0.9), products, users, (0.2,) * 5,
-                stream=synthetic.ORDERS_STREAM + chunk,
-                id_prefix=synthetic.ORDER_ID_PREFIX + (str(chunk) if chunk else ""),
-            )
-            out.write(synthetic.orders_json_lines(records))
-            del records
+        # mean_orders chosen so that a Monday (factor 0.9) has the requested count; 1 to 5 lines
+        # per order, evenly, for about 3 lines per order.
+        parts = synthetic.generate_order_parts(42, DAY, round(orders / 0.9), products, users, (0.2,) * 5)
+        out.writelines(map(synthetic.orders_json_lines, parts))
     os.replace(partial, path)
 
 

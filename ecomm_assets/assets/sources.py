@@ -4,7 +4,7 @@ reviews, users, carts, posts, comments) and the day's raw orders."""
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 
 import dagster as dg
@@ -127,16 +127,16 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
         files = raw_orders_files(store, days)  # what each day holds, landed files included
         snapshots = zip(*(collection_snapshots(store, c, days) for c in COLLECTIONS))
         day_snapshots = ((day, *(records or [] for _, records in read)) for day, read in zip(days, snapshots))
-        for day, orders in order_source.orders_of_days(day_snapshots):
+        for day, parts in order_source.orders_of_days(day_snapshots):
             folder = raw_orders_dir(day)
             held.ensure_held()
+            rows[day] = 0
             if generated is not None:
-                size += store.write_bytes(f"{folder}/{generated}", orders)
-                files[day][generated] = len(orders)
+                written = store.write_parts(f"{folder}/{generated}", _counted_lines(parts, rows, day))
+                size, files[day][generated] = size + written, written
             for name in replaced & files[day].keys():
                 store.delete(f"{folder}/{name}")
                 del files[day][name]
-            rows[day] = orders.count(b"\n")
     day_metadata(context, {day: {"dagster/row_count": n} for day, n in rows.items()})
     return dg.MaterializeResult(
         metadata={
@@ -147,6 +147,13 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
             "path": dg.MetadataValue.path(store.full_uri(raw_orders_dir(days[-1]))),
         }
     )
+
+
+def _counted_lines(parts: Iterable[bytes], rows: dict[date, int], day: date) -> Iterator[bytes]:
+    """`parts` of JSON Lines as they pass, their lines added to rows[day]."""
+    for part in parts:
+        rows[day] += part.count(b"\n")
+        yield part
 
 
 def raw_orders_files(store: LakeStore, days: Sequence[date]) -> dict[date, dict[str, int]]:

@@ -270,6 +270,22 @@ class LakeStore:
                 os.unlink(temporary)
         return len(data)
 
+    def write_parts(self, rel: str, parts: Iterable[bytes]) -> int:
+        """A file written from its parts as they come (larger than memory may be), appearing whole:
+        one part is written as write_bytes writes it, more are staged locally, then put_file."""
+        parts = iter(parts)
+        first, second = next(parts, b""), next(parts, None)
+        if second is None:
+            return self.write_bytes(rel, first)
+        with self.staging_dir() as staging:
+            local = Path(staging) / "parts"
+            with open(local, "wb") as out:
+                out.write(first)
+                out.write(second)
+                first = second = None  # not held while the next parts are made
+                out.writelines(parts)
+            return self.put_file(rel, local)
+
     def put_file(self, rel: str, local: Path) -> int:
         """Move a finished local file (from `staging_dir`) into the lake, atomically."""
         size = local.stat().st_size

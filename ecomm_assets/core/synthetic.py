@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -180,18 +180,42 @@ def generate_orders(
     id_prefix: str = ORDER_ID_PREFIX, customers: pa.Table | None = None,
 ) -> pa.Table:
     """The canonical nested orders of `day` as an Arrow table (order_id, order_date,
-    total_amount, customer{...}, products[{...}]), sorted by time, deterministic for (seed, day,
-    stream). Built column by column: a year of days takes seconds, not minutes. `customers`:
-    customer_table(users), when the caller has it already."""
-    n = orders_for_day(day, mean_orders)
-    rng = _rng(seed, stream, day.toordinal())
+    total_amount, customer{...}, products[{...}]), deterministic for (seed, day, stream): the
+    parts of generate_order_parts, whole."""
+    return pa.concat_tables(generate_order_parts(seed, day, mean_orders, products, users, lines_per_order,
+                                                 stream=stream, id_prefix=id_prefix, customers=customers))
+
+
+# Orders generated at once: a larger day is made in parts of this many, so that a day of any size
+# is generated, serialized and written in bounded memory.
+ORDERS_PART = 100_000
+
+
+def generate_order_parts(
+    seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict],
+    lines_per_order: tuple[float, ...] = LINES_PER_ORDER, *, stream: int = ORDERS_STREAM,
+    id_prefix: str = ORDER_ID_PREFIX, customers: pa.Table | None = None,
+) -> Iterator[pa.Table]:
+    """The orders of `day` (generate_orders) in parts of at most ORDERS_PART orders, each sorted by
+    time and built column by column (a year of days takes seconds, not minutes). A day of up to
+    ORDERS_PART orders is one part; each later part draws a random stream of its own, its order
+    numbers following the part before. `customers`: customer_table(users), when the caller has it."""
+    orders = orders_for_day(day, mean_orders)
+    customers = customer_table(users) if customers is None else customers
+    for part, first in enumerate(range(0, max(orders, 1), ORDERS_PART)):
+        rng = _rng(seed, stream, day.toordinal(), *((part,) if part else ()))
+        yield _orders(rng, day, first, min(ORDERS_PART, orders - first), products, customers, lines_per_order, id_prefix)
+
+
+def _orders(rng: np.random.Generator, day: date, first: int, n: int, products: list[dict], customers: pa.Table,
+            lines_per_order: tuple[float, ...], id_prefix: str) -> pa.Table:
+    """`n` orders of `day` drawn from `rng`, numbered from `first` + 1."""
     hours = rng.choice(24, size=n, p=HOURLY_WEIGHTS / HOURLY_WEIGHTS.sum())
     seconds = np.sort(hours * 3600 + rng.integers(0, 3600, n))
-    customer_picks = rng.integers(0, len(users), n)
+    customer_picks = rng.integers(0, len(customers), n)
     line_counts = rng.choice(np.arange(1, len(lines_per_order) + 1), size=n, p=lines_per_order)
     total_lines = int(line_counts.sum())
     product_lines, cents = _product_columns(products)
-    customers = customer_table(users) if customers is None else customers
     product_picks = rng.choice(len(products), size=total_lines, p=_demand_shares(cents))
     line_prices = np.maximum(cents[product_picks] / 100, 0.01)
     extra_unit_chance = EXTRA_UNIT_CHANCE * np.minimum(1.0, np.sqrt(EXTRA_UNIT_FULL_PRICE / line_prices))
@@ -209,7 +233,7 @@ def generate_orders(
     return pa.table(
         {
             "order_id": pc.binary_join_element_wise(
-                f"{id_prefix}-{day:%Y%m%d}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1)), pa.string()), 6, "0"), ""
+                f"{id_prefix}-{day:%Y%m%d}-", pc.utf8_lpad(pc.cast(pa.array(np.arange(first + 1, first + n + 1)), pa.string()), 6, "0"), ""
             ),
             "order_date": _iso_seconds(pa.array(midnight + seconds, pa.timestamp("s"))),
             "total_amount": pa.array((items_cents + shipping_cents) / 100, pa.float64()),
@@ -249,7 +273,7 @@ def _json_lines_of(tables: list[pa.Table]) -> list[bytes]:
     texts = con.sql("SELECT to_json(r)::VARCHAR || chr(10) FROM rows_ r").to_arrow_table().column(0)
     con.close()
     # The texts' characters are one buffer: each table's JSON Lines is a slice of it, no object per row.
-    texts = texts.combine_chunks().cast(pa.large_string())
+    texts = texts.cast(pa.large_string()).combine_chunks()  # 64-bit offsets before the chunks are one
     offsets = np.frombuffer(texts.buffers()[1], np.int64)[texts.offset : texts.offset + len(texts) + 1].tolist()
     data = texts.buffers()[2]
     ends = itertools.accumulate((table.num_rows for table in tables), initial=0)

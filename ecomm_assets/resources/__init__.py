@@ -108,29 +108,38 @@ class OrderSourceResource(dg.ConfigurableResource):
             return []  # no snapshot: the dimensions hold what the landed orders say
         return self.client().get_all(name)
 
-    def orders_of_days(self, snapshots: Iterable[tuple[date, list[dict], list[dict], list[dict]]]) -> Iterator[tuple[date, bytes]]:
-        """Each day's generated orders in the canonical nested form, as JSON Lines (none for
-        `landing`), from the day's (day, products, users, carts), as the days come. Synthetic
-        orders are serialized many days at a time (ORDERS_BATCH_BYTES of them), and the customers
-        are taken from a users snapshot once while the days share it (the same list object)."""
+    def orders_of_days(self, snapshots: Iterable[tuple[date, list[dict], list[dict], list[dict]]]
+                       ) -> Iterator[tuple[date, Iterable[bytes]]]:
+        """Each day's generated orders in the canonical nested form, as JSON Lines in parts to be
+        written in turn (none for `landing`), from the day's (day, products, users, carts), as the
+        days come; each day's parts are made as they are taken, before the next day's. Synthetic
+        orders are serialized many days at a time (ORDERS_BATCH_BYTES of them), a larger day part
+        by part (synthetic.ORDERS_PART orders each); the customers are taken from a users snapshot
+        once while the days share it (the same list object)."""
         if not self.source.generates_orders:
-            yield from ((day, b"") for day, *_ in snapshots)
+            yield from ((day, ()) for day, *_ in snapshots)
             return
         if self.source is OrderSource.DUMMYJSON:
             for day, products, users, carts in snapshots:
-                yield day, synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed))
+                yield day, (synthetic.to_json_lines(carts_to_orders(carts, users, products, day, self.seed)),)
             return
         batch: dict[date, pa.Table] = {}
         customers_of: tuple[list[dict], pa.Table] | None = None
         for day, products, users, _ in snapshots:
             if customers_of is None or customers_of[0] is not users:
                 customers_of = (users, synthetic.customer_table(users))
-            batch[day] = synthetic.generate_orders(self.seed, day, self.orders_per_day, products, users,
+            parts = synthetic.generate_order_parts(self.seed, day, self.orders_per_day, products, users,
                                                    customers=customers_of[1])
-            if sum(orders.nbytes for orders in batch.values()) >= ORDERS_BATCH_BYTES:
-                yield from zip(batch, synthetic.json_lines(list(batch.values())))
+            if synthetic.orders_for_day(day, self.orders_per_day) > synthetic.ORDERS_PART:
+                yield from zip(batch, ((text,) for text in synthetic.json_lines(list(batch.values()))))
                 batch = {}
-        yield from zip(batch, synthetic.json_lines(list(batch.values())))
+                yield day, map(synthetic.orders_json_lines, parts)
+                continue
+            batch[day] = next(parts)
+            if sum(orders.nbytes for orders in batch.values()) >= ORDERS_BATCH_BYTES:
+                yield from zip(batch, ((text,) for text in synthetic.json_lines(list(batch.values()))))
+                batch = {}
+        yield from zip(batch, ((text,) for text in synthetic.json_lines(list(batch.values()))))
 
 
 class LiveFeedResource(dg.ConfigurableResource):

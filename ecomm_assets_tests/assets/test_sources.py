@@ -2,6 +2,7 @@
 write, and reads each distinct snapshot once."""
 
 import json
+import tracemalloc
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import dagster as dg
 import pytest
 
 from ecomm_assets.assets.sources import read_collection, read_collections
+from ecomm_assets.core import synthetic
 from ecomm_assets.core.layout import (
     collection_path,
     generated_orders_name,
@@ -59,7 +61,7 @@ def test_a_range_run_writes_the_files_and_day_figures_that_runs_of_each_day_writ
     by_day, by_range = tmp_path / "by_day" / "lake", tmp_path / "by_range" / "lake"
     prepared(by_day)
     prepared(by_range)
-    with dg.instance_for_test() as each, dg.instance_for_test() as once:
+    with dg.DagsterInstance.ephemeral() as each, dg.DagsterInstance.ephemeral() as once:
         for day in DAYS:
             materialize(by_day, each, day, day, source, **settings)
         materialize(by_range, once, DAYS[0], DAYS[-1], source, **settings)
@@ -112,3 +114,36 @@ def test_identical_snapshots_are_parsed_once_and_shared(lake_dir, monkeypatch):
     assert len(parsed) == 2  # two distinct contents
     assert read_collection(lake, "users", str(DAYS[2])) == [{"id": 2}]
     assert read_collection(lake, "users", DAYS[4]) is None
+
+
+def test_a_day_larger_than_a_part_is_generated_and_written_part_by_part(tmp_path, monkeypatch):
+    """A synthetic day of 40,500 orders made in parts of 5,000 (synthetic.ORDERS_PART; 100,000 in
+    use): the day's raw file holds every order once, its first part the orders of a 5,000-order day,
+    and the run never holds the day's text whole. Python's own allocations are traced: the day's
+    JSON text is one of them (a day of millions of orders once overflowed Arrow's 2 GiB strings)."""
+    monkeypatch.setattr(synthetic, "ORDERS_PART", 5_000, raising=False)
+    day = date(2024, 1, 15)  # a Monday: 0.9 x the orders per day
+
+    def generated(lake: Path, orders_per_day: int) -> tuple[bytes, int]:
+        """The day's generated raw file, and the peak of orders_raw's traced allocations."""
+        resources = make_definitions(lake, orders_per_day=orders_per_day).resources
+        instance = dg.DagsterInstance.ephemeral()
+        for source in SOURCES:  # the snapshots first, untraced
+            if source == "orders_raw":
+                tracemalloc.start()
+            assert dg.materialize(ASSETS, selection=[source], instance=instance, resources=resources,
+                                  partition_key=str(day)).success
+        try:
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return (lake / raw_orders_dir(day) / generated_orders_name("synthetic")).read_bytes(), peak
+
+    generated(tmp_path / "warm", 100)  # what a run imports once
+    first_part, part_peak = generated(tmp_path / "part", round(5_000 / 0.9))
+    data, peak = generated(tmp_path / "day", 45_000)
+    orders = [json.loads(line) for line in data.splitlines()]
+    assert len(orders) == len({order["order_id"] for order in orders}) == 40_500
+    assert data.startswith(first_part)
+    # The day of nine parts holds a part or two more than the day of one, never the day's text.
+    assert peak - part_peak < 3 * len(first_part), (peak, part_peak, len(first_part), len(data))

@@ -163,7 +163,8 @@ def lake_dir(tmp_path):
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as test_instance:
+    """An instance in memory: runs record several times faster than on SQLite files."""
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 

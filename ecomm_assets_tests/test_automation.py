@@ -137,7 +137,7 @@ def test_a_range_is_one_run_and_equals_day_by_day_runs(tmp_path):
 
     by_day = tmp_path / "days" / "lake"
     defs = make_definitions(by_day)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for day in ("2024-01-14", "2024-01-15", "2024-01-16", "2024-01-17"):
             assert materialize_day(defs, day, instance).success
     for table in ("order_lines", "orders", "dim_products", "dim_customers", "sales_by_category",

@@ -21,7 +21,7 @@ def test_the_control_graph_is_the_project_graph_and_runs_a_range_in_one_run():
     # the same check steps with the same specs: their bookkeeping is Dagster's too
     assert {step.node_def.name: list(step.check_specs) for step in noop_graph.defs.asset_checks} == {
         step.node_def.name: list(step.check_specs) for step in defs.asset_checks}
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         job = noop_graph.defs.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
             instance=instance,

@@ -32,7 +32,7 @@ def test_the_whole_graph_runs_on_s3_and_registers_glue_partitions(aws):
     glue = boto3.client("glue", endpoint_url=aws, region_name="us-east-1")
     s3.create_bucket(Bucket="lake")
     defs = s3_definitions(aws)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = materialize_day(defs, "2024-01-15", instance)
         assert result.success
         # Every input a build read is recounted as it was: its version listed on S3 is the same at the check.
@@ -79,7 +79,7 @@ def test_files_landed_on_s3_are_ingested_into_their_days(aws):
              "customer": {"customer_id": "c1"}, "products": [{"product_id": "p1", "price": 5, "quantity": 1}]}
     s3.put_object(Bucket="lake", Key="prefix/landing/orders/drop.json", Body=json.dumps([order]).encode())
     defs = s3_definitions(aws)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         assert defs.resolve_job_def("ingest_landing_job").execute_in_process(instance=instance).success
         landed = [k for k in keys(s3) if k.startswith("prefix/raw/orders/dt=2024-01-15/landing-")]
         assert len(landed) == 1  # 23:00 at -02:00 is the 15th in UTC
@@ -98,7 +98,7 @@ def test_a_purchase_log_and_profiles_landed_on_s3_reach_athenas_tables(aws):
                   Body=purchase_log_csv(400, seed=6, start=datetime(2024, 1, 14, 18), hours=12, users=40))
     s3.put_object(Bucket="lake", Key="prefix/landing/user_profiles/users.csv", Body=user_profiles_csv(40, seed=6))
     defs = s3_definitions(aws)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for job in ("ingest_purchases_job", "ingest_user_profiles_job"):
             assert defs.resolve_job_def(job).execute_in_process(instance=instance).success
         stored = keys(s3)

@@ -20,7 +20,7 @@ DAYS = ["2024-01-14", "2024-01-15", "2024-01-16"]
 def lake(tmp_path_factory):
     lake_dir = tmp_path_factory.mktemp("sql") / "lake"
     defs = make_definitions(lake_dir)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for day in DAYS:
             assert materialize_day(defs, day, instance).success
     return lake_dir

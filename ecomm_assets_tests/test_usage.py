@@ -192,7 +192,7 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
     settings = s3_settings(endpoint, 50)
     bucket, database = settings.lake_uri.split("/")[2], settings.glue_database
     resources = resources_from(settings)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         upstream = ["snapshots", "orders_raw", "order_lines"]
         assert dg.materialize(ASSETS, selection=upstream, partition_key=DAY, instance=instance, resources=resources).success
         served = {}
@@ -235,7 +235,7 @@ def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted
     everything = [*ASSETS, *ASSET_CHECKS]
     measured = (dg.AssetSelection.assets("orders", "daily_order_summary", "sales_by_category", "product_performance", "dashboard")
                 | dg.AssetSelection.checks_for_assets("order_lines", "orders"))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         def run(selection, first: str) -> dict:
             started = time.time()
             result = dg.materialize(everything, selection=selection, instance=instance, resources=resources, tags={

@@ -68,7 +68,7 @@ def lake(tmp_path_factory):
          gzip.compress(purchase_log_csv(ROWS, seed=3, start=START, hours=48, users=USERS, bad_rows=BAD, duplicates=DUPLICATES)))
     land(lake_dir, "user_profiles", "profiles.csv", user_profiles_csv(USERS - 20, seed=3, wrong_column_count=2))
     defs = make_definitions(lake_dir, orders_per_day=0)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         requests = sensed_and_recomputed(defs, instance)
         yield lake_dir, requests, instance
 

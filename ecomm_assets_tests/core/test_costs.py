@@ -24,7 +24,7 @@ DAYS = ["2024-01-14", "2024-01-15"]
 def lake(tmp_path_factory):
     lake_dir = tmp_path_factory.mktemp("scans") / "lake"
     resources = make_definitions(lake_dir, orders_per_day=50).resources
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         for day in DAYS:
             assert dg.materialize(ASSETS, selection=dg.AssetSelection.assets("orders", "dim_products", "dim_customers").upstream(), partition_key=day,
                                   instance=instance, resources=resources).success

@@ -1,11 +1,13 @@
 """Analytics tables (DuckDB over the lake, one Parquet partition per day) and the dashboard."""
 
+import contextlib
 from datetime import date, timedelta
 
 import dagster as dg
 
 from ecomm_assets.assets.days import (
     Derivation,
+    days_as_files,
     derived_build,
     read_days,
     read_table,
@@ -49,9 +51,9 @@ def _analytics(context: dg.AssetExecutionContext, lake: LakeResource, name: str)
     store = lake.store()
     with derived_build(context, store, Derivation(name, ORDER_ANALYTICS_INPUTS), ANALYTICS[name]) as build:
         for days in build.batches():
-            inputs = {table: read_days(store, table, days, columns=columns)
-                      for table, columns in columns_read_by(name).items()}
-            table = build_analytics(name, inputs, days)
+            with contextlib.ExitStack() as stack:
+                inputs = {table: stack.enter_context(days_as_files(store, table, days)) for table in columns_read_by(name)}
+                table = build_analytics(name, inputs, days)
             build.write(split_by_day(table, "order_date", days))
     return build.metadata()
 
@@ -124,8 +126,8 @@ def _purchase_analytics(context: dg.AssetExecutionContext, lake: LakeResource, n
             context.log.warning("no dim_user_profiles yet: the profile dimensions (age band, occupation, city) are null")
             profiles = DIM_USER_PROFILES.empty_table()
         for days in build.batches():
-            events = read_days(store, "purchase_events", days, columns=columns_read_by(name)["purchase_events"])
-            table = build_purchase_analytics(name, events, profiles, days)
+            with days_as_files(store, "purchase_events", days) as events:
+                table = build_purchase_analytics(name, events, profiles, days)
             build.write(split_by_day(table, "event_date", days))
     return build.metadata()
 

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ecomm_assets.assets.metadata import BUILT_DAYS, preview
+from ecomm_assets.core import duck
 from ecomm_assets.core.layout import (
     PART_FILE,
     PROCESSED,
@@ -26,7 +27,7 @@ from ecomm_assets.core.layout import (
     table_path,
 )
 from ecomm_assets.core.locks import day_locks
-from ecomm_assets.core.schemas import conform
+from ecomm_assets.core.schemas import LAKE_TABLES, conform
 from ecomm_assets.core.storage import LakeFile, LakeStore, conform_parquet_file
 
 
@@ -59,6 +60,25 @@ def day_files(store: LakeStore, table: str, days: list[date]) -> dict[date, str]
     if missing:
         raise _missing(table, missing)
     return {day: rel for rel, day in rels.items()}
+
+
+@contextlib.contextmanager
+def days_as_files(store: LakeStore, table: str, days: list[date], missing_ok: bool = False) -> Iterator[duck.ParquetFiles]:
+    """The table's files of `days` as local files (on S3 each downloaded a chunk at a time) for a
+    query to read as it goes (core/duck.query): no day is held in memory. A day without a file is
+    an error naming the table and the days (materialize them first), or, with `missing_ok`,
+    contributes nothing. On S3: a GET per day there, and with `missing_ok` one LIST that finds them."""
+    rels = {table_path(table, day): day for day in days}
+    if missing_ok:
+        present = store.existing(list(rels))
+        rels = {rel: day for rel, day in rels.items() if rel in present}
+    with contextlib.ExitStack() as stack:
+        try:
+            paths = stack.enter_context(store.local_paths(list(rels)))
+        except FileNotFoundError:
+            present = store.existing(list(rels))
+            raise _missing(table, sorted(day for rel, day in rels.items() if rel not in present)) from None
+        yield duck.ParquetFiles(paths, LAKE_TABLES[table])
 
 
 def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool = False,

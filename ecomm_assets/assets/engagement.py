@@ -1,6 +1,7 @@
 """Engagement: product reviews, posts and comments from the day's collection snapshots (validated,
 bad records quarantined with reasons), and their daily analytics computed with DuckDB."""
 
+import contextlib
 import functools
 from collections import Counter
 from datetime import date
@@ -9,14 +10,14 @@ import dagster as dg
 
 from ecomm_assets.assets.days import (
     Derivation,
+    days_as_files,
     derived_build,
-    read_days,
     split_by_day,
 )
 from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines, write_days_rejects
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import snapshots
-from ecomm_assets.core.analytics import build_engagement_analytics, columns_read_by
+from ecomm_assets.core.analytics import build_engagement_analytics
 from ecomm_assets.core.engagement import (
     COLLECTION,
     EngagementCounts,
@@ -30,7 +31,7 @@ from ecomm_assets.core.layout import (
     quarantine_path,
     table_dir,
 )
-from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS, LAKE_TABLES
+from ecomm_assets.core.schemas import ENGAGEMENT, ENGAGEMENT_ANALYTICS
 from ecomm_assets.core.storage import input_read
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_FRESHNESS
 from ecomm_assets.resources import LakeResource
@@ -120,14 +121,12 @@ def _engagement_analytics(context: dg.AssetExecutionContext, lake: LakeResource,
     and `optional` tables (read where they hold it); its metadata."""
     store = lake.store()
     derivation = Derivation(name, tuple(table_dir(t) for t in inputs), tuple(table_dir(t) for t in optional))
-    columns = columns_read_by(name)
     with derived_build(context, store, derivation, ENGAGEMENT_ANALYTICS[name]) as build:
         for days in build.batches():
-            tables = {table: read_days(store, table, days, columns=columns[table]) for table in inputs}
-            for table in optional:
-                read = read_days(store, table, days, missing_ok=True, columns=columns[table])
-                tables[table] = read if read.num_columns else LAKE_TABLES[table].empty_table().select(columns[table])
-            table = build_engagement_analytics(name, tables)
+            with contextlib.ExitStack() as stack:
+                tables = {table: stack.enter_context(days_as_files(store, table, days, missing_ok=table in optional))
+                          for table in (*inputs, *optional)}
+                table = build_engagement_analytics(name, tables)
             build.write(split_by_day(table, "snapshot_date", days))
     return build.metadata()
 

@@ -16,8 +16,8 @@ from ecomm_assets.assets.days import (
     day_batches,
     day_files,
     day_metadata,
+    days_as_files,
     derived_build,
-    read_days,
     run_days,
     split_by_day,
     write_days,
@@ -60,7 +60,6 @@ from ecomm_assets.core.storage import LakeFile, LakeStore, input_read
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
-    order_lines_read_by,
     write_orders,
 )
 from ecomm_assets.partitions import (
@@ -216,8 +215,8 @@ def _dimension(context: dg.AssetExecutionContext, lake: LakeResource, name: str,
             missing = [str(day) for day, records in snapshots.items() if records is None]
             if missing:
                 context.log.warning(f"no {collection} snapshot for {', '.join(missing)}: rows come from orders only")
-            lines = read_days(store, "order_lines", days, columns=order_lines_read_by(name))
-            table = builder({day: records or [] for day, records in snapshots.items()}, lines)
+            with days_as_files(store, "order_lines", days) as lines:
+                table = builder({day: records or [] for day, records in snapshots.items()}, lines)
             build.write(split_by_day(table, "snapshot_date", days))
     return dg.MaterializeResult(metadata=build.metadata())
 

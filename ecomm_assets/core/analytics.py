@@ -59,21 +59,15 @@ _SQL = {
 }
 
 
-def build_analytics(name: str, inputs: Mapping[str, pa.Table], days: list[date]) -> pa.Table:
+def build_analytics(name: str, inputs: Mapping[str, pa.Table | duck.ParquetFiles], days: list[date]) -> pa.Table:
     """The analytics table `name` for `days` from its inputs (see `columns_read_by`). Revenue is
     the sum of line totals (what was sold)."""
     return _query(_SQL[name], ANALYTICS[name], days, **inputs)
 
 
-def _query(sql: str, contract: pa.Schema, days: list[date], **tables: pa.Table) -> pa.Table:
+def _query(sql: str, contract: pa.Schema, days: list[date], **tables: pa.Table | duck.ParquetFiles) -> pa.Table:
     """`sql` over `tables` (by name) and `days` (a table of column `day`), as `contract`."""
-    con = duck.connect()
-    for name, table in tables.items():
-        con.register(name, table)
-    con.register("days", pa.table({"day": pa.array(sorted(days), pa.date32())}))
-    result = con.sql(sql).to_arrow_table().cast(contract)
-    con.close()
-    return result
+    return duck.query(sql, days=pa.table({"day": pa.array(sorted(days), pa.date32())}), **tables).cast(contract)
 
 
 _RATING_COUNTS = ", ".join(f"count(*) FILTER (WHERE rating = {n}) AS rating_{n}" for n in range(1, 6))
@@ -165,22 +159,18 @@ _PURCHASE_SQL = {
 @functools.cache
 def columns_read_by(name: str) -> dict[str, list[str]]:
     """The lake tables the query of analytics table `name` reads, each with the columns it reads:
-    what to read of them (a day's files are decoded for these columns only)."""
+    the inputs a build reads (a query decodes only these columns of a day's files)."""
     return columns_read({**_SQL, **_ENGAGEMENT_SQL, **_PURCHASE_SQL}[name], LAKE_TABLES)
 
 
-def build_engagement_analytics(name: str, inputs: Mapping[str, pa.Table]) -> pa.Table:
+def build_engagement_analytics(name: str, inputs: Mapping[str, pa.Table | duck.ParquetFiles]) -> pa.Table:
     """The engagement analytics table `name` from the days' product_reviews, posts, comments and
     order_lines (each table of `inputs`, by name)."""
-    con = duck.connect()
-    for table_name, table in inputs.items():
-        con.register(table_name, table)
-    result = con.sql(_ENGAGEMENT_SQL[name]).to_arrow_table().cast(ENGAGEMENT_ANALYTICS[name])
-    con.close()
-    return result
+    return duck.query(_ENGAGEMENT_SQL[name], **inputs).cast(ENGAGEMENT_ANALYTICS[name])
 
 
-def build_purchase_analytics(name: str, purchase_events: pa.Table, dim_user_profiles: pa.Table, days: list[date]) -> pa.Table:
+def build_purchase_analytics(name: str, purchase_events: pa.Table | duck.ParquetFiles, dim_user_profiles: pa.Table,
+                             days: list[date]) -> pa.Table:
     """The purchase analytics table `name` for `days`, from their purchase events and the profiles."""
     return _query(_PURCHASE_SQL[name], PURCHASE_ANALYTICS[name], days,
                   purchase_events=purchase_events, dim_user_profiles=dim_user_profiles)

@@ -11,8 +11,10 @@ with exactly a table's contract (`DayFiles`): the files a lake partition takes a
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Self
@@ -59,6 +61,27 @@ def bounded(spill: str) -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_progress_bar = false")  # a long day's query would draw one on the run's stderr
     con.execute("SET preserve_insertion_order = true")  # rows streamed in input order (DayFiles: day after day)
     return con
+
+
+@dataclass(frozen=True)
+class ParquetFiles:
+    """A table as local Parquet files (a lake table's days), read as a query goes: no file is held
+    whole. `schema`: the table's, what no files read as."""
+
+    paths: Sequence[str]
+    schema: pa.Schema
+
+
+def query(sql: str, **inputs: pa.Table | ParquetFiles) -> pa.Table:
+    """`sql`'s result over `inputs` (Arrow tables or Parquet files, by name) on a database bounded
+    to MEMORY_LIMIT that spills into a temporary folder: the inputs may be larger than memory."""
+    with tempfile.TemporaryDirectory(prefix="spill-") as spill, bounded(spill) as con:
+        for name, source in inputs.items():
+            if isinstance(source, ParquetFiles) and source.paths:
+                con.read_parquet(list(source.paths)).create_view(name)
+            else:
+                con.register(name, source.schema.empty_table() if isinstance(source, ParquetFiles) else source)
+        return con.sql(sql).to_arrow_table()
 
 
 # Rows per batch a query streams: small enough that the Arrow buffers DuckDB fills for one batch

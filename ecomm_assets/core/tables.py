@@ -5,7 +5,6 @@ returns rows carrying their day (order_date or snapshot_date), ready to split in
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,18 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.scans import columns_read
-from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, LAKE_TABLES, ORDERS
-
-
-def _query(sql: str, **tables: pa.Table) -> pa.Table:
-    con = duck.connect()
-    for name, table in tables.items():
-        con.register(name, table)
-    result = con.sql(sql).to_arrow_table()
-    con.close()
-    return result
-
+from ecomm_assets.core.schemas import DIM_CUSTOMERS, DIM_PRODUCTS, ORDERS
 
 # One row per order and day (an id is unique within a day: a range must give what its days give
 # one by one), day after day; `reconciles` says whether the reported total equals the line totals.
@@ -46,7 +34,7 @@ FROM order_lines GROUP BY order_date, order_id ORDER BY order_date, order_ts, or
 
 def build_orders(order_lines: pa.Table) -> pa.Table:
     """The orders of `order_lines` (any number of days), one row per order and day."""
-    return _query(_ORDERS, order_lines=order_lines).cast(ORDERS)
+    return duck.query(_ORDERS, order_lines=order_lines).cast(ORDERS)
 
 
 @dataclass
@@ -116,30 +104,21 @@ GROUP BY order_date, customer_id
 ORDER BY snapshot_date, origin = 'orders', customer_id
 """
 
-_DIMENSIONS = {"dim_products": _DIM_PRODUCTS, "dim_customers": _DIM_CUSTOMERS}
-
-
-@functools.cache
-def order_lines_read_by(dimension: str) -> list[str]:
-    """The order_lines columns a dimension's query reads: all its builder needs of the days' files."""
-    return columns_read(_DIMENSIONS[dimension], LAKE_TABLES)["order_lines"]
-
-
-def build_dim_products(products: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
+def build_dim_products(products: dict[date, list[dict]], order_lines: pa.Table | duck.ParquetFiles) -> pa.Table:
     """Each day's products snapshot, plus products seen only in that day's orders (landed files may
     sell products the snapshot does not list yet), with the attributes of their latest order line
-    (`order_lines`: at least the columns of order_lines_read_by)."""
+    (`order_lines`: the days' order lines, a table or its files)."""
     products_table = _snapshots(
         products,
         {"id": pa.string(), "title": pa.string(), "category": pa.string(), "brand": pa.string(),
          "price": pa.float64(), "discountPercentage": pa.float64(), "rating": pa.float64(), "stock": pa.int64()},
     )
-    return _query(_DIM_PRODUCTS, products=products_table, order_lines=order_lines).cast(DIM_PRODUCTS)
+    return duck.query(_DIM_PRODUCTS, products=products_table, order_lines=order_lines).cast(DIM_PRODUCTS)
 
 
-def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) -> pa.Table:
+def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table | duck.ParquetFiles) -> pa.Table:
     """Each day's users with their address flattened, plus customers seen only in that day's orders
-    (`order_lines`: at least the columns of order_lines_read_by)."""
+    (`order_lines`: the days' order lines, a table or its files)."""
     address = pa.struct(
         {"address": pa.string(), "city": pa.string(), "state": pa.string(), "postalCode": pa.string(), "country": pa.string()}
     )
@@ -147,7 +126,7 @@ def build_dim_customers(users: dict[date, list[dict]], order_lines: pa.Table) ->
         users,
         {"id": pa.string(), "firstName": pa.string(), "lastName": pa.string(), "email": pa.string(), "address": address},
     )
-    return _query(_DIM_CUSTOMERS, users=users_table, order_lines=order_lines).cast(DIM_CUSTOMERS)
+    return duck.query(_DIM_CUSTOMERS, users=users_table, order_lines=order_lines).cast(DIM_CUSTOMERS)
 
 
 def _snapshots(snapshots: dict[date, list[dict]], fields: dict[str, pa.DataType]) -> pa.Table:

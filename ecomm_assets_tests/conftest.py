@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -114,8 +115,8 @@ def wait_for(what: str, condition, timeout: float = 240, every: float = 0.5):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def graphql(url: str, query: str, **variables) -> dict:
-    answer = requests.post(url, json={"query": query, "variables": variables}, timeout=10).json()
+def graphql(url: str, query: str, timeout: float = 10, **variables) -> dict:
+    answer = requests.post(url, json={"query": query, "variables": variables}, timeout=timeout).json()
     assert "errors" not in answer, answer
     return answer["data"]
 
@@ -147,6 +148,61 @@ def running_dagster_dev(cwd: Path, env: dict, *args: str, log: Path):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@contextlib.contextmanager
+def running_project(folder: Path, settings: dict):
+    """`dagster dev` on this project's workspace (this checkout's code, ahead of any other copy the
+    environment installed), run in `folder` with its local instance there; alerts go to a file of
+    `folder` unless `settings` say otherwise. Yields its GraphQL URL."""
+    home = local_instance_home(folder / "home")
+    env = os.environ | {
+        "DAGSTER_HOME": str(home), "ECOMM_ALERTS_PATH": str(folder / "alerts.jsonl"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+    } | settings
+    with running_dagster_dev(folder, env, "-w", str(PROJECT / "workspace.yaml"), log=folder / "dagster-dev.log") as url:
+        yield url
+
+
+FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+@dataclass
+class UIBackfill:
+    id: str
+    status: str  # the backfill's final status (BulkActionStatus)
+    runs: list[dict]  # in launch order: {"status", "tags": {key: value}, "assets": [key path, ...]}
+
+
+def launch_ui_backfill(url: str, partition_names: list[str]) -> str:
+    """What the UI's "Materialize all" + "Launch backfill" over `partition_names` sends
+    (launchPartitionBackfill of every materializable asset); the backfill's id."""
+    nodes = graphql(url, "{ assetNodes { assetKey { path } isMaterializable } }")["assetNodes"]
+    keys = [node["assetKey"] for node in nodes if node["isMaterializable"]]
+    launch = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+        __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }"""
+    launched = graphql(url, launch, timeout=30, p={"assetSelection": keys, "partitionNames": partition_names})[
+        "launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
+def finished_backfill(url: str, backfill_id: str, timeout: float = 300) -> UIBackfill:
+    """The backfill `backfill_id` once the daemon ended it (it evaluates backfills every 30 s): its
+    final status and its runs."""
+    status = "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
+
+    def finished():
+        now = graphql(url, status, id=backfill_id)["partitionBackfillOrError"]["status"]
+        return now if now in FINISHED_BACKFILL else None
+
+    final = wait_for("the backfill to end", finished, timeout=timeout, every=1)
+    runs = """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results {
+        status tags { key value } assetSelection { path } } } } }"""
+    results = graphql(url, runs, f={"tags": [{"key": "dagster/backfill", "value": backfill_id}]})["runsOrError"]["results"]
+    return UIBackfill(backfill_id, final, [  # the newest run first: reversed, the order of their launch
+        {"status": run["status"], "tags": {tag["key"]: tag["value"] for tag in run["tags"]},
+         "assets": [asset["path"] for asset in run["assetSelection"] or []]} for run in reversed(results)])
 
 
 @pytest.fixture
@@ -290,7 +346,7 @@ def postgres():
         shutil.chown(folder, "postgres")
     data = folder / "data"
     initdb = subprocess.run([*as_owner, _postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                            capture_output=True, text=True)
+                            check=False, capture_output=True, text=True)
     assert initdb.returncode == 0, initdb.stderr
     port = free_port()
     server = subprocess.Popen(

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from ecomm_assets.definitions import defs
 from ecomm_assets_tests.conftest import (
@@ -157,7 +155,8 @@ def test_the_default_instance_is_dagster_s_public_settings_only():
 
 def test_the_local_instance_queues_one_run_per_day_and_monitors_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # its storage, .dagster/, is relative to the working directory
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(PROJECT))) as instance:
+    shutil.copy(PROJECT / "dagster.yaml", tmp_path)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits
         assert limits == [
             {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
@@ -198,11 +197,13 @@ def test_a_range_run_on_the_opt_in_reads_the_same_with_dagster_s_own_storage(tmp
         }
 
     monkeypatch.chdir(clone)  # the instance the CLI opens there: the opt-in's storage
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(clone))) as instance:
+    with dg.DagsterInstance.from_config(str(clone)) as instance:
         assert type(instance.event_log_storage) is FastSqliteEventLogStorage
         ours = recorded(instance)
     with dg.DagsterInstance.from_config(str(clone / ".dagster")) as instance:  # Dagster's default storage
-        assert type(instance.event_log_storage) is SqliteEventLogStorage
+        # Dagster's SqliteEventLogStorage (not public API), which the opt-in's class extends.
+        assert type(instance.event_log_storage) is FastSqliteEventLogStorage.__base__
+        assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
         assert recorded(instance) == ours
 
     status, events = ours["run"]

@@ -1,37 +1,26 @@
 """Scale-out backfills (ECOMM_BACKFILL_DAYS_PER_RUN): a backfill split into runs of a few days, as the
-daemon launches it, writes the same lake as one run for the whole range."""
+daemon of `dagster dev` launches it, writes the same lake as one run for the whole range."""
 
-import contextlib
 import json
-import logging
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
-import pytest
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.test_utils import create_test_daemon_workspace_context
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.backfill import execute_backfill_iteration
 
 from ecomm_assets.core.layout import raw_orders_dir, table_dir
 from ecomm_assets.core.schemas import USAGE_TABLES
-from ecomm_assets_tests.conftest import PROJECT, project_loaded_with
+from ecomm_assets_tests.conftest import (
+    finished_backfill,
+    graphql,
+    launch_ui_backfill,
+    project_loaded_with,
+    running_project,
+)
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 RANGE_TAGS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
 # The usage asset's tables are the runs' own measurement (requests a run makes): more runs, more requests.
 RUN_MEASUREMENTS = tuple(table_dir(table) for table in USAGE_TABLES)
-
-
-# The daemon's instance is SQLite files (a file per run); on a busy disk their commits cost more than
-# the runs: in memory (tmpfs) where the machine has it.
-FAST_TEMPORARY_FOLDER = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
 def settings(folder: Path, **more: str) -> dict[str, str]:
@@ -106,59 +95,42 @@ def single_run_backfill(folder: Path) -> None:
         assert job.execute_in_process(instance=instance, tags=RANGE_TAGS).success
 
 
-def batched_backfill(folder: Path, days_per_run: int):
-    """What the UI's "Materialize all" of the range launches, handled by the daemon's backfill loop
-    on a code location started with ECOMM_BACKFILL_DAYS_PER_RUN: the backfill's runs, in launch
-    order, and the asset graph the daemon saw."""
-    environment = settings(folder, ECOMM_BACKFILL_DAYS_PER_RUN=str(days_per_run), ECOMM_LANDING_SENSOR="off")
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(project_loaded_with(**environment))
-        # The runs the backfill submits execute in this process, one after another, as soon as submitted.
-        storage = stack.enter_context(tempfile.TemporaryDirectory(dir=FAST_TEMPORARY_FOLDER))
-        instance = stack.enter_context(dg.instance_for_test(
-            temp_dir=storage, synchronous_run_coordinator=True, synchronous_run_launcher=True))
-        origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(
-            executable_path=sys.executable, module_name="ecomm_assets", attribute="defs", working_directory=str(PROJECT)),
-            location_name="ecomm_assets")
-        workspace = stack.enter_context(create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget([origin]), instance))
-        graph = workspace.create_request_context().asset_graph
-        instance.add_backfill(PartitionBackfill.from_asset_partitions(
-            backfill_id="batched", asset_graph=graph, partition_names=DAYS, asset_selection=list(graph.materializable_asset_keys),
-            backfill_timestamp=time.time(), tags={}, dynamic_partitions_store=instance, all_partitions=False, title=None,
-            description=None, run_config=None))
-        for _ in range(20):  # each iteration launches the runs whose parents are done
-            list(execute_backfill_iteration(workspace, logging.getLogger("backfill")))
-            if instance.get_backfill("batched").status != BulkActionStatus.REQUESTED:
-                break
-        assert instance.get_backfill("batched").status == BulkActionStatus.COMPLETED_SUCCESS
-        return list(reversed(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": "batched"})))), graph
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_backfill_in_batches_of_days_writes_the_same_lake_as_one_run(tmp_path):
     for lake in ("single", "batched"):
         land_orders(tmp_path / lake)
-    single_run_backfill(tmp_path / "single")
-    runs, graph = batched_backfill(tmp_path / "batched", days_per_run=2)
+    # What the UI's "Materialize all" of the range launches on a `dagster dev` started with
+    # ECOMM_BACKFILL_DAYS_PER_RUN, handled by its daemon; the single run meanwhile, in this process.
+    batched_settings = settings(tmp_path / "batched", ECOMM_BACKFILL_DAYS_PER_RUN="2", ECOMM_LANDING_SENSOR="off")
+    with running_project(tmp_path / "batched", batched_settings) as url:
+        backfill_id = launch_ui_backfill(url, DAYS)
+        single_run_backfill(tmp_path / "single")
+        backfill = finished_backfill(url, backfill_id)
+        # The asset graph the code location serves: each materializable asset's key path, whether
+        # it is partitioned, and its parents'.
+        nodes = graphql(url, "{ assetNodes { assetKey { path } isMaterializable isPartitioned dependencyKeys { path } } }")
+        graph = {tuple(node["assetKey"]["path"]): (node["isPartitioned"], {tuple(parent["path"]) for parent in node["dependencyKeys"]})
+                 for node in nodes["assetNodes"] if node["isMaterializable"]}
+    runs = backfill.runs
 
     # Batches of at most 2 days, each in runs tagged with its range and the backfill, for the run
     # queue; the unpartitioned assets once each, in runs without a range; every asset in a run
     # launched after (or in the same run as) its parents' run for the same days.
-    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
-    assert all(run.tags["dagster/backfill"] == "batched" for run in runs)
-    ranges = [(run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end"))
+    assert backfill.status == "COMPLETED_SUCCESS"
+    assert {run["status"] for run in runs} == {"SUCCESS"}
+    assert all(run["tags"]["dagster/backfill"] == backfill.id for run in runs)
+    ranges = [(run["tags"].get("dagster/asset_partition_range_start"), run["tags"].get("dagster/asset_partition_range_end"))
               for run in runs]
     batches = [("2024-03-01", "2024-03-02"), ("2024-03-03", "2024-03-03")]
     whole = (None, None)
     assert sorted(set(ranges) - {whole}) == batches
-    materializable = graph.materializable_asset_keys
-    daily = {key for key in materializable if graph.get(key).partitions_def is not None}
-    launched = [(key, days, index) for index, (run, days) in enumerate(zip(runs, ranges)) for key in run.asset_selection]
+    materializable = set(graph)
+    daily = {key for key, (partitioned, _) in graph.items() if partitioned}
+    launched = [(tuple(path), days, index) for index, (run, days) in enumerate(zip(runs, ranges)) for path in run["assets"]]
     for batch in batches:
         assert sorted(key for key, days, _ in launched if days == batch) == sorted(daily)
     assert sorted(key for key, days, _ in launched if days == whole) == sorted(materializable - daily)
     for key, days, index in launched:
-        for parent in graph.get(key).parent_keys & materializable:
+        for parent in graph[key][1] & materializable:
             parent_runs = [i for p, d, i in launched if p == parent and (d == days or whole in (d, days))]
             assert parent_runs and max(parent_runs) <= index, (key, days, parent)
 

@@ -3,12 +3,9 @@ moto S3 + Glue; a file lands in S3; the Lambda bridge gets the S3 event and laun
 through GraphQL; the daemon's sensor recomputes the day; the orders reach order_lines and Glue.
 The same event delivered again changes nothing."""
 
-import contextlib
 import io
 import json
-import os
 import time
-from pathlib import Path
 from urllib.parse import quote_plus
 
 import boto3
@@ -18,24 +15,15 @@ import requests
 
 from ecomm_assets.definitions import defs
 from ecomm_assets_tests.conftest import (
-    local_instance_home,
-    running_dagster_dev,
+    finished_backfill,
+    launch_ui_backfill,
+    running_project,
     wait_for,
 )
 from lambda_bridge import handler as bridge
 
-ROOT = Path(__file__).resolve().parents[2]
 DAY = "2024-01-15"
 KEY = "prefix/landing/orders/drop 1.json"
-
-
-@contextlib.contextmanager
-def running_project(tmp_path, settings: dict):
-    """`dagster dev` on this project's workspace, with its local instance in a folder of the test."""
-    home = local_instance_home(tmp_path / "home")
-    env = os.environ | {"DAGSTER_HOME": str(home), "ECOMM_ALERTS_PATH": str(tmp_path / "alerts.jsonl")} | settings
-    with running_dagster_dev(tmp_path, env, "-w", str(ROOT / "workspace.yaml"), log=tmp_path / "dagster-dev.log") as url:
-        yield url
 
 
 @pytest.fixture
@@ -118,33 +106,18 @@ def test_a_ui_backfill_of_a_range_is_one_run(tmp_path):
     run for the whole range, a file per day (and one for the dashboard, which is not partitioned)."""
     lake = tmp_path / "lake"
     settings = {"ECOMM_LAKE_URI": str(lake), "ECOMM_DUCKDB_CATALOG": str(tmp_path / "catalog.duckdb"), "ECOMM_ORDERS_PER_DAY": "50"}
+    days = ["2024-02-01", "2024-02-02", "2024-02-03"]
     with running_project(tmp_path, settings) as url:
-        # What "Materialize all" takes: landed_files is recorded by the ingest, not materialized.
-        keys_query = "{ assetNodes { assetKey { path } isMaterializable } }"
-        nodes = requests.post(url, json={"query": keys_query}, timeout=10).json()["data"]["assetNodes"]
-        keys = [n["assetKey"] for n in nodes if n["isMaterializable"]]
-        launch = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-            __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }"""
-        days = ["2024-02-01", "2024-02-02", "2024-02-03"]
-        answer = requests.post(url, json={"query": launch, "variables": {"p": {"assetSelection": keys, "partitionNames": days}}}, timeout=30).json()
-        backfill_id = answer["data"]["launchPartitionBackfill"]["backfillId"]
-        status_query = "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
-        wait_for("the backfill", lambda: requests.post(url, json={"query": status_query, "variables": {"id": backfill_id}}, timeout=10)
-                 .json()["data"]["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED"))
-        assert requests.post(url, json={"query": status_query, "variables": {"id": backfill_id}}, timeout=10).json()["data"][
-            "partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS")
-        runs_query = """query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results {
-            status tags { key value } assetSelection { path } } } } }"""
-        backfill_runs = requests.post(url, json={"query": runs_query, "variables": {"f": {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}}}, timeout=10).json()
-        runs = backfill_runs["data"]["runsOrError"]["results"]
-        # Runs for the whole range, never one per day: the daily assets in range runs, and every
-        # unpartitioned asset (the derived tables build the range's days) in runs after them.
-        assert {r["status"] for r in runs} == {"SUCCESS"}
-        ranges = [{t["key"]: t["value"] for t in r["tags"] if "partition" in t["key"]} for r in runs]
-        whole = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
-        assert all(tags in ({}, whole) for tags in ranges) and 1 <= ranges.count(whole) <= 2
-        unpartitioned = sorted(a["path"] for r, tags in zip(runs, ranges) if not tags for a in r["assetSelection"])
-        graph = defs.resolve_asset_graph()
-        assert unpartitioned == sorted(key.path for key in graph.materializable_asset_keys if not graph.get(key).partitions_def)
+        backfill = finished_backfill(url, launch_ui_backfill(url, days))
+    assert backfill.status in ("COMPLETED", "COMPLETED_SUCCESS")
+    # Runs for the whole range, never one per day: the daily assets in range runs, and every
+    # unpartitioned asset (the derived tables build the range's days) in runs after them.
+    assert {r["status"] for r in backfill.runs} == {"SUCCESS"}
+    ranges = [{key: value for key, value in r["tags"].items() if "partition" in key} for r in backfill.runs]
+    whole = {"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
+    assert all(tags in ({}, whole) for tags in ranges) and 1 <= ranges.count(whole) <= 2
+    unpartitioned = sorted(path for r, tags in zip(backfill.runs, ranges) if not tags for path in r["assets"])
+    graph = defs.resolve_asset_graph()
+    assert unpartitioned == sorted(key.path for key in graph.materializable_asset_keys if not graph.get(key).partitions_def)
     assert sorted(p.name for p in (lake / "processed" / "order_lines").iterdir()) == [f"dt={d}" for d in days]
     assert sorted(p.name for p in (lake / "processed" / "top_customers").iterdir()) == [f"dt={d}" for d in days]

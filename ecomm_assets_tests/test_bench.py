@@ -90,3 +90,35 @@ def test_the_bench_flags_requests_that_grow_with_the_days_and_writes_of_more_tha
     cells = rows["good"].split(" | ")
     assert (cells[1], cells[4], cells[7], cells[10], cells[11]) == ("1/d", "1", "1/d", "1", "1/d")
     assert sum(runs[5]["good"].data.values(), 0) == 11 and runs[5]["good"].lock == Counter({"put": 5})
+
+
+def test_the_day_memory_bench_steps_are_the_days_assets_upstream_first_each_followed_by_its_checks():
+    steps = bench_module("day_memory_bench").plan(defs)
+    graph = defs.resolve_asset_graph()
+    assets = [s for s in steps if not s.endswith("_checks")]
+    assert assets[0] == "snapshots" and {"orders_raw", "order_lines", "orders", "dim_customers", "catalog", "usage"} <= set(assets)
+    assert not {"purchase_events", "dim_user_profiles", "purchase_breakdown"} & set(assets)  # the purchase log's, not the day's
+    for index, key in enumerate(map(dg.AssetKey, assets)):
+        assert {p.to_user_string() for p in graph.get(key).parent_keys} & set(assets) <= set(assets[:index])  # inputs first
+    for index, step in enumerate(steps):
+        if step.endswith("_checks"):
+            assert steps[index - 1] == step.removesuffix("_checks")
+    assert [s for s in steps if s.endswith("_checks")] == [
+        a + "_checks" for a in assets if graph.get(dg.AssetKey(a)).check_keys]
+
+
+def test_the_day_memory_bench_prints_each_steps_peak_and_the_target(tmp_path, capsys):
+    """A tiny day, three steps: a daily asset (the day's partition), a derived table (no partition)
+    and its checks; each in its own process, as the bench runs them. No figure is judged here."""
+    bench = bench_module("day_memory_bench")
+    assert bench.main(["--orders-per-day", "200", "--steps", "posts_checks,snapshots,posts",
+                       "--keep", str(tmp_path / "lake")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in out}
+    assert list(rows)[list(rows).index("step") + 1:list(rows).index("largest")] == ["baseline", "snapshots", "posts", "posts_checks"]
+    for step in ("snapshots", "posts", "posts_checks"):
+        peak, _, seconds, target = rows[step][:4]
+        assert float(peak) > 0 and float(seconds) >= 0 and target in ("met", "MISSED")
+    assert float(rows["baseline"][2]) > 0
+    assert any(line.startswith("target (issue 13): memory does not grow with the day") for line in out)
+    assert any(line.startswith("largest step: ") and "steps within 1024 MiB" in line for line in out)

@@ -72,10 +72,20 @@ class ParquetFiles:
     schema: pa.Schema
 
 
+_bounded_database: tuple[int, duckdb.DuckDBPyConnection, tempfile.TemporaryDirectory] | None = None
+
+
 def query(sql: str, **inputs: pa.Table | ParquetFiles) -> pa.Table:
-    """`sql`'s result over `inputs` (Arrow tables or Parquet files, by name) on a database bounded
-    to MEMORY_LIMIT that spills into a temporary folder: the inputs may be larger than memory."""
-    with tempfile.TemporaryDirectory(prefix="spill-") as spill, bounded(spill) as con:
+    """`sql`'s result over `inputs` (Arrow tables or Parquet files, by name) on the process's database
+    bounded to MEMORY_LIMIT, which spills into a temporary folder of its own: the inputs may be
+    larger than memory. A cursor on it, as `connect` gives: opening a database costs a query's time."""
+    global _bounded_database
+    if _bounded_database is None or _bounded_database[0] != os.getpid():  # never share a database across a fork
+        spill = tempfile.TemporaryDirectory(prefix="spill-")  # removed when the process ends
+        _bounded_database = (os.getpid(), bounded(spill.name), spill)
+    with _bounded_database[1].cursor() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         for name, source in inputs.items():
             if isinstance(source, ParquetFiles) and source.paths:
                 con.read_parquet(list(source.paths)).create_view(name)

@@ -227,7 +227,7 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
 
 
 def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted_aws):
-    """Steps that read and write days (read_days, write_days, the checks' row counts and raw
+    """Steps that read and write days (days_as_files, write_days, the checks' row counts and raw
     recounts) send as many LISTs and HEADs for three days as for one: one listing answers all the
     days, never a request per day or file. Each file written is one PUT, each day one lease."""
     bench = bench_module("s3_requests_bench")

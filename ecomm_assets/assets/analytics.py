@@ -9,7 +9,7 @@ from ecomm_assets.assets.days import (
     Derivation,
     days_as_files,
     derived_build,
-    read_days,
+    read_days_present,
     read_table,
     split_by_day,
 )
@@ -180,7 +180,7 @@ def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     if newest is None:
         raise dg.Failure(f"no day of the lake has all of {', '.join(DASHBOARD_INPUTS)} yet: materialize a day first")
     trailing = [newest - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
-    daily = read_days(store, "daily_order_summary", trailing, missing_ok=True)
+    daily = read_days_present(store, "daily_order_summary", trailing)
     categories = read_table(store, "sales_by_category", newest)
     products = read_table(store, "product_performance", newest)
     charts = render_charts(daily, categories, products)

@@ -81,20 +81,12 @@ def days_as_files(store: LakeStore, table: str, days: list[date], missing_ok: bo
         yield duck.ParquetFiles(paths, LAKE_TABLES[table])
 
 
-def read_days(store: LakeStore, table: str, days: list[date], missing_ok: bool = False,
-              columns: Sequence[str] | None = None) -> pa.Table:
-    """The table's rows of `days` (of `columns` only, when given), in one table. A day without a
-    file is an error naming the table and the days (materialize them first), or, with
-    `missing_ok`, contributes nothing. On S3: a GET per day there, and with `missing_ok` one LIST
-    that finds them (no HEAD per day)."""
-    rels = {table_path(table, day): day for day in days}
-    if missing_ok:
-        present = store.existing(list(rels))
-        return store.read_parquet([rel for rel in rels if rel in present], columns)
-    rows, missing = store.read_parquet_present(list(rels), columns)
-    if missing:
-        raise _missing(table, sorted(rels[rel] for rel in missing))
-    return rows
+def read_days_present(store: LakeStore, table: str, days: list[date]) -> pa.Table:
+    """The table's rows of those of `days` it holds, in one table: one LIST finds them (no HEAD per
+    day), then a GET of each."""
+    rels = [table_path(table, day) for day in days]
+    present = store.existing(rels)
+    return store.read_parquet([rel for rel in rels if rel in present])
 
 
 def split_by_day(table: pa.Table, day_column: str, days: list[date]) -> dict[date, pa.Table]:

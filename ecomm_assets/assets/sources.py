@@ -132,7 +132,8 @@ def orders_raw(context: dg.AssetExecutionContext, lake: LakeResource, order_sour
             held.ensure_held()
             rows[day] = 0
             if generated is not None:
-                written = store.write_parts(f"{folder}/{generated}", _counted_lines(parts, rows, day))
+                # The day's lock checked again once its parts are made (a large day takes minutes).
+                written = store.write_parts(f"{folder}/{generated}", _counted_lines(parts, rows, day), held.ensure_held)
                 size, files[day][generated] = size + written, written
             for name in replaced & files[day].keys():
                 store.delete(f"{folder}/{name}")

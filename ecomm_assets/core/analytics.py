@@ -1,7 +1,8 @@
 """Daily analytics from order lines and orders: what the tutorials' QuickSight dashboards show.
 
-Pure functions over Arrow tables of any number of days, computed in DuckDB in one query; each
-row carries its order_date, and each result has a contract in core/schemas.py (ANALYTICS).
+Pure functions over Arrow tables or Parquet files of any number of days, computed in DuckDB in one
+query; each row carries its order_date, and each result has a contract in core/schemas.py
+(ANALYTICS).
 """
 
 from __future__ import annotations

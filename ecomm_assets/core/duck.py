@@ -1,17 +1,21 @@
 """In-memory DuckDB connections for the data code.
 
-Opening a new in-memory database costs about 14 ms; a cursor on an open one, microseconds. A
+Opening a new in-memory database costs about 14-30 ms; a cursor on an open one, microseconds. A
 backfill makes thousands of small queries, so every caller gets a cursor (its own connection, with
-its own settings, temporary tables and registered tables) on one database per process.
+its own settings, temporary tables and registered tables) on one of two databases per process:
+`connect`'s, for small work, and `query`'s, bounded to MEMORY_LIMIT, for inputs of any size.
 
 A query's result too large to hold is streamed (`rows`) and written day by day to Parquet files
 with exactly a table's contract (`DayFiles`): the files a lake partition takes as they are.
 """
 
+import atexit
 import contextlib
 import functools
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,23 +31,38 @@ import pyarrow.parquet as pq
 from ecomm_assets.core.schemas import conform
 from ecomm_assets.core.storage import (
     CONFORM_BATCH_ROWS,
+    MACHINE_STAGING,
     PARQUET_COMPRESSION,
     PARQUET_COMPRESSION_LEVEL,
+    owner,
+    sweep_folder,
 )
-
-_database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
 # DuckDB's allocator returns freed memory to the system from threads of its own; without them a
 # process keeps what its largest query took, step after step. A process-wide setting.
 PROCESS_CONFIG = {"allocator_background_threads": True}
 
 
+_databases: dict[str, tuple[int, duckdb.DuckDBPyConnection]] = {}
+_inherited: list[tuple[int, duckdb.DuckDBPyConnection]] = []  # a forked child's copies: freeing one there hangs
+_databases_lock = threading.Lock()
+
+
+def _process_database(kind: str, open_database: Callable[[], duckdb.DuckDBPyConnection]) -> duckdb.DuckDBPyConnection:
+    """The process's database of `kind`, opened on first use; never shared across a fork (a forked
+    child opens its own and keeps the copy it inherited)."""
+    with _databases_lock:
+        held = _databases.get(kind)
+        if held is None or held[0] != os.getpid():
+            if held is not None:
+                _inherited.append(held)
+            held = _databases[kind] = (os.getpid(), open_database())
+        return held[1]
+
+
 def connect() -> duckdb.DuckDBPyConnection:
     """A new connection, with date parts and casts in UTC whatever the machine's zone."""
-    global _database
-    if _database is None or _database[0] != os.getpid():  # never share a database across a fork
-        _database = (os.getpid(), duckdb.connect(config=PROCESS_CONFIG))
-    con = _database[1].cursor()
+    con = _process_database("plain", lambda: duckdb.connect(config=PROCESS_CONFIG)).cursor()
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -72,18 +91,26 @@ class ParquetFiles:
     schema: pa.Schema
 
 
-_bounded_database: tuple[int, duckdb.DuckDBPyConnection, tempfile.TemporaryDirectory] | None = None
+def _open_bounded() -> duckdb.DuckDBPyConnection:
+    """The process's bounded database, spilling into a folder of MACHINE_STAGING named for this
+    process: removed when it exits, and by the next process's sweep if it was killed."""
+    os.makedirs(MACHINE_STAGING, exist_ok=True)
+    sweep_folder(MACHINE_STAGING)
+    spill = tempfile.mkdtemp(prefix=f"{owner()}~spill-", dir=MACHINE_STAGING)
+    atexit.register(_remove_spill, os.getpid(), spill)
+    return bounded(spill)
+
+
+def _remove_spill(pid: int, spill: str) -> None:
+    if os.getpid() == pid:  # not in a forked child, which inherits the handler
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def query(sql: str, **inputs: pa.Table | ParquetFiles) -> pa.Table:
     """`sql`'s result over `inputs` (Arrow tables or Parquet files, by name) on the process's database
-    bounded to MEMORY_LIMIT, which spills into a temporary folder of its own: the inputs may be
-    larger than memory. A cursor on it, as `connect` gives: opening a database costs a query's time."""
-    global _bounded_database
-    if _bounded_database is None or _bounded_database[0] != os.getpid():  # never share a database across a fork
-        spill = tempfile.TemporaryDirectory(prefix="spill-")  # removed when the process ends
-        _bounded_database = (os.getpid(), bounded(spill.name), spill)
-    with _bounded_database[1].cursor() as con:
+    bounded to MEMORY_LIMIT, which spills to disk: the inputs may be larger than memory. A cursor
+    on it, as `connect` gives: opening a database costs a query's time."""
+    with _process_database("bounded", _open_bounded).cursor() as con:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
         for name, source in inputs.items():

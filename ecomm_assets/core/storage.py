@@ -81,6 +81,26 @@ def _host() -> str:
     return socket.gethostname().replace("~", "-")
 
 
+# Temporary files of the machine's own: an S3 lake's staging, DuckDB's spill (core/duck.query).
+MACHINE_STAGING = os.path.join(tempfile.gettempdir(), "ecomm-staging")
+
+
+def sweep_folder(folder: str) -> list[str]:
+    """Remove the temporary files and folders in `folder` that belong to no running writer
+    (is_leftover); what was removed."""
+    removed, now = [], time.time()
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):  # another sweeper got there first
+                if is_leftover(entry.name, entry.stat(follow_symlinks=False).st_mtime, now):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed.append(entry.path)
+    return removed
+
+
 def is_leftover(name: str, modified: float, now: float) -> bool:
     """Whether a temporary file or folder named `host~pid~...` belongs to no running writer."""
     host, _, rest = name.partition("~")
@@ -270,12 +290,15 @@ class LakeStore:
                 os.unlink(temporary)
         return len(data)
 
-    def write_parts(self, rel: str, parts: Iterable[bytes]) -> int:
+    def write_parts(self, rel: str, parts: Iterable[bytes], before_replace: Callable[[], None] = lambda: None) -> int:
         """A file written from its parts as they come (larger than memory may be), appearing whole:
-        one part is written as write_bytes writes it, more are staged locally, then put_file."""
+        one part is written as write_bytes writes it, more are staged locally, then put_file.
+        `before_replace` runs once every part is made, before the file takes its place (a writer's
+        check that it still holds the day, say)."""
         parts = iter(parts)
         first, second = next(parts, b""), next(parts, None)
         if second is None:
+            before_replace()
             return self.write_bytes(rel, first)
         with self.staging_dir() as staging:
             local = Path(staging) / "parts"
@@ -284,6 +307,7 @@ class LakeStore:
                 out.write(second)
                 first = second = None  # not held while the next parts are made
                 out.writelines(parts)
+            before_replace()
             return self.put_file(rel, local)
 
     def put_file(self, rel: str, local: Path) -> int:
@@ -324,7 +348,7 @@ class LakeStore:
 
     @property
     def _staging_path(self) -> str:
-        return self.full_path(STAGING) if self.is_local else os.path.join(tempfile.gettempdir(), "ecomm-staging")
+        return self.full_path(STAGING) if self.is_local else MACHINE_STAGING
 
     def _sweep_once(self) -> None:
         if not self._swept:
@@ -337,16 +361,7 @@ class LakeStore:
         """Remove what killed writers left behind: temporary files and folders of dead processes
         of this host or older than LEFTOVER_MAX_AGE, and on S3 (with `uploads`) incomplete
         multipart uploads older than that. Returns what was removed."""
-        removed, now = [], time.time()
-        with contextlib.suppress(FileNotFoundError), os.scandir(self._staging_path) as entries:
-            for entry in entries:
-                with contextlib.suppress(FileNotFoundError):  # another sweeper got there first
-                    if is_leftover(entry.name, entry.stat(follow_symlinks=False).st_mtime, now):
-                        if entry.is_dir(follow_symlinks=False):
-                            shutil.rmtree(entry.path)
-                        else:
-                            os.unlink(entry.path)
-                        removed.append(entry.path)
+        removed = sweep_folder(self._staging_path)
         if uploads and not self.is_local:
             removed += self._abort_stale_uploads(datetime.now(UTC) - LEFTOVER_MAX_AGE)
         return removed

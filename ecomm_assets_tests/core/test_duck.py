@@ -111,3 +111,36 @@ def test_large_blocks_a_step_freed_go_back_to_the_system(label, user_env, goes_b
     given_back = float(subprocess.run([sys.executable, "-c", FREED_BETWEEN_KEPT], env=env | user_env,
                                       capture_output=True, text=True, check=True).stdout)
     assert given_back > 0.9 if goes_back else given_back < 0.1
+
+
+_FORKED_QUERIES = """
+import glob, os
+import pyarrow as pa
+from ecomm_assets.core import duck
+from ecomm_assets.core.storage import MACHINE_STAGING, owner, sweep_folder
+
+def spill(process=None):
+    return glob.glob(os.path.join(MACHINE_STAGING, (process or owner()) + "~spill-*"))
+
+assert duck.query("SELECT sum(n) AS s FROM t", t=pa.table({"n": [1, 2]}))["s"].to_pylist() == [3]
+parent = spill()
+child = os.fork()
+if child == 0:  # a forked child ends as multiprocessing's do (os._exit: DuckDB cannot finalize after a fork)
+    ok = duck.query("SELECT 1 AS one")["one"].to_pylist() == [1] and duck.connect().sql("SELECT 2").fetchall() == [(2,)]
+    os._exit(0 if ok and len(spill()) == 1 and spill() != parent else 1)
+assert os.waitpid(child, 0)[1] == 0
+child_spill = spill(owner().rsplit("~", 1)[0] + f"~{child}")
+assert spill() == parent and len(parent) == 1 and len(child_spill) == 1, (spill(), parent, child_spill)
+assert child_spill[0] in sweep_folder(MACHINE_STAGING) and spill() == parent  # a dead process's: swept
+assert duck.query("SELECT 3 AS three")["three"].to_pylist() == [3]
+print("ok")
+"""
+
+
+@pytest.mark.skipif(platform.system() == "Windows", reason="os.fork")
+def test_a_forked_child_queries_on_databases_of_its_own_and_leaves_the_parents_alone():
+    """A process that queried forks: the child's queries open databases of its own (freeing the
+    inherited ones would hang it), with a spill folder of its own, which the sweep removes once the
+    child is gone; the parent's database and spill folder stay, and the parent goes on querying."""
+    run = subprocess.run([sys.executable, "-c", _FORKED_QUERIES], check=False, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

@@ -98,6 +98,11 @@ class DummyJSONStandIn:
 DAGSTER = os.path.join(os.path.dirname(sys.executable), "dagster")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow first (in their order), then the others: see pytest.ini."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -118,6 +118,7 @@ def test_the_live_feed_job_refuses_a_tick_it_cannot_run(lake_dir, config, messag
     assert not (lake_dir / "landing").exists()
 
 
+@pytest.mark.slow
 def test_a_range_is_one_run_and_equals_day_by_day_runs(tmp_path):
     """`dagster asset materialize --partition-range` as a user types it, on the project's local
     instance: one run for 4 days, and every table identical to materializing the days one by one."""

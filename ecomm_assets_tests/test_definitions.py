@@ -78,6 +78,7 @@ def test_one_check_can_run_alone(lake_dir, instance):
     assert result.success and check_results(result) == {("orders", "orders_match_lines"): True}
 
 
+@pytest.mark.slow
 def test_a_seven_day_range_and_rerunning_a_day_changes_nothing(lake_dir, instance):
     defs = make_definitions(lake_dir)
     days = [str(date(2024, 1, 10) + timedelta(days=n)) for n in range(7)]

@@ -157,6 +157,7 @@ def test_a_tags_key_and_the_secrets_tag_are_not_credentials():
     assert [k for k in ("key", "secrets_tag", "tag_concurrency_limits", "db_name", "port") if names_a_credential(k)] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ["direct", "through PgBouncer"])
 def test_a_backfill_runs_on_the_production_storage(tmp_path, request, postgres, route):
     """deploy/dagster.yaml's storage section, unchanged, on a real PostgreSQL server, reached

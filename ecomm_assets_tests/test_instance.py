@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from ecomm_assets.definitions import defs
@@ -81,6 +82,7 @@ SENSOR_TICKS = """query($sensor: SensorSelector!) { sensorOrError(sensorSelector
   ... on Sensor { sensorState { ticks(limit: 1) { status } } } } }"""
 
 
+@pytest.mark.slow
 def test_a_cli_backfill_is_what_dagster_dev_shows_and_both_keep_it_in_the_project(tmp_path):
     clone, env = clone_of_the_project(tmp_path)
     cli = materialize(clone, env, "*", "2024-01-01...2024-01-02")
@@ -109,6 +111,7 @@ def test_a_cli_backfill_is_what_dagster_dev_shows_and_both_keep_it_in_the_projec
         assert instance.get_materialized_partitions(dg.AssetKey("snapshots")) == {"2024-01-01", "2024-01-02", "2024-01-03"}
 
 
+@pytest.mark.slow
 def test_run_failure_alerts_under_dagster_dev_reports_a_failed_cli_run(tmp_path):
     clone, env = clone_of_the_project(tmp_path)
     alerts = tmp_path / "alerts.jsonl"

@@ -5,6 +5,7 @@ import json
 
 import boto3
 import dagster as dg
+import pytest
 import pyarrow.parquet as pq
 
 from ecomm_assets.definitions import definitions_with, resources_from
@@ -27,6 +28,7 @@ def keys(s3):
     return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
 
 
+@pytest.mark.slow
 def test_the_whole_graph_runs_on_s3_and_registers_glue_partitions(aws):
     s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
     glue = boto3.client("glue", endpoint_url=aws, region_name="us-east-1")

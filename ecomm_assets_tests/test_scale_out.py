@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import pyarrow.parquet as pq
 
 from ecomm_assets.core.layout import raw_orders_dir, table_dir
@@ -95,6 +96,7 @@ def single_run_backfill(folder: Path) -> None:
         assert job.execute_in_process(instance=instance, tags=RANGE_TAGS).success
 
 
+@pytest.mark.slow
 def test_a_backfill_in_batches_of_days_writes_the_same_lake_as_one_run(tmp_path):
     for lake in ("single", "batched"):
         land_orders(tmp_path / lake)

@@ -131,15 +131,20 @@ class OrderSourceResource(dg.ConfigurableResource):
             parts = synthetic.generate_order_parts(self.seed, day, self.orders_per_day, products, users,
                                                    customers=customers_of[1])
             if synthetic.orders_for_day(day, self.orders_per_day) > synthetic.ORDERS_PART:
-                yield from zip(batch, ((text,) for text in synthetic.json_lines(list(batch.values()))))
+                yield from _serialized(batch)
                 batch = {}
                 yield day, map(synthetic.orders_json_lines, parts)
                 continue
             batch[day] = next(parts)
             if sum(orders.nbytes for orders in batch.values()) >= ORDERS_BATCH_BYTES:
-                yield from zip(batch, ((text,) for text in synthetic.json_lines(list(batch.values()))))
+                yield from _serialized(batch)
                 batch = {}
-        yield from zip(batch, ((text,) for text in synthetic.json_lines(list(batch.values()))))
+        yield from _serialized(batch)
+
+
+def _serialized(batch: dict[date, pa.Table]) -> Iterator[tuple[date, tuple[bytes]]]:
+    """Days' generated orders serialized in one step, each day's JSON Lines its one part."""
+    return zip(batch, ((text,) for text in synthetic.json_lines(list(batch.values()))))
 
 
 class LiveFeedResource(dg.ConfigurableResource):

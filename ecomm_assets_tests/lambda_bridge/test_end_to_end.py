@@ -68,6 +68,7 @@ def order_lines_partitions(glue) -> list:
         return []
 
 
+@pytest.mark.slow
 def test_an_s3_event_becomes_order_lines_and_a_glue_partition(aws, dagster_dev, monkeypatch):
     s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
     glue = boto3.client("glue", endpoint_url=aws, region_name="us-east-1")
@@ -101,6 +102,7 @@ def test_an_s3_event_becomes_order_lines_and_a_glue_partition(aws, dagster_dev, 
     assert order_lines_of_the_day(s3).equals(lines)
 
 
+@pytest.mark.slow
 def test_a_ui_backfill_of_a_range_is_one_run(tmp_path):
     """What the UI's "Launch backfill" sends (launchPartitionBackfill), handled by the daemon: one
     run for the whole range, a file per day (and one for the dashboard, which is not partitioned)."""

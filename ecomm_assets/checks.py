@@ -54,6 +54,7 @@ from ecomm_assets.core.schemas import (
 from ecomm_assets.core.storage import (
     LakeFile,
     LakeStore,
+    opened,
     parquet_footer,
     records_as_read,
     records_in,
@@ -179,11 +180,8 @@ def _raw_records(store: LakeStore, feed: Feed, read: list[dict], listed: Sequenc
     build's, its records as counted when the build read it. The figures say how many of each."""
     present, records, replaced = {f.path for f in listed}, 0, 0
     for entry in read:
-        try:  # read a chunk at a time: a raw day file may be larger than memory
-            source = store.read_confined(*entry["path"].rsplit("/", 1))[0] if entry["path"] in present else None
-        except FileNotFoundError:  # removed since the listing
-            source = None
-        with source or contextlib.nullcontext():
+        # Read a chunk at a time: a raw day file may be larger than memory.
+        with opened(store, entry["path"]) if entry["path"] in present else contextlib.nullcontext() as source:
             counted, same = records_as_read(source, entry, FORMATS[feed.name].count_records)
         records, replaced = records + counted, replaced + (not same)
     return records, {"raw_files_read": len(read), "raw_files_replaced_since_build": replaced,

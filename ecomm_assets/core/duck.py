@@ -62,8 +62,14 @@ def _process_database(kind: str, open_database: Callable[[], duckdb.DuckDBPyConn
 
 def connect() -> duckdb.DuckDBPyConnection:
     """A new connection, with date parts and casts in UTC whatever the machine's zone."""
-    con = _process_database("plain", lambda: duckdb.connect(config=PROCESS_CONFIG)).cursor()
+    return _session(_process_database("plain", lambda: duckdb.connect(config=PROCESS_CONFIG)).cursor())
+
+
+def _session(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A connection's own settings (a cursor does not inherit them): date parts and casts in UTC, no
+    progress bar (a long day's query would draw one on the run's stderr)."""
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -75,9 +81,7 @@ MEMORY_LIMIT = "512MB"
 def bounded(spill: str) -> duckdb.DuckDBPyConnection:
     """A database of its own (memory_limit is a database's setting, not a connection's) whose work
     past MEMORY_LIMIT spills into the folder `spill`, with date parts and casts in UTC."""
-    con = duckdb.connect(config=PROCESS_CONFIG | {"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")  # a long day's query would draw one on the run's stderr
+    con = _session(duckdb.connect(config=PROCESS_CONFIG | {"memory_limit": MEMORY_LIMIT, "temp_directory": spill}))
     con.execute("SET preserve_insertion_order = true")  # rows streamed in input order (DayFiles: day after day)
     return con
 
@@ -110,9 +114,7 @@ def query(sql: str, **inputs: pa.Table | ParquetFiles) -> pa.Table:
     """`sql`'s result over `inputs` (Arrow tables or Parquet files, by name) on the process's database
     bounded to MEMORY_LIMIT, which spills to disk: the inputs may be larger than memory. A cursor
     on it, as `connect` gives: opening a database costs a query's time."""
-    with _process_database("bounded", _open_bounded).cursor() as con:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
+    with _session(_process_database("bounded", _open_bounded).cursor()) as con:
         for name, source in inputs.items():
             if isinstance(source, ParquetFiles) and source.paths:
                 con.read_parquet(list(source.paths)).create_view(name)

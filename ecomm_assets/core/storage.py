@@ -820,15 +820,24 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
     return conformed
 
 
-def records_in(store: LakeStore, rel: str, count_records: Callable[[BinaryIO], int]) -> int:
-    """The records of a lake file by `count_records`, read a chunk at a time (a day's file may be
-    larger than memory); 0 without the file. One GET either way."""
+@contextlib.contextmanager
+def opened(store: LakeStore, rel: str) -> Iterator[BinaryIO | None]:
+    """A lake file open for reading a chunk at a time (read_confined), None without the file (also
+    one removed since it was listed). One GET either way."""
     try:
         source, _ = store.read_confined(*rel.rsplit("/", 1))
     except FileNotFoundError:
-        return 0
+        yield None
+        return
     with source:
-        return count_records(source)
+        yield source
+
+
+def records_in(store: LakeStore, rel: str, count_records: Callable[[BinaryIO], int]) -> int:
+    """The records of a lake file by `count_records`, read a chunk at a time (a day's file may be
+    larger than memory); 0 without the file."""
+    with opened(store, rel) as source:
+        return 0 if source is None else count_records(source)
 
 
 def parquet_footer(store: LakeStore, rel: str) -> pq.ParquetFile:

@@ -9,24 +9,24 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Self
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ecomm_assets.assets import analytics, engagement, purchases
 from ecomm_assets.assets import lake as lake_assets
 from ecomm_assets.assets.days import (
-    BATCH_INPUT_BYTES,
     day_batches,
+    days_as_files,
     input_files,
     run_days,
 )
 from ecomm_assets.assets.landing import FORMATS
 from ecomm_assets.assets.metadata import BUILT_DAYS
 from ecomm_assets.assets.purchases import raw_profile_files
-from ecomm_assets.core import quality
+from ecomm_assets.core import duck, quality
 from ecomm_assets.core.engagement import COLLECTION, snapshot_records
 from ecomm_assets.core.landing import count_json_lines_in
 from ecomm_assets.core.layout import (
@@ -63,6 +63,10 @@ from ecomm_assets.partitions import DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
 TRAILING_DAYS = 7
+# Parquet a step's queries read at once (on S3, downloaded to local disk first). The queries run on
+# the bounded database, so this bounds the staged files, not memory; each query has a fixed cost, so
+# a backfill's batches are few.
+BATCH_BYTES = 64 * 2**20
 _ASSETS = {key: assets for assets in dg.load_assets_from_modules([lake_assets, engagement, purchases, analytics])
            for key in assets.keys}
 
@@ -74,18 +78,22 @@ class DayFile:
     schema: pa.Schema
     rows: int
 
+    @classmethod
+    def of(cls, parquet: pq.ParquetFile) -> Self:
+        return cls(parquet.schema_arrow, parquet.metadata.num_rows)
+
 
 def _footer(store: LakeStore, rel: str) -> DayFile:
     """A Parquet file's schema and row count from its footer, without the data."""
-    parquet = parquet_footer(store, rel)
-    return DayFile(parquet.schema_arrow, parquet.metadata.num_rows)
+    return DayFile.of(parquet_footer(store, rel))
 
 
-def _read_columns(store: LakeStore, table: str, day: date, columns: Sequence[str]) -> tuple[DayFile, pa.Table]:
-    """A day's file (its whole schema) and the rows of those of `columns` it has: the whole file in
-    one GET, as LakeStore.read_parquet reads it, but only those columns decoded."""
-    parquet = pq.ParquetFile(pa.BufferReader(store.read_bytes(table_path(table, day))))
-    return DayFile(parquet.schema_arrow, parquet.metadata.num_rows), parquet.read(columns=list(columns))
+def _as_rows(table: str, paths: dict[date, str], schemas: dict[date, pa.Schema],
+             columns: Sequence[str]) -> list[tuple[list[date], duck.ParquetFiles]]:
+    """Days' files of `table` as the rows a rule queries, `columns` of them, each row's day its
+    position (quality.DAY): a batch per schema (quality.same_schema), read as the query goes."""
+    return [(days, duck.ParquetFiles([paths[day] for day in days], LAKE_TABLES[table], list(columns), quality.DAY))
+            for days in quality.same_schema(schemas)]
 
 
 @dataclass(frozen=True)
@@ -122,38 +130,42 @@ class StepDays:
 
 @dataclass(frozen=True)
 class Batch:
-    """Consecutive days of a table checked together: each day's file (schema, row count), and each
-    day's rows when a selected check reads them."""
+    """Consecutive days of a table checked together: each day's file (schema, row count), and, when
+    a selected check reads rows, each day's file as a local path and the columns read of it."""
 
     step: StepDays
     files: dict[date, DayFile]
-    rows: dict[date, pa.Table]
+    paths: dict[date, str]
+    columns: Sequence[str]
 
     @property
     def days(self) -> list[date]:
         return list(self.files)
 
     @functools.cached_property
-    def stacked(self) -> list[tuple[list[date], pa.Table]]:
-        """The batch's rows stacked once for all the rules (quality.by_schema)."""
-        return list(quality.by_schema(self.rows))
+    def rows(self) -> list[tuple[list[date], duck.ParquetFiles]]:
+        """The batch's rows, a query's input per schema (_as_rows)."""
+        return _as_rows(self.step.table, self.paths, {day: file.schema for day, file in self.files.items()}, self.columns)
 
-    def evaluate(self, rule: Callable[[pa.Table, int], list[quality.CheckOutcome]]) -> dict[date, quality.CheckOutcome]:
-        """A quality rule's outcome of each day, from one pass over the batch's rows (one per schema)."""
-        return {day: outcome for days, rows in self.stacked for day, outcome in zip(days, rule(rows, len(days)))}
+    def evaluate(self, rule: Callable[[quality.Rows, int], list[quality.CheckOutcome]]) -> dict[date, quality.CheckOutcome]:
+        """A quality rule's outcome of each day, from one query over the batch's rows (one per schema)."""
+        return {day: outcome for days, rows in self.rows for day, outcome in zip(days, rule(rows, len(days)))}
 
-    def figures(self, aggregations: list[tuple]) -> dict[date, dict]:
+    def figures(self, aggregations: dict[str, str]) -> dict[date, dict]:
         """Each day's aggregations of the batch's rows (quality.per_day)."""
-        return _figures(self.stacked, aggregations)
+        return _figures(self.rows, aggregations)
 
-    def read(self, table: str, columns: Sequence[str]) -> list[tuple[list[date], pa.Table]]:
-        """Columns of another table's rows of the batch's days (a file per day), stacked."""
-        return list(quality.by_schema({day: _read_columns(self.step.store, table, day, columns)[1] for day in self.days}))
+    def input_figures(self, table: str, columns: Sequence[str], aggregations: dict[str, str]) -> dict[date, dict]:
+        """Each day's aggregations of another table's rows of the batch's days (a file per day)."""
+        with days_as_files(self.step.store, table, self.days) as files:
+            paths = dict(zip(self.days, files.paths))
+            return _figures(_as_rows(table, paths, {day: pq.read_schema(path) for day, path in paths.items()}, columns),
+                            aggregations)
 
 
-def _figures(stacked: Iterable[tuple[list[date], pa.Table]], aggregations: list[tuple]) -> dict[date, dict]:
-    """Each day's aggregations of days' stacked rows (quality.by_schema)."""
-    return {day: figures for days, rows in stacked for day, figures in zip(days, quality.per_day(rows, len(days), aggregations))}
+def _figures(rows: Iterable[tuple[list[date], quality.Rows]], aggregations: dict[str, str]) -> dict[date, dict]:
+    """Each day's aggregations of days' rows (quality.per_day)."""
+    return {day: figures for days, batch in rows for day, figures in zip(days, quality.per_day(batch, len(days), aggregations))}
 
 
 Rule = Callable[[Batch], dict[date, quality.CheckOutcome]]
@@ -206,9 +218,8 @@ def _raw_records_conserved(batch: Batch, feed: Feed, loaded: dict[date, int], lo
 
 
 def _order_lines_conservation(lines: Batch) -> dict[date, quality.CheckOutcome]:
-    loaded = lines.figures([("order_id", "count_distinct")])
-    return _raw_records_conserved(lines, ORDERS_FEED, {day: loaded[day]["order_id_count_distinct"] for day in lines.days},
-                                  "orders_loaded")
+    loaded = lines.figures({"orders": "count(DISTINCT order_id)"})
+    return _raw_records_conserved(lines, ORDERS_FEED, {day: loaded[day]["orders"] for day in lines.days}, "orders_loaded")
 
 
 def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
@@ -228,10 +239,8 @@ def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
     return outcomes
 
 
-def _ratings_in_range(rows: pa.Table, days: int) -> list[quality.CheckOutcome]:
-    ratings = rows["rating"]
-    counted = quality.count_true(rows, days, outside=pc.invert(pc.fill_null(
-        pc.and_(pc.greater_equal(ratings, 1), pc.less_equal(ratings, 5)), False)))
+def _ratings_in_range(rows: quality.Rows, days: int) -> list[quality.CheckOutcome]:
+    counted = quality.count_true(rows, days, outside="NOT coalesce(rating BETWEEN 1 AND 5, false)")
     return [(day["outside"] == 0, {"ratings_outside_1_to_5": day["outside"], "reviews": day["rows"]}) for day in counted]
 
 
@@ -258,20 +267,19 @@ def _input_newer(batch: Batch, input_table: str) -> dict[date, bool]:
 def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
     """Every dimension's rows add up to the day's purchase events: purchases, revenue and margin
     (unless purchase_events is newer: _input_newer)."""
-    measures = ("purchases", "revenue", "margin")
-    events = _figures(breakdown.read("purchase_events", ["revenue", "margin"]),
-                      [([], "count_all"), ("revenue", "sum"), ("margin", "sum")])
+    events = breakdown.input_figures("purchase_events", ["revenue", "margin"],
+                                     {"purchases": "count(*)", "revenue": "sum(revenue)", "margin": "sum(margin)"})
     newer = _input_newer(breakdown, "purchase_events")
     sums: dict[date, list[dict]] = {day: [] for day in breakdown.days}
-    for days, rows in breakdown.stacked:
-        for row in rows.group_by([quality.DAY, "dimension"]).aggregate([(c, "sum") for c in measures]).to_pylist():
+    for days, rows in breakdown.rows:
+        for row in duck.query(f"SELECT {quality.DAY}, dimension, sum(purchases)::BIGINT AS purchases, sum(revenue) AS revenue, "
+                              f"sum(margin) AS margin FROM rows GROUP BY ALL", rows=rows).to_pylist():
             sums[days[row[quality.DAY]]].append(row)
     outcomes = {}
     for day in breakdown.days:
-        figures = events[day]
-        totals = {"purchases": figures["count_all"], "revenue": figures["revenue_sum"] or 0, "margin": figures["margin_sum"] or 0}
-        wrong = {row["dimension"]: {c: row[f"{c}_sum"] for c in totals} for row in sums[day]
-                 if any((row[f"{c}_sum"] or 0) != totals[c] for c in totals)}
+        totals = {measure: figure or 0 for measure, figure in events[day].items()}
+        wrong = {row["dimension"]: {c: row[c] for c in totals} for row in sums[day]
+                 if any((row[c] or 0) != totals[c] for c in totals)}
         missing = sorted(set(PURCHASE_DIMENSIONS) - {row["dimension"] for row in sums[day]}) if totals["purchases"] else []
         outcomes[day] = (not wrong and not missing) or newer[day], {
             "day_totals": {k: str(v) for k, v in totals.items()},
@@ -283,16 +291,16 @@ def _breakdown_adds_up(breakdown: Batch) -> dict[date, quality.CheckOutcome]:
 def _orders_match_lines(orders: Batch) -> dict[date, quality.CheckOutcome]:
     """orders against order_lines as they are now (unless order_lines is newer: _input_newer)."""
     newer = _input_newer(orders, "order_lines")
-    lines = _figures(orders.read("order_lines", ["order_id", "quantity", "line_total"]),
-                     [("order_id", "count_distinct"), ("quantity", "sum"), ("line_total", "sum")])
-    own = orders.figures([([], "count_all"), ("units", "sum"), ("items_total", "sum")])
+    lines = orders.input_figures("order_lines", ["order_id", "quantity", "line_total"],
+                                 {"orders": "count(DISTINCT order_id)", "units": "sum(quantity)::BIGINT", "total": "sum(line_total)"})
+    own = orders.figures({"orders": "count(*)", "units": "sum(units)::BIGINT", "total": "sum(items_total)"})
     outcomes = {}
     for day in orders.days:
-        line_orders = lines[day]["order_id_count_distinct"]
-        units_match = own[day]["units_sum"] == lines[day]["quantity_sum"]
-        totals_match = own[day]["items_total_sum"] == lines[day]["line_total_sum"]
-        passed = (own[day]["count_all"] == line_orders and units_match and totals_match) or newer[day]
-        outcomes[day] = passed, {"orders": own[day]["count_all"], "orders_in_lines": line_orders,
+        line_orders = lines[day]["orders"]
+        units_match = own[day]["units"] == lines[day]["units"]
+        totals_match = own[day]["total"] == lines[day]["total"]
+        passed = (own[day]["orders"] == line_orders and units_match and totals_match) or newer[day]
+        outcomes[day] = passed, {"orders": own[day]["orders"], "orders_in_lines": line_orders,
                                  "units_match": units_match, "totals_match": totals_match,
                                  "order_lines_newer_than_build": newer[day]}
     return outcomes
@@ -367,19 +375,20 @@ def _withdraw(store: LakeStore, table: str, day: date) -> None:
 
 
 def _batches(store: LakeStore, table: str, days: list[date],
-             columns: list[str]) -> Iterator[tuple[dict[date, DayFile], dict[date, pa.Table]]]:
-    """The days' files in batches: without columns, their footers, in one batch; else their rows of
-    `columns`, in batches of consecutive days of at most BATCH_INPUT_BYTES of Parquet (sizes from
-    one listing), as derived builds read them."""
+             columns: list[str]) -> Iterator[tuple[dict[date, DayFile], dict[date, str]]]:
+    """The days' files in batches: without columns, their footers, in one batch; else the files
+    themselves as local paths (on S3 each downloaded: one GET), with their footers, in batches of
+    consecutive days of at most BATCH_BYTES of Parquet (sizes from one listing)."""
     if not days:
         return
     if not columns:
         yield {day: _footer(store, table_path(table, day)) for day in days}, {}
         return
     sizes = {file.path: file.size for file in input_files(store, table_dir(table), days)}
-    for batch in day_batches(days, {day: sizes.get(table_path(table, day), 0) for day in days}, BATCH_INPUT_BYTES):
-        read = {day: _read_columns(store, table, day, columns) for day in batch}
-        yield {day: file for day, (file, _) in read.items()}, {day: rows for day, (_, rows) in read.items()}
+    for batch in day_batches(days, {day: sizes.get(table_path(table, day), 0) for day in days}, BATCH_BYTES):
+        with days_as_files(store, table, batch) as files:
+            paths = dict(zip(batch, files.paths))
+            yield {day: DayFile.of(pq.ParquetFile(path)) for day, path in paths.items()}, paths
 
 
 def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table: str) -> Iterator[dg.AssetCheckResult]:
@@ -391,9 +400,9 @@ def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table:
     store = lake.store()
     outcomes: dict[str, dict[date, quality.CheckOutcome]] = {check.name: {} for check in selected}
     step = StepDays(store, table, sorted(_days(context, table)), {}, {})
-    for files, rows in _batches(store, table, step.days, columns):
+    for files, paths in _batches(store, table, step.days, columns):
         step.row_counts.update({day: file.rows for day, file in files.items()})
-        batch = Batch(step, files, rows)
+        batch = Batch(step, files, paths, columns)
         failed_blocking: set[date] = set()
         for check in selected:
             got = check.rule(batch)

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -220,6 +221,32 @@ def dummyjson():
 @pytest.fixture
 def lake_dir(tmp_path):
     return tmp_path / "lake"
+
+
+# Run in a process of its own: Arrow's peak allocation is a figure of the whole process.
+_ARROW_PEAK = """
+import json, sys
+from pathlib import Path
+import dagster as dg
+import pyarrow as pa
+from ecomm_assets_tests.conftest import make_definitions
+defs = make_definitions(Path(sys.argv[1]), orders_per_day=int(sys.argv[2]))
+assets, checked = ({dg.AssetKey(name) for name in json.loads(names)} for names in sys.argv[4:6])
+checks = {key for key in defs.resolve_asset_graph().asset_check_keys if key.asset_key in checked}
+job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=assets, asset_check_selection=checks)
+assert job.execute_in_process(partition_key=sys.argv[3], instance=dg.DagsterInstance.ephemeral()).success
+print(pa.default_memory_pool().max_memory())
+"""
+
+
+def arrow_peak(lake: Path, orders_per_day: int, day: str, assets: Sequence[str] = (), checks_of: Sequence[str] = ()) -> int:
+    """The peak of Arrow's memory in a fresh process materializing `assets` and every check of the
+    tables `checks_of`, on `day` of the lake (a run that must succeed)."""
+    run = subprocess.run([sys.executable, "-c", _ARROW_PEAK, str(lake), str(orders_per_day), day,
+                          json.dumps(list(assets)), json.dumps(list(checks_of))],
+                         check=False, cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return int(run.stdout.split()[-1])
 
 
 @pytest.fixture

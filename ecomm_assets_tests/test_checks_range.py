@@ -116,7 +116,7 @@ CORRUPTIONS = [
         "dim_customers", lambda customers: pa.concat_tables([customers, customers.slice(0, 1)])), DAYS[1],
      {("dim_customers", "keys_not_null_and_unique")}),
 ]
-BATCH_BYTES = {"one batch": checks.BATCH_INPUT_BYTES, "a day per batch": 1}
+BATCH_BYTES = {"one batch": checks.BATCH_BYTES, "a day per batch": 1}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def intact(materialized_lake, tmp_path_factory):
 @pytest.mark.parametrize("label, corrupt, day, failures", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
 def test_a_range_fails_on_the_corrupted_day_with_that_days_own_outcome(lake, intact, monkeypatch, batch_bytes,
                                                                          label, corrupt, day, failures):
-    monkeypatch.setattr(checks, "BATCH_INPUT_BYTES", batch_bytes)
+    monkeypatch.setattr(checks, "BATCH_BYTES", batch_bytes)
     corrupt(lake, day)
     evaluations, blocked = run_checks(lake, DAYS)
     assert set(evaluations) == set(intact)
@@ -169,13 +169,13 @@ SELECTIONS = [
 @pytest.mark.parametrize("label, selected, columns", SELECTIONS, ids=[s[0] for s in SELECTIONS])
 def test_a_step_reads_of_each_day_only_what_its_selected_checks_need(lake, monkeypatch, label, selected, columns):
     read = []
-    read_columns = checks._read_columns
+    as_rows = checks._as_rows
 
-    def recorded(store, table, day, wanted):
-        read.append((table, day, tuple(wanted)))
-        return read_columns(store, table, day, wanted)
+    def recorded(table, paths, schemas, wanted):
+        read.extend((table, day, tuple(wanted)) for day in paths)
+        return as_rows(table, paths, schemas, wanted)
 
-    monkeypatch.setattr(checks, "_read_columns", recorded)
+    monkeypatch.setattr(checks, "_as_rows", recorded)
     defs = make_definitions(lake, orders_per_day=40)
     keys = {dg.AssetCheckKey(dg.AssetKey(table), name) for table, name in selected}
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(), asset_check_selection=keys)

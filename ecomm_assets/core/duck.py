@@ -89,10 +89,29 @@ def bounded(spill: str) -> duckdb.DuckDBPyConnection:
 @dataclass(frozen=True)
 class ParquetFiles:
     """A table as local Parquet files (a lake table's days), read as a query goes: no file is held
-    whole. `schema`: the table's, what no files read as."""
+    whole. `schema`: the table's, what no files read as. `columns`: only those are read (None: all);
+    `position`: a column giving each row its file's position in `paths`."""
 
     paths: Sequence[str]
     schema: pa.Schema
+    columns: Sequence[str] | None = None
+    position: str | None = None
+
+    def view(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        """The files as the temporary view `name` of `con`."""
+        columns = ", ".join(f'"{column}"' for column in self.columns) if self.columns is not None else "* EXCLUDE (filename)"
+        if not self.paths:
+            empty = self.schema.empty_table()
+            con.register(f"{name}__files", empty.append_column("filename", pa.array([], pa.string())))
+        else:
+            con.read_parquet(list(self.paths), filename=True).create_view(f"{name}__files")
+        if self.position is None:
+            con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {columns} FROM "{name}__files"')
+            return
+        con.register(f"{name}__positions", pa.table({"filename": list(self.paths),
+                                                    "position": pa.array(range(len(self.paths)), pa.int32())}))
+        con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {columns}, position AS "{self.position}" '
+                    f'FROM "{name}__files" JOIN "{name}__positions" USING (filename)')
 
 
 def _open_bounded() -> duckdb.DuckDBPyConnection:
@@ -116,10 +135,10 @@ def query(sql: str, **inputs: pa.Table | ParquetFiles) -> pa.Table:
     on it, as `connect` gives: opening a database costs a query's time."""
     with _session(_process_database("bounded", _open_bounded).cursor()) as con:
         for name, source in inputs.items():
-            if isinstance(source, ParquetFiles) and source.paths:
-                con.read_parquet(list(source.paths)).create_view(name)
+            if isinstance(source, ParquetFiles):
+                source.view(con, name)
             else:
-                con.register(name, source.schema.empty_table() if isinstance(source, ParquetFiles) else source)
+                con.register(name, source)
         return con.sql(sql).to_arrow_table()
 
 

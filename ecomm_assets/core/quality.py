@@ -1,16 +1,17 @@
-"""Data-quality rules as pure functions: (passed, metadata) from Arrow tables and counts. A rule on
-rows gives each day of a batch of days its own outcome from one vectorized pass."""
+"""Data-quality rules as pure functions: (passed, metadata) from days' rows and counts. A rule on
+rows gives each day of a batch of days its own outcome from one query, on DuckDB's bounded database
+(core/duck.query): a day of any size is read as the query goes, never held whole."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import TypeVar
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ecomm_assets.core import duck
+from ecomm_assets.core.purchase_tables import trimmed
 from ecomm_assets.core.schemas import schema_differences
 
 CheckOutcome = tuple[bool, dict]
@@ -18,49 +19,44 @@ K = TypeVar("K")
 
 
 # A batch of days is one table of their rows, each row's day in DAY (its day's position in the
-# batch): each rule gives every day's outcome from one vectorized pass, the outcome it gives that
-# day's table alone. A table without DAY is one day.
+# batch): the days' Parquet files (duck.ParquetFiles with position=DAY) or an Arrow table. Each rule
+# gives every day the outcome it gives that day's rows alone. A table without DAY is one day.
 DAY = "__day"
+Rows = pa.Table | duck.ParquetFiles
 
 
-def stack(tables: Sequence[pa.Table]) -> pa.Table:
-    """Days' tables of one schema as one batch table, each row's day's position in DAY."""
-    positions = np.repeat(np.arange(len(tables), dtype=np.int32), [t.num_rows for t in tables])
-    return pa.concat_tables(tables).append_column(DAY, pa.array(positions))
-
-
-def by_schema(tables: Mapping[K, pa.Table]) -> Iterator[tuple[list[K], pa.Table]]:
-    """Days' tables stacked in as few batch tables as their schemas allow (usually one; a day whose
-    file drifted from the others' schema is stacked with the days that share its schema), each with
-    its days in position order."""
+def same_schema(schemas: Mapping[K, pa.Schema]) -> list[list[K]]:
+    """Days grouped for batches of one schema each (usually one; a day whose file drifted from the
+    others' schema goes with the days that share its schema), each group in the days' order."""
     groups: dict[pa.Schema, list[K]] = {}
-    for day, table in tables.items():
-        groups.setdefault(table.schema, []).append(day)
-    for days in groups.values():
-        yield days, stack([tables[day] for day in days])
+    for day, schema in schemas.items():
+        groups.setdefault(schema, []).append(day)
+    return list(groups.values())
 
 
-def per_day(rows: pa.Table, days: int, aggregations: list[tuple]) -> list[dict]:
-    """Each day's aggregations (pyarrow group_by names: `<column>_<function>`), in one group_by; a
-    day without rows gets what an empty table gives (counts 0, sums None)."""
-    by = [DAY] if DAY in rows.column_names else []
+def _has_day(rows: Rows) -> bool:
+    return rows.position == DAY if isinstance(rows, duck.ParquetFiles) else DAY in rows.column_names
+
+
+def per_day(rows: Rows, days: int, aggregations: Mapping[str, str], within: str = "batch") -> list[dict]:
+    """Each day's aggregations (name: SQL aggregate) of `within`, a query over `batch` (the rows,
+    each with its DAY) that keeps DAY (`batch` itself by default), in one query; a day without rows
+    gets what no rows give (counts 0, sums None)."""
+    selected = ", ".join(f'{sql} AS "{name}"' for name, sql in aggregations.items())
+    batch = f"WITH batch AS (SELECT * {'' if _has_day(rows) else f', 0 AS {DAY}'} FROM rows) "
     figures: list[dict | None] = [None] * days
-    for row in rows.group_by(by).aggregate(aggregations).to_pylist():
-        figures[row.pop(DAY, 0)] = row
+    for row in duck.query(f"{batch}SELECT {DAY}, {selected} FROM ({within}) GROUP BY {DAY}", rows=rows).to_pylist():
+        figures[row.pop(DAY)] = row
     if None in figures:
-        empty = rows.slice(0, 0).group_by([]).aggregate(aggregations).to_pylist()[0]
+        empty = duck.query(f"{batch}SELECT {selected} FROM ({within}) WHERE false", rows=rows).to_pylist()[0]
         figures = [empty if day is None else day for day in figures]
     return figures
 
 
-def count_true(rows: pa.Table, days: int, **flags: pa.Array | pa.ChunkedArray) -> list[dict[str, int]]:
-    """Each day's rows ("rows") and, for each flag (a boolean per row of `rows`), the rows it holds
-    for (a null is not counted)."""
-    columns = dict(flags)
-    if DAY in rows.column_names:
-        columns[DAY] = rows[DAY]
-    figures = per_day(pa.table(columns) if flags else rows, days, [([], "count_all"), *((name, "sum") for name in flags)])
-    return [{"rows": day["count_all"]} | {name: day[f"{name}_sum"] or 0 for name in flags} for day in figures]
+def count_true(rows: Rows, days: int, **conditions: str) -> list[dict[str, int]]:
+    """Each day's rows ("rows") and, for each condition (SQL, on a row), the rows it holds for (a
+    null is not counted)."""
+    return per_day(rows, days, {"rows": "count(*)", **{name: f"count(*) FILTER (WHERE {sql})" for name, sql in conditions.items()}})
 
 
 def schema_matches(schema: pa.Schema, contract: pa.Schema) -> CheckOutcome:
@@ -68,22 +64,21 @@ def schema_matches(schema: pa.Schema, contract: pa.Schema) -> CheckOutcome:
     return not problems, {"problems": problems, "columns": len(schema)}
 
 
-def keys_not_null_and_unique(rows: pa.Table, keys: list[str], days: int = 1) -> list[CheckOutcome]:
-    by = [DAY] if DAY in rows.column_names else []
-    counts = per_day(rows, days, [([], "count_all"), *((key, "count", pc.CountOptions(mode="only_null")) for key in keys)])
-    distinct = per_day(rows.group_by([*by, *keys]).aggregate([]), days, [([], "count_all")])
+def keys_not_null_and_unique(rows: Rows, keys: list[str], days: int = 1) -> list[CheckOutcome]:
+    """No key column null, no two rows of a day with the same keys (a null equal to a null)."""
+    quoted = ", ".join(f'"{key}"' for key in keys)
+    counts = count_true(rows, days, **{key: f'"{key}" IS NULL' for key in keys})
+    distinct = per_day(rows, days, {"keys": "count(*)"}, within=f"SELECT DISTINCT {DAY}, {quoted} FROM batch")
     outcomes = []
     for day, groups in zip(counts, distinct):
-        nulls = {key: day[f"{key}_count"] for key in keys}
-        duplicates = day["count_all"] - groups["count_all"]
+        nulls = {key: day[key] for key in keys}
+        duplicates = day["rows"] - groups["keys"]
         outcomes.append((sum(nulls.values()) == 0 and duplicates == 0, {"null_keys": nulls, "duplicate_keys": duplicates}))
     return outcomes
 
 
-def quantities_and_prices_valid(lines: pa.Table, days: int = 1) -> list[CheckOutcome]:
-    zero_price = pa.scalar(0, lines.schema.field("unit_price").type)
-    counted = count_true(lines, days, quantity_not_positive=pc.less_equal(lines["quantity"], 0),
-                         negative_unit_price=pc.less(lines["unit_price"], zero_price))
+def quantities_and_prices_valid(lines: Rows, days: int = 1) -> list[CheckOutcome]:
+    counted = count_true(lines, days, quantity_not_positive="quantity <= 0", negative_unit_price="unit_price < 0")
     return [(day["quantity_not_positive"] == 0 and day["negative_unit_price"] == 0,
              {"quantity_not_positive": day["quantity_not_positive"], "negative_unit_price": day["negative_unit_price"]})
             for day in counted]
@@ -101,19 +96,16 @@ def conservation(records_read: int, loaded: int, quarantined: int, duplicates: i
     }
 
 
-def purchase_values_valid(events: pa.Table, days: int = 1) -> list[CheckOutcome]:
+def purchase_values_valid(events: Rows, days: int = 1) -> list[CheckOutcome]:
     """Prices and discounts >= 0, revenue = selling - discount, margin = selling - cost - discount,
-    ids not empty."""
-    zero = pa.scalar(0, events.schema.field("cost_price").type)
-    revenue = pc.subtract(events["selling_price"], events["discount"])
-    margin = pc.subtract(revenue, events["cost_price"])
+    ids not empty (blank as the build trims them)."""
     negative = ("cost_price", "selling_price", "discount")
     empty = ("user_id", "session_id")
     counted = count_true(
         events, days,
-        **{f"negative_{c}": pc.less(events[c], zero) for c in negative},
-        **{f"empty_{c}": pc.equal(pc.utf8_trim_whitespace(events[c]), "") for c in empty},
-        wrong_revenue=pc.not_equal(events["revenue"], revenue), wrong_margin=pc.not_equal(events["margin"], margin))
+        **{f"negative_{c}": f"{c} < 0" for c in negative},
+        **{f"empty_{c}": f"{trimmed(c)} = ''" for c in empty},
+        wrong_revenue="revenue <> selling_price - discount", wrong_margin="margin <> selling_price - discount - cost_price")
     outcomes = []
     for day in counted:
         negatives = {c: day[f"negative_{c}"] for c in negative}
@@ -124,8 +116,8 @@ def purchase_values_valid(events: pa.Table, days: int = 1) -> list[CheckOutcome]
     return outcomes
 
 
-def totals_reconcile(orders: pa.Table, days: int = 1) -> list[CheckOutcome]:
-    counted = count_true(orders, days, not_reconciling=pc.invert(pc.fill_null(orders["reconciles"], True)))
+def totals_reconcile(orders: Rows, days: int = 1) -> list[CheckOutcome]:
+    counted = count_true(orders, days, not_reconciling="NOT coalesce(reconciles, true)")
     return [(day["not_reconciling"] == 0, {
         "orders": day["rows"],
         "orders_not_reconciling": day["not_reconciling"],

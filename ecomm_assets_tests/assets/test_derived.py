@@ -1,9 +1,6 @@
 """Derived tables (kept per day in the lake, not partitioned by Dagster): the days a build takes in
 each batch, and a range built in many batches giving the same tables as in one."""
 
-import json
-import subprocess
-import sys
 from datetime import date, timedelta
 
 import dagster as dg
@@ -12,7 +9,7 @@ import pytest
 
 from ecomm_assets.assets import days as days_module
 from ecomm_assets.assets.days import day_batches
-from ecomm_assets_tests.conftest import PROJECT, make_definitions
+from ecomm_assets_tests.conftest import arrow_peak, make_definitions
 
 D = [date(2024, 1, 1) + timedelta(days=n) for n in range(5)]
 
@@ -56,21 +53,6 @@ def test_a_range_built_in_one_batch_per_day_is_the_range_built_at_once(tmp_path,
     assert tables[1] == tables[days_module.BATCH_INPUT_BYTES]
 
 
-# Run in a process of its own: Arrow's peak allocation is a figure of the whole process.
-_BUILD_DERIVED = """
-import json, sys
-from pathlib import Path
-import dagster as dg
-import pyarrow as pa
-from ecomm_assets_tests.conftest import make_definitions
-defs = make_definitions(Path(sys.argv[1]), orders_per_day=40_000)
-keys = {dg.AssetKey(name) for name in json.loads(sys.argv[2])}
-job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys, asset_check_selection=set())
-assert job.execute_in_process(partition_key="2024-01-15", instance=dg.DagsterInstance.ephemeral()).success
-print(pa.default_memory_pool().max_memory())
-"""
-
-
 def test_derived_tables_query_a_days_files_without_holding_them(lake_dir):
     """A day of 36,000 orders: every derived table over order_lines, orders or product_reviews is
     built by a query that reads the day's files as it goes (bounded, spilling past its memory
@@ -82,8 +64,6 @@ def test_derived_tables_query_a_days_files_without_holding_them(lake_dir):
     assert job.execute_in_process(partition_key="2024-01-15", instance=dg.DagsterInstance.ephemeral()).success
     lines = (lake_dir / "processed" / "order_lines" / "dt=2024-01-15" / "part-00000.parquet").stat().st_size
     built = [name for name in DERIVED if name != "product_reviews"]
-    run = subprocess.run([sys.executable, "-c", _BUILD_DERIVED, str(lake_dir), json.dumps(built)], check=False,
-                         cwd=PROJECT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    peak = arrow_peak(lake_dir, 40_000, "2024-01-15", assets=built)
     assert all((lake_dir / "processed" / name / "dt=2024-01-15" / "part-00000.parquet").exists() for name in built)
-    assert int(run.stdout.split()[-1]) < lines / 2, (run.stdout.split()[-1], lines)
+    assert peak < lines / 2, (peak, lines)

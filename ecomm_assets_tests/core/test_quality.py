@@ -3,10 +3,13 @@
 import math
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
-from ecomm_assets.core import quality
+from ecomm_assets.core import duck, quality
 from ecomm_assets.core.schemas import UNIT_PRICE
 
 CONTRACT = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("n", pa.int32())])
@@ -182,16 +185,34 @@ BATCHES = [
 ]
 
 
+def as_files(folder, days: list[pa.Table]) -> duck.ParquetFiles:
+    """Days' tables as the checks read them: a Parquet file each, a row's day its file's position."""
+    paths = [str(folder / f"day-{position}.parquet") for position in range(len(days))]
+    for path, table in zip(paths, days):
+        pq.write_table(table, path)
+    return duck.ParquetFiles(paths, days[0].schema, position=quality.DAY)
+
+
 @pytest.mark.parametrize("label, rule, days, passed", BATCHES, ids=[b[0] for b in BATCHES])
-def test_a_rule_over_a_batch_gives_each_day_its_own_outcome(label, rule, days, passed):
+def test_a_rule_over_a_batch_gives_each_day_its_own_outcome(tmp_path, label, rule, days, passed):
     alone = [rule(day, 1)[0] for day in days]
     assert [outcome[0] for outcome in alone] == passed
-    [(positions, stacked)] = quality.by_schema(dict(enumerate(days)))
-    assert positions == list(range(len(days)))
-    assert rule(stacked, len(days)) == alone
+    assert rule(as_files(tmp_path, days), len(days)) == alone
 
 
-def test_days_of_different_schemas_are_stacked_apart_in_their_order():
+def test_days_of_different_schemas_are_batched_apart_in_their_order():
     drifted = keyed([("a", 1)]).cast(pa.schema([("order_id", pa.string()), ("line_number", pa.int64())]))
-    stacks = list(quality.by_schema({"d1": keyed([("a", 1)]), "d2": drifted, "d3": keyed([("b", 1), ("c", 1)])}))
-    assert [(days, stacked[quality.DAY].to_pylist()) for days, stacked in stacks] == [(["d1", "d3"], [0, 1, 1]), (["d2"], [0])]
+    schemas = {"d1": keyed([("a", 1)]).schema, "d2": drifted.schema, "d3": keyed([("b", 1)]).schema}
+    assert quality.same_schema(schemas) == [["d1", "d3"], ["d2"]]
+
+
+def test_a_day_larger_than_the_querys_memory_is_checked(tmp_path, monkeypatch):
+    """A rule reads a day as the query goes: a day's keys far larger than the database's memory
+    limit are still checked, exactly (DuckDB spills; an Arrow group_by would hold them all)."""
+    monkeypatch.setattr(duck, "MEMORY_LIMIT", "64MB")
+    monkeypatch.setattr(duck, "_databases", {})  # a database opened with that limit
+    rows = 3_000_000
+    ids = pc.cast(pa.array(np.append(np.arange(rows - 1), 7)), pa.string())  # order 7 twice
+    day = pa.table({"order_id": ids, "line_number": pa.array(np.ones(rows, np.int32))})
+    outcome = quality.keys_not_null_and_unique(as_files(tmp_path, [day]), ["order_id", "line_number"], 1)
+    assert outcome == [(False, {"null_keys": {"order_id": 0, "line_number": 0}, "duplicate_keys": 1})]

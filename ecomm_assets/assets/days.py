@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ecomm_assets.assets.metadata import BUILT_DAYS, preview
+from ecomm_assets.assets.metadata import BUILT_DAYS, PREVIEW_ROWS, preview
 from ecomm_assets.core import duck
 from ecomm_assets.core.layout import (
     PART_FILE,
@@ -111,7 +111,8 @@ def day_metadata(context: dg.AssetExecutionContext, by_day: dict[date, dict]) ->
 
 @dataclass
 class DaysWritten:
-    """What replacing a table's days wrote: rows per day, bytes, and the first rows for a preview."""
+    """What replacing a table's days wrote: rows per day, bytes, and the first rows for a preview
+    (of the first day that has rows; None while none has)."""
 
     rows: dict[date, int] = field(default_factory=dict)
     bytes: int = 0
@@ -124,7 +125,7 @@ class DaysWritten:
             "path": dg.MetadataValue.path(
                 store.full_uri(table_path(table_name, days[0]) if len(days) == 1 else table_dir(table_name))
             ),
-            "preview": preview(self.head if self.head is not None else pa.table({})),
+            "preview": preview(self.head),
         }
         if len(days) != 1:
             metadata["days"] = len(days)
@@ -144,13 +145,12 @@ def replace_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day:
                 content = conform_parquet_file(content, contract, where)
                 parquet = pq.ParquetFile(content)
                 written.rows[day] = parquet.metadata.num_rows
-                first = next(parquet.iter_batches(batch_size=10), None)
-                day_head = pa.Table.from_batches([first]) if first is not None else None
             else:
                 content = conform(content, contract, where)
-                written.rows[day], day_head = content.num_rows, content.slice(0, 10)
-            if written.head is None or written.head.num_rows == 0:
-                written.head = day_head  # the preview shows the first day that has rows
+                written.rows[day] = content.num_rows
+            if written.head is None and written.rows[day]:  # the preview shows the first day that has rows
+                written.head = (pa.Table.from_batches([next(parquet.iter_batches(batch_size=PREVIEW_ROWS))])
+                                if isinstance(content, Path) else content.slice(0, PREVIEW_ROWS))
             yield partition_dir(PROCESSED, table_name, day), {PART_FILE: content}
 
     written.bytes += store.replace_partitions(partitions())  # one listing finds the stale files of all the days

@@ -21,10 +21,11 @@ PREVIEW_ROWS = 10
 BUILT_DAYS = "built_days"  # the days a derived table's build wrote: what its checks evaluate, what its usage covers
 
 
-def preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
-    head = table.slice(0, rows).to_pylist()
-    if not head:
+def preview(table: pa.Table | None, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    """The first rows as a markdown table; None: no rows."""
+    if table is None or table.num_rows == 0:  # (a table without columns slices into rows of nothing)
         return dg.MetadataValue.md("_no rows_")
+    head = table.slice(0, rows).to_pylist()
     columns = table.column_names
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in head]

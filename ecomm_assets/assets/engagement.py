@@ -49,15 +49,15 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
     with derived_build(context, store, Derivation(name, (collection_dir(collection),)), ENGAGEMENT[name]) as build:
         for days in build.batches():
             paths_of_days = {day: collection_path(collection, day) for day in days}
-            with store.local_paths(list(paths_of_days.values())) as paths:
-                result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)])
+            with store.local_paths(list(paths_of_days.values())) as paths, store.staging_dir() as staging:
+                result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)], staging)
                 read = {}
                 for day, path in zip(days, paths):  # the snapshot read, for the conservation check (storage.input_read)
                     with open(path, "rb") as source:
                         read[day] = {"snapshot": input_read(source, functools.partial(snapshot_records, name))}
-            counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
-            build.write(split_by_day(result.rows, "snapshot_date", days), quarantine=functools.partial(
-                write_days_rejects, store, name, {day: counts[day].as_dict() | read[day] for day in days}, result.quarantined))
+                counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
+                build.write(result.rows, quarantine=functools.partial(
+                    write_days_rejects, store, name, {day: counts[day].as_dict() | read[day] for day in days}, result.quarantined))
     metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())
     metadata.update(

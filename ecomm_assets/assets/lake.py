@@ -56,7 +56,7 @@ from ecomm_assets.core.schemas import (
     ORDER_LINES,
     ORDERS,
 )
-from ecomm_assets.core.storage import LakeFile, LakeStore, input_read
+from ecomm_assets.core.storage import LakeFile, LakeStore, input_read, json_lines
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
@@ -111,14 +111,17 @@ def raw_files_read(files: Sequence[LakeFile], local: Mapping[str, str], feed: Fe
     return {"files": entries}
 
 
-def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict], quarantined: pa.Table) -> None:
-    """Each day's quarantined records (rows of `quarantined` with a `day` column), its quarantine
-    folder replaced (one listing for all the days), and its counts."""
-    by_day = split_by_day(quarantined, "day", sorted(counts))
-    store.replace_partitions(
-        (quarantine_dir(table, day), {QUARANTINE_FILE: json_lines(rows.drop_columns(["day"]))} if rows.num_rows else {})
-        for day, rows in by_day.items()
-    )
+def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict],
+                       quarantined: pa.Table | Mapping[date, Path]) -> None:
+    """Each day's quarantined records (rows of `quarantined` with a `day` column, or each day's
+    staged JSON Lines file), its quarantine folder replaced (one listing for all the days), and its counts."""
+    if isinstance(quarantined, pa.Table):
+        by_day = split_by_day(quarantined, "day", sorted(counts))
+        files = ((day, json_lines(rows.drop_columns(["day"])) if rows.num_rows else None) for day, rows in by_day.items())
+    else:
+        files = ((day, quarantined.get(day)) for day in sorted(counts))
+    store.replace_partitions((quarantine_dir(table, day), {QUARANTINE_FILE: file} if file is not None else {})
+                             for day, file in files)
     for day, day_counts in sorted(counts.items()):
         store.write_bytes(counts_path(table, day), json.dumps(day_counts, indent=1).encode())
 
@@ -243,6 +246,3 @@ def dim_products(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
 def dim_customers(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     return _dimension(context, lake, "dim_customers", "users", build_dim_customers)
 
-
-def json_lines(table: pa.Table) -> bytes:
-    return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode()

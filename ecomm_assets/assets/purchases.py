@@ -11,7 +11,6 @@ import dagster as dg
 from ecomm_assets.assets.days import run_days, split_by_day, write_days, writing_days
 from ecomm_assets.assets.lake import (
     LAKE,
-    json_lines,
     raw_days_files,
     raw_files_read,
     write_days_rejects,
@@ -43,7 +42,7 @@ from ecomm_assets.core.purchase_tables import (
     build_purchase_events,
 )
 from ecomm_assets.core.schemas import DIM_USER_PROFILES, PURCHASE_EVENTS, conform
-from ecomm_assets.core.storage import LakeFile, LakeStore
+from ecomm_assets.core.storage import LakeFile, LakeStore, json_lines
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 

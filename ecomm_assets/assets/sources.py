@@ -92,13 +92,10 @@ def snapshots(context: dg.AssetExecutionContext, lake: LakeResource, order_sourc
     days = run_days(context)
     rows: dict[date, dict[str, int]] = {}
     size = 0
-    written: dict[str, tuple[list[dict], bytes]] = {}  # each collection's last snapshot and its JSON
     for day, collections in order_source.snapshots(SNAPSHOT_COLLECTIONS, days):
-        for collection, records in collections.items():
-            if collection not in written or written[collection][0] is not records:  # a repeated snapshot is serialized once
-                written[collection] = (records, json.dumps(records, separators=(",", ":")).encode())
-            size += store.write_bytes(collection_path(collection, day), written[collection][1])
-        rows[day] = {collection: len(records) for collection, records in collections.items()}
+        for collection, snapshot in collections.items():
+            size += store.write_parts(collection_path(collection, day), snapshot.text)
+        rows[day] = {collection: snapshot.records for collection, snapshot in collections.items()}
     day_metadata(context, {day: {f"{c}_rows": n for c, n in counts.items()} for day, counts in rows.items()})
     metadata = {"source": order_source.source.value, "bytes_written": size, "path": dg.MetadataValue.path(store.full_uri(RAW))}
     if len(days) > 1:  # the run's totals go on its newest day, beside (not over) that day's own counts

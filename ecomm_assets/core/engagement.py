@@ -1,25 +1,35 @@
 """Engagement tables from the day's collection snapshots: product reviews (from the products
-snapshot's reviews[]), posts and comments. DuckDB reads each snapshot file whole and unnests its
-records in order, so a record's position is exact; every rule is a SQL expression, and a record that
-breaks one goes to quarantine with its reasons: records read = rows loaded + records quarantined.
-A repeated id (a repeated product id, for reviews) keeps its first record; the later ones are
-quarantined as duplicates.
+snapshot's reviews[]), posts and comments. Each snapshot file is read a batch of its records at a
+time and its records numbered in order, so a record's position is exact; every rule is a SQL
+expression, and a record that breaks one goes to quarantine with its reasons: records read = rows
+loaded + records quarantined. A repeated id (a repeated product id, for reviews) keeps its first
+record; the later ones are quarantined as duplicates. DuckDB checks a block of records at a time, a
+large day's on a database bounded in memory that spills to disk, its rows and quarantined records
+streamed to its files: memory does not follow the size of a day.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import BinaryIO
 
+import duckdb
+import numpy as np
 import pyarrow as pa
 
 from ecomm_assets.core import duck
+from ecomm_assets.core.landing import json_array_elements
 from ecomm_assets.core.records import ORDER_DATE_PATTERN
 from ecomm_assets.core.schemas import ENGAGEMENT
+from ecomm_assets.core.storage import json_lines
 
 QUARANTINE = pa.schema(
     [
@@ -32,6 +42,9 @@ QUARANTINE = pa.schema(
     ]
 )
 COLLECTION = {"product_reviews": "products", "posts": "posts", "comments": "comments"}
+# Snapshot text checked at once (a block): DuckDB's memory follows this, not the day (a block's
+# records are parsed at once); a larger record is a block of its own.
+BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -42,13 +55,24 @@ class SnapshotFile:
 
 def snapshot_records(table: str, source: BinaryIO) -> int:
     """A table's records in a snapshot of its collection, counted apart from the build (the
-    conservation check's count): reviews for product_reviews (a reviews value that is not a list is
-    one record; a product that is no object has none), else the snapshot's records."""
-    records = json.load(source)
-    if table == "product_reviews":
-        return sum(len(r["reviews"]) if isinstance(r.get("reviews"), list) else r.get("reviews") is not None
-                   for r in records if isinstance(r, dict))
-    return len(records)
+    conservation check's count), a block of the snapshot at a time: reviews for product_reviews
+    (a reviews value that is not a list is one record; a product that is no object has none), else
+    the snapshot's records."""
+    batches = json_array_elements(source, COLLECTION[table])
+    if table != "product_reviews":
+        return sum(len(elements) for elements in batches)
+    reviews, read = 0, 0
+    for elements in batches:
+        try:  # a batch's elements in one parse: a call each would cost more than the parse
+            products = json.loads("[" + ",".join(elements.to_pylist()) + "]")
+        except RecursionError:  # Python's parser recurses: name the records rather than fail obscurely
+            raise ValueError(f"a product of the snapshot ({read + 1} to {read + len(elements)}) is nested too "
+                             "deeply to be read") from None
+        read += len(elements)
+        for product in products:
+            if isinstance(product, dict) and product.get("reviews") is not None:
+                reviews += len(product["reviews"]) if isinstance(product["reviews"], list) else 1
+    return reviews
 
 
 @dataclass
@@ -69,8 +93,8 @@ class EngagementCounts:
 
 @dataclass
 class EngagementResult:
-    rows: pa.Table  # the table's contract, every day's rows
-    quarantined: pa.Table  # QUARANTINE
+    rows: dict[date, pa.Table | Path]  # each day's rows (none: an empty table), or its Parquet file with exactly the contract
+    quarantined: dict[date, Path]  # the JSON Lines of each day's quarantined records (QUARANTINE less `day`), if any
     counts: dict[date, EngagementCounts]
 
 
@@ -159,23 +183,18 @@ _TABLES = {
     },
 }
 
-_FILES = "CREATE OR REPLACE TEMP TABLE files AS SELECT unnest($paths) AS path, unnest($days::DATE[]) AS day"
-
-# Every record of every file, in its order.
-_RECORDS = """
-CREATE OR REPLACE TEMP TABLE records AS
-SELECT f.day, unnest(t.items) AS record, unnest(generate_series(1, len(t.items))) AS record_number
-FROM (SELECT filename, json_extract(content, '$[*]') AS items FROM read_text($paths)) t JOIN files f ON f.path = t.filename
-"""
-
-# A product's reviews, one row each; a `reviews` value that is not a list is one record, quarantined.
+# A block's product reviews, one row each; a `reviews` value that is not a list is one record,
+# quarantined. A product's fields are extracted in one pass over its text (reading each from the
+# whole product would parse its every review again). Stored before they are checked: a query's
+# every use of a review would unnest it again.
 _REVIEWS = f"""
-CREATE OR REPLACE TEMP TABLE items AS
-WITH products AS (
-    SELECT day, record_number, {_id("record -> '$.id'")} AS product_id, {_text("record -> '$.category'")} AS category,
-           record -> '$.reviews' AS reviews,
-           coalesce(json_type(record -> '$.reviews'), 'NULL') IN ('ARRAY', 'NULL') AS reviews_listed
-    FROM records
+CREATE OR REPLACE TEMP TABLE reviews AS
+WITH fields AS MATERIALIZED (
+    SELECT day, record_number, json_extract(record, ['$.id', '$.category', '$.reviews']) AS field FROM block
+), products AS (
+    SELECT day, record_number, {_id("field[1]")} AS product_id, {_text("field[2]")} AS category,
+           field[3] AS reviews, coalesce(json_type(field[3]), 'NULL') IN ('ARRAY', 'NULL') AS reviews_listed
+    FROM fields
 ), listed AS (
     SELECT *, CASE WHEN json_type(reviews) = 'ARRAY' THEN json_extract(reviews, '$[*]')
                    WHEN reviews_listed THEN []::JSON[] ELSE [reviews] END AS review_list
@@ -186,53 +205,132 @@ SELECT day, record_number, product_id, category, reviews_listed,
 FROM listed
 """
 
-_VALIDATED = """
-CREATE OR REPLACE TEMP TABLE validated AS
-WITH typed AS (SELECT *, {columns} FROM {source}),
-checked AS (SELECT *, list_filter([{rules}], lambda r: r IS NOT NULL) AS problems FROM typed)
-SELECT *,
-       CASE WHEN len(problems) > 0 THEN array_to_string(problems, '; ')
-            WHEN {duplicate_rank} > 1 THEN 'duplicate {key_label}: ' || {key} END AS reason
-FROM checked
+# A block's records (or its reviews) typed, with the rules each breaks (none: NULL). A record's text
+# is as written (quarantine takes it compact).
+_CHECKED = """
+WITH typed AS (SELECT *, {columns} FROM {source})
+SELECT *, list_filter([{rules}], lambda r: r IS NOT NULL) AS problems FROM typed
 """
 
+# Each record's reason (NULL: loaded), its text kept for quarantine only. Duplicates are ranked over
+# the records' keys alone, joined back: a window over the checked rows would copy them whole.
+_VALIDATED = """
+CREATE OR REPLACE TEMP TABLE validated AS
+WITH ranked AS (SELECT day, record_number, {duplicate_rank} AS duplicate_rank FROM (SELECT DISTINCT {ranked} FROM checked))
+SELECT c.* EXCLUDE (record, problems),
+       CASE WHEN len(problems) > 0 THEN array_to_string(problems, '; ')
+            WHEN duplicate_rank > 1 THEN 'duplicate {key_label}: ' || {key} END AS reason,
+       CASE WHEN reason IS NOT NULL THEN record END AS record
+FROM checked c JOIN ranked USING (day, record_number)
+"""
 
-def build_engagement(table: str, files: Sequence[SnapshotFile]) -> EngagementResult:
+def _blocks(table: str, files: Sequence[SnapshotFile]) -> Iterator[pa.Table]:
+    """The files' records (day, record_number in its file, record: its JSON text) in blocks of about
+    BLOCK_BYTES of text, in order, read as they go (core/landing's JSON array splitter); at least one."""
+    block, size, blocks = [], 0, 0
+    for snapshot in files:
+        with open(snapshot.path, "rb") as source:
+            numbered, day = 0, (snapshot.day - _EPOCH).days
+            try:
+                for elements in json_array_elements(source, COLLECTION[table]):
+                    block.append(pa.table([_column(pa.date32(), np.full(len(elements), day, np.int32)),
+                                           _column(pa.int64(), np.arange(numbered + 1, numbered + 1 + len(elements))),
+                                           elements], schema=_BLOCK))
+                    numbered += len(elements)
+                    size += elements.nbytes
+                    if size >= BLOCK_BYTES:
+                        yield pa.concat_tables(block)
+                        block, size, blocks = [], 0, blocks + 1
+            except ValueError as error:  # no array, or a record too large to read: say which day's
+                raise ValueError(f"{table}: the {COLLECTION[table]} snapshot of {snapshot.day} cannot be read: {error}") from error
+    if block or not blocks:
+        yield pa.concat_tables(block) if block else _BLOCK.empty_table()
+
+
+_BLOCK = pa.schema([pa.field("day", pa.date32()), pa.field("record_number", pa.int64()), pa.field("record", pa.large_string())])
+_EPOCH = date(1970, 1, 1)
+
+
+def _column(type_: pa.DataType, values: np.ndarray) -> pa.Array:
+    """A numpy array's values as an Arrow array of `type_` (of their width), over the same memory:
+    pa.array would import pandas on its first call, 0.3 s of every step's process."""
+    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(values)])
+
+
+def build_engagement(table: str, files: Sequence[SnapshotFile], out_dir: str) -> EngagementResult:
     """The rows of `table` (product_reviews, posts or comments) from the days' snapshot files of
-    its collection, with what was quarantined and each day's counts."""
-    spec = _TABLES[table]
-    con = duck.connect()
-    try:
-        paths, days = [f.path for f in files], [f.day for f in files]
-        con.execute(_FILES, {"paths": paths, "days": days})
-        con.execute(_RECORDS, {"paths": paths})
-        reviews = table == "product_reviews"
+    its collection, with what was quarantined (JSON Lines files in `out_dir`) and each day's counts.
+    Days of more than BLOCK_BYTES of snapshots (a large day) are computed on a database bounded in
+    memory that spills into `out_dir`, their rows streamed to a Parquet file per day there; fewer (a
+    backfill's days) on a cursor, their rows kept in memory (as small as their input): a database
+    costs 30 ms to open and a file a day 2 ms to write, a year's backfill 365 times."""
+    spec, reviews, days = _TABLES[table], table == "product_reviews", [f.day for f in files]
+    large = sum(os.path.getsize(f.path) for f in files) > BLOCK_BYTES
+    with _database(large, out_dir) as con:
+        checked = _CHECKED.format(columns=spec["columns"], source="reviews" if reviews else "block", rules=", ".join(spec["rules"]))
+        for number, block in enumerate(_blocks(table, files)):
+            con.register("block", block)
+            if reviews:
+                con.execute(_REVIEWS)
+            con.execute(("CREATE OR REPLACE TEMP TABLE checked AS " if number == 0 else "INSERT INTO checked ") + checked)
+            con.unregister("block")
         if reviews:
-            con.execute(_REVIEWS)
+            con.execute("DROP TABLE reviews")
         key = spec["key"]
         # A key's first valid record is kept; a review's product must be the first listing of its id.
-        duplicate_rank = ("dense_rank() OVER (PARTITION BY day, product_id ORDER BY record_number)" if reviews
-                          else f"row_number() OVER (PARTITION BY day, {key}, len(problems) = 0 ORDER BY record_number)")
-        con.execute(_VALIDATED.format(columns=spec["columns"], source="items" if reviews else "records",
-                                      rules=", ".join(spec["rules"]), duplicate_rank=duplicate_rank, key=key,
-                                      key_label=key.replace("_", " ")))
+        ranked, duplicate_rank = (("day, record_number, product_id", "dense_rank() OVER (PARTITION BY day, product_id ORDER BY record_number)")
+                                  if reviews else (f"day, record_number, {key}, len(problems) = 0 AS valid",
+                                                   f"row_number() OVER (PARTITION BY day, {key}, valid ORDER BY record_number)"))
+        con.execute(_VALIDATED.format(ranked=ranked, duplicate_rank=duplicate_rank, key=key, key_label=key.replace("_", " ")))
+        con.execute("DROP TABLE checked")
         contract = ENGAGEMENT[table]
-        order = "snapshot_date, record_number" + (", review_number" if reviews else "")
-        rows = con.sql(f"SELECT {', '.join(contract.names)} FROM validated WHERE reason IS NULL ORDER BY {order}").to_arrow_table()
-        quarantined = con.sql(
-            f"""SELECT day, record_number, {'review_number' if reviews else 'NULL::BIGINT'} AS review_number,
-                       {'product_id' if reviews else _id("record -> '$.id'")} AS id, reason, record::VARCHAR AS record
-                FROM validated WHERE reason IS NOT NULL ORDER BY day, record_number{', review_number' if reviews else ''}"""
-        ).to_arrow_table().cast(QUARANTINE)
+        order = "record_number" + (", review_number" if reviews else "")
+        rows = duck.by_day(duck.rows(
+            con, f"SELECT {', '.join(contract.names)} FROM validated WHERE reason IS NULL ORDER BY snapshot_date, {order}"), "snapshot_date")
+        if large:
+            with duck.DayFiles(out_dir, table, contract) as written:
+                for day, batch in rows:
+                    written.write(day, batch)
+                for day in sorted(set(days) - set(written.paths)):
+                    written.empty(day)
+            by_day: dict[date, pa.Table | Path] = dict(written.paths)
+        else:
+            batches: dict[date, list[pa.RecordBatch]] = {}
+            for day, batch in rows:
+                batches.setdefault(day, []).append(batch)
+            by_day = {day: pa.Table.from_batches(batches[day]) if day in batches else contract.empty_table() for day in days}
+        quarantined = _write_quarantined(con, f"""
+            SELECT day, record_number, {'review_number' if reviews else 'NULL::BIGINT'} AS review_number,
+                   {'product_id' if reviews else _id("record -> '$.id'")} AS id, reason, json(record)::VARCHAR AS record
+            FROM validated WHERE reason IS NOT NULL ORDER BY day, {order}""", out_dir, table)
         counts = {day: EngagementCounts() for day in days}
-        for day, read, loaded in con.sql(
+        for day, read, loaded in con.execute(
             "SELECT day, count(*), count(*) FILTER (WHERE reason IS NULL) FROM validated GROUP BY day"
         ).fetchall():
             counts[day].records_read, counts[day].loaded, counts[day].quarantined = read, loaded, read - loaded
-        for day, reason, records in con.sql(
+        for day, reason, records in con.execute(
             "SELECT day, split_part(reason, ':', 1), count(*) FROM validated WHERE reason IS NOT NULL GROUP BY ALL"
         ).fetchall():
             counts[day].reasons[reason] = records
-    finally:
-        con.close()
-    return EngagementResult(rows, quarantined, counts)
+        return EngagementResult(by_day, quarantined, counts)
+
+
+@contextlib.contextmanager
+def _database(large: bool, out_dir: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    if large:
+        with tempfile.TemporaryDirectory(prefix="spill-", dir=out_dir) as spill, duck.bounded(spill) as con:
+            yield con
+    else:
+        with duck.connect() as con:
+            yield con
+
+
+def _write_quarantined(con: duckdb.DuckDBPyConnection, sql: str, out_dir: str, table: str) -> dict[date, Path]:
+    """The quarantined records `sql` gives (QUARANTINE's columns, day after day), streamed into a
+    JSON Lines file per day in `out_dir`, the form quarantine files take."""
+    files: dict[date, Path] = {}
+    for day, batch in duck.by_day(duck.rows(con, sql), "day"):
+        files.setdefault(day, Path(out_dir, f"{table}-quarantined-{day}.jsonl"))
+        with open(files[day], "ab") as out:
+            out.write(json_lines(pa.Table.from_batches([batch]).cast(QUARANTINE).drop_columns(["day"])))
+    return files

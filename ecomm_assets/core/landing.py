@@ -371,37 +371,12 @@ def _route_batches(landed: LandedFile, batches: Iterator[tuple[bytes, _ArrayCuts
 def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Iterator[bytes], wrapped: bool,
                    staging: str | None, batch_bytes: int, vectorized: bool) -> None:
     """The elements of the array of orders opening just before `position` in `data` (the file's
-    first bytes; `chunks` the rest), routed in order a batch at a time: cut between elements by
-    _array_cuts, each batch's elements are checked and routed like JSON lines. Then the rest of the
-    document. A broken document quarantines the file whole."""
-    rest = []
-
-    def batches() -> Iterator[tuple[bytes, _ArrayCuts]]:
-        text, read, ended, wanted = data[position:], 0, False, batch_bytes
-        while True:
-            while len(text) < wanted and not ended:
-                chunk = next(chunks, None)
-                ended = chunk is None
-                text += chunk or b""
-            cuts, end = _array_cuts(text)
-            separators = cuts.separators
-            if end is None and not len(separators):
-                if ended:
-                    raise ValueError("the array of orders does not end")
-                wanted = 2 * len(text)  # an element larger than a batch: read on, as much again
-                continue
-            wanted = batch_bytes
-            cut = end if end is not None else int(separators[-1])
-            if read or len(separators) or text[:cut].strip():  # else an empty array
-                read += 1
-                yield text[:cut], _ArrayCuts(separators[separators < cut], cuts.quotes[cuts.quotes < cut])
-            if end is not None:
-                rest.append(text[end + 1:])
-                return
-            text = text[cut + 1:]
-
+    first bytes; `chunks` the rest), routed in order a batch at a time (_array_batches): each
+    batch's elements are checked and routed like JSON lines. Then the rest of the document. A broken
+    document quarantines the file whole."""
+    rest: list[bytes] = []
     try:
-        _route_batches(landed, batches(), staging, vectorized)
+        _route_batches(landed, _array_batches(data[position:], chunks, batch_bytes, "orders", rest), staging, vectorized)
         _document_end((rest[0] + b"".join(chunks)).decode("utf-8"), 0, wrapped)
     except _AmbiguousDocument as error:
         landed.file_error = str(error)
@@ -409,6 +384,76 @@ def _stream_orders(landed: LandedFile, data: bytes, position: int, chunks: Itera
         landed.file_error = f"not UTF-8: {error}"
     except ValueError as error:
         landed.file_error = f"malformed or truncated JSON document: {error}"
+
+
+def _array_batches(text: bytes, chunks: Iterator[bytes], batch_bytes: int, what: str, rest: list[bytes],
+                   max_element: int | None = None) -> Iterator[tuple[bytes, _ArrayCuts]]:
+    """The elements of the array of `what` whose first element starts at text[0] (just after its
+    `[`; `chunks` the text that follows), a batch of about `batch_bytes` at a time (an element larger
+    than that alone), cut between elements by _array_cuts: each batch and its cuts, none for an
+    empty array. What follows the array's `]` goes into `rest`. ValueError: the array does not end,
+    or an element is longer than `max_element` bytes (read no further than that and a batch)."""
+    read, ended, wanted, elements = 0, False, batch_bytes, 0
+    while True:
+        while len(text) < wanted and not ended:
+            chunk = next(chunks, None)
+            ended = chunk is None
+            text += chunk or b""
+        cuts, end = _array_cuts(text)
+        separators = cuts.separators
+        if end is None and not len(separators):
+            if ended:
+                raise ValueError(f"the array of {what} does not end")
+            if max_element is not None and len(text) > max_element:  # the text starts with the element
+                raise ValueError(f"element {elements + 1} of the array of {what} is larger than {max_element:,} bytes")
+            wanted = 2 * len(text)  # an element larger than a batch: read on, as much again
+            if max_element is not None:
+                wanted = min(wanted, max_element + 1)
+            continue
+        wanted = batch_bytes
+        cut = end if end is not None else int(separators[-1])
+        if read or len(separators) or text[:cut].strip():  # else an empty array
+            read += 1
+            separators = separators[separators < cut]
+            elements += len(separators) + 1
+            yield text[:cut], _ArrayCuts(separators, cuts.quotes[cuts.quotes < cut])
+        if end is not None:
+            rest.append(text[end + 1:])
+            return
+        text = text[cut + 1:]
+
+
+def json_array_elements(source: BinaryIO, what: str, batch_bytes: int = BATCH_BYTES) -> Iterator[pa.LargeStringArray]:
+    """The elements of the JSON array of `what` that a file holds (a collection's snapshot), read a
+    batch of about `batch_bytes` at a time (_array_batches): each batch's elements, in order, as their
+    texts (an element's own spacing kept). Memory holds a batch, or the one larger element.
+    ValueError: the file is not one JSON array (what _array_cuts finds is exact for valid JSON only:
+    a parser reading the texts tells the rest), or an element is larger than MAX_RECORD_BYTES (its
+    parse would take several times that)."""
+    chunks = iter(functools.partial(source.read, batch_bytes), b"")
+    head = b""
+    for chunk in chunks:  # up to the first byte that is not whitespace
+        head += chunk
+        if head.removeprefix(BOM).strip():
+            break
+    start = head.removeprefix(BOM).lstrip()
+    if not start.startswith(b"["):
+        raise ValueError(f"not a JSON array of {what}")
+    rest: list[bytes] = []
+    elements = 0
+    for text, cuts in _array_batches(start[1:], chunks, batch_bytes, what, rest, MAX_RECORD_BYTES):
+        codes = np.frombuffer(text, np.uint8).copy()
+        codes[cuts.separators] = ord(" ")  # the commas between the elements, so that each text is one element
+        offsets = np.concatenate(([0], cuts.separators, [len(codes)])).astype(np.int64)
+        sizes = np.diff(offsets)
+        if sizes.max() > MAX_RECORD_BYTES:
+            larger = int(np.argmax(sizes))
+            raise ValueError(f"element {elements + larger + 1} of the array of {what} is larger than "
+                             f"{MAX_RECORD_BYTES:,} bytes ({sizes[larger]:,})")
+        elements += len(sizes)
+        yield pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(codes))
+    if rest[0].strip() or any(chunk.strip() for chunk in chunks):
+        raise ValueError(f"unexpected text after the array of {what}")
 
 
 # Bytes that matter to the structure of JSON: one lookup of each byte of a batch.

@@ -19,6 +19,7 @@ import errno
 import functools
 import hashlib
 import io
+import json
 import os
 import shutil
 import socket
@@ -818,6 +819,12 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
         for batch in source.iter_batches(batch_size=CONFORM_BATCH_ROWS):
             writer.write_batch(conform(batch, contract, where))
     return conformed
+
+
+def json_lines(table: pa.Table) -> bytes:
+    """A table's rows as JSON Lines (a quarantine file): an object per row, keys in the columns'
+    order, each value as Python's json writes it (a date or a timestamp as its text)."""
+    return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode()
 
 
 @contextlib.contextmanager

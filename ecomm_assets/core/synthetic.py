@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -345,37 +345,60 @@ def product_quality(products: list[dict]) -> np.ndarray:
     return np.array([p["rating"] for p in products], dtype=np.float64)
 
 
-def _timestamps(rng: np.random.Generator, day: date, count: int) -> list[str]:
-    """`count` sorted moments of `day`, to the millisecond, written as DummyJSON writes them (…T09:41:02.053Z)."""
-    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    millis = np.sort(rng.integers(0, 86_400_000, count))
-    return [f"{(midnight + timedelta(milliseconds=int(ms))).isoformat(timespec='milliseconds')[:-6]}Z" for ms in millis]
+def _moment_text(midnight: datetime, millis: int) -> str:
+    """A moment `millis` after midnight (UTC), to the millisecond, as DummyJSON writes it (…T09:41:02.053Z)."""
+    return f"{(midnight + timedelta(milliseconds=millis)).isoformat(timespec='milliseconds')[:-6]}Z"
 
 
-def products_of_day(seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict]) -> list[dict]:
-    """The day's products snapshot: the products, each with `reviews` written that day (DummyJSON's
-    rating, comment, date, reviewerName, reviewerEmail), deterministic for (seed, day)."""
+def day_products(seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict]) -> Iterator[dict]:
+    """The day's products snapshot, a product at a time: each product with the `reviews` written
+    that day (DummyJSON's rating, comment, date, reviewerName, reviewerEmail), deterministic for
+    (seed, day). The day's draws are made at once (a few bytes a review); a product's reviews are
+    made as it is taken, so memory holds one product's, not the day's."""
     rng = _rng(seed, 6, day.toordinal())
     cents = np.array([round(p["price"] * 100) for p in products], dtype=np.int64)
     expected = REVIEWS_PER_ORDER * orders_for_day(day, mean_orders) * _demand_shares(cents)
     counts = rng.poisson(expected)
-    reviewed = np.repeat(np.arange(len(products)), counts)
-    ratings = np.clip(np.rint(rng.normal(product_quality(products)[reviewed], REVIEW_RATING_NOISE)), 1, 5).astype(int)
-    reviewers = rng.integers(0, len(users), len(reviewed))
-    phrases = rng.integers(0, 3, len(reviewed))
-    moments = _timestamps(rng, day, len(reviewed))
-    order = rng.permutation(len(reviewed))  # a product's reviews come at any time of the day
-    reviews: list[list[dict]] = [[] for _ in products]
-    for k in range(len(reviewed)):
-        user = users[reviewers[k]]
-        reviews[reviewed[k]].append({
-            "rating": int(ratings[k]),
-            "comment": REVIEW_COMMENTS[int(ratings[k])][phrases[k]],
-            "date": moments[order[k]],
-            "reviewerName": f"{user['firstName']} {user['lastName']}",
-            "reviewerEmail": user["email"],
-        })
-    return [{**product, "reviews": product_reviews} for product, product_reviews in zip(products, reviews)]
+    ratings = np.clip(np.rint(rng.normal(np.repeat(product_quality(products), counts), REVIEW_RATING_NOISE)), 1, 5).astype(np.int8)
+    reviewers = rng.integers(0, len(users), len(ratings)).astype(np.int32)
+    phrases = rng.integers(0, 3, len(ratings)).astype(np.int8)
+    millis = np.sort(rng.integers(0, 86_400_000, len(ratings))).astype(np.int32)  # the day's moments, in order
+    order = rng.permutation(len(ratings)).astype(np.int32)  # a product's reviews come at any time of the day
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    names = [f"{user['firstName']} {user['lastName']}" for user in users]
+    for product, end, count in zip(products, np.cumsum(counts).tolist(), counts.tolist()):
+        reviews = slice(end - count, end)
+        yield {**product, "reviews": [
+            {"rating": rating, "comment": REVIEW_COMMENTS[rating][phrase], "date": _moment_text(midnight, moment),
+             "reviewerName": names[reviewer], "reviewerEmail": users[reviewer]["email"]}
+            for rating, phrase, moment, reviewer in zip(ratings[reviews].tolist(), phrases[reviews].tolist(),
+                                                         millis[order[reviews]].tolist(), reviewers[reviews].tolist())
+        ]}
+
+
+def products_of_day(seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict]) -> list[dict]:
+    """The day's products snapshot whole (day_products)."""
+    return list(day_products(seed, day, mean_orders, products, users))
+
+
+# The parts a collection's JSON text is made in (json_array): a large day's snapshot is written as
+# it is made, and a day of up to this much is one part, written at once.
+JSON_PART_BYTES = 1 << 20
+
+
+def json_array(records: Iterable[object], part_bytes: int = JSON_PART_BYTES) -> Iterator[bytes]:
+    """The compact JSON text of an array of `records` (json.dumps(list(records), separators=(",", ":"))
+    byte for byte), in parts of about `part_bytes` made as the records come."""
+    part, size = [b"["], 1
+    for number, record in enumerate(records):
+        text = (b"," if number else b"") + json.dumps(record, separators=(",", ":")).encode()
+        part.append(text)
+        size += len(text)
+        if size >= part_bytes:
+            yield b"".join(part)
+            part, size = [], 0
+    part.append(b"]")
+    yield b"".join(part)
 
 
 def _day_ids(day: date, count: int) -> list[int]:

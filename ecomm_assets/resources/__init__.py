@@ -4,6 +4,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
+from typing import NamedTuple
 
 import boto3
 import dagster as dg
@@ -55,6 +56,18 @@ class LakeResource(dg.ConfigurableResource):
         return LakeStore.from_uri(self.uri, self.s3_endpoint_url, self.s3_region)
 
 
+class Snapshot(NamedTuple):
+    """A collection's snapshot: its records' count and the JSON text of their array, in parts."""
+
+    records: int
+    text: Iterable[bytes]
+
+
+def _snapshot(records: list[dict]) -> Snapshot:
+    """A snapshot serialized now, its text reusable (every day of a snapshot that does not change)."""
+    return Snapshot(len(records), tuple(synthetic.json_array(records)))
+
+
 class OrderSourceResource(dg.ConfigurableResource):
     """Where collections and generated orders come from: `synthetic` (offline, deterministic),
     `dummyjson`, or `landing` (none: a lake fed only by producers' landed files)."""
@@ -69,38 +82,38 @@ class OrderSourceResource(dg.ConfigurableResource):
     def client(self) -> DummyJSONClient:
         return DummyJSONClient(self.dummyjson_url, self.timeout_seconds, self.max_retries)
 
-    def snapshots(self, names: Sequence[str], days: Sequence[date]) -> Iterator[tuple[date, dict[str, list[dict]]]]:
+    def snapshots(self, names: Sequence[str], days: Sequence[date]) -> Iterator[tuple[date, dict[str, Snapshot]]]:
         """Each day's snapshot of each of the `names` collections (`products`, `users`, `carts`,
         `posts`, `comments`), DummyJSON-shaped, as the lake may hold it (core/privacy.py: secrets
-        dropped at extraction, whatever the source). A snapshot that is the same every day (an API's,
-        read once for all the days: a backfill snapshots today's collection into each day; the
-        synthetic users and carts) is the same list object each day; the synthetic shop writes each
-        day's own reviews, posts and comments (the comments on that day's posts, generated once)."""
+        dropped at extraction, whatever the source), as JSON text. A snapshot that is the same every
+        day (an API's, read once for all the days: a backfill snapshots today's collection into each
+        day; the synthetic users and carts) is serialized once; the synthetic shop writes each day's
+        own reviews, posts and comments (the comments on that day's posts, generated once), its
+        products' text made a product at a time as it is taken (a large day's reviews are many)."""
         key = pii_key()
         if self.source is not OrderSource.SYNTHETIC:
-            fetched = {name: extracted(name, self._fetched(name), key) for name in names}
+            fetched = {name: _snapshot(extracted(name, self._fetched(name), key)) for name in names}
             yield from ((day, fetched) for day in days)
             return
         unknown = [name for name in names if name not in SNAPSHOT_COLLECTIONS]
         if unknown:
             raise ValueError(f"unknown collection {unknown[0]!r}")
         products, users = synthetic.generate_products(self.seed), synthetic.generate_users(self.seed)
-        constant = {"users": extracted("users", users, key),
-                    "carts": extracted("carts", synthetic.generate_carts(self.seed, products), key)}
+        constant = {"users": _snapshot(extracted("users", users, key)),
+                    "carts": _snapshot(extracted("carts", synthetic.generate_carts(self.seed, products), key))}
         for day in days:
             posts = synthetic.generate_posts(self.seed, day, users) if {"posts", "comments"} & set(names) else []
             made = {}
             for name in names:
                 if name in constant:
                     made[name] = constant[name]
-                    continue
-                if name == "products":
-                    records = synthetic.products_of_day(self.seed, day, self.orders_per_day, products, users)
-                elif name == "posts":
-                    records = posts
+                elif name == "products":
+                    day_products = synthetic.day_products(self.seed, day, self.orders_per_day, products, users)
+                    made[name] = Snapshot(len(products), synthetic.json_array(
+                        extracted("products", [product], key)[0] for product in day_products))
                 else:
-                    records = synthetic.generate_comments(self.seed, day, posts, users)
-                made[name] = extracted(name, records, key)
+                    records = posts if name == "posts" else synthetic.generate_comments(self.seed, day, posts, users)
+                    made[name] = _snapshot(extracted(name, records, key))
             yield day, made
 
     def _fetched(self, name: str) -> list[dict]:

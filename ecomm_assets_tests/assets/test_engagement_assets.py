@@ -2,13 +2,15 @@
 synthetic range in one run, bad records quarantined with reasons and conserved, and the checks."""
 
 import json
+import subprocess
+import sys
 
 import dagster as dg
 import duckdb
 import pytest
 
 from ecomm_assets.core.layout import collection_path
-from ecomm_assets_tests.conftest import make_definitions
+from ecomm_assets_tests.conftest import PROJECT, make_definitions
 
 DAYS = ["2024-01-15", "2024-01-16"]
 ENGAGEMENT = ["product_reviews", "posts", "comments", "rating_distribution", "rating_vs_sales", "engaged_users",
@@ -195,3 +197,73 @@ def test_a_snapshot_changed_between_a_build_and_its_checks_is_the_next_builds(la
         partition_key=DAYS[0], instance=instance)
     assert conserved(rebuilt) == {"records_read": 1, "rows_loaded": 1, "records_quarantined": 0, "duplicates_dropped": 0,
                                   "unaccounted": 0, "snapshot_replaced_since_build": False}
+
+
+# Run in a process of its own, its peak memory taken from after the project has loaded (the
+# kernel's peak reset through /proc/self/clear_refs): product_reviews built and checked in one run.
+_BUILD_AND_CHECK = """
+import sys
+from pathlib import Path
+import dagster as dg
+from ecomm_assets_tests.conftest import make_definitions
+
+def resident(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field)) * 1024
+
+defs = make_definitions(Path(sys.argv[1]))
+key = dg.AssetKey("product_reviews")
+checks = {check for check in defs.resolve_asset_graph().asset_check_keys if check.asset_key == key}
+job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={key}, asset_check_selection=checks)
+with dg.DagsterInstance.ephemeral() as instance:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    loaded = resident("VmRSS:")
+    result = job.execute_in_process(instance=instance)
+    peak = resident("VmHWM:") - loaded
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations()), result.get_asset_check_evaluations()
+    records = instance.get_latest_materialization_event(key).asset_materialization.metadata["records_read"].value
+print(records, peak)
+"""
+
+
+def test_a_large_snapshot_is_built_and_counted_without_being_held(lake_dir):
+    """A products snapshot of 63 MiB (480,000 reviews: a day of about 4.8 million orders) is read a
+    batch of its records at a time, its reviews checked on a database bounded in memory that spills
+    to disk, its rows streamed to the day's file; the conservation check counts it the same way. The
+    process's peak stays within that database's 512 MB and Python's batches, whatever the snapshot's
+    size (about 310 MiB here). Reading the snapshot whole, the build and the count took 1,405 MiB."""
+    review = json.dumps(GOOD_PRODUCT["reviews"][0] | {"comment": "Would recommend to anyone!"}, separators=(",", ":"))
+    products, reviews_each = 200, 2_400
+    snapshot = lake_dir / collection_path("products", "2024-01-15")
+    snapshot.parent.mkdir(parents=True)
+    reviews = ",".join([review] * reviews_each)
+    with open(snapshot, "w") as out:  # products with their reviews, written a product at a time
+        out.write("[")
+        out.writelines(f'{"," if n > 1 else ""}{{"id":{n},"category":"beauty","reviews":[{reviews}]}}' for n in range(1, products + 1))
+        out.write("]")
+    size = snapshot.stat().st_size
+    run = subprocess.run([sys.executable, "-c", _BUILD_AND_CHECK, str(lake_dir)], check=False, cwd=PROJECT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    records, peak = map(int, run.stdout.split()[-2:])
+    assert records == products * reviews_each and size > 60 * 2**20
+    assert peak < 768 * 2**20, (peak >> 20, size >> 20)
+
+
+def test_a_snapshot_record_too_large_to_read_fails_the_build_and_says_which(lake_dir, instance):
+    """A record of a snapshot is read whole, and parsing one takes several times its size: one over
+    16 MiB (a product with some 100,000 reviews of a day) fails the build, naming the day and the
+    record, rather than taking memory without bound; nothing of the day is written."""
+    snapshot = lake_dir / collection_path("products", "2024-01-15")
+    snapshot.parent.mkdir(parents=True)
+    review = json.dumps(GOOD_PRODUCT["reviews"][0])
+    snapshot.write_text(f'[{json.dumps(GOOD_PRODUCT)},{{"id":2,"reviews":[{",".join([review] * 150_000)}]}}]')
+    job = make_definitions(lake_dir).resolve_implicit_global_asset_job_def()
+    result = job.get_subset(asset_selection={dg.AssetKey("product_reviews")}, asset_check_selection=set()).execute_in_process(
+        instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [e.event_specific_data.error for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert ("product_reviews: the products snapshot of 2024-01-15 cannot be read: element 2 of the array of products is "
+            "larger than 16,777,216 bytes") in failure.cause.message
+    assert not (lake_dir / "processed" / "product_reviews").exists()

@@ -10,10 +10,12 @@ from ecomm_assets.core.landing import (
     DayWindow,
     LandedFile,
     count_json_lines,
+    json_array_elements,
     split_landing_file,
     split_landing_stream,
 )
 from ecomm_assets.core.layout import is_landing_file
+from ecomm_assets.core.records import MAX_RECORD_BYTES
 
 WINDOW = DayWindow(date(2024, 1, 1), date(2099, 12, 31))
 KEY = b"test key"
@@ -406,3 +408,28 @@ def test_a_json_line_holding_two_objects_is_quarantined_alone():
     landed = split_landing_file("feed.jsonl", "\n".join(lines).encode(), STREAM_WINDOW, key=KEY)
     assert landed.file_error is None and landed.records_read == 3 and landed.records_routed == 2
     assert [(q["record_number"], q["reason"].split(":")[0]) for q in landed.quarantined] == [(2, "malformed JSON")]
+
+
+@pytest.mark.parametrize("batch_bytes", [64, 1000, 1 << 20])
+def test_a_json_array_is_read_a_batch_of_its_elements_at_a_time(batch_bytes):
+    """A collection's snapshot: its elements' texts, in order, whatever the batch (an element larger
+    than a batch alone), with brackets, commas and quotes inside strings, any spacing, a BOM."""
+    records = [{"id": n, "text": 'a, "quoted" ] [ {brace} \\ back\\' * (n % 4), "nested": [[n], {"k": [1, {}]}]}
+               for n in range(200)] + ["x", None, 5, [], {}]
+    for text in (json.dumps(records), json.dumps(records, indent=2)):
+        source = io.BytesIO(b"\xef\xbb\xbf \n" + text.encode() + b" \n")
+        elements = [e for batch in json_array_elements(source, "records", batch_bytes) for e in batch.to_pylist()]
+        assert [json.loads(element) for element in elements] == records
+    assert list(json_array_elements(io.BytesIO(b" [ ] "), "records", batch_bytes)) == []
+
+
+@pytest.mark.parametrize("text, error", [
+    (b'{"id": 1}', "not a JSON array of records"),
+    (b"", "not a JSON array of records"),
+    (b'[{"id": 1}] [2]', "unexpected text after the array of records"),
+    (b'[{"id": 1}, {"id": 2}', "the array of records does not end"),
+    (b'[{"id": 1}, "' + b"x" * (MAX_RECORD_BYTES + 10) + b'"]', "element 2 of the array of records is larger than 16,777,216 bytes"),
+])
+def test_a_json_array_that_cannot_be_read_says_why(text, error):
+    with pytest.raises(ValueError, match=error):
+        list(json_array_elements(io.BytesIO(text), "records"))

@@ -2,6 +2,7 @@
 and day, made by the shop's users, and each review's rating following its product's quality
 (synthetic.TARGET_RATING_QUALITY_CORRELATION, checked over a month for two seeds)."""
 
+import json
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -93,3 +94,14 @@ def test_the_same_seed_and_day_give_the_same_records(generate):
     assert generate(7, day) == generate(7, day)
     assert generate(7, day) != generate(8, day)
     assert generate(7, day) != generate(7, other)
+
+
+def test_a_days_products_snapshot_is_written_in_parts_as_its_products_are_made():
+    """A large day's products snapshot is made and serialized a product at a time, in parts: the
+    parts are the bytes of the whole snapshot serialized at once (compact JSON, as the lake holds it)."""
+    products, users = shop(42)
+    day = date(2024, 1, 15)
+    whole = json.dumps(synthetic.products_of_day(42, day, 50_000, products, users), separators=(",", ":")).encode()
+    parts = list(synthetic.json_array(synthetic.day_products(42, day, 50_000, products, users), part_bytes=100_000))
+    assert len(parts) > 5 and b"".join(parts) == whole
+    assert list(synthetic.json_array([])) == [b"[]"]

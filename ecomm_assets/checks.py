@@ -4,7 +4,6 @@ downstream assets never read a partition that failed one; WARN checks flag what 
 
 import contextlib
 import functools
-import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -230,10 +229,9 @@ def _engagement_conservation(batch: Batch) -> dict[date, quality.CheckOutcome]:
     store, table = batch.step.store, batch.step.table
     outcomes = {}
     for day, file in batch.files.items():
-        snapshot = store.read_if_exists(collection_path(COLLECTION[table], day))
         counts = json.loads(store.read_bytes(counts_path(table, day)))
-        read, same = records_as_read(None if snapshot is None else io.BytesIO(snapshot), counts.get("snapshot", {}),
-                                     functools.partial(snapshot_records, table))
+        with opened(store, collection_path(COLLECTION[table], day)) as snapshot:  # a chunk at a time: a day may be large
+            read, same = records_as_read(snapshot, counts.get("snapshot", {}), functools.partial(snapshot_records, table))
         passed, metadata = quality.conservation(read, file.rows, _quarantined(store, table, day), 0, "rows_loaded")
         outcomes[day] = passed, metadata | {"snapshot_replaced_since_build": not same}
     return outcomes

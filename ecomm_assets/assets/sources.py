@@ -1,16 +1,17 @@
 """Source assets: the day's snapshots of DummyJSON-shaped collections (products with their
 reviews, users, carts, posts, comments) and the day's raw orders."""
 
-import hashlib
-import json
+import contextlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
+from typing import BinaryIO
 
 import dagster as dg
 
 from ecomm_assets.assets.days import day_metadata, files_by_day, run_days
 from ecomm_assets.assets.metadata import with_usage
+from ecomm_assets.core.landing import json_array_records
 from ecomm_assets.core.layout import (
     RAW,
     collection_path,
@@ -19,7 +20,7 @@ from ecomm_assets.core.layout import (
     raw_orders_root,
 )
 from ecomm_assets.core.locks import day_locks
-from ecomm_assets.core.storage import LakeStore
+from ecomm_assets.core.storage import LakeStore, content_digest, opened
 from ecomm_assets.partitions import DAILY_BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import (
     SNAPSHOT_COLLECTIONS,
@@ -38,29 +39,43 @@ SOURCES = {"group_name": "sources", "owners": ["team:data-platform"], "partition
 REMEMBERED_SNAPSHOTS = 4
 
 
+# A product's reviews: the day's, about one per ten orders. No reader of collection_snapshots uses
+# them (product_reviews reads the snapshot file itself), so they are dropped as each batch is parsed.
+_LEFT_OUT = {"products": "reviews"}
+
+
 def collection_snapshots(store: LakeStore, collection: str, days: Sequence[date],
                          remembered: int = REMEMBERED_SNAPSHOTS) -> Iterator[tuple[date, list[dict] | None]]:
     """Each day's snapshot of a collection (None for a day never snapshotted), read as the days
-    come: the days' files found with one listing (a single day: its GET, which finds it or not; no
-    HEAD per day), one GET each; a content equal to one of the `remembered` last distinct ones is
-    not parsed again but is the same list object (callers may cache what they derive from it on
-    its identity; they must not modify it)."""
+    come, a batch of records at a time (a product without its reviews: _LEFT_OUT): the days' files
+    found with one listing (a single day: its GET, which finds it or not; no HEAD per day); a
+    content equal to one of the `remembered` last distinct ones is not parsed again but is the same
+    list object (callers may cache what they derive from it on its identity; they must not modify it)."""
     rels = {day: collection_path(collection, day) for day in days}
     present = set(rels.values()) if len(rels) <= 1 else store.existing(list(rels.values()))
-    parsed: OrderedDict[bytes, list[dict]] = OrderedDict()
+    parsed: OrderedDict[str, list[dict]] = OrderedDict()
     for day, rel in rels.items():
-        data = store.read_if_exists(rel) if rel in present else None
-        if data is None:
-            yield day, None
-            continue
-        digest = hashlib.sha256(data).digest()
-        if digest in parsed:
-            parsed.move_to_end(digest)
-        else:
-            parsed[digest] = json.loads(data)
-            if len(parsed) > remembered:
-                parsed.popitem(last=False)
-        yield day, parsed[digest]
+        with opened(store, rel) if rel in present else contextlib.nullcontext() as source:
+            digest = None if source is None else content_digest(source)
+            if digest in parsed:
+                parsed.move_to_end(digest)
+            elif digest is not None:
+                source.seek(0)
+                parsed[digest] = _records(source, collection)
+                if len(parsed) > remembered:
+                    parsed.popitem(last=False)
+        yield day, None if digest is None else parsed[digest]
+
+
+def _records(source: BinaryIO, collection: str) -> list:
+    records = []
+    for batch in json_array_records(source, collection):
+        if collection in _LEFT_OUT:
+            for record in batch:
+                if isinstance(record, dict):
+                    record.pop(_LEFT_OUT[collection], None)
+        records.extend(batch)
+    return records
 
 
 def read_collections(lake: LakeResource, collection: str, days: Sequence[date]) -> dict[date, list[dict] | None]:

@@ -11,7 +11,6 @@ streamed to its files: memory does not follow the size of a day.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections import Counter
@@ -26,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.landing import json_array_elements
+from ecomm_assets.core.landing import json_array_elements, json_array_records
 from ecomm_assets.core.records import ORDER_DATE_PATTERN
 from ecomm_assets.core.schemas import ENGAGEMENT
 from ecomm_assets.core.storage import json_lines
@@ -58,17 +57,10 @@ def snapshot_records(table: str, source: BinaryIO) -> int:
     conservation check's count), a block of the snapshot at a time: reviews for product_reviews
     (a reviews value that is not a list is one record; a product that is no object has none), else
     the snapshot's records."""
-    batches = json_array_elements(source, COLLECTION[table])
     if table != "product_reviews":
-        return sum(len(elements) for elements in batches)
-    reviews, read = 0, 0
-    for elements in batches:
-        try:  # a batch's elements in one parse: a call each would cost more than the parse
-            products = json.loads("[" + ",".join(elements.to_pylist()) + "]")
-        except RecursionError:  # Python's parser recurses: name the records rather than fail obscurely
-            raise ValueError(f"a product of the snapshot ({read + 1} to {read + len(elements)}) is nested too "
-                             "deeply to be read") from None
-        read += len(elements)
+        return sum(len(elements) for elements in json_array_elements(source, COLLECTION[table]))
+    reviews = 0
+    for products in json_array_records(source, COLLECTION[table]):
         for product in products:
             if isinstance(product, dict) and product.get("reviews") is not None:
                 reviews += len(product["reviews"]) if isinstance(product["reviews"], list) else 1

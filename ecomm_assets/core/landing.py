@@ -456,6 +456,21 @@ def json_array_elements(source: BinaryIO, what: str, batch_bytes: int = BATCH_BY
         raise ValueError(f"unexpected text after the array of {what}")
 
 
+def json_array_records(source: BinaryIO, what: str) -> Iterator[list]:
+    """The elements of the JSON array of `what` that a file holds, parsed a batch at a time
+    (json_array_elements; Python's json: a repeated key's last value). ValueError as it, and for a
+    record nested too deeply for Python's parser (which recurses)."""
+    read = 0
+    for elements in json_array_elements(source, what):
+        try:  # a batch's elements in one parse: a call each would cost more than the parse
+            records = json.loads("[" + ",".join(elements.to_pylist()) + "]")
+        except RecursionError:
+            raise ValueError(f"a record of the array of {what} ({read + 1} to {read + len(elements)}) is nested "
+                             "too deeply to be read") from None
+        read += len(elements)
+        yield records
+
+
 # Bytes that matter to the structure of JSON: one lookup of each byte of a batch.
 _QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
 _DEPTH_STEP = np.zeros(256, np.int64)

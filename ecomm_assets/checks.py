@@ -82,6 +82,11 @@ class DayFile:
         return cls(parquet.schema_arrow, parquet.metadata.num_rows)
 
 
+def _local_footer(path: str) -> DayFile:
+    with pq.ParquetFile(path) as parquet:
+        return DayFile.of(parquet)
+
+
 def _footer(store: LakeStore, rel: str) -> DayFile:
     """A Parquet file's schema and row count from its footer, without the data."""
     return DayFile.of(parquet_footer(store, rel))
@@ -147,7 +152,7 @@ class Batch:
         return _as_rows(self.step.table, self.paths, {day: file.schema for day, file in self.files.items()}, self.columns)
 
     def evaluate(self, rule: Callable[[quality.Rows, int], list[quality.CheckOutcome]]) -> dict[date, quality.CheckOutcome]:
-        """A quality rule's outcome of each day, from one query over the batch's rows (one per schema)."""
+        """A quality rule's outcome of each day, from its queries over the batch's rows (one set per schema)."""
         return {day: outcome for days, rows in self.rows for day, outcome in zip(days, rule(rows, len(days)))}
 
     def figures(self, aggregations: dict[str, str]) -> dict[date, dict]:
@@ -314,7 +319,7 @@ def _row_count(batch: Batch) -> dict[date, quality.CheckOutcome]:
 @dataclass(frozen=True)
 class Check:
     """A check of a table: its rule gives each day of a batch its outcome. `columns` are what it
-    reads of each day's rows (a step reads the union of its selected checks' columns, once); a
+    reads of each day's rows (a step's files are staged once, and each rule's queries read its columns); a
     check without columns needs only each day's footer (schema, row count)."""
 
     name: str
@@ -386,12 +391,12 @@ def _batches(store: LakeStore, table: str, days: list[date],
     for batch in day_batches(days, {day: sizes.get(table_path(table, day), 0) for day in days}, BATCH_BYTES):
         with days_as_files(store, table, batch) as files:
             paths = dict(zip(batch, files.paths))
-            yield {day: DayFile.of(pq.ParquetFile(path)) for day, path in paths.items()}, paths
+            yield {day: _local_footer(path) for day, path in paths.items()}, paths
 
 
 def _evaluate(context: dg.AssetCheckExecutionContext, lake: LakeResource, table: str) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of a table over batches of its days, reading of each day only what they
-    need (its footer, or its rows once for all of them); each rule gives every day of a batch its
+    need (its footer, or its file, staged once for all of them); each rule gives every day of a batch its
     own outcome, the one that day alone would get."""
     selected = [check for check in CHECKS[table] if dg.AssetCheckKey(dg.AssetKey(table), check.name) in context.selected_asset_check_keys]
     columns = list(dict.fromkeys(column for check in selected for column in check.columns))

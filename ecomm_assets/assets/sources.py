@@ -79,9 +79,10 @@ def _records(source: BinaryIO, collection: str) -> list:
 
 
 def read_collections(lake: LakeResource, collection: str, days: Sequence[date]) -> dict[date, list[dict] | None]:
-    """Each day's snapshot of a collection, or None for a day never snapshotted (a day known only
-    from landed files: the dimensions then hold what the orders say). One listing for the days, each
-    distinct content parsed once: days with the same content share one list object."""
+    """Each day's snapshot of a collection (collection_snapshots: products without their reviews),
+    or None for a day never snapshotted (a day known only from landed files: the dimensions then
+    hold what the orders say). One listing for the days, each distinct content parsed once: days
+    with the same content share one list object."""
     return dict(collection_snapshots(lake.store(), collection, days, remembered=len(days)))
 
 

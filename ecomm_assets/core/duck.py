@@ -98,20 +98,21 @@ class ParquetFiles:
     position: str | None = None
 
     def view(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
-        """The files as the temporary view `name` of `con`."""
-        columns = ", ".join(f'"{column}"' for column in self.columns) if self.columns is not None else "* EXCLUDE (filename)"
-        if not self.paths:
-            empty = self.schema.empty_table()
-            con.register(f"{name}__files", empty.append_column("filename", pa.array([], pa.string())))
-        else:
-            con.read_parquet(list(self.paths), filename=True).create_view(f"{name}__files")
-        if self.position is None:
-            con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {columns} FROM "{name}__files"')
+        """The files as the temporary view `name` of `con` (its own: another cursor never sees it)."""
+        columns = ", ".join(_quoted(column) for column in self.columns) if self.columns is not None else "*"
+        position = f", file_index::INTEGER AS {_quoted(self.position)}" if self.position is not None else ""
+        if self.paths:
+            files = "[" + ", ".join("'" + path.replace("'", "''") + "'" for path in self.paths) + "]"
+            con.execute(f"CREATE TEMP VIEW {_quoted(name)} AS SELECT {columns}{position} FROM read_parquet({files})")
             return
-        con.register(f"{name}__positions", pa.table({"filename": list(self.paths),
-                                                    "position": pa.array(range(len(self.paths)), pa.int32())}))
-        con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {columns}, position AS "{self.position}" '
-                    f'FROM "{name}__files" JOIN "{name}__positions" USING (filename)')
+        con.register(f"{name}__empty", self.schema.empty_table())
+        con.execute(f"CREATE TEMP VIEW {_quoted(name)} AS SELECT {columns}{position.replace('file_index', 'NULL')} "
+                    f"FROM {_quoted(name + '__empty')}")
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
 
 
 def _open_bounded() -> duckdb.DuckDBPyConnection:

@@ -85,13 +85,12 @@ MAX_AMOUNT = 10**12
 _BLANK = " || ".join(["' '", *(f"chr({code})" for code in (9, 10, 11, 12, 13))])
 
 
-def trimmed(column: str) -> str:
-    """A text column without the blanks around it (spaces, tabs, line breaks), as SQL."""
+def _trimmed(column: str) -> str:
     return f"trim({column}, {_BLANK})"
 
 
 def _money(column: str) -> str:
-    return f"TRY_CAST({trimmed(column)} AS DECIMAL(38,2))"
+    return f"TRY_CAST({_trimmed(column)} AS DECIMAL(38,2))"
 
 
 def _money_problem(column: str) -> str:
@@ -102,8 +101,8 @@ def _money_problem(column: str) -> str:
 
 _TYPED_PURCHASES = f"""
     SELECT *,
-        CASE WHEN {trimmed('user_id')} = '' THEN 'missing user_id'
-             WHEN {trimmed('session_id')} = '' THEN 'missing session_id'
+        CASE WHEN {_trimmed('user_id')} = '' THEN 'missing user_id'
+             WHEN {_trimmed('session_id')} = '' THEN 'missing session_id'
              {_money_problem('cost_price')} {_money_problem('selling_price')} {_money_problem('discount')}
              WHEN TRY_STRPTIME({EVENT_TS_UTC}, '%Y-%m-%dT%H:%M:%SZ') IS NULL
                   THEN 'unparseable {EVENT_TS_UTC}: ' || {EVENT_TS_UTC}
@@ -116,7 +115,7 @@ _KEPT_PURCHASES = f"""
     FROM typed WHERE reason IS NULL
 """
 _PURCHASE_EVENTS = f"""
-    SELECT {trimmed('user_id')} AS user_id, {trimmed('session_id')} AS session_id, category, brand,
+    SELECT {_trimmed('user_id')} AS user_id, {_trimmed('session_id')} AS session_id, category, brand,
            {_money('cost_price')} AS cost_price, {_money('selling_price')} AS selling_price,
            {_money('discount')} AS discount,
            {_money('selling_price')} - {_money('discount')} AS revenue,
@@ -183,19 +182,19 @@ def build_dim_user_profiles(files: list[RawCsvFile]) -> tuple[Typed, Counts]:
     con.register("raw", raw)
     con.execute(f"""
         CREATE TEMP TABLE typed AS SELECT *,
-            CASE WHEN {trimmed('user_id')} = '' THEN 'missing user_id'
-                 WHEN {trimmed('age')} <> '' AND TRY_CAST({trimmed('age')} AS SMALLINT) IS NULL THEN 'unparseable age: ' || age
-                 WHEN NOT TRY_CAST({trimmed('age')} AS SMALLINT) BETWEEN 0 AND 130 THEN 'age out of range 0-130: ' || age
+            CASE WHEN {_trimmed('user_id')} = '' THEN 'missing user_id'
+                 WHEN {_trimmed('age')} <> '' AND TRY_CAST({_trimmed('age')} AS SMALLINT) IS NULL THEN 'unparseable age: ' || age
+                 WHEN NOT TRY_CAST({_trimmed('age')} AS SMALLINT) BETWEEN 0 AND 130 THEN 'age out of range 0-130: ' || age
             END AS reason
         FROM raw
     """)
     profiles = con.sql(f"""
-        WITH typed_age AS (SELECT *, TRY_CAST({trimmed('age')} AS SMALLINT) AS age_years FROM typed WHERE reason IS NULL)
-        SELECT {trimmed('user_id')} AS user_id, age_years AS age, {AGE_BAND} AS age_band,
+        WITH typed_age AS (SELECT *, TRY_CAST({_trimmed('age')} AS SMALLINT) AS age_years FROM typed WHERE reason IS NULL)
+        SELECT {_trimmed('user_id')} AS user_id, age_years AS age, {AGE_BAND} AS age_band,
                gender, education, marital_status, occupation, interests, email, phone_number, city, language,
                landed_at, source
         FROM typed_age
-        QUALIFY row_number() OVER (PARTITION BY {trimmed('user_id')} ORDER BY file_rank DESC, record_number DESC) = 1
+        QUALIFY row_number() OVER (PARTITION BY {_trimmed('user_id')} ORDER BY file_rank DESC, record_number DESC) = 1
         ORDER BY user_id
     """).to_arrow_table()
     quarantined = _quarantined(con, USER_PROFILE_COLUMNS)

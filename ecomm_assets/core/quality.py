@@ -11,7 +11,6 @@ from typing import TypeVar
 import pyarrow as pa
 
 from ecomm_assets.core import duck
-from ecomm_assets.core.purchase_tables import trimmed
 from ecomm_assets.core.schemas import schema_differences
 
 CheckOutcome = tuple[bool, dict]
@@ -65,14 +64,17 @@ def schema_matches(schema: pa.Schema, contract: pa.Schema) -> CheckOutcome:
 
 
 def keys_not_null_and_unique(rows: Rows, keys: list[str], days: int = 1) -> list[CheckOutcome]:
-    """No key column null, no two rows of a day with the same keys (a null equal to a null)."""
+    """No key column null, no two rows of a day with the same keys (a null equal to a null): one
+    query, grouping each day's rows by their keys."""
     quoted = ", ".join(f'"{key}"' for key in keys)
-    counts = count_true(rows, days, **{key: f'"{key}" IS NULL' for key in keys})
-    distinct = per_day(rows, days, {"keys": "count(*)"}, within=f"SELECT DISTINCT {DAY}, {quoted} FROM batch")
+    counted = per_day(rows, days, {
+        "rows": "coalesce(sum(copies), 0)::BIGINT", "distinct": "count(*)",
+        **{f"null {key}": f'coalesce(sum(copies) FILTER (WHERE "{key}" IS NULL), 0)::BIGINT' for key in keys},
+    }, within=f"SELECT {DAY}, {quoted}, count(*) AS copies FROM batch GROUP BY ALL")
     outcomes = []
-    for day, groups in zip(counts, distinct):
-        nulls = {key: day[key] for key in keys}
-        duplicates = day["rows"] - groups["keys"]
+    for day in counted:
+        nulls = {key: day[f"null {key}"] for key in keys}
+        duplicates = day["rows"] - day["distinct"]
         outcomes.append((sum(nulls.values()) == 0 and duplicates == 0, {"null_keys": nulls, "duplicate_keys": duplicates}))
     return outcomes
 
@@ -98,13 +100,13 @@ def conservation(records_read: int, loaded: int, quarantined: int, duplicates: i
 
 def purchase_values_valid(events: Rows, days: int = 1) -> list[CheckOutcome]:
     """Prices and discounts >= 0, revenue = selling - discount, margin = selling - cost - discount,
-    ids not empty (blank as the build trims them)."""
+    ids not empty (nothing but white space, Unicode's included: the check is not the build's trim)."""
     negative = ("cost_price", "selling_price", "discount")
     empty = ("user_id", "session_id")
     counted = count_true(
         events, days,
         **{f"negative_{c}": f"{c} < 0" for c in negative},
-        **{f"empty_{c}": f"{trimmed(c)} = ''" for c in empty},
+        **{f"empty_{c}": f"regexp_full_match({c}, '[\\s\\p{{Z}}\\x{{0B}}\\x{{85}}]*')" for c in empty},
         wrong_revenue="revenue <> selling_price - discount", wrong_margin="margin <> selling_price - discount - cost_price")
     outcomes = []
     for day in counted:

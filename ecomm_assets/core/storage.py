@@ -463,13 +463,6 @@ class LakeStore:
         self.usage.read(rel, len(data))
         return data
 
-    def read_if_exists(self, rel: str) -> bytes | None:
-        """The file's bytes, or None without a file: one GET either way (no HEAD before it)."""
-        try:
-            return self.read_bytes(rel)
-        except FileNotFoundError:
-            return None
-
     def read_tail(self, rel: str, size: int) -> bytes:
         """The file's last `size` bytes (all of a smaller file): one ranged GetObject on S3. A
         missing file raises FileNotFoundError."""

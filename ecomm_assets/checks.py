@@ -163,8 +163,8 @@ class Batch:
         """Each day's aggregations of another table's rows of the batch's days (a file per day)."""
         with days_as_files(self.step.store, table, self.days) as files:
             paths = dict(zip(self.days, files.paths))
-            return _figures(_as_rows(table, paths, {day: pq.read_schema(path) for day, path in paths.items()}, columns),
-                            aggregations)
+            schemas = {day: _local_footer(path).schema for day, path in paths.items()}
+            return _figures(_as_rows(table, paths, schemas, columns), aggregations)
 
 
 def _figures(rows: Iterable[tuple[list[date], quality.Rows]], aggregations: dict[str, str]) -> dict[date, dict]:

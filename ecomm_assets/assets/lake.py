@@ -56,7 +56,7 @@ from ecomm_assets.core.schemas import (
     ORDER_LINES,
     ORDERS,
 )
-from ecomm_assets.core.storage import LakeFile, LakeStore, input_read, json_lines
+from ecomm_assets.core.storage import LakeFile, LakeStore, input_read, quarantine_lines
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
@@ -117,7 +117,7 @@ def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict],
     staged JSON Lines file), its quarantine folder replaced (one listing for all the days), and its counts."""
     if isinstance(quarantined, pa.Table):
         by_day = split_by_day(quarantined, "day", sorted(counts))
-        files = ((day, json_lines(rows.drop_columns(["day"])) if rows.num_rows else None) for day, rows in by_day.items())
+        files = ((day, quarantine_lines(rows.drop_columns(["day"])) if rows.num_rows else None) for day, rows in by_day.items())
     else:
         files = ((day, quarantined.get(day)) for day in sorted(counts))
     store.replace_partitions((quarantine_dir(table, day), {QUARANTINE_FILE: file} if file is not None else {})

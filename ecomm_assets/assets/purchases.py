@@ -42,7 +42,7 @@ from ecomm_assets.core.purchase_tables import (
     build_purchase_events,
 )
 from ecomm_assets.core.schemas import DIM_USER_PROFILES, PURCHASE_EVENTS, conform
-from ecomm_assets.core.storage import LakeFile, LakeStore, json_lines
+from ecomm_assets.core.storage import LakeFile, LakeStore, quarantine_lines
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
 from ecomm_assets.resources import LakeResource
 
@@ -159,7 +159,7 @@ def dim_user_profiles(context: dg.AssetExecutionContext, lake: LakeResource) -> 
         context.log.warning(f"no user-profile files under {USER_PROFILES_FEED.raw_root}/: writing an empty table")
     table = conform(typed.table, DIM_USER_PROFILES, "dim_user_profiles")
     rejects = typed.quarantined.drop_columns(["day"])
-    store.replace_partition(f"{QUARANTINE}/dim_user_profiles", {QUARANTINE_FILE: json_lines(rejects)} if rejects.num_rows else {})
+    store.replace_partition(f"{QUARANTINE}/dim_user_profiles", {QUARANTINE_FILE: quarantine_lines(rejects)} if rejects.num_rows else {})
     size = store.replace_partition(table_dir("dim_user_profiles"), {
         PART_FILE: table,
         COUNTS_FILE: json.dumps(_counts_record(counts, "replaced_by_newer") | read, indent=1).encode(),

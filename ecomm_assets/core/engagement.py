@@ -28,7 +28,7 @@ from ecomm_assets.core import duck
 from ecomm_assets.core.landing import json_array_elements, json_array_records
 from ecomm_assets.core.records import ORDER_DATE_PATTERN
 from ecomm_assets.core.schemas import ENGAGEMENT
-from ecomm_assets.core.storage import json_lines
+from ecomm_assets.core.storage import quarantine_lines
 
 QUARANTINE = pa.schema(
     [
@@ -324,5 +324,5 @@ def _write_quarantined(con: duckdb.DuckDBPyConnection, sql: str, out_dir: str, t
     for day, batch in duck.by_day(duck.rows(con, sql), "day"):
         files.setdefault(day, Path(out_dir, f"{table}-quarantined-{day}.jsonl"))
         with open(files[day], "ab") as out:
-            out.write(json_lines(pa.Table.from_batches([batch]).cast(QUARANTINE).drop_columns(["day"])))
+            out.write(quarantine_lines(pa.Table.from_batches([batch]).cast(QUARANTINE).drop_columns(["day"])))
     return files

@@ -814,7 +814,7 @@ def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
     return conformed
 
 
-def json_lines(table: pa.Table) -> bytes:
+def quarantine_lines(table: pa.Table) -> bytes:
     """A table's rows as JSON Lines (a quarantine file): an object per row, keys in the columns'
     order, each value as Python's json writes it (a date or a timestamp as its text)."""
     return "".join(json.dumps(row, default=str) + "\n" for row in table.to_pylist()).encode()

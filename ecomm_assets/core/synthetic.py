@@ -376,11 +376,6 @@ def day_products(seed: int, day: date, mean_orders: int, products: list[dict], u
         ]}
 
 
-def products_of_day(seed: int, day: date, mean_orders: int, products: list[dict], users: list[dict]) -> list[dict]:
-    """The day's products snapshot whole (day_products)."""
-    return list(day_products(seed, day, mean_orders, products, users))
-
-
 # The parts a collection's JSON text is made in (json_array): a large day's snapshot is written as
 # it is made, and a day of up to this much is one part, written at once.
 JSON_PART_BYTES = 1 << 20

@@ -23,7 +23,7 @@ def shop(seed: int) -> tuple[list[dict], list[dict]]:
 
 def day_products(seed: int, day: date, mean_orders: int = 1000) -> list[dict]:
     products, users = shop(seed)
-    return synthetic.products_of_day(seed, day, mean_orders, products, users)
+    return list(synthetic.day_products(seed, day, mean_orders, products, users))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -101,7 +101,7 @@ def test_a_days_products_snapshot_is_written_in_parts_as_its_products_are_made()
     parts are the bytes of the whole snapshot serialized at once (compact JSON, as the lake holds it)."""
     products, users = shop(42)
     day = date(2024, 1, 15)
-    whole = json.dumps(synthetic.products_of_day(42, day, 50_000, products, users), separators=(",", ":")).encode()
+    whole = json.dumps(list(synthetic.day_products(42, day, 50_000, products, users)), separators=(",", ":")).encode()
     parts = list(synthetic.json_array(synthetic.day_products(42, day, 50_000, products, users), part_bytes=100_000))
     assert len(parts) > 5 and b"".join(parts) == whole
     assert list(synthetic.json_array([])) == [b"[]"]

@@ -13,28 +13,31 @@ import warnings
 # hence here, before any module imports it. A value the user sets wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-# glibc's malloc maps a block larger than its mmap threshold on its own and unmaps it when freed,
-# but raises the threshold to each such block freed (up to 32 MiB): the system allocator then
-# serves a step's large buffers from heaps that keep what is freed between blocks still in use.
-# Held at a fixed value, large blocks go back when freed. A threshold the user gives glibc
-# (MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES, read at start-up) wins; other C libraries are left as
-# they are.
-MMAP_THRESHOLD_BYTES = 2 * 2**20
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+# glibc's malloc, held at two settings (mallopt's parameter numbers, from glibc's malloc.h):
+# - mmap_threshold: a block larger than it is mapped on its own and unmapped when freed. glibc
+#   raises it to each such block freed (up to 32 MiB), and then serves a step's large buffers from
+#   heaps that keep what is freed between blocks still in use. Held, large blocks go back when freed.
+# - trim_threshold: how much free memory at a heap's top is kept for the next blocks. glibc raises
+#   it with the mmap threshold (to twice it); a held mmap threshold leaves it at 128 KiB, so the
+#   memory of each batch's buffers went back to the system and came back as page faults.
+# A setting the user gives glibc (MALLOC_<NAME>_ or GLIBC_TUNABLES, read at start-up) wins; other C
+# libraries are left as they are.
+MALLOC_SETTINGS = {"mmap_threshold": (-3, 2 * 2**20), "trim_threshold": (-1, 8 * 2**20)}
 
 
-def _hold_mmap_threshold() -> None:
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
-        return
+def _hold_malloc_settings() -> None:
     try:
         libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
     except (ValueError, OSError):  # a system without that name: not glibc
         return
-    if libc.startswith("glibc"):
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    if not libc.startswith("glibc"):
+        return
+    for name, (parameter, value) in MALLOC_SETTINGS.items():
+        if f"MALLOC_{name.upper()}_" not in os.environ and f"glibc.malloc.{name}" not in os.environ.get("GLIBC_TUNABLES", ""):
+            ctypes.CDLL(None).mallopt(parameter, value)
 
 
-_hold_mmap_threshold()
+_hold_malloc_settings()
 
 # Dagster features this project chose on purpose, whose every use prints a Beta or Preview warning
 # (24 blocks per command): silenced by message, so any other warning still shows.

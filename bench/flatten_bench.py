@@ -217,6 +217,7 @@ def main() -> None:
         folder = args.cache or stack.enter_context(tempfile.TemporaryDirectory())
         src = os.path.join(folder, f"orders-{args.orders}.jsonl")
         if not os.path.exists(src):
+            os.makedirs(folder, exist_ok=True)
             start = time.perf_counter()
             generate(src, args.orders)
             print(f"generated {src} in {time.perf_counter() - start:.0f} s")

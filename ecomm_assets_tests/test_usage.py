@@ -13,6 +13,9 @@ import duckdb
 import pytest
 
 from ecomm_assets.core.costs import PriceTable
+from ecomm_assets.core.layout import FOOTER_SIZES_PATH, table_dir
+from ecomm_assets.core.scans import FooterSizes, scanned_bytes
+from ecomm_assets.core.schemas import LAKE_TABLES
 from ecomm_assets.definitions import ASSET_CHECKS, ASSETS, resources_from
 from ecomm_assets.resources import PricingResource
 from ecomm_assets.settings import CatalogBackend, SettingError, Settings
@@ -224,6 +227,40 @@ def test_s3_requests_and_glue_calls_are_those_the_endpoint_served(counted_aws):
         assert location == f"s3://{bucket}/prefix/processed/{table}/"
         assert len(glue_client.get_partitions(DatabaseName=database, TableName=table)["Partitions"]) == 1
 
+
+
+def test_an_estimate_reads_only_the_footers_of_the_files_written_since_the_last(counted_aws):
+    """The estimate's query scans take each Parquet file's column sizes from its footer: read for
+    the files written since the last estimate, the others' kept in the lake. Before, every estimate
+    read every footer of the lake again: GETs that grew with its days, run after run."""
+    resources = resources_from(s3_settings(counted_aws.endpoint, 20))
+    store = resources["lake"].store()
+    daily = ["snapshots", "orders_raw", "order_lines", "orders"]
+    with dg.DagsterInstance.ephemeral() as instance:
+        def run(selection, day=None) -> tuple[set[str], set[str]]:
+            """The Parquet files (keys) whose footers the run read, and those it wrote."""
+            started = time.time()
+            assert dg.materialize(ASSETS, selection=selection, partition_key=day, instance=instance, resources=resources).success
+            served = [r for r in counted_aws.since(started) if r.is_s3 and r.key.endswith(".parquet") and not r.key.endswith(FOOTER_SIZES_PATH)]
+            return ({r.key for r in served if r.request_class() == "get"},
+                    {r.key for r in served if r.request_class() == "put"})
+
+        _, written = run(daily, DAY)
+        for another_day in (None, None, "2024-01-16"):  # the estimate after a day, again, after another day
+            if another_day:
+                written |= run(daily, another_day)[1]
+            footers_read, estimate_wrote = run(["usage"])
+            assert footers_read <= written, sorted(footers_read - written)  # only those of files written since
+            assert {key for key in footers_read if "/order_lines/" in key} == {key for key in written if "/order_lines/" in key}
+            written = estimate_wrote  # the usage tables: the next estimate reads their footers
+        # The sizes kept are those the footers give: the same scans as reading every footer afresh.
+        listed = {name: store.list_files(table_dir(name), recursive=True) for name in LAKE_TABLES}
+        files = {name: [f.path for f in found] for name, found in listed.items() if found}
+        queries = {path.name: path.read_text() for path in sorted((PROJECT / "sql").glob("*.sql"))}
+        started = time.time()
+        kept = scanned_bytes(queries, store, files, LAKE_TABLES, footers=FooterSizes(store, [f for found in listed.values() for f in found]))
+        assert not [r for r in counted_aws.since(started) if r.key.endswith(".parquet") and not r.key.endswith(FOOTER_SIZES_PATH)]
+        assert kept == scanned_bytes(queries, store, files, LAKE_TABLES)
 
 
 def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted_aws):

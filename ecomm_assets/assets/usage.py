@@ -26,7 +26,7 @@ from ecomm_assets.core.layout import (
     partition_dir,
     table_dir,
 )
-from ecomm_assets.core.scans import scanned_bytes
+from ecomm_assets.core.scans import FooterSizes, scanned_bytes
 from ecomm_assets.core.schemas import LAKE_TABLES, UNPARTITIONED_TABLES, USAGE_TABLES
 from ecomm_assets.core.usage import PREFIX, StepUsage
 from ecomm_assets.partitions import BACKFILL_POLICY, DAILY_PARTITIONS
@@ -84,8 +84,11 @@ def query_scans(context: dg.AssetExecutionContext, store, tables: Mapping[str, p
         return {}, days
     queries = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
     parquet = {name: paths for name, files in listed.items() if (paths := [f.path for f in files if f.path.endswith(".parquet")])}
+    footers = FooterSizes(store, [f for files in listed.values() for f in files if f.path.endswith(".parquet")])
     scans = {}
-    for name, scanned in scanned_bytes(queries, store, parquet, tables, UNPARTITIONED_TABLES).items():
+    measured = scanned_bytes(queries, store, parquet, tables, UNPARTITIONED_TABLES, footers)
+    footers.save()
+    for name, scanned in measured.items():
         if isinstance(scanned, str):
             context.log.warning(f"sql/{name} left out of the estimate: {scanned}")
         else:

@@ -10,6 +10,7 @@ is made here; the Lambda bridge (which ships alone) keeps copies that a test hol
     raw/<manifest folder>/<file id>.json       a feed's ingested landed file versions
     processed/<table>/dt=D/part-00000.parquet  a table's day (and `_counts.json` beside it)
     processed/<table>/part-00000.parquet       an unpartitioned table (dim_user_profiles)
+    processed/_usage/footer_sizes.parquet      the estimate's column-chunk sizes of the files it read
     quarantine/<table>/dt=D/part-00000.jsonl   a table's rejected records of the day
     quarantine/<table>/part-00000.jsonl        an unpartitioned table's rejected records
     quarantine/<quarantine folder>/<file id>/  a landed file's rejected records, or the whole file
@@ -80,6 +81,9 @@ def partition_day(rel: str) -> date | None:
 
 def table_dir(table: str) -> str:
     return f"{PROCESSED}/{table}"
+
+
+FOOTER_SIZES_PATH = f"{PROCESSED}/_usage/footer_sizes.parquet"  # '_': no table's folder, in no listing of one
 
 
 def table_path(table: str, day: date | str) -> str:

@@ -6,7 +6,8 @@ in memory, so planning sends the object store nothing. Its plan gives, for each 
 scan, the columns read (column pruning) and the filter on `dt` that picks the files (partition
 pruning). The bytes are those columns' compressed column chunks in the files whose day passes
 the filter, from the files' footers, each read once through the LakeStore (so its usage records
-the requests). DuckDB's own bytes read are no measure: it fetches a small file whole whatever the
+the requests) and kept in the lake (FooterSizes): a later estimate reads only the footers of the
+files written since. DuckDB's own bytes read are no measure: it fetches a small file whole whatever the
 columns. Only the files of the tables the query reads count; a query reading several tables
 counts each scan's columns in every one of those tables' files that has them (an upper bound).
 """
@@ -27,15 +28,62 @@ from fsspec import AbstractFileSystem
 from fsspec.utils import glob_translate
 
 from ecomm_assets.core.layout import (
+    FOOTER_SIZES_PATH,
     PARTITION_FILES_GLOB,
     PARTITION_KEY,
     partition_day,
     table_dir,
 )
-from ecomm_assets.core.storage import READ_CONCURRENCY, LakeStore, parquet_footer
+from ecomm_assets.core.storage import (
+    READ_CONCURRENCY,
+    LakeFile,
+    LakeStore,
+    parquet_footer,
+)
 
 PROTOCOL = "lakescan"
 STAND_IN_MODIFIED = datetime(1970, 1, 1, tzinfo=UTC)
+FOOTER_SIZES_SCHEMA = pa.schema([("path", pa.string()), ("version", pa.string()), ("sizes", pa.map_(pa.string(), pa.int64()))])
+
+
+class FooterSizes:
+    """The compressed bytes of each column of the lake's Parquet files, as their footers said, kept
+    in the lake (FOOTER_SIZES_PATH) under each file's version (its size and modification time as
+    listed): a file written again, or another at its path, is read again. Without it, each estimate
+    read every footer of the lake: requests that grew with the lake's days."""
+
+    def __init__(self, store: LakeStore, listed: Sequence[LakeFile]):
+        """The sizes kept for the files `listed` (one GET; a file kept that the listing no longer
+        holds is dropped)."""
+        self.store, self.changed = store, False
+        self.versions = {file.path: f"{file.size}@{file.mtime.isoformat() if file.mtime else ''}" for file in listed}
+        self.kept: dict[str, dict[str, int]] = {}
+        try:
+            table = pq.read_table(pa.BufferReader(store.read_bytes(FOOTER_SIZES_PATH)), schema=FOOTER_SIZES_SCHEMA)
+        except FileNotFoundError:
+            return
+        except (pa.ArrowException, ValueError):  # not the file this wrote (another release's, or cut): read afresh
+            self.changed = True
+            return
+        for path, version, sizes in zip(*(table[name].to_pylist() for name in FOOTER_SIZES_SCHEMA.names), strict=True):
+            if self.versions.get(path) == version:
+                self.kept[path] = dict(sizes)
+        self.changed = len(self.kept) != table.num_rows
+
+    def get(self, path: str) -> dict[str, int] | None:
+        return self.kept.get(path)
+
+    def add(self, path: str, sizes: dict[str, int]) -> None:
+        self.kept[path], self.changed = sizes, True
+
+    def save(self) -> None:
+        """Written back (one PUT) when a footer was read or a file kept is gone."""
+        if self.changed:
+            paths = sorted(self.kept)
+            self.store.write_parquet(FOOTER_SIZES_PATH, pa.table(
+                [paths, [self.versions[path] for path in paths], [list(self.kept[path].items()) for path in paths]],
+                schema=FOOTER_SIZES_SCHEMA))
+            self.changed = False
 
 
 def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
@@ -52,12 +100,13 @@ def _scans(plan: list[dict]) -> list[tuple[set[str], str | None]]:
 
 
 def scanned_bytes(queries: Mapping[str, str], store: LakeStore, files: Mapping[str, Sequence[str]],
-                  schemas: Mapping[str, pa.Schema], unpartitioned: Collection[str] = ()) -> dict[str, tuple[int, int, int] | str]:
+                  schemas: Mapping[str, pa.Schema], unpartitioned: Collection[str] = (),
+                  footers: FooterSizes | None = None) -> dict[str, tuple[int, int, int] | str]:
     """For each query (name -> SQL) over the lake's tables (name -> the lake paths of its Parquet
     files below its table_dir, in dt=YYYY-MM-DD/ partitions or, for those named in `unpartitioned`,
     directly; of the contract schema in `schemas`): (bytes of column chunks scanned, files
     scanned, days the tables it reads hold), or why it could not be planned (a table the lake does
-    not hold)."""
+    not hold). `footers`: the sizes read before, and where those read now are added."""
     with duckdb.connect() as con:
         con.register_filesystem(_StandIns(files, schemas))
         for name in files:
@@ -65,7 +114,7 @@ def scanned_bytes(queries: Mapping[str, str], store: LakeStore, files: Mapping[s
             source = (f"'{folder}/*.parquet', hive_partitioning = false" if name in unpartitioned else
                       f"'{folder}/{PARTITION_FILES_GLOB}', hive_partitioning = true, hive_types = {{'{PARTITION_KEY}': DATE}}")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({source})")
-        results, lake = {}, _LakeFiles(store, files)
+        results, lake = {}, _LakeFiles(store, files, footers)
         for query, sql in queries.items():
             try:
                 results[query] = _scanned(con, sql, lake)
@@ -148,8 +197,8 @@ class _LakeFiles:
     """The tables' Parquet files and their column chunks' sizes, each footer read once for all the
     queries."""
 
-    def __init__(self, store: LakeStore, files: Mapping[str, Sequence[str]]):
-        self.store, self.tables = store, files
+    def __init__(self, store: LakeStore, files: Mapping[str, Sequence[str]], footers: FooterSizes | None):
+        self.store, self.tables, self.footers = store, files, footers
         self._chunks: dict[str, dict[str, int]] = {}
 
     def days(self, table: str) -> dict[str, str]:
@@ -159,10 +208,15 @@ class _LakeFiles:
     def chunk_bytes(self, paths: Sequence[str]) -> dict[str, dict[str, int]]:
         """Compressed bytes of each column of each file, over its row groups, from its footer (those
         not read yet READ_CONCURRENCY at a time: on S3 each is a GET that waits on the network)."""
+        if self.footers is not None:
+            self._chunks.update((path, kept) for path in paths if path not in self._chunks and (kept := self.footers.get(path)))
         unread = [path for path in paths if path not in self._chunks]
         if unread:
             with ThreadPoolExecutor(min(READ_CONCURRENCY, len(unread))) as pool:
                 self._chunks.update(zip(unread, pool.map(self._footer_chunk_bytes, unread)))
+            if self.footers is not None:
+                for path in unread:
+                    self.footers.add(path, self._chunks[path])
         return {path: self._chunks[path] for path in paths}
 
     def _footer_chunk_bytes(self, path: str) -> dict[str, int]:

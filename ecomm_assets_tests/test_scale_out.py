@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
-from ecomm_assets.core.layout import raw_orders_dir, table_dir
+from ecomm_assets.core.layout import FOOTER_SIZES_PATH, raw_orders_dir, table_dir
 from ecomm_assets.core.schemas import USAGE_TABLES
 from ecomm_assets_tests.conftest import (
     finished_backfill,
@@ -20,8 +20,9 @@ from ecomm_assets_tests.conftest import (
 
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03"]
 RANGE_TAGS = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
-# The usage asset's tables are the runs' own measurement (requests a run makes): more runs, more requests.
-RUN_MEASUREMENTS = tuple(table_dir(table) for table in USAGE_TABLES)
+# The usage asset's tables are the runs' own measurement (requests a run makes): more runs, more requests;
+# its footer sizes are kept under the versions (times) of the files each run wrote.
+RUN_MEASUREMENTS = (*(table_dir(table) for table in USAGE_TABLES), FOOTER_SIZES_PATH)
 
 
 def settings(folder: Path, **more: str) -> dict[str, str]:

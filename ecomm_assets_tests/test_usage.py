@@ -6,14 +6,16 @@ import time
 import uuid
 from collections import Counter
 from datetime import datetime
+from urllib.parse import unquote
 
 import boto3
 import dagster as dg
 import duckdb
 import pytest
 
+from ecomm_assets.assets import days as days_module
 from ecomm_assets.core.costs import PriceTable
-from ecomm_assets.core.layout import FOOTER_SIZES_PATH, table_dir
+from ecomm_assets.core.layout import FOOTER_SIZES_PATH, collection_dir, table_dir
 from ecomm_assets.core.scans import FooterSizes, scanned_bytes
 from ecomm_assets.core.schemas import LAKE_TABLES
 from ecomm_assets.definitions import ASSET_CHECKS, ASSETS, resources_from
@@ -261,6 +263,26 @@ def test_an_estimate_reads_only_the_footers_of_the_files_written_since_the_last(
         kept = scanned_bytes(queries, store, files, LAKE_TABLES, footers=FooterSizes(store, [f for found in listed.values() for f in found]))
         assert not [r for r in counted_aws.since(started) if r.key.endswith(".parquet") and not r.key.endswith(FOOTER_SIZES_PATH)]
         assert kept == scanned_bytes(queries, store, files, LAKE_TABLES)
+
+
+def test_a_dimensions_batches_of_days_list_no_snapshots_of_their_own(counted_aws, monkeypatch):
+    """A derived build reads its stale days in batches of bounded input. The dimensions listed each
+    batch's snapshots anew: LISTs that grew with the days (at 1,000 orders a day, one every few
+    days). The build's own listing says which days hold one; what a batch still lists is the check,
+    before its write, that its inputs did not change. Here a batch is two days."""
+    monkeypatch.setattr(days_module, "day_batches", lambda days, sizes, budget: (days[i:i + 2] for i in range(0, len(days), 2)))
+    snapshot_lists = {}
+    for first in (DAY, "2024-01-12"):  # 1 day, then 4 days, each in a lake of its own
+        resources = resources_from(s3_settings(counted_aws.endpoint, 20))
+        with dg.DagsterInstance.ephemeral() as instance:
+            assert dg.materialize(ASSETS, selection=["snapshots", "orders_raw", "order_lines"], instance=instance, resources=resources,
+                                  tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": DAY}).success
+            started = time.time()
+            assert dg.materialize(ASSETS, selection=["dim_customers", "dim_products"], instance=instance, resources=resources).success
+            snapshot_lists[first] = sum(1 for r in counted_aws.since(started) if r.is_s3 and r.request_class() == "list"
+                                        and any(f"{collection_dir(c)}/" in unquote(r.query) for c in ("users", "products")))
+    dimensions, batches = 2, {DAY: 1, "2024-01-12": 2}
+    assert snapshot_lists["2024-01-12"] - snapshot_lists[DAY] == dimensions * (batches["2024-01-12"] - batches[DAY]), snapshot_lists
 
 
 def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted_aws):

@@ -240,12 +240,14 @@ class Derivation:
 
 @dataclass(frozen=True)
 class StaleDays:
-    """The days a derived table must (re)build, their input bytes, and the days some of whose
-    required inputs are not there yet."""
+    """The days a derived table must (re)build, their input bytes, the days some of whose
+    required inputs are not there yet, and the days each input folder held when listed (so that
+    the build's batches need no listing of their own)."""
 
     days: list[date]
     input_bytes: dict[date, int]
     waiting: list[date]
+    held: dict[str, set[date]]
 
 
 def stale_days(store: LakeStore, derivation: Derivation) -> StaleDays:
@@ -265,7 +267,7 @@ def stale_days(store: LakeStore, derivation: Derivation) -> StaleDays:
              for f in files if f.name == PART_FILE}
     days = sorted(day for day in buildable if day not in built or built[day] <= newest[day])
     waiting = sorted(set().union(*(held[folder] for folder in derivation.required)) - buildable)
-    return StaleDays(days, {day: size[day] for day in days}, waiting)
+    return StaleDays(days, {day: size[day] for day in days}, waiting, held)
 
 
 def day_batches(days: list[date], input_bytes: dict[date, int], budget: int) -> Iterator[list[date]]:

@@ -3,7 +3,7 @@ reviews, users, carts, posts, comments) and the day's raw orders."""
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date
 from typing import BinaryIO
 
@@ -45,14 +45,19 @@ _LEFT_OUT = {"products": "reviews"}
 
 
 def collection_snapshots(store: LakeStore, collection: str, days: Sequence[date],
-                         remembered: int = REMEMBERED_SNAPSHOTS) -> Iterator[tuple[date, list[dict] | None]]:
+                         remembered: int = REMEMBERED_SNAPSHOTS, held: Collection[date] | None = None,
+                         ) -> Iterator[tuple[date, list[dict] | None]]:
     """Each day's snapshot of a collection (None for a day never snapshotted), read as the days
     come, a batch of records at a time (a product without its reviews: _LEFT_OUT): the days' files
-    found with one listing (a single day: its GET, which finds it or not; no HEAD per day); a
-    content equal to one of the `remembered` last distinct ones is not parsed again but is the same
-    list object (callers may cache what they derive from it on its identity; they must not modify it)."""
+    found with one listing (a single day: its GET, which finds it or not; no HEAD per day), or
+    among the days a listing the caller made `held`; a content equal to one of the `remembered`
+    last distinct ones is not parsed again but is the same list object (callers may cache what
+    they derive from it on its identity; they must not modify it)."""
     rels = {day: collection_path(collection, day) for day in days}
-    present = set(rels.values()) if len(rels) <= 1 else store.existing(list(rels.values()))
+    if held is not None:
+        present = {rel for day, rel in rels.items() if day in held}
+    else:
+        present = set(rels.values()) if len(rels) <= 1 else store.existing(list(rels.values()))
     parsed: OrderedDict[str, list[dict]] = OrderedDict()
     for day, rel in rels.items():
         with opened(store, rel) if rel in present else contextlib.nullcontext() as source:
@@ -78,12 +83,14 @@ def _records(source: BinaryIO, collection: str) -> list:
     return records
 
 
-def read_collections(lake: LakeResource, collection: str, days: Sequence[date]) -> dict[date, list[dict] | None]:
+def read_collections(lake: LakeResource, collection: str, days: Sequence[date],
+                     held: Collection[date] | None = None) -> dict[date, list[dict] | None]:
     """Each day's snapshot of a collection (collection_snapshots: products without their reviews),
     or None for a day never snapshotted (a day known only from landed files: the dimensions then
-    hold what the orders say). One listing for the days, each distinct content parsed once: days
-    with the same content share one list object."""
-    return dict(collection_snapshots(lake.store(), collection, days, remembered=len(days)))
+    hold what the orders say). One listing for the days (none when the caller's listing says which
+    days it `held`), each distinct content parsed once: days with the same content share one list
+    object."""
+    return dict(collection_snapshots(lake.store(), collection, days, remembered=len(days), held=held))
 
 
 def read_collection(lake: LakeResource, collection: str, day: date | str) -> list[dict] | None:

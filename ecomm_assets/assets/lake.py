@@ -214,7 +214,7 @@ def _dimension(context: dg.AssetExecutionContext, lake: LakeResource, name: str,
     derivation = Derivation(name, (table_dir("order_lines"),), (collection_dir(collection),))
     with derived_build(context, store, derivation, CONTRACTS[name]) as build:
         for days in build.batches():
-            # the build's listing of the snapshots: a batch lists nothing of its own
+            # which days hold a snapshot: the build's own listing says (a batch lists none of its own)
             snapshots = read_collections(lake, collection, days, held=build.stale.held[collection_dir(collection)])
             missing = [str(day) for day, records in snapshots.items() if records is None]
             if missing:

@@ -83,10 +83,11 @@ def query_scans(context: dg.AssetExecutionContext, store, tables: Mapping[str, p
     if not days or not SQL_DIR.is_dir():
         return {}, days
     queries = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
-    parquet = {name: paths for name, files in listed.items() if (paths := [f.path for f in files if f.path.endswith(".parquet")])}
-    footers = FooterSizes(store, [f for files in listed.values() for f in files if f.path.endswith(".parquet")])
+    parquet = {name: found for name, files in listed.items() if (found := [f for f in files if f.path.endswith(".parquet")])}
+    footers = FooterSizes(store, [f for found in parquet.values() for f in found])
     scans = {}
-    measured = scanned_bytes(queries, store, parquet, tables, UNPARTITIONED_TABLES, footers)
+    paths = {name: [f.path for f in found] for name, found in parquet.items()}
+    measured = scanned_bytes(queries, store, paths, tables, UNPARTITIONED_TABLES, footers)
     footers.save()
     for name, scanned in measured.items():
         if isinstance(scanned, str):

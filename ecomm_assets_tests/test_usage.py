@@ -6,7 +6,6 @@ import time
 import uuid
 from collections import Counter
 from datetime import datetime
-from urllib.parse import unquote
 
 import boto3
 import dagster as dg
@@ -15,7 +14,7 @@ import pytest
 
 from ecomm_assets.assets import days as days_module
 from ecomm_assets.core.costs import PriceTable
-from ecomm_assets.core.layout import FOOTER_SIZES_PATH, collection_dir, table_dir
+from ecomm_assets.core.layout import FOOTER_SIZES_PATH, table_dir
 from ecomm_assets.core.scans import FooterSizes, scanned_bytes
 from ecomm_assets.core.schemas import LAKE_TABLES
 from ecomm_assets.definitions import ASSET_CHECKS, ASSETS, resources_from
@@ -265,24 +264,30 @@ def test_an_estimate_reads_only_the_footers_of_the_files_written_since_the_last(
         assert kept == scanned_bytes(queries, store, files, LAKE_TABLES)
 
 
-def test_a_dimensions_batches_of_days_list_no_snapshots_of_their_own(counted_aws, monkeypatch):
-    """A derived build reads its stale days in batches of bounded input. The dimensions listed each
-    batch's snapshots anew: LISTs that grew with the days (at 1,000 orders a day, one every few
-    days). The build's own listing says which days hold one; what a batch still lists is the check,
-    before its write, that its inputs did not change. Here a batch is two days."""
-    monkeypatch.setattr(days_module, "day_batches", lambda days, sizes, budget: (days[i:i + 2] for i in range(0, len(days), 2)))
-    snapshot_lists = {}
-    for first in (DAY, "2024-01-12"):  # 1 day, then 4 days, each in a lake of its own
-        resources = resources_from(s3_settings(counted_aws.endpoint, 20))
+@pytest.mark.parametrize("upstream, derived", [
+    (["snapshots", "orders_raw", "order_lines"], ["dim_customers", "dim_products"]),
+    (["snapshots"], ["product_reviews", "posts", "comments"]),  # each with its quarantine and counts
+], ids=["dimensions", "engagement"])
+def test_a_derived_builds_listings_do_not_grow_with_its_batches(counted_aws, monkeypatch, upstream, derived):
+    """A derived build reads its stale days in batches of bounded input (a year's dimensions take
+    several). Each batch checked its inputs and replaced its days: three LISTs or more a batch,
+    that grew with the days. The build stages its batches and lists once for all of them: the same
+    four days, in one batch or in a batch each, send as many LISTs (and as many PUTs: a file a day)."""
+    requests = {}
+    for budget in (days_module.BATCH_INPUT_BYTES, 1):  # 1 byte: every day a batch of its own
+        monkeypatch.setattr(days_module, "BATCH_INPUT_BYTES", budget)
+        resources = resources_from(s3_settings(counted_aws.endpoint, 20))  # a lake of its own
         with dg.DagsterInstance.ephemeral() as instance:
-            assert dg.materialize(ASSETS, selection=["snapshots", "orders_raw", "order_lines"], instance=instance, resources=resources,
-                                  tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": DAY}).success
+            assert dg.materialize(ASSETS, selection=upstream, instance=instance, resources=resources,
+                                  tags={"dagster/asset_partition_range_start": "2024-01-12", "dagster/asset_partition_range_end": DAY}).success
             started = time.time()
-            assert dg.materialize(ASSETS, selection=["dim_customers", "dim_products"], instance=instance, resources=resources).success
-            snapshot_lists[first] = sum(1 for r in counted_aws.since(started) if r.is_s3 and r.request_class() == "list"
-                                        and any(f"{collection_dir(c)}/" in unquote(r.query) for c in ("users", "products")))
-    dimensions, batches = 2, {DAY: 1, "2024-01-12": 2}
-    assert snapshot_lists["2024-01-12"] - snapshot_lists[DAY] == dimensions * (batches["2024-01-12"] - batches[DAY]), snapshot_lists
+            result = dg.materialize(ASSETS, selection=derived, instance=instance, resources=resources)
+            assert result.success
+            assert all(len(event.materialization.metadata["built_days"].value) == 4
+                       for event in result.get_asset_materialization_events())
+            requests[budget] = Counter(r.request_class() for r in counted_aws.since(started) if r.is_s3)
+    one_batch, batch_a_day = requests.values()
+    assert (batch_a_day["list"], batch_a_day["put"]) == (one_batch["list"], one_batch["put"]), requests
 
 
 def test_a_range_runs_listings_and_heads_on_s3_do_not_grow_with_its_days(counted_aws):

@@ -6,7 +6,9 @@ it computes all the days in one pass and writes each day's file itself.
 """
 
 import contextlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -21,14 +23,22 @@ from ecomm_assets.core import duck
 from ecomm_assets.core.layout import (
     PART_FILE,
     PROCESSED,
+    QUARANTINE_FILE,
+    counts_path,
     partition_day,
     partition_dir,
+    quarantine_dir,
     table_dir,
     table_path,
 )
 from ecomm_assets.core.locks import day_locks
 from ecomm_assets.core.schemas import LAKE_TABLES, conform
-from ecomm_assets.core.storage import LakeFile, LakeStore, conform_parquet_file
+from ecomm_assets.core.storage import (
+    LakeFile,
+    LakeStore,
+    conform_parquet_file,
+    quarantine_lines,
+)
 
 
 def run_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[date]:
@@ -156,6 +166,21 @@ def replace_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day:
     written.bytes += store.replace_partitions(partitions())  # one listing finds the stale files of all the days
 
 
+def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict],
+                       quarantined: pa.Table | Mapping[date, Path]) -> None:
+    """Each day's quarantined records (rows of `quarantined` with a `day` column, or each day's
+    staged JSON Lines file), its quarantine folder replaced (one listing for all the days), and its counts."""
+    if isinstance(quarantined, pa.Table):
+        by_day = split_by_day(quarantined, "day", sorted(counts))
+        files = ((day, quarantine_lines(rows.drop_columns(["day"])) if rows.num_rows else None) for day, rows in by_day.items())
+    else:
+        files = ((day, quarantined.get(day)) for day in sorted(counts))
+    store.replace_partitions((quarantine_dir(table, day), {QUARANTINE_FILE: file} if file is not None else {})
+                             for day, file in files)
+    for day, day_counts in sorted(counts.items()):
+        store.write_bytes(counts_path(table, day), json.dumps(day_counts, indent=1).encode())
+
+
 def write_days(context: dg.AssetExecutionContext, store: LakeStore, table_name: str, contract: pa.Schema,
                by_day: dict[date, pa.Table | Path]) -> dict:
     """Replace the days of a daily asset's table; each day's row count on its materialization; the
@@ -193,22 +218,20 @@ def input_files(store: LakeStore, folder: str, days: Iterable[date]) -> frozense
 @contextlib.contextmanager
 def writing_days(
     context: dg.AssetExecutionContext, store: LakeStore, days: Sequence[date], reads: dict[str, Sequence[date]]
-) -> Iterator[Callable[..., None]]:
+) -> Iterator[Callable[[], None]]:
     """Hold `days` exclusively for this run from listing its inputs to replacing its partitions,
     so that no other run writes them meanwhile (core/locks.py). Yields the guard to call just
-    before a replace: it raises when a day's lease was lost or when an input folder of `reads`
-    (folder -> days read) changed since the start, e.g. by a writer that takes no lock. Given the
-    days about to be written (a batch of a range), it looks at those days' inputs only."""
+    before the replace: it raises when a day's lease was lost or when an input folder of `reads`
+    (folder -> days read) changed since the start, e.g. by a writer that takes no lock."""
     with day_locks(store, days, holder=context.run.run_id, on_wait=context.log.info) as held:
         listed = {folder: _by_day(input_files(store, folder, read_days)) for folder, read_days in reads.items()}
 
-        def ensure_inputs_unchanged(writing: Collection[date] | None = None) -> None:
+        def ensure_inputs_unchanged() -> None:
             held.ensure_held()
             changed = []
             for folder, read_days in reads.items():
-                checked = set(read_days) if writing is None else set(read_days) & set(writing)
-                now = _by_day(input_files(store, folder, checked))
-                if any(set(now.get(day, ())) != set(listed[folder].get(day, ())) for day in checked):
+                now = _by_day(input_files(store, folder, read_days))
+                if any(set(now.get(day, ())) != set(listed[folder].get(day, ())) for day in read_days):
                     changed.append(folder)
             if changed:
                 raise InputsChanged(
@@ -283,28 +306,59 @@ def day_batches(days: list[date], input_bytes: dict[date, int], budget: int) -> 
         yield batch
 
 
+@dataclass(frozen=True)
+class DayRejects:
+    """What a batch of days quarantined: each day's counts record, and the staged JSON Lines file of
+    each day that rejected records (write_days_rejects)."""
+
+    counts: dict[date, dict]
+    quarantined: Mapping[date, Path]
+
+
 class DerivedBuild:
     """One build of a derived table (one the lake keeps per day, which Dagster does not partition):
     its stale days, all built in one run in batches of bounded input (each batch one vectorized
-    computation of every day in it), written under the day locks with the inputs checked unchanged
-    before each write."""
+    computation of every day in it). Each batch's days are staged as local files (`staging` is the
+    folder for a batch's own staged files, kept until the end of the build); once every batch is
+    built, the inputs are checked unchanged and all the days replaced, under the day locks: a
+    listing per folder for the build, whatever its batches, and nothing written if a batch fails."""
 
-    def __init__(self, store: LakeStore, derivation: Derivation, contract: pa.Schema,
-                 ensure_inputs_unchanged: Callable[..., None], stale: StaleDays):
+    def __init__(self, store: LakeStore, derivation: Derivation, contract: pa.Schema, stale: StaleDays,
+                 staging: str, staged_days: duck.DayFiles):
         self.store, self.derivation, self.contract, self.stale = store, derivation, contract, stale
-        self.ensure_inputs_unchanged = ensure_inputs_unchanged
+        self.staging, self._staged_days = staging, staged_days
+        self._staged: dict[date, Path] = {}
+        self._counts: dict[date, dict] = {}
+        self._quarantined: dict[date, Path] = {}
         self.written = DaysWritten()
 
     def batches(self) -> Iterator[list[date]]:
         return day_batches(self.stale.days, self.stale.input_bytes, BATCH_INPUT_BYTES)
 
-    def write(self, by_day: dict[date, pa.Table | Path], quarantine: Callable[[], None] | None = None) -> None:
-        """Replace a batch's days, once its inputs are checked unchanged; `quarantine` writes the
-        batch's rejected records between the check and the partitions."""
-        self.ensure_inputs_unchanged(by_day)
-        if quarantine is not None:
-            quarantine()
-        replace_days(self.store, self.derivation.table, self.contract, by_day, self.written)
+    def write(self, by_day: dict[date, pa.Table | Path], rejects: DayRejects | None = None) -> None:
+        """Stage a batch's days (tables are written to files; files are taken where they are, in
+        `staging`) and what it quarantined, for the build's replace."""
+        for day, content in sorted(by_day.items()):
+            if isinstance(content, Path):
+                self._staged[day] = content
+                continue
+            for batch in content.to_batches():
+                self._staged_days.write(day, batch)
+            if day not in self._staged_days.paths:
+                self._staged_days.empty(day)
+        if rejects is not None:
+            self._counts |= rejects.counts
+            self._quarantined |= rejects.quarantined
+
+    def replace(self, ensure_inputs_unchanged: Callable[[], None]) -> None:
+        """Replace every staged day, once the inputs are checked unchanged; the quarantine and its
+        counts first, so that a day's rows are never there without them."""
+        if not self._staged and not self._staged_days.paths:
+            return
+        ensure_inputs_unchanged()
+        if self._counts:
+            write_days_rejects(self.store, self.derivation.table, self._counts, self._quarantined)
+        replace_days(self.store, self.derivation.table, self.contract, self._staged | self._staged_days.paths, self.written)
 
     def metadata(self) -> dict:
         """The days built (what its checks evaluate), totals, a preview."""
@@ -320,10 +374,17 @@ class DerivedBuild:
 @contextlib.contextmanager
 def derived_build(context: dg.AssetExecutionContext, store: LakeStore, derivation: Derivation,
                   contract: pa.Schema) -> Iterator[DerivedBuild]:
+    """The build of a derived table's stale days: the caller computes and stages them batch by batch
+    (DerivedBuild.write); when it is done they replace the table's days (DerivedBuild.replace)."""
     stale = stale_days(store, derivation)
     if stale.waiting:
         shown = ", ".join(map(str, stale.waiting[:10])) + (" ..." if len(stale.waiting) > 10 else "")
         context.log.info(f"{len(stale.waiting)} days wait for one of {', '.join(derivation.required)}: {shown}")
     reads = {folder: stale.days for folder in derivation.inputs}
-    with writing_days(context, store, stale.days, reads) as ensure_inputs_unchanged:
-        yield DerivedBuild(store, derivation, contract, ensure_inputs_unchanged, stale)
+    with writing_days(context, store, stale.days, reads) as ensure_inputs_unchanged, store.staging_dir() as staging:
+        staged_days_dir = os.path.join(staging, "days")  # apart from the batches' own files, which DayFiles may name alike
+        os.mkdir(staged_days_dir)
+        with duck.DayFiles(staged_days_dir, derivation.table, contract) as staged_days:
+            build = DerivedBuild(store, derivation, contract, stale, staging, staged_days)
+            yield build
+        build.replace(ensure_inputs_unchanged)

@@ -9,12 +9,13 @@ from datetime import date
 import dagster as dg
 
 from ecomm_assets.assets.days import (
+    DayRejects,
     Derivation,
     days_as_files,
     derived_build,
     split_by_day,
 )
-from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines, write_days_rejects
+from ecomm_assets.assets.lake import DERIVED_LAKE, order_lines
 from ecomm_assets.assets.metadata import column_schema, reasons_table, with_usage
 from ecomm_assets.assets.sources import snapshots
 from ecomm_assets.core.analytics import build_engagement_analytics
@@ -49,15 +50,14 @@ def _engagement_table(context: dg.AssetExecutionContext, lake: LakeResource, nam
     with derived_build(context, store, Derivation(name, (collection_dir(collection),)), ENGAGEMENT[name]) as build:
         for days in build.batches():
             paths_of_days = {day: collection_path(collection, day) for day in days}
-            with store.local_paths(list(paths_of_days.values())) as paths, store.staging_dir() as staging:
-                result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)], staging)
+            with store.local_paths(list(paths_of_days.values())) as paths:
+                result = build_engagement(name, [SnapshotFile(path, day) for path, day in zip(paths, days)], build.staging)
                 read = {}
                 for day, path in zip(days, paths):  # the snapshot read, for the conservation check (storage.input_read)
                     with open(path, "rb") as source:
                         read[day] = {"snapshot": input_read(source, functools.partial(snapshot_records, name))}
-                counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
-                build.write(result.rows, quarantine=functools.partial(
-                    write_days_rejects, store, name, {day: counts[day].as_dict() | read[day] for day in days}, result.quarantined))
+            counts.update({day: result.counts.get(day, EngagementCounts()) for day in days})
+            build.write(result.rows, DayRejects({day: counts[day].as_dict() | read[day] for day in days}, result.quarantined))
     metadata = build.metadata()
     reasons = sum((c.reasons for c in counts.values()), Counter())
     metadata.update(

@@ -1,6 +1,5 @@
 """Lake tables: typed, validated, one compact Parquet file per table and UTC day."""
 
-import json
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -8,7 +7,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
 
 from ecomm_assets.assets.days import (
     BATCH_INPUT_BYTES,
@@ -21,6 +19,7 @@ from ecomm_assets.assets.days import (
     run_days,
     split_by_day,
     write_days,
+    write_days_rejects,
     writing_days,
 )
 from ecomm_assets.assets.landing import FORMATS, raw_file_age
@@ -39,11 +38,8 @@ from ecomm_assets.core.flatten import (
 )
 from ecomm_assets.core.layout import (
     ORDERS_FEED,
-    QUARANTINE_FILE,
     Feed,
     collection_dir,
-    counts_path,
-    quarantine_dir,
     quarantine_path,
     raw_orders_root,
     source_label,
@@ -56,7 +52,7 @@ from ecomm_assets.core.schemas import (
     ORDER_LINES,
     ORDERS,
 )
-from ecomm_assets.core.storage import LakeFile, LakeStore, input_read, quarantine_lines
+from ecomm_assets.core.storage import LakeFile, LakeStore, input_read
 from ecomm_assets.core.tables import (
     build_dim_customers,
     build_dim_products,
@@ -109,21 +105,6 @@ def raw_files_read(files: Sequence[LakeFile], local: Mapping[str, str], feed: Fe
         with open(local[f.path], "rb") as source:
             entries.append({"path": f.path} | input_read(source, FORMATS[feed.name].count_records))
     return {"files": entries}
-
-
-def write_days_rejects(store: LakeStore, table: str, counts: dict[date, dict],
-                       quarantined: pa.Table | Mapping[date, Path]) -> None:
-    """Each day's quarantined records (rows of `quarantined` with a `day` column, or each day's
-    staged JSON Lines file), its quarantine folder replaced (one listing for all the days), and its counts."""
-    if isinstance(quarantined, pa.Table):
-        by_day = split_by_day(quarantined, "day", sorted(counts))
-        files = ((day, quarantine_lines(rows.drop_columns(["day"])) if rows.num_rows else None) for day, rows in by_day.items())
-    else:
-        files = ((day, quarantined.get(day)) for day in sorted(counts))
-    store.replace_partitions((quarantine_dir(table, day), {QUARANTINE_FILE: file} if file is not None else {})
-                             for day, file in files)
-    for day, day_counts in sorted(counts.items()):
-        store.write_bytes(counts_path(table, day), json.dumps(day_counts, indent=1).encode())
 
 
 def _write_order_lines(context: dg.AssetExecutionContext, store: LakeStore, raw: dict[date, list[LakeFile]],

@@ -8,12 +8,17 @@ from datetime import date
 
 import dagster as dg
 
-from ecomm_assets.assets.days import run_days, split_by_day, write_days, writing_days
+from ecomm_assets.assets.days import (
+    run_days,
+    split_by_day,
+    write_days,
+    write_days_rejects,
+    writing_days,
+)
 from ecomm_assets.assets.lake import (
     LAKE,
     raw_days_files,
     raw_files_read,
-    write_days_rejects,
 )
 from ecomm_assets.assets.landing import raw_file_age
 from ecomm_assets.assets.metadata import (

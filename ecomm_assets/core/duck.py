@@ -213,8 +213,10 @@ class DayFiles:
             self._flush()
 
     def empty(self, day: date) -> None:
-        """A file without rows, for a day that got none."""
+        """A file without rows, for a day that got none: one empty row group, as pq.write_table
+        writes an empty table, so that a day without rows is the same file whoever wrote it."""
         self._open(day)
+        self._submit(functools.partial(self._writer.write_table, self.contract.empty_table()))
         self._close()
 
     def discard(self, day: date) -> None:

@@ -346,6 +346,7 @@ class DerivedBuild:
                 self._staged_days.write(day, batch)
             if day not in self._staged_days.paths:
                 self._staged_days.empty(day)
+        self._staged_days.end_day()  # the batch's last rows are slices of its whole output: not kept past the batch
         if rejects is not None:
             self._counts |= rejects.counts
             self._quarantined |= rejects.quarantined

@@ -1,13 +1,17 @@
 """Derived tables (kept per day in the lake, not partitioned by Dagster): the days a build takes in
 each batch, and a range built in many batches giving the same tables as in one."""
 
+import contextlib
 from datetime import date, timedelta
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ecomm_assets.assets import days as days_module
+from ecomm_assets.assets import lake as lake_assets
 from ecomm_assets.assets.days import day_batches
 from ecomm_assets_tests.conftest import arrow_peak, make_definitions
 
@@ -67,3 +71,29 @@ def test_derived_tables_query_a_days_files_without_holding_them(lake_dir):
     peak = arrow_peak(lake_dir, 40_000, "2024-01-15", assets=built)
     assert all((lake_dir / "processed" / name / "dt=2024-01-15" / "part-00000.parquet").exists() for name in built)
     assert peak < lines / 2, (peak, lines)
+
+
+def test_a_batchs_rows_are_not_held_while_the_next_batch_computes(lake_dir, instance, monkeypatch):
+    """A build stages each batch's days as files and replaces them all at the end: the rows of a
+    batch must be on disk, not in memory, by the time the next batch reads its inputs (the last day
+    of a batch, left open, held the whole batch's output). Arrow's allocated bytes at each batch's
+    start, against a day's rows in Arrow."""
+    held, read_days = [], lake_assets.days_as_files
+
+    @contextlib.contextmanager
+    def days_as_files(*args, **kwargs):
+        held.append(pa.total_allocated_bytes())
+        with read_days(*args, **kwargs) as files:
+            yield files
+
+    monkeypatch.setattr(lake_assets, "days_as_files", days_as_files)
+    monkeypatch.setattr(days_module, "BATCH_INPUT_BYTES", 1)  # every day a batch of its own
+    job = make_definitions(lake_dir, orders_per_day=5_000).resolve_implicit_global_asset_job_def()
+    tags = {"dagster/asset_partition_range_start": "2024-01-13", "dagster/asset_partition_range_end": "2024-01-15"}
+    inputs = [dg.AssetKey(k) for k in ("snapshots", "orders_raw", "order_lines")]
+    assert job.execute_in_process(instance=instance, tags=tags, asset_selection=inputs).success
+    assert job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("dim_customers")]).success
+    days = sorted((lake_dir / "processed" / "dim_customers").glob("dt=*/part-00000.parquet"))
+    assert len(days) == len(held) == 3
+    a_day = min(pq.read_table(day).nbytes for day in days)
+    assert max(held) < a_day / 4, (held, a_day)

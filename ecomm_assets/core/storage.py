@@ -5,8 +5,8 @@ into place, on an object store a single PUT. Readers (DuckDB globs, pyarrow data
 skip names starting with '.' or '_'.
 
 A killed writer cannot clean up after itself, so every temporary name carries its host and
-process id, and the first write of a store sweeps what dead processes (or anything older than
-LEFTOVER_MAX_AGE) left in the staging folder; on S3 the first write of a process to a lake also
+process id, and the first write of a store sweeps what dead processes of this host (or another
+host's temporaries older than LEFTOVER_MAX_AGE) left in the staging folder; on S3 the first write of a process to a lake also
 aborts stale incomplete multipart uploads under the lake's prefix (once, not in every step: it is
 a LIST).
 """
@@ -56,8 +56,8 @@ from ecomm_assets.core.usage import (
 PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 1  # as DuckDB's staged files: compact enough, fast to write
 CONFORM_BATCH_ROWS = 128 * 1024  # rows per batch when a staged file is rewritten to its contract
-# No write of ours takes this long: an older temporary file or multipart upload is a dead writer's
-# even when its process id was reused or it ran on another host.
+# No write of ours takes this long: an older multipart upload, or an older temporary of another
+# host (or of this one where a process's start time cannot be read), is a dead writer's.
 LEFTOVER_MAX_AGE = timedelta(hours=6)
 MULTIPART_THRESHOLD = 64 << 20  # an object larger than this is uploaded in parts of this size
 UPLOAD_CONFIG = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD,
@@ -103,12 +103,36 @@ def sweep_folder(folder: str) -> list[str]:
 
 
 def is_leftover(name: str, modified: float, now: float) -> bool:
-    """Whether a temporary file or folder named `host~pid~...` belongs to no running writer."""
+    """Whether a temporary file or folder named `host~pid~...` belongs to no running writer. One of
+    this host whose process runs and started before the temporary was last modified is its
+    writer's, however long the writer has run (a year's backfill in one run takes hours); one whose
+    process id is now another process's, started since, is a leftover."""
     host, _, rest = name.partition("~")
     pid = rest.partition("~")[0]
-    if host == _host() and pid.isdigit() and not _process_alive(int(pid)):
-        return True
+    if host == _host() and pid.isdigit():
+        if not _process_alive(int(pid)):
+            return True
+        started = _process_start(int(pid))
+        if started is not None:
+            return started > modified + _START_TIME_RESOLUTION
     return now - modified > LEFTOVER_MAX_AGE.total_seconds()
+
+
+# A process's start time is known to the second (the boot time's resolution).
+_START_TIME_RESOLUTION = 1.0
+
+
+def _process_start(pid: int) -> float | None:
+    """When a running process started (seconds since the epoch), from Linux's /proc; None elsewhere
+    or when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()  # after the command's name, which may hold spaces
+        with open("/proc/stat") as system:
+            boot = next(float(line.split()[1]) for line in system if line.startswith("btime "))
+    except (OSError, StopIteration):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime, the stat file's 22nd field
 
 
 def _process_alive(pid: int) -> bool:

@@ -31,17 +31,21 @@ def dead_pid() -> int:
 
 
 @pytest.mark.parametrize(
-    ("owner", "age_hours", "swept"),
+    ("owner", "age_hours", "max_age_hours", "swept"),
     [
-        ("dead", 0, True),  # a killed writer of this host
-        ("alive", 0, False),  # a running writer
-        ("alive", 7, True),  # older than any write: the pid was reused
-        ("other-host", 0, False),  # another host's writer may still run
-        ("other-host", 7, True),
+        ("dead", 0, 6, True),  # a killed writer of this host
+        ("alive", 0, 6, False),  # a running writer
+        ("alive", 0, 0, False),  # a writer running longer than any other host's temporaries live (a long backfill)
+        ("alive", 7, 6, True),  # older than the process: the pid was reused
+        ("other-host", 0, 6, False),  # another host's writer may still run
+        ("other-host", 7, 6, True),
     ],
+    ids=["dead", "alive", "alive-past-the-max-age", "pid-reused", "other-host", "other-host-old"],
 )
 @pytest.mark.parametrize("kind", ["file", "folder"])
-def test_the_first_write_sweeps_what_dead_writers_left_in_staging(tmp_path, owner, age_hours, swept, kind):
+def test_the_first_write_sweeps_what_dead_writers_left_in_staging(tmp_path, monkeypatch, owner, age_hours, max_age_hours,
+                                                                  swept, kind):
+    monkeypatch.setattr(storage, "LEFTOVER_MAX_AGE", storage.timedelta(hours=max_age_hours))
     store = LakeStore.from_uri(str(tmp_path / "lake"))
     staging = tmp_path / "lake" / ".staging"
     staging.mkdir(parents=True)

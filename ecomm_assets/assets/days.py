@@ -7,7 +7,6 @@ it computes all the days in one pass and writes each day's file itself.
 
 import contextlib
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -16,7 +15,6 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ecomm_assets.assets.metadata import BUILT_DAYS, PREVIEW_ROWS, preview
 from ecomm_assets.core import duck
@@ -37,6 +35,7 @@ from ecomm_assets.core.storage import (
     LakeFile,
     LakeStore,
     conform_parquet_file,
+    parquet_bytes,
     quarantine_lines,
 )
 
@@ -152,8 +151,7 @@ def replace_days(store: LakeStore, table_name: str, contract: pa.Schema, by_day:
         for day, content in sorted(by_day.items()):
             where = f"{table_name} of {day}"
             if isinstance(content, Path):
-                content = conform_parquet_file(content, contract, where)
-                parquet = pq.ParquetFile(content)
+                content, parquet = conform_parquet_file(content, contract, where)
                 written.rows[day] = parquet.metadata.num_rows
             else:
                 content = conform(content, contract, where)
@@ -323,10 +321,9 @@ class DerivedBuild:
     built, the inputs are checked unchanged and all the days replaced, under the day locks: a
     listing per folder for the build, whatever its batches, and nothing written if a batch fails."""
 
-    def __init__(self, store: LakeStore, derivation: Derivation, contract: pa.Schema, stale: StaleDays,
-                 staging: str, staged_days: duck.DayFiles):
+    def __init__(self, store: LakeStore, derivation: Derivation, contract: pa.Schema, stale: StaleDays, staging: str):
         self.store, self.derivation, self.contract, self.stale = store, derivation, contract, stale
-        self.staging, self._staged_days = staging, staged_days
+        self.staging = staging
         self._staged: dict[date, Path] = {}
         self._counts: dict[date, dict] = {}
         self._quarantined: dict[date, Path] = {}
@@ -339,14 +336,11 @@ class DerivedBuild:
         """Stage a batch's days (tables are written to files; files are taken where they are, in
         `staging`) and what it quarantined, for the build's replace."""
         for day, content in sorted(by_day.items()):
-            if isinstance(content, Path):
-                self._staged[day] = content
-                continue
-            for batch in content.to_batches():
-                self._staged_days.write(day, batch)
-            if day not in self._staged_days.paths:
-                self._staged_days.empty(day)
-        self._staged_days.end_day()  # the batch's last rows are slices of its whole output: not kept past the batch
+            if isinstance(content, pa.Table):  # held by the batch already: written whole, none of it kept
+                path = Path(self.staging, f"{self.derivation.table}-{day}.staged.parquet")
+                path.write_bytes(parquet_bytes(conform(content, self.contract, f"{self.derivation.table} of {day}")))
+                content = path
+            self._staged[day] = content
         if rejects is not None:
             self._counts |= rejects.counts
             self._quarantined |= rejects.quarantined
@@ -354,12 +348,12 @@ class DerivedBuild:
     def replace(self, ensure_inputs_unchanged: Callable[[], None]) -> None:
         """Replace every staged day, once the inputs are checked unchanged; the quarantine and its
         counts first, so that a day's rows are never there without them."""
-        if not self._staged and not self._staged_days.paths:
+        if not self._staged:
             return
         ensure_inputs_unchanged()
         if self._counts:
             write_days_rejects(self.store, self.derivation.table, self._counts, self._quarantined)
-        replace_days(self.store, self.derivation.table, self.contract, self._staged | self._staged_days.paths, self.written)
+        replace_days(self.store, self.derivation.table, self.contract, self._staged, self.written)
 
     def metadata(self) -> dict:
         """The days built (what its checks evaluate), totals, a preview."""
@@ -383,9 +377,6 @@ def derived_build(context: dg.AssetExecutionContext, store: LakeStore, derivatio
         context.log.info(f"{len(stale.waiting)} days wait for one of {', '.join(derivation.required)}: {shown}")
     reads = {folder: stale.days for folder in derivation.inputs}
     with writing_days(context, store, stale.days, reads) as ensure_inputs_unchanged, store.staging_dir() as staging:
-        staged_days_dir = os.path.join(staging, "days")  # apart from the batches' own files, which DayFiles may name alike
-        os.mkdir(staged_days_dir)
-        with duck.DayFiles(staged_days_dir, derivation.table, contract) as staged_days:
-            build = DerivedBuild(store, derivation, contract, stale, staging, staged_days)
-            yield build
+        build = DerivedBuild(store, derivation, contract, stale, staging)
+        yield build
         build.replace(ensure_inputs_unchanged)

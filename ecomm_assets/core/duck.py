@@ -212,11 +212,6 @@ class DayFiles:
         if self._pending_rows >= CONFORM_BATCH_ROWS:
             self._flush()
 
-    def end_day(self) -> None:
-        """Write out the day being written and close its file, so that none of its rows stays in
-        memory while the caller computes the next day's."""
-        self._close()
-
     def empty(self, day: date) -> None:
         """A file without rows, for a day that got none: one empty row group, as pq.write_table
         writes an empty table, so that a day without rows is the same file whoever wrote it."""

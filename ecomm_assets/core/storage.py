@@ -402,9 +402,7 @@ class LakeStore:
         return aborted
 
     def write_parquet(self, rel: str, table: pa.Table) -> int:
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
-        return self.write_bytes(rel, buffer.getvalue())
+        return self.write_bytes(rel, parquet_bytes(table))
 
     def replace_partition(self, rel_dir: str, files: Mapping[str, PartitionFile]) -> int:
         """Make `rel_dir` hold exactly `files` (see replace_partitions)."""
@@ -822,20 +820,28 @@ class LakeStore:
             yield paths
 
 
-def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> Path:
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as a Parquet file's bytes, with the lake's compression: encoded in memory and written
+    with one call, where pyarrow writing to a file makes a system call per page."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL)
+    return buffer.getvalue()
+
+
+def conform_parquet_file(staged: Path, contract: pa.Schema, where: str) -> tuple[Path, pq.ParquetFile]:
     """A staged Parquet file (DuckDB's, all columns nullable) rewritten beside it with exactly the
     contract's schema, batch by batch so memory stays bounded however large the file; the
     checks and errors of `schemas.conform`. A file written with exactly the contract's schema
-    (core/duck.DayFiles conforms as it writes) is taken as it is."""
+    (core/duck.DayFiles conforms as it writes) is taken as it is. The file, and it open (its footer read once)."""
     source = pq.ParquetFile(staged)
     if source.schema_arrow.equals(contract, check_metadata=True):
-        return staged
+        return staged, source
     conformed = staged.with_name(f"{staged.stem}.contract.parquet")
     with pq.ParquetWriter(conformed, contract, compression=PARQUET_COMPRESSION,
                           compression_level=PARQUET_COMPRESSION_LEVEL) as writer:
         for batch in source.iter_batches(batch_size=CONFORM_BATCH_ROWS):
             writer.write_batch(conform(batch, contract, where))
-    return conformed
+    return conformed, pq.ParquetFile(conformed)
 
 
 def quarantine_lines(table: pa.Table) -> bytes:

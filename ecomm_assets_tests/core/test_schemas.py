@@ -105,5 +105,5 @@ def test_descriptions_survive_conform_and_a_parquet_round_trip(name, tmp_path):
     assert column_descriptions(pq.read_table(tmp_path / "part.parquet").schema) == expected
     # A staged file written without them (DuckDB's COPY) gets them when it is conformed.
     pq.write_table(plain, tmp_path / "staged.parquet")
-    staged = conform_parquet_file(tmp_path / "staged.parquet", contract, f"{name} 2024-01-15")
+    staged, _ = conform_parquet_file(tmp_path / "staged.parquet", contract, f"{name} 2024-01-15")
     assert column_descriptions(pq.read_schema(staged)) == expected

@@ -107,8 +107,8 @@ def test_a_staged_file_is_rewritten_with_its_contract_in_bounded_batches(tmp_pat
     staged = tmp_path / "lines.parquet"
     all_nullable = pa.table({"id": [f"o{n}" for n in range(2500)], "price": pa.array([Decimal("1.25")] * 2500, pa.decimal128(18, 2))})
     pq.write_table(all_nullable, staged, row_group_size=2500)
-    conformed = conform_parquet_file(staged, CONTRACT, "t of 2024-01-15")
-    parquet = pq.ParquetFile(conformed)
+    conformed, parquet = conform_parquet_file(staged, CONTRACT, "t of 2024-01-15")
+    assert parquet.metadata == pq.ParquetFile(conformed).metadata
     assert parquet.schema_arrow == CONTRACT and parquet.metadata.num_row_groups == 3
     assert parquet.read().to_pydict() == all_nullable.to_pydict()
 
@@ -121,8 +121,9 @@ def test_a_staged_file_is_rewritten_with_its_contract_in_bounded_batches(tmp_pat
 def test_a_staged_file_already_written_with_its_contract_is_taken_as_it_is(tmp_path, schema, rewritten):
     staged = tmp_path / "day.parquet"
     pq.write_table(pa.table({"id": ["o1"], "price": pa.array([Decimal("1.25")], pa.decimal128(18, 2))}, schema=schema), staged)
-    conformed = conform_parquet_file(staged, CONTRACT, "t of 2024-01-15")
+    conformed, parquet = conform_parquet_file(staged, CONTRACT, "t of 2024-01-15")
     assert (conformed != staged) == rewritten
+    assert parquet.schema_arrow.equals(CONTRACT, check_metadata=True)
     assert pq.ParquetFile(conformed).schema_arrow.equals(CONTRACT, check_metadata=True)
 
 
